@@ -1,0 +1,51 @@
+"""The fleet: GPU types, GPUs and the nodes that hold them."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from gpuplan.models.base import Spec
+
+
+class GPUType(Spec):
+    """A GPU model: memory, throughput relative to the reference GPU, price and power."""
+
+    name: str = Field(min_length=1, description="Type name referenced by nodes and tasks, e.g. 'A100-80G'.")
+    memory_gb: float = Field(gt=0, description="GPU memory in GB.")
+    speed: float = Field(
+        default=1.0,
+        gt=0,
+        description="Throughput relative to the reference GPU: duration = work_h / speed.",
+    )
+    cost_per_hour: float = Field(default=0.0, ge=0, description="Price of one GPU-hour.")
+    power_w: float = Field(default=0.0, ge=0, description="Board power in watts.")
+
+
+class GPU(Spec):
+    """One GPU listed by id, with its health and current temperature."""
+
+    id: str = Field(min_length=1, description="Unique GPU id across the fleet.")
+    type: str = Field(description="Name of a GPU type.")
+    healthy: bool = Field(default=True, description="An unhealthy GPU receives no task.")
+    temperature_c: float | None = Field(
+        default=None,
+        description="Current temperature; above the problem's temperature_limit_c it receives nothing.",
+    )
+
+
+class Node(Spec):
+    """A machine holding GPUs, given by type and count or listed one by one."""
+
+    id: str = Field(min_length=1, description="Unique node id.")
+    gpu_counts: dict[str, int] = Field(
+        default_factory=dict,
+        description="GPU type -> count; these GPUs get ids '<node>/<type>/<k>'.",
+    )
+    gpus: list[GPU] = Field(default_factory=list, description="GPUs listed one by one.")
+
+    @model_validator(mode="after")
+    def _counts_positive(self) -> Node:
+        for name, count in self.gpu_counts.items():
+            if count < 0:
+                raise ValueError(f"gpu_counts[{name!r}] must be >= 0 (got {count})")
+        return self

@@ -1,0 +1,144 @@
+"""What comes back: a verified plan, with objective, proven bound and gap."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0"
+
+
+class Status(StrEnum):
+    """Outcome of a solve."""
+
+    OPTIMAL = "optimal"
+    """A solution proven optimal (gap 0)."""
+    FEASIBLE = "feasible"
+    """Stopped with a solution whose optimality is not proven."""
+    INFEASIBLE = "infeasible"
+    """Proven that no solution exists."""
+    UNKNOWN = "unknown"
+    """No solution found within the limit, and no proof that none exists."""
+    INVALID = "invalid"
+    """The input was rejected."""
+
+    @property
+    def has_solution(self) -> bool:
+        return self in (Status.OPTIMAL, Status.FEASIBLE)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Assignment(_Out):
+    """One placed task."""
+
+    task: str
+    gpus: list[str]
+    node: str | None = None
+    gpu_type: str | None = None
+    cost: float = Field(description="Cost of this placement (matrix cost, or GPU-hours x price).")
+    duration_h: float | None = None
+
+
+class Unassigned(_Out):
+    """A task left out, and why."""
+
+    task: str
+    reason: str
+
+
+class GPUUsage(_Out):
+    """How full one GPU is, per resource."""
+
+    gpu: str
+    node: str | None = None
+    tasks: int
+    used: dict[str, float]
+    capacity: dict[str, float]
+    utilization: float = Field(description="Largest used/capacity ratio over the resources.")
+
+
+class Incumbent(_Out):
+    """A solution found during the search."""
+
+    time_s: float
+    objective: float
+
+
+class Scaling(_Out):
+    """How the program was made integer for CP-SAT: value_int = round(value x scale)."""
+
+    cost_scale: float
+    load_scales: dict[str, float]
+    exact: bool = Field(
+        description="True when every scaled value is an exact integer; otherwise loads were "
+        "rounded up and capacities down (a safe approximation)."
+    )
+
+
+class Plan(_Out):
+    """A solve's result. `objective` = placement cost + penalties of dropped optional tasks."""
+
+    schema_version: str = SCHEMA_VERSION
+    status: Status
+    objective: float | None = None
+    bound: float | None = Field(default=None, description="Proven lower bound on the objective.")
+    gap: float | None = None
+    solver: str
+    solver_requested: str
+    solver_reason: str = ""
+    wall_time_s: float
+    placement_cost: float | None = None
+    penalty: float | None = None
+    assignments: list[Assignment] = Field(default_factory=list)
+    unassigned: list[Unassigned] = Field(default_factory=list)
+    gpus: list[GPUUsage] = Field(default_factory=list)
+    warm_start_objective: float | None = None
+    incumbents: list[Incumbent] = Field(default_factory=list)
+    scaling: Scaling | None = None
+    stats: dict[str, float | int | str] = Field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def is_feasible(self) -> bool:
+        """True when the plan holds a solution."""
+        return self.status.has_solution
+
+    def summary(self) -> str:
+        """A short human-readable report: status, numbers, then placements per GPU."""
+        fmt = "—" if self.objective is None else f"{self.objective:,.4g}"
+        bound = "—" if self.bound is None else f"{self.bound:,.4g}"
+        gap = "—" if self.gap is None else f"{100 * self.gap:.2f}%"
+        lines = [
+            f"status    {self.status.value}   solver {self.solver}"
+            + (f" (asked: {self.solver_requested})" if self.solver_requested != self.solver else ""),
+            f"objective {fmt}   bound {bound}   gap {gap}   time {self.wall_time_s:.2f}s",
+        ]
+        if self.placement_cost is not None:
+            lines.append(
+                f"placed    {len(self.assignments)} tasks, cost {self.placement_cost:,.4g}"
+                + (f", penalty {self.penalty:,.4g}" if self.penalty else "")
+            )
+        if self.solver_reason:
+            lines.append(f"why       {self.solver_reason}")
+        if self.message:
+            lines.append(f"note      {self.message}")
+        by_gpu: dict[str, list[str]] = {}
+        for a in self.assignments:
+            for g in a.gpus:
+                by_gpu.setdefault(g, []).append(a.task)
+        if self.gpus:
+            lines.append("")
+            lines.append(f"{'GPU':<24} {'util':>6}  tasks")
+            for u in self.gpus:
+                names = by_gpu.get(u.gpu, [])
+                shown = ", ".join(names[:8]) + (f", … (+{len(names) - 8})" if len(names) > 8 else "")
+                lines.append(f"{u.gpu:<24} {100 * u.utilization:5.1f}%  {shown or '-'}")
+        if self.unassigned:
+            lines.append("")
+            lines.append("unassigned:")
+            lines.extend(f"  {u.task}: {u.reason}" for u in self.unassigned)
+        return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""The solve() facade: compile, greedy warm start, exact backend, polish, decode, verify."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
+from gpuplan.optimizer.compile import Compiled, compile_problem
+from gpuplan.optimizer.decode import decode
+from gpuplan.optimizer.program import DROPPED, Program
+from gpuplan.optimizer.verify import verify
+from gpuplan.solvers import get_solver
+from gpuplan.solvers.base import RawSolution, SolveParams
+from gpuplan.solvers.greedy import GreedySolver
+from gpuplan.solvers.polish import polish
+
+log = logging.getLogger("gpuplan")
+
+#: Above this many eligible (task, GPU) pairs, `auto` skips the exact model.
+AUTO_MAX_PAIRS = 2_000_000
+
+
+def choose_backend(program: Program) -> tuple[str, str]:
+    """The backend `auto` picks for this program, and why."""
+    pairs = int(program.eligible.sum())
+    if pairs > AUTO_MAX_PAIRS:
+        return "greedy", f"{pairs:,} eligible pairs exceed {AUTO_MAX_PAIRS:,}: exact model too large"
+    return "cpsat", f"{pairs:,} eligible pairs: CP-SAT with the greedy as hint"
+
+
+def _better(a: RawSolution, b: RawSolution, program: Program) -> RawSolution:
+    """The solution with the lower objective (a solution beats none)."""
+    if not b.status.has_solution:
+        return a
+    if not a.status.has_solution:
+        return b
+    return a if program.objective_int(a.assign) <= program.objective_int(b.assign) else b
+
+
+def solve_compiled(
+    compiled: Compiled,
+    *,
+    solver: str = "auto",
+    time_limit_s: float = 10.0,
+    workers: int | None = None,
+    seed: int = 0,
+    started: float | None = None,
+) -> Plan:
+    """Solve an already compiled problem; see `solve`."""
+    started = time.monotonic() if started is None else started
+    deadline = started + time_limit_s
+    program = compiled.program
+    workers = workers or os.cpu_count() or 1
+    if solver not in ("auto", "greedy", "cpsat", "milp"):
+        raise ValueError(f"solver: unknown backend {solver!r} (choose auto, greedy, cpsat, milp)")
+
+    no_home = np.flatnonzero(~program.eligible.any(axis=1) & ~program.optional)
+    if no_home.size:
+        raw = RawSolution.empty(
+            program,
+            Status.INFEASIBLE,
+            f"{no_home.size} required task(s) have no eligible GPU",
+        )
+        raw.assign = np.full(program.n_tasks, DROPPED, dtype=np.int64)
+        return _finish(compiled, raw, "presolve", solver, "a required task fits on no GPU", started, None)
+
+    warm = GreedySolver().solve(program, SolveParams(deadline=deadline, workers=workers, seed=seed))
+    if warm.status.has_solution:
+        warm.assign = polish(program, warm.assign)
+        warm.objective = program.objective(warm.assign)
+    warm_obj = warm.objective
+    log.info("greedy: %s objective=%s", warm.status.value, warm_obj)
+
+    name, reason = choose_backend(program) if solver == "auto" else (solver, "requested")
+    if name == "greedy":
+        best = warm
+    else:
+        params = SolveParams(deadline=deadline, workers=workers, seed=seed, hint=warm.assign)
+        raw = get_solver(name).solve(program, params)
+        log.info("%s: %s objective=%s bound=%s", name, raw.status.value, raw.objective, raw.bound)
+        if raw.status is Status.INFEASIBLE:
+            best = raw
+        elif raw.status.has_solution:
+            best = _better(raw, warm, program)
+            if best is warm:
+                best = RawSolution(
+                    warm.assign,
+                    Status.FEASIBLE,
+                    warm.objective,
+                    raw.bound,
+                    raw.incumbents,
+                    raw.stats,
+                    f"{name} did not improve on the greedy warm start",
+                )
+        elif warm.status.has_solution:
+            best = RawSolution(
+                warm.assign,
+                Status.FEASIBLE,
+                warm.objective,
+                raw.bound,
+                warm.incumbents,
+                raw.stats,
+                f"{name} found no solution in time ({raw.message}); returning the greedy warm start",
+            )
+            name = f"{name}+greedy"
+        else:
+            best = raw
+    if best.status.has_solution:
+        polished = polish(program, best.assign)
+        if not np.array_equal(polished, best.assign):
+            best.assign = polished
+            best.objective = program.objective(polished)
+            if best.status is Status.OPTIMAL:
+                best.status = Status.FEASIBLE
+    return _finish(compiled, best, name, solver, reason, started, warm_obj)
+
+
+def _finish(
+    compiled: Compiled,
+    raw: RawSolution,
+    name: str,
+    requested: str,
+    reason: str,
+    started: float,
+    warm_obj: float | None,
+) -> Plan:
+    if raw.status.has_solution and raw.bound is not None and raw.objective is not None:
+        raw.bound = min(raw.bound, raw.objective)
+    plan = decode(
+        compiled,
+        raw,
+        solver=name,
+        solver_requested=requested,
+        solver_reason=reason,
+        wall_time_s=time.monotonic() - started,
+        warm_start_objective=warm_obj,
+    )
+    verify(plan, compiled.source)
+    return plan
+
+
+def solve(
+    problem: Problem | MatrixProblem | Matrix | dict[str, Any],
+    solver: str | None = None,
+    time_limit_s: float | None = None,
+    workers: int | None = None,
+    seed: int | None = None,
+) -> Plan:
+    """Plan `problem` and return a verified Plan.
+
+    `problem` is a Problem, the matrix form, or a dict of either (as read from JSON). Arguments
+    left as None take the problem's `options` (defaults: auto, 10 s, all cores, seed 0). The time
+    limit is wall-clock for the whole call; on timeout the best plan found so far is returned.
+    """
+    started = time.monotonic()
+    if isinstance(problem, dict):
+        problem = parse_problem(problem)
+    opts = problem.options if isinstance(problem, Problem) else None
+    compiled = compile_problem(problem)
+    return solve_compiled(
+        compiled,
+        solver=solver or (opts.solver if opts else "auto"),
+        time_limit_s=time_limit_s if time_limit_s is not None else (opts.time_limit_s if opts else 10.0),
+        workers=workers or (opts.workers if opts else None),
+        seed=seed if seed is not None else (opts.seed if opts else 0),
+        started=started,
+    )
+
+
+def parse_problem(data: dict[str, Any]) -> Problem | MatrixProblem:
+    """A dict from JSON -> Problem, or MatrixProblem when it holds a `matrix` key."""
+    if isinstance(data, dict) and "matrix" in data:
+        return MatrixProblem.model_validate(data)
+    return Problem.model_validate(data)

@@ -57,3 +57,15 @@ def int_bound_to_user(program: Program, bound_int: float) -> float:
     if not program.scaling_exact:
         bound -= 0.5 * program.n_tasks / program.cost_scale
     return bound
+
+
+def proven_status(program: Program, objective: float) -> Status:
+    """OPTIMAL for an optimum of the integer program, unless cost rounding could matter.
+
+    With inexact cost scaling the integer optimum is within n_tasks / scale of the true one; it
+    is reported optimal only when that slack is below 1e-9 of the objective.
+    """
+    if program.scaling_exact:
+        return Status.OPTIMAL
+    slack = 0.5 * program.n_tasks / program.cost_scale
+    return Status.OPTIMAL if slack <= 1e-9 * max(1.0, abs(objective)) else Status.FEASIBLE

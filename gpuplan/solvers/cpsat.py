@@ -8,7 +8,7 @@ import numpy as np
 
 from gpuplan.models.plan import Status
 from gpuplan.optimizer.program import DROPPED, Program
-from gpuplan.solvers.base import RawSolution, SolveParams, int_bound_to_user
+from gpuplan.solvers.base import RawSolution, SolveParams, int_bound_to_user, proven_status
 
 
 def _status_map() -> dict[int, Status]:
@@ -91,7 +91,6 @@ class CpSatSolver:
             "conflicts": int(solver.num_conflicts),
         }
         if not status.has_solution:
-            bound = None
             sol = RawSolution.empty(program, status, f"CP-SAT: {solver.status_name()}")
             sol.stats = stats
             return sol
@@ -99,7 +98,8 @@ class CpSatSolver:
         assign = np.full(program.n_tasks, DROPPED, dtype=np.int64)
         assign[ts[chosen]] = gs[chosen]
         bound = int_bound_to_user(program, solver.best_objective_bound)
-        if status is Status.OPTIMAL and not program.scaling_exact:
-            status = Status.FEASIBLE  # optimal for the rounded program only
+        obj = program.objective(assign)
+        if status is Status.OPTIMAL:
+            status = proven_status(program, obj)
         inc = [(s, float(v) / program.cost_scale) for s, v in timeline]
-        return RawSolution(assign, status, program.objective(assign), bound, inc, stats)
+        return RawSolution(assign, status, obj, bound, inc, stats)

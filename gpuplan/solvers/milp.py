@@ -21,7 +21,7 @@ import numpy as np
 
 from gpuplan.models.plan import Status
 from gpuplan.optimizer.program import DROPPED, Program
-from gpuplan.solvers.base import RawSolution, SolveParams, int_bound_to_user
+from gpuplan.solvers.base import RawSolution, SolveParams, int_bound_to_user, proven_status
 
 _GRACE_S = 0.5
 _BEST_POSSIBLE = re.compile(r"best possible (-?[0-9.eE+]+)")
@@ -168,7 +168,7 @@ class MilpSolver:
             bound = int_bound_to_user(program, program.objective_int(assign))
         elif bound_int is not None:
             bound = int_bound_to_user(program, bound_int)
-        st = Status.OPTIMAL if optimal and program.scaling_exact else Status.FEASIBLE
+        st = proven_status(program, obj) if optimal else Status.FEASIBLE
         return RawSolution(assign, st, obj, bound, [(time.monotonic() - started, obj)], stats, killed)
 
     def _solve_other(
@@ -205,5 +205,5 @@ class MilpSolver:
         optimal = box["status"] == pulp.LpStatusOptimal and prob.sol_status == pulp.LpSolutionOptimal
         obj = program.objective(assign)
         bound = int_bound_to_user(program, program.objective_int(assign)) if optimal else None
-        st = Status.OPTIMAL if optimal and program.scaling_exact else Status.FEASIBLE
+        st = proven_status(program, obj) if optimal else Status.FEASIBLE
         return RawSolution(assign, st, obj, bound, [(time.monotonic() - started, obj)])

@@ -155,6 +155,7 @@ def _finish(
         load_scale=load_scale,
         resource_names=resource_names,
         scaling_exact=bool(cost_exact and load_exact),
+        loads_exact=bool(load_exact),
     )
 
 

@@ -41,7 +41,8 @@ class Program:
     cost_scale: float
     load_scale: np.ndarray  # float64 [R]
     resource_names: tuple[str, ...]
-    scaling_exact: bool
+    scaling_exact: bool  # costs and loads both exact
+    loads_exact: bool = True  # loads and capacities exact: integer-program bounds hold for the user's
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

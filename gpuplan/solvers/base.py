@@ -51,8 +51,14 @@ class Solver(Protocol):
     def solve(self, program: Program, params: SolveParams) -> RawSolution: ...
 
 
-def int_bound_to_user(program: Program, bound_int: float) -> float:
-    """Turn a bound on the integer objective into a bound in user units (safe when rounded)."""
+def int_bound_to_user(program: Program, bound_int: float) -> float | None:
+    """Turn a bound on the integer objective into a bound in user units (safe when rounded).
+
+    None when loads were rounded: the integer program is then a restriction of the user's, and its
+    bound need not hold for the user's problem.
+    """
+    if not program.loads_exact:
+        return None
     bound = bound_int / program.cost_scale
     if not program.scaling_exact:
         bound -= 0.5 * program.n_tasks / program.cost_scale
@@ -67,5 +73,7 @@ def proven_status(program: Program, objective: float) -> Status:
     """
     if program.scaling_exact:
         return Status.OPTIMAL
+    if not program.loads_exact:
+        return Status.FEASIBLE
     slack = 0.5 * program.n_tasks / program.cost_scale
     return Status.OPTIMAL if slack <= 1e-9 * max(1.0, abs(objective)) else Status.FEASIBLE

@@ -83,7 +83,8 @@ class CpSatSolver:
             def on_solution_callback(self) -> None:
                 timeline.append((time.monotonic() - started, self.objective_value))
 
-        status = _status_map().get(solver.solve(model, _Recorder()), Status.UNKNOWN)
+        code = solver.solve(model, _Recorder())
+        status = _status_map().get(code, Status.UNKNOWN)
         stats: dict[str, float | int | str] = {
             "build_s": round(built, 4),
             "variables": n_pairs + len(drop),
@@ -91,7 +92,7 @@ class CpSatSolver:
             "conflicts": int(solver.num_conflicts),
         }
         if not status.has_solution:
-            sol = RawSolution.empty(program, status, f"CP-SAT: {solver.status_name()}")
+            sol = RawSolution.empty(program, status, f"CP-SAT: {solver.status_name(code)}")
             sol.stats = stats
             return sol
         chosen = np.array([solver.boolean_value(v) for v in x], dtype=bool)

@@ -29,8 +29,11 @@ every lower-tier task. The optimum therefore never drops a task that could take 
 lower-priority work.
 
 Integer program (CP-SAT): costs are multiplied by :math:`10^k` and rounded, the smallest k that
-makes them integral (or the largest that keeps totals below about :math:`10^{12}`); each resource
-likewise, with loads rounded up and capacities down when the scaling is not exact.
+makes them integral (or the largest that keeps totals below about :math:`10^{12}`). Each resource
+likewise (values below :math:`2^{40}`); when no power of ten makes a resource integral (a duration
+of 1/6 h, say), its loads are rounded to the nearest unit and its capacities widened by a relative
+:math:`10^{-9}` (``CAPACITY_TOLERANCE``), so exactly-full GPUs stay feasible; plans then hold each
+capacity within that tolerance plus the rounding, far inside the verifier's :math:`10^{-6}`.
 """
 
 from __future__ import annotations
@@ -60,39 +63,58 @@ class Compiled:
     duration: np.ndarray | None  # float64 [T, G] hours, NaN where undefined (Problem only)
 
 
-def _pow10_scale(values: np.ndarray, magnitude: float, budget: float) -> tuple[float, bool]:
-    """Smallest 10^k (k <= 9) making `values` integral, else the largest within `budget`."""
-    best = 1.0
-    for k in range(10):
+#: Relative capacity tolerance granted when loads cannot be scaled exactly (see module docstring).
+CAPACITY_TOLERANCE = 1e-9
+
+
+def _integral(scaled: np.ndarray) -> bool:
+    """True when every value is an integer up to float noise (absolute, not relative, test)."""
+    return bool(np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 + 1e-13 * np.abs(scaled)))
+
+
+def _pow10_scale(values: np.ndarray, magnitude: float, budget: float, max_k: int = 9) -> tuple[float, bool]:
+    """Smallest 10^k (k <= max_k) making `values` integral, else the largest 10^k within `budget`."""
+    for k in range(max_k + 1):
         s = 10.0**k
         if magnitude * s > budget and k > 0:
             break
-        best = s
-        scaled = values * s
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-9 * np.maximum(1.0, np.abs(scaled))):
+        if _integral(values * s):
             return s, True
-    return best, False
+    k = max(0, int(np.floor(np.log10(budget / max(magnitude, 1e-300)))))
+    return 10.0 ** min(k, 15), False
 
 
 def _scale_loads(
     load: np.ndarray, capacity: np.ndarray, eligible: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    r_n = load.shape[0]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, bool]:
+    """Per resource: scale, integer loads and capacities, (all exact, integer program relaxes).
+
+    Exact: loads and capacities are integers after scaling. Otherwise loads are rounded to the
+    nearest unit of the largest scale within budget and capacities widened by CAPACITY_TOLERANCE
+    (relative), which both keeps exactly-full GPUs feasible and, while the tolerance exceeds the
+    rounding of a full GPU's tasks, makes the integer program a relaxation (its bounds stay valid).
+    """
+    r_n, t_n = load.shape[0], load.shape[1]
     scales = np.ones(r_n)
     load_int = np.zeros(load.shape, dtype=np.int64)
     cap_int = np.zeros(capacity.shape, dtype=np.int64)
-    exact = True
+    exact = relaxes = True
     for r in range(r_n):
         vals = np.concatenate([load[r][eligible], capacity[r]])
         mag = float(np.max(np.abs(vals))) if vals.size else 1.0
         s, ok = _pow10_scale(vals, max(mag, 1e-300), _LOAD_VALUE_BUDGET)
-        exact &= ok
         scales[r] = s
         scaled = np.where(eligible, load[r], 0.0) * s
-        load_int[r] = np.ceil(scaled - 1e-9 * np.maximum(1.0, np.abs(scaled))).astype(np.int64)
+        load_int[r] = np.round(scaled).astype(np.int64)
         cap = capacity[r] * s
-        cap_int[r] = np.floor(cap + 1e-9 * np.maximum(1.0, np.abs(cap))).astype(np.int64)
-    return scales, load_int, cap_int, exact
+        if ok:
+            cap_int[r] = np.round(cap).astype(np.int64)
+        else:
+            exact = False
+            cap_int[r] = np.floor(cap * (1.0 + CAPACITY_TOLERANCE)).astype(np.int64)
+            slack = cap_int[r] - cap
+            relaxes &= bool(np.all(slack >= 0.5 * t_n + 1))
+    return scales, load_int, cap_int, exact, exact or relaxes
 
 
 def _penalties(
@@ -129,7 +151,7 @@ def _finish(
 ) -> Program:
     cost = np.where(eligible, cost, 0.0)
     load = np.where(eligible[None, :, :], load, 0.0)
-    load_scale, load_int, cap_int, load_exact = _scale_loads(load, capacity, eligible)
+    load_scale, load_int, cap_int, load_exact, relaxes = _scale_loads(load, capacity, eligible)
     # A pair whose load alone exceeds the capacity can never be used.
     eligible = eligible & np.all(load_int <= cap_int[:, None, :], axis=0)
     cost = np.where(eligible, cost, 0.0)
@@ -155,7 +177,7 @@ def _finish(
         load_scale=load_scale,
         resource_names=resource_names,
         scaling_exact=bool(cost_exact and load_exact),
-        loads_exact=bool(load_exact),
+        loads_exact=bool(relaxes),
     )
 
 

@@ -23,8 +23,8 @@ class Program:
     """min Σ cost·x + Σ penalty·dropped  s.t. one GPU per placed task, load ≤ capacity.
 
     Float arrays carry the user's units; the `*_int` twins are the integer program CP-SAT sees
-    (value_int = round(value · scale); loads rounded up and capacities down when inexact, so an
-    integer-feasible assignment is always feasible in the user's units).
+    (value_int = round(value · scale); when a resource cannot be scaled exactly, capacities get a
+    relative tolerance of 1e-9, see `compile`).
     """
 
     cost: np.ndarray  # float64 [T, G]; 0 where not eligible
@@ -42,7 +42,7 @@ class Program:
     load_scale: np.ndarray  # float64 [R]
     resource_names: tuple[str, ...]
     scaling_exact: bool  # costs and loads both exact
-    loads_exact: bool = True  # loads and capacities exact: integer-program bounds hold for the user's
+    loads_exact: bool = True  # integer program contains every user-feasible plan: its bounds hold
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -30,7 +30,7 @@ def choose_backend(program: Program) -> tuple[str, str]:
     pairs = int(program.eligible.sum())
     if pairs > AUTO_MAX_PAIRS:
         return "greedy", f"{pairs:,} eligible pairs exceed {AUTO_MAX_PAIRS:,}: exact model too large"
-    return "cpsat", f"{pairs:,} eligible pairs: CP-SAT with the greedy as hint"
+    return "portfolio", f"{pairs:,} eligible pairs: greedy, LP bound, restricted then exact CP-SAT"
 
 
 def _better(a: RawSolution, b: RawSolution, program: Program) -> RawSolution:
@@ -79,6 +79,10 @@ def solve_compiled(
     name, reason = choose_backend(program) if solver == "auto" else (solver, "requested")
     if name == "greedy":
         best = warm
+    elif name == "portfolio":
+        from gpuplan.optimizer.portfolio import run_portfolio
+
+        best = run_portfolio(program, SolveParams(deadline=deadline, workers=workers, seed=seed), warm)
     else:
         params = SolveParams(deadline=deadline, workers=workers, seed=seed, hint=warm.assign)
         raw = get_solver(name).solve(program, params)

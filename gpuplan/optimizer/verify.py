@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from gpuplan.models import GPU, GPUType, Matrix, MatrixProblem, Plan, Problem, Task
 
 _REL = 1e-6
+_NOISE = 1e-12
 
 
 class VerificationError(AssertionError):
@@ -188,8 +189,8 @@ def _check_priority(plan: Plan, view: _ProblemView | _MatrixView, used: dict, on
                 if view.optional(other) and view.priority(other) < p:
                     for r, v in view.pair(other, g).loads.items():
                         freed[r] += v
-            fits = all(
-                pair.loads[r] <= cap[r] - used.get(g, {}).get(r, 0.0) + freed[r] - _REL * max(1.0, cap[r])
+            fits = all(  # an exact fit counts: only float noise is forgiven
+                pair.loads[r] <= cap[r] - used.get(g, {}).get(r, 0.0) + freed[r] + _NOISE * max(1.0, cap[r])
                 for r in pair.loads
             )
             if fits:

@@ -1,0 +1,200 @@
+"""The default strategy (`auto`): greedy, LP bound, CP-SAT on the promising pairs, then exact.
+
+1. Greedy, then local search until every required task is placed: a feasible fallback in well
+   under a second on thousands of tasks.
+2. LP relaxation by column generation: a proven lower bound (the Lagrangian of its duals), reduced
+   costs, and a fractional solution whose rounding is a near-optimal (often infeasible) hint.
+3. Restricted CP-SAT: only the few pairs of lowest reduced cost per task (plus the LP's support and
+   the incumbent), hinted with the LP rounding. This is where large instances are won: the model
+   shrinks tenfold or more while keeping the good assignments; a second phase widens the pairs.
+4. Exact CP-SAT over every pair that reduced-cost fixing cannot exclude, hinted with the best
+   solution, when the problem is small enough for it to help; it can prove optimality.
+
+The bound reported is the best proven one: the LP's Lagrangian bound, or CP-SAT's bound from the
+exact phase (never a bound from a restricted model).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpuplan.models.plan import Status
+from gpuplan.optimizer.bounds import LPResult, fixable, lp_relaxation, reduced_costs, user_bound
+from gpuplan.optimizer.program import DROPPED, Program
+from gpuplan.solvers.base import RawSolution, SolveParams
+from gpuplan.solvers.cpsat import CpSatSolver
+from gpuplan.solvers.local import LocalSearch
+from gpuplan.solvers.polish import polish
+
+log = logging.getLogger("gpuplan")
+
+#: Problems with at most this many eligible pairs go straight to exact CP-SAT after the LP.
+SMALL_PAIRS = 3_000
+#: Problems with at most this many pairs (after fixing) get an exact phase at the end.
+EXACT_PAIRS = 25_000
+
+
+@dataclass
+class _State:
+    program: Program
+    started: float
+    best: np.ndarray | None = None
+    best_int: int | None = None
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+    stats: dict[str, float | int | str] = field(default_factory=dict)
+
+    def offer(self, assign: np.ndarray | None, source: str) -> bool:
+        """Keep `assign` if feasible and better; True when it improved."""
+        if assign is None or not self.program.is_feasible(assign):
+            return False
+        value = self.program.objective_int(assign)
+        if self.best_int is not None and value >= self.best_int:
+            return False
+        self.best, self.best_int = assign.copy(), value
+        elapsed = time.monotonic() - self.started
+        self.timeline.append((elapsed, self.program.objective(assign)))
+        log.info("%6.2fs %-10s objective %s", elapsed, source, self.program.objective(assign))
+        return True
+
+
+def _lp_rounding(program: Program, lp: LPResult, fallback: np.ndarray) -> np.ndarray:
+    """Each task to the GPU holding most of it in the LP; drop or fallback when none does."""
+    x = np.where(program.eligible, lp.x, 0.0)
+    best = x.argmax(axis=1)
+    mass = x.max(axis=1)
+    out = np.where(mass > 1e-9, best, DROPPED)
+    missing = (out == DROPPED) & ~program.optional
+    out[missing] = fallback[missing]
+    return out.astype(np.int64)
+
+
+def _restricted(program: Program, lp: LPResult, keep: int, extra: np.ndarray) -> Program:
+    """The program limited to the `keep` lowest reduced-cost GPUs per task, plus `extra` pairs."""
+    rc = reduced_costs(program, lp.lam)
+    mask = np.zeros(program.eligible.shape, dtype=bool)
+    k = min(keep, program.n_gpus)
+    np.put_along_axis(mask, np.argsort(rc, axis=1)[:, :k], True, axis=1)
+    mask |= (lp.x > 1e-9) | extra
+    return program.replace(eligible=program.eligible & mask)
+
+
+def _pairs(assign: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    idx = np.flatnonzero(assign >= 0)
+    mask[idx, assign[idx]] = True
+    return mask
+
+
+def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> RawSolution:
+    """Solve with the strategy in the module docstring; returns the best verified-feasible plan."""
+    started = time.monotonic()
+    deadline = params.deadline
+    st = _State(program, started)
+    pairs = int(program.eligible.sum())
+    if warm.status.has_solution:
+        st.offer(warm.assign, "greedy")
+    else:
+        ls_deadline = started + 0.15 * max(0.0, deadline - started)
+        repaired = polish(program, LocalSearch(program, params.seed).run(warm.assign, ls_deadline))
+        st.offer(repaired, "local")
+    fallback = st.best if st.best is not None else warm.assign
+
+    bound_int: float | None = None
+    lp = None
+    if time.monotonic() < deadline:
+        lp_deadline = time.monotonic() + 0.35 * max(0.0, deadline - time.monotonic())
+        lp = lp_relaxation(program, lp_deadline, extra=_pairs(fallback, program.eligible.shape))
+        if lp is not None and np.isfinite(lp.bound_int):
+            bound_int = lp.bound_int
+            st.stats.update(
+                lp_rounds=lp.rounds,
+                lp_columns=lp.columns,
+                lp_complete=str(lp.complete),
+                lp_time_s=round(lp.time_s, 3),
+            )
+            log.info(
+                "LP bound %s after %d rounds (%.2fs)", user_bound(program, bound_int), lp.rounds, lp.time_s
+            )
+    exact_bound: float | None = None
+    proven = False
+    hint = fallback if lp is None else _lp_rounding(program, lp, fallback)
+    cpsat = CpSatSolver()
+
+    infeasible = False
+
+    def exact_phase(until: float, hint_assign: np.ndarray) -> None:
+        nonlocal exact_bound, proven, infeasible
+        prog = program
+        if lp is not None and st.best is not None and st.best_int is not None:
+            drop = fixable(program, lp, float(st.best_int)) & ~_pairs(st.best, program.eligible.shape)
+            prog = program.replace(eligible=program.eligible & ~drop)
+            st.stats["fixed_pairs"] = int(drop.sum())
+        res = cpsat.solve(prog, SolveParams(until, params.workers, params.seed, hint_assign))
+        st.offer(res.assign if res.status.has_solution else None, "cpsat")
+        if res.status is Status.INFEASIBLE:
+            if st.best is None:
+                infeasible = True  # the full program (nothing fixed) has no solution
+            else:
+                proven = True  # nothing beats the incumbent among the unfixed pairs
+        elif res.bound is not None:
+            exact_bound = res.bound
+            proven = res.status is Status.OPTIMAL
+
+    if pairs <= SMALL_PAIRS or lp is None:
+        exact_phase(deadline, hint if st.best is None else st.best)
+    else:
+        phases = ((2, 0.5), (4, 1.0)) if pairs > EXACT_PAIRS else ((3, 0.6),)
+        begin = time.monotonic()
+        span = max(0.0, deadline - begin)
+        current = hint
+        for keep, share in phases:
+            until = min(deadline, begin + share * span) if pairs > EXACT_PAIRS else begin + share * span
+            if time.monotonic() >= until - 0.05:
+                continue
+            extra = _pairs(current, program.eligible.shape)
+            if st.best is not None:
+                extra |= _pairs(st.best, program.eligible.shape)
+            sub = _restricted(program, lp, keep, extra)
+            res = cpsat.solve(sub, SolveParams(until, params.workers, params.seed, current))
+            if res.status.has_solution:
+                st.offer(polish(program, res.assign), f"cpsat-k{keep}")
+            st.stats[f"restricted_k{keep}_pairs"] = int(sub.eligible.sum())
+            current = st.best if st.best is not None else current
+        if pairs <= EXACT_PAIRS and time.monotonic() < deadline - 0.1 and st.best is not None:
+            exact_phase(deadline, st.best)
+
+    if infeasible:
+        raw = RawSolution.empty(
+            program, Status.INFEASIBLE, "CP-SAT proved that no plan places every required task"
+        )
+        raw.stats = st.stats
+        return raw
+    if st.best is None:
+        raw = RawSolution.empty(program, Status.UNKNOWN, "no plan placing every required task found in time")
+        raw.bound = user_bound(program, bound_int) if bound_int is not None else None
+        raw.stats = st.stats
+        return raw
+    objective = program.objective(st.best)
+    bounds = [
+        b
+        for b in (exact_bound, user_bound(program, bound_int) if bound_int is not None else None)
+        if b is not None
+    ]
+    bound = max(bounds) if bounds else None
+    status = Status.FEASIBLE
+    if proven and program.scaling_exact:
+        status = Status.OPTIMAL
+    elif (
+        bound is not None
+        and program.scaling_exact
+        and st.best_int is not None
+        and np.ceil(bound * program.cost_scale - 1e-6) >= st.best_int
+    ):
+        status = Status.OPTIMAL  # integer costs: the bound rounds up to the objective
+    if status is Status.OPTIMAL:
+        bound = objective
+    return RawSolution(st.best, status, objective, bound, st.timeline, st.stats)

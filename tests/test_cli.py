@@ -1,0 +1,276 @@
+"""The `gpuplan` command: exit codes, one-line errors, JSON on stdout."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from gpuplan import Plan
+from gpuplan.cli import main
+
+DATA = Path(__file__).parent / "data"
+INVALID = sorted((DATA / "invalid").glob("*.json"))
+CLUSTER = Path(__file__).resolve().parents[1] / "examples" / "cluster.json"
+
+# Each invalid fixture and words its one-line error must contain (the field, or the bad value).
+EXPECTED_WORDS = {
+    "duplicate_task_id": ["tasks[1].id", "duplicate", "'train'"],
+    "gpu_share_too_large": ["tasks[0].gpu_share", "1.5"],
+    "malformed_json": ["invalid JSON", "line 3"],
+    "nan_value": ["NaN"],
+    "negative_capacity": ["capacity[1]", "-1"],
+    "ragged_cost_row": ["cost[1]", "ragged"],
+    "resource_count_mismatch": ["matrix.load", "capacity", "2 resources"],
+    "top_level_array": ["JSON object", "list"],
+    "unknown_gpu_type_in_node": ["nodes[1].gpu_counts", "'V100'"],
+    "unknown_task_key": ["tasks[1].gpu_count", "unknown key"],
+    "unknown_top_level_key": ["budget_usd", "unknown key"],
+}
+
+# matrix with a known optimum of 5 (task 0 -> GPU 1, task 1 -> GPU 0, task 2 -> GPU 2)
+OPTIMUM_5 = {
+    "matrix": {"cost": [[4, 1, 3], [2, 0, 5], [3, 2, 2]], "load": [[1] * 3] * 3, "capacity": [1, 1, 1]}
+}
+# three unit tasks, two unit GPUs: only a solver can tell it is infeasible
+INFEASIBLE = {"matrix": {"cost": [[1, 2]] * 3, "load": [[1, 1]] * 3, "capacity": [1, 1]}}
+# a task with only null costs: infeasible before any solver runs
+HOMELESS = {"matrix": {"cost": [[1, 2], [None, None]], "load": [[1, 1], [None, None]], "capacity": [1, 1]}}
+
+
+def write(tmp_path: Path, name: str, data: object) -> str:
+    """Write `data` as JSON under tmp_path and return the path as a string."""
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def stdin(monkeypatch: pytest.MonkeyPatch, data: object) -> None:
+    """Make sys.stdin read `data` as JSON."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(data)))
+
+
+# --- invalid input ---------------------------------------------------------------------------------------
+
+
+def test_every_fixture_has_expectations():
+    """Each invalid fixture file has expected words, and each expectation has a file."""
+    assert {p.stem for p in INVALID} == set(EXPECTED_WORDS)
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_input_exits_2_with_one_line(path, capsys):
+    """Invalid input: exit 2, exactly one stderr line 'gpuplan: error: ...' naming the field, no traceback."""
+    code = main(["solve", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gpuplan: error: ")
+    for word in EXPECTED_WORDS[path.stem]:
+        assert word in lines[0], (word, lines[0])
+    assert "Traceback" not in err + out
+    assert json.loads(out)["status"] == "invalid"
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_validate_rejects_invalid_input(path, capsys):
+    """`validate` rejects the same fixtures with exit 2 and one error line (nothing on stdout)."""
+    assert main(["validate", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("gpuplan: error: ")
+
+
+def test_invalid_input_with_output_file_writes_nothing(tmp_path, capsys):
+    """With -o, invalid input writes neither the output file nor anything on stdout."""
+    target = tmp_path / "plan.json"
+    assert main(["solve", str(INVALID[0]), "-o", str(target)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("gpuplan: error: ")
+    assert not target.exists()
+
+
+def test_missing_file_exits_2(tmp_path, capsys):
+    """A problem file that does not exist is invalid input naming the path."""
+    missing = str(tmp_path / "nope.json")
+    assert main(["solve", missing]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gpuplan: error: ") and "nope.json" in err and "no such file" in err
+
+
+def test_invalid_json_on_stdin(monkeypatch, capsys):
+    """Malformed JSON on stdin is invalid input, named <stdin>."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("{not json"))
+    assert main(["solve", "-"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gpuplan: error: <stdin>: invalid JSON")
+
+
+def test_bad_time_limit_exits_2(tmp_path, capsys):
+    """A non-positive --time-limit is invalid input."""
+    assert main(["solve", write(tmp_path, "m.json", OPTIMUM_5), "--time-limit", "0"]) == 2
+    assert "--time-limit" in capsys.readouterr().err
+
+
+def test_unknown_solver_exits_2(tmp_path, capsys):
+    """An unknown --solver is a usage error: exit 2, no traceback."""
+    assert main(["solve", write(tmp_path, "m.json", OPTIMUM_5), "--solver", "gurobi"]) == 2
+    out, err = capsys.readouterr()
+    assert "gurobi" in err and "Traceback" not in err
+    assert out == ""
+
+
+def test_missing_subcommand_exits_2(capsys):
+    """No subcommand is a usage error."""
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys):
+    """--help prints usage and exits 0."""
+    assert main(["--help"]) == 0
+    assert "solve" in capsys.readouterr().out
+
+
+# --- solve -------------------------------------------------------------------------------------------------
+
+
+def test_solve_matrix_from_stdin(monkeypatch, capsys):
+    """A matrix on stdin: exit 0, stdout is only the plan JSON, optimal with the known optimum."""
+    stdin(monkeypatch, OPTIMUM_5)
+    code = main(["solve", "-", "--time-limit", "5"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    data = json.loads(out)  # the whole of stdout parses: nothing else is printed there
+    assert data["status"] == "optimal"
+    assert data["objective"] == 5
+    assert {a["task"]: a["gpus"] for a in data["assignments"]} == {"0": ["1"], "1": ["0"], "2": ["2"]}
+    Plan.model_validate(data)
+
+
+@pytest.mark.parametrize("solver", ["greedy", "cpsat", "milp"])
+def test_solve_with_each_solver(monkeypatch, capsys, solver):
+    """--solver picks the backend, recorded in the plan."""
+    stdin(monkeypatch, OPTIMUM_5)
+    assert main(["solve", "-", "--solver", solver, "--time-limit", "5", "--workers", "1", "--seed", "3"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["solver_requested"] == solver
+    assert data["objective"] >= 5
+
+
+@pytest.mark.parametrize(
+    ("problem", "solver"),
+    [
+        (INFEASIBLE, None),
+        (INFEASIBLE, "cpsat"),
+        (INFEASIBLE, "milp"),
+        (HOMELESS, None),
+    ],
+)
+def test_solve_infeasible_exits_3(monkeypatch, capsys, problem, solver):
+    """Proven infeasible (by a solver, or by presolve for a homeless task): exit 3, plan JSON on stdout."""
+    stdin(monkeypatch, problem)
+    argv = ["solve", "-", "--time-limit", "5"] + (["--solver", solver] if solver else [])
+    code = main(argv)
+    out, _ = capsys.readouterr()
+    assert code == 3
+    data = json.loads(out)
+    assert data["status"] == "infeasible"
+    assert data["objective"] is None and data["unassigned"]
+
+
+def test_greedy_without_solution_exits_4(monkeypatch, capsys):
+    """No solution found (greedy on an infeasible instance): exit 4, plan JSON status unknown."""
+    stdin(monkeypatch, INFEASIBLE)
+    assert main(["solve", "-", "--solver", "greedy"]) == 4
+    assert json.loads(capsys.readouterr().out)["status"] == "unknown"
+
+
+def test_solve_output_file(tmp_path, capsys):
+    """-o writes the plan JSON to the file (creating folders) and nothing to stdout."""
+    target = tmp_path / "out" / "plan.json"
+    code = main(["solve", write(tmp_path, "m.json", OPTIMUM_5), "-o", str(target), "--time-limit", "5"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert out == ""
+    plan = Plan.model_validate_json(target.read_text())
+    assert plan.status == "optimal" and plan.objective == 5
+
+
+def test_solve_summary_goes_to_stderr(monkeypatch, capsys):
+    """--summary prints the readable summary on stderr and keeps stdout pure JSON."""
+    stdin(monkeypatch, OPTIMUM_5)
+    assert main(["solve", "-", "--summary", "--time-limit", "5"]) == 0
+    out, err = capsys.readouterr()
+    json.loads(out)
+    assert "status    optimal" in err
+
+
+def test_verbose_logs_to_stderr(monkeypatch, capsys):
+    """-v does not pollute stdout."""
+    stdin(monkeypatch, OPTIMUM_5)
+    assert main(["-v", "solve", "-", "--time-limit", "5"]) == 0
+    json.loads(capsys.readouterr().out)
+
+
+def test_solve_cluster_example(tmp_path, capsys):
+    """examples/cluster.json solves from the command line."""
+    target = tmp_path / "plan.json"
+    assert main(["solve", str(CLUSTER), "-o", str(target), "--time-limit", "5"]) == 0
+    plan = Plan.model_validate_json(target.read_text())
+    assert plan.is_feasible
+    assert any(u.task == "llm-serve-xl" for u in plan.unassigned)
+
+
+# --- validate, schema, show ---------------------------------------------------------------------------------
+
+
+def test_validate_problem(capsys):
+    """`validate` on a good problem exits 0 and reports what it holds."""
+    assert main(["validate", str(CLUSTER)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok: valid problem:")
+    assert "34 tasks" in out and "14 GPUs" in out
+    assert "warning: 1 task(s) fit on no GPU: llm-serve-xl" in out
+
+
+def test_validate_matrix(tmp_path, capsys):
+    """`validate` on a matrix exits 0 and names it a matrix."""
+    assert main(["validate", write(tmp_path, "m.json", OPTIMUM_5)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ok: valid matrix: 3 tasks, 3 GPUs, 9 eligible pairs")
+
+
+@pytest.mark.parametrize("which", ["problem", "plan", "matrix"])
+def test_schema(capsys, which):
+    """`schema problem|plan|matrix` prints a JSON Schema."""
+    assert main(["schema", which]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["type"] == "object" and schema["properties"]
+
+
+def test_schema_unknown_exits_2(capsys):
+    """`schema` of an unknown thing is a usage error."""
+    assert main(["schema", "fleet"]) == 2
+
+
+def test_show_prints_summary(tmp_path, capsys):
+    """`show` prints a readable summary of a plan file."""
+    target = tmp_path / "plan.json"
+    assert main(["solve", str(CLUSTER), "-o", str(target), "--solver", "greedy"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("status    feasible")
+    assert "objective" in out and "unassigned:" in out
+    assert "llm-serve-xl: needs 96 GB" in out
+
+
+def test_show_rejects_non_plan(capsys):
+    """`show` on a file that is not a plan is invalid input (exit 2, one line)."""
+    assert main(["show", str(CLUSTER)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("gpuplan: error: ")

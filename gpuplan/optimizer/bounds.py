@@ -84,6 +84,53 @@ def user_bound(program: Program, bound_int: float) -> float:
     return bound
 
 
+def subgradient(
+    program: Program, upper_int: float | None, deadline: float, iterations: int = 300
+) -> tuple[np.ndarray, float]:
+    """Lagrangian multipliers by subgradient ascent (Polyak steps); returns (λ, best L(λ)).
+
+    Cheap (one numpy pass per step) and used to pick good starting columns for the LP.
+    """
+    p = program
+    load = _user_load(p)
+    cap = p.capacity * p.load_scale[:, None]
+    cost = np.where(p.eligible, p.cost_int.astype(np.float64), np.inf)
+    pen = np.where(p.optional, p.penalty_int.astype(np.float64), np.inf)
+    lam = np.zeros_like(cap)
+    best_lam, best_val = lam.copy(), -np.inf
+    theta, stall = 1.0, 0
+    rows = np.arange(p.n_tasks)
+    for _ in range(iterations):
+        if time.monotonic() > deadline:
+            break
+        rc = cost + np.einsum("rg,rtg->tg", lam, load)
+        g = rc.argmin(axis=1)
+        val_t = rc[rows, g]
+        placed = val_t < pen
+        value = float(np.where(placed, val_t, pen).sum() - (lam * cap).sum())
+        if not np.isfinite(value):
+            break
+        if not np.isfinite(best_val) or value > best_val + 1e-9 * max(1.0, abs(best_val)):
+            best_lam, best_val, stall = lam.copy(), value, 0
+        else:
+            stall += 1
+            if stall >= 15:
+                theta, stall = theta / 2, 0
+                if theta < 1e-4:
+                    break
+        used = np.zeros_like(cap)
+        for r in range(p.n_resources):
+            np.add.at(used[r], g[placed], load[r, rows[placed], g[placed]])
+        sub = used - cap
+        sub = np.where((lam <= 0) & (sub < 0), 0.0, sub)
+        norm = float((sub**2).sum())
+        if norm <= 0:
+            break  # λ is optimal for the relaxation
+        target = upper_int if upper_int is not None and upper_int > value else abs(value) * 1.01 + 1.0
+        lam = np.maximum(0.0, lam + theta * (target - value) / norm * sub)
+    return best_lam, best_val
+
+
 def _solve_restricted(
     program: Program, cols: np.ndarray, deadline: float
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -135,17 +182,27 @@ def _solve_restricted(
 
 
 def lp_relaxation(
-    program: Program, deadline: float, start_columns: int = 8, extra: np.ndarray | None = None
+    program: Program,
+    deadline: float,
+    start_columns: int = 8,
+    extra: np.ndarray | None = None,
+    upper_int: float | None = None,
 ) -> LPResult | None:
-    """Solve the LP relaxation by column generation with GLOP; None if no round finished in time."""
+    """Solve the LP relaxation by column generation with GLOP; None if no round finished in time.
+
+    The first columns are each task's cheapest GPUs by cost and by reduced cost under multipliers
+    from a short subgradient ascent (`upper_int`, an incumbent value, sets its step targets).
+    """
     started = time.monotonic()
     p = program
     if p.n_tasks == 0 or p.n_gpus == 0:
         return None
     k = min(start_columns, p.n_gpus)
-    ranked = np.argsort(np.where(p.eligible, p.cost_int, np.iinfo(np.int64).max), axis=1)[:, :k]
     cols = np.zeros(p.eligible.shape, dtype=bool)
-    np.put_along_axis(cols, ranked, True, axis=1)
+    lam0, _ = subgradient(p, upper_int, started + 0.15 * max(0.0, deadline - started))
+    for score in (p.cost_int.astype(np.float64), reduced_costs(p, lam0)):
+        ranked = np.argsort(np.where(p.eligible, score, np.inf), axis=1)[:, :k]
+        np.put_along_axis(cols, ranked, True, axis=1)
     if extra is not None:
         cols |= extra
     cols &= p.eligible

@@ -33,8 +33,8 @@ from gpuplan.solvers.polish import polish
 log = logging.getLogger("gpuplan")
 
 #: Problems with at most this many eligible pairs go straight to exact CP-SAT after the LP.
-SMALL_PAIRS = 3_000
-#: Problems with at most this many pairs (after fixing) get an exact phase at the end.
+SMALL_PAIRS = 1_000
+#: Problems with at most this many eligible pairs end with an exact phase.
 EXACT_PAIRS = 25_000
 
 
@@ -98,7 +98,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
     if warm.status.has_solution:
         st.offer(warm.assign, "greedy")
     else:
-        ls_deadline = started + 0.15 * max(0.0, deadline - started)
+        ls_deadline = started + 0.08 * max(0.0, deadline - started)
         repaired = polish(program, LocalSearch(program, params.seed).run(warm.assign, ls_deadline))
         st.offer(repaired, "local")
     fallback = st.best if st.best is not None else warm.assign
@@ -106,8 +106,13 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
     bound_int: float | None = None
     lp = None
     if time.monotonic() < deadline:
-        lp_deadline = time.monotonic() + 0.35 * max(0.0, deadline - time.monotonic())
-        lp = lp_relaxation(program, lp_deadline, extra=_pairs(fallback, program.eligible.shape))
+        lp_deadline = time.monotonic() + 0.3 * max(0.0, deadline - time.monotonic())
+        lp = lp_relaxation(
+            program,
+            lp_deadline,
+            extra=_pairs(fallback, program.eligible.shape),
+            upper_int=float(st.best_int) if st.best_int is not None else None,
+        )
         if lp is not None and np.isfinite(lp.bound_int):
             bound_int = lp.bound_int
             st.stats.update(
@@ -145,27 +150,27 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
             proven = res.status is Status.OPTIMAL
 
     if pairs <= SMALL_PAIRS or lp is None:
-        exact_phase(deadline, hint if st.best is None else st.best)
+        exact_phase(deadline, st.best if st.best is not None else hint)
     else:
-        phases = ((2, 0.5), (4, 1.0)) if pairs > EXACT_PAIRS else ((3, 0.6),)
+        big = pairs > EXACT_PAIRS
+        # (pairs kept per task, share of the remaining time at which the phase ends)
+        phases = ((2, 0.7), (4, 1.0)) if big else ((2, 0.2), (3, 0.45))
         begin = time.monotonic()
         span = max(0.0, deadline - begin)
         current = hint
         for keep, share in phases:
-            until = min(deadline, begin + share * span) if pairs > EXACT_PAIRS else begin + share * span
+            until = min(deadline, begin + share * span)
             if time.monotonic() >= until - 0.05:
                 continue
             extra = _pairs(current, program.eligible.shape)
-            if st.best is not None:
-                extra |= _pairs(st.best, program.eligible.shape)
             sub = _restricted(program, lp, keep, extra)
             res = cpsat.solve(sub, SolveParams(until, params.workers, params.seed, current))
             if res.status.has_solution:
                 st.offer(polish(program, res.assign), f"cpsat-k{keep}")
             st.stats[f"restricted_k{keep}_pairs"] = int(sub.eligible.sum())
             current = st.best if st.best is not None else current
-        if pairs <= EXACT_PAIRS and time.monotonic() < deadline - 0.1 and st.best is not None:
-            exact_phase(deadline, st.best)
+        if not big and time.monotonic() < deadline - 0.1:
+            exact_phase(deadline, current)
 
     if infeasible:
         raw = RawSolution.empty(

@@ -44,8 +44,9 @@ def subprogram(program: Program, gpus: np.ndarray, tasks: np.ndarray) -> Program
 class LNS:
     """Improve a feasible assignment until the deadline; records every improvement."""
 
-    def __init__(self, program: Program, seed: int = 0, workers: int = 1) -> None:
+    def __init__(self, program: Program, seed: int = 0, workers: int = 1, step_s: float = 0.1) -> None:
         self.p = program
+        self.step_s = step_s
         self.rng = np.random.default_rng(seed)
         self.workers = workers
         self.seed = seed
@@ -92,7 +93,7 @@ class LNS:
             sub = subprogram(p, gpus, tasks)
             local = np.searchsorted(gpus, best[tasks])
             hint = np.where(best[tasks] >= 0, local, DROPPED)
-            limit = min(left, 0.25 + 0.05 * self.size)
+            limit = min(left, self.step_s)
             res = solver.solve(
                 sub,
                 SolveParams(

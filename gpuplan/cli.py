@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -26,8 +27,21 @@ class InputError(Exception):
         self.message = message
 
 
-def _reject_constant(name: str) -> float:
-    raise InputError("", f"invalid number {name}: JSON numbers must be finite")
+def _first_non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """Path and value of the first NaN or infinity in a parsed JSON document."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub_path, sub in items:
+        found = _first_non_finite(sub, sub_path)
+        if found:
+            return found
+    return None
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -56,6 +70,8 @@ def format_validation_error(exc: Any) -> InputError:
     elif e["type"] not in ("value_error", "assertion_error", "missing"):
         msg = f"{msg} (got {_short(e.get('input'))})"
     more = f" (+{len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    if path and msg.startswith((path + ".", path + "[")):
+        path = ""  # the message already names the full path
     return InputError(path, msg + more)
 
 
@@ -71,9 +87,14 @@ def load_json(source: str) -> Any:
         text = p.read_text(encoding="utf-8", errors="replace")
         name = source
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(name, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    bad = _first_non_finite(data)
+    if bad:
+        spelled = "NaN" if math.isnan(bad[1]) else ("Infinity" if bad[1] > 0 else "-Infinity")
+        raise InputError(bad[0], f"invalid number {spelled}: numbers must be finite")
+    return data
 
 
 def load_problem(source: str) -> Any:

@@ -20,7 +20,10 @@ EXPECTED_WORDS = {
     "duplicate_task_id": ["tasks[1].id", "duplicate", "'train'"],
     "gpu_share_too_large": ["tasks[0].gpu_share", "1.5"],
     "malformed_json": ["invalid JSON", "line 3"],
-    "nan_value": ["NaN"],
+    "nan_value": ["matrix.cost[0][1]", "NaN"],
+    "infinite_load": ["matrix.load[1][0]", "Infinity"],
+    "negative_work": ["tasks[0].work_h", "-3"],
+    "unknown_allowed_type": ["tasks[0].allowed_types[0]", "'H200'"],
     "negative_capacity": ["capacity[1]", "-1"],
     "ragged_cost_row": ["cost[1]", "ragged"],
     "resource_count_mismatch": ["matrix.load", "capacity", "2 resources"],
@@ -71,6 +74,7 @@ def test_invalid_input_exits_2_with_one_line(path, capsys):
     assert lines[0].startswith("gpuplan: error: ")
     for word in EXPECTED_WORDS[path.stem]:
         assert word in lines[0], (word, lines[0])
+    assert "matrix: matrix" not in lines[0]  # the path is named once
     assert "Traceback" not in err + out
     assert json.loads(out)["status"] == "invalid"
 

@@ -78,7 +78,10 @@ class Problem(Spec):
                     )
             for name in task.duration_h or {}:
                 if name not in known:
-                    raise ValueError(f"tasks[{i}].duration_h: unknown GPU type {name!r} in task {task.id!r}")
+                    raise ValueError(
+                        f"tasks[{i}].duration_h: unknown GPU type {name!r} in task {task.id!r}"
+                        f" (known: {', '.join(sorted(known))})"
+                    )
         return self
 
     def all_gpus(self) -> list[tuple[Node, GPU]]:

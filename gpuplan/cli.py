@@ -225,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "command", "") == "solve" and not getattr(args, "output", None):
             sys.stdout.write(json.dumps({"status": "invalid", "error": str(exc)}) + "\n")
         return EXIT_INVALID
+    except BrokenPipeError:  # e.g. `gpuplan show plan.json | head`: the reader left
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         print("gpuplan: interrupted", file=sys.stderr)
         return EXIT_INTERNAL

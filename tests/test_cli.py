@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -278,3 +279,21 @@ def test_show_rejects_non_plan(capsys):
     assert main(["show", str(CLUSTER)]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("gpuplan: error: ")
+
+
+def test_broken_pipe_is_quiet(tmp_path, monkeypatch, capsys):
+    """A reader that closes stdout early (`| head`) ends the command without a traceback or message."""
+    plan = tmp_path / "plan.json"
+    assert main(["solve", str(CLUSTER), "-o", str(plan), "--time-limit", "5"]) == 0
+    capsys.readouterr()
+
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self) -> int:
+            return os.open(os.devnull, os.O_WRONLY)
+
+    monkeypatch.setattr("sys.stdout", Closed())
+    assert main(["show", str(plan)]) == 1
+    assert "Traceback" not in capsys.readouterr().err

@@ -22,7 +22,8 @@ For a Problem, with :math:`d_{tg}` the duration of task t on g's type (explicit 
 :math:`b = M_g`); with a horizon H, each GPU works through its tasks in turn: ``gpu_time_h``
 (:math:`a = s_t d_{tg}`, :math:`b = H`), and memory is a per-task eligibility test.
 
-Priorities are lexicographic: with tiers :math:`1 < \dots < k` of optional tasks (by priority),
+Priorities are lexicographic: with tiers :math:`1 < \dots < k` of optional tasks (by priority;
+tasks that fit on no GPU at all are left out of every plan and carry no penalty),
 :math:`p_t = P_{\mathrm{tier}(t)}` where :math:`P_1 = 2\sum_t \max_g |c_{tg}| + 1` and
 :math:`P_j = P_1 + \sum_{i<j} n_i P_i`, so one more placed task of a tier outweighs every cost and
 every lower-tier task. The optimum therefore never drops a task that could take the place of
@@ -122,6 +123,8 @@ def _penalties(
 ) -> np.ndarray:
     """Lexicographic drop penalties (integer units), see the module docstring."""
     pen = np.zeros(len(optional), dtype=np.int64)
+    # A task that fits on no GPU is left out in every plan: no penalty, the objective stays readable.
+    optional = optional & eligible.any(axis=1)
     if not optional.any():
         return pen
     absmax = np.where(eligible, np.abs(cost_int), 0).max(axis=1, initial=0)

@@ -25,7 +25,7 @@ import numpy as np
 from gpuplan.models.plan import Status
 from gpuplan.optimizer.bounds import LPResult, fixable, lp_relaxation, reduced_costs, user_bound
 from gpuplan.optimizer.program import DROPPED, Program
-from gpuplan.solvers.base import RawSolution, SolveParams
+from gpuplan.solvers.base import RawSolution, SolveParams, proven_status
 from gpuplan.solvers.cpsat import CpSatSolver
 from gpuplan.solvers.local import LocalSearch
 from gpuplan.solvers.polish import polish
@@ -191,8 +191,8 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
     ]
     bound = max(bounds) if bounds else None
     status = Status.FEASIBLE
-    if proven and program.scaling_exact:
-        status = Status.OPTIMAL
+    if proven:
+        status = proven_status(program, objective)
     elif (
         bound is not None
         and program.scaling_exact

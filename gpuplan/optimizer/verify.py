@@ -164,7 +164,7 @@ def verify(plan: Plan, source: Problem | MatrixProblem | Matrix) -> None:
     if plan.placement_cost is None or not _close(plan.placement_cost, total, abs(total)):
         fail(f"placement_cost {plan.placement_cost} differs from recomputed {total}")
     penalty = plan.penalty or 0.0
-    if penalty < 0 or (plan.unassigned and penalty <= 0) or (not plan.unassigned and penalty != 0):
+    if penalty < 0 or (not plan.unassigned and penalty != 0):
         fail(f"penalty {penalty} inconsistent with {len(plan.unassigned)} unassigned task(s)")
     if plan.objective is None or not _close(plan.objective, total + penalty, abs(total) + penalty):
         fail(f"objective {plan.objective} != placement cost {total} + penalty {penalty}")

@@ -1,0 +1,59 @@
+"""Regression tests, one per bug fixed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gpuplan
+from gpuplan import Status
+
+CLUSTER = Path(__file__).resolve().parents[1] / "examples" / "cluster.json"
+
+
+def _problem(tasks: list[dict], **extra: object) -> dict:
+    return {
+        "gpu_types": [{"name": "A", "memory_gb": 80, "speed": 3, "cost_per_hour": 1.0}],
+        "nodes": [{"id": "n", "gpu_counts": {"A": 2}}],
+        "tasks": tasks,
+        **extra,
+    }
+
+
+def test_unplaceable_optional_task_adds_no_penalty():
+    """An optional task that fits on no GPU is listed with its reason but adds nothing to the objective."""
+    plan = gpuplan.solve(
+        _problem(
+            [
+                {"id": "ok", "work_h": 3},
+                {"id": "huge", "work_h": 1, "gpu_memory_gb": 96, "optional": True},
+            ]
+        ),
+        time_limit_s=5,
+    )
+    assert plan.status is Status.OPTIMAL
+    assert plan.penalty == 0
+    assert plan.objective == plan.placement_cost
+    assert [u.task for u in plan.unassigned] == ["huge"]
+    assert "needs 96 GB" in plan.unassigned[0].reason
+
+
+def test_inexact_costs_still_prove_optimality():
+    """Costs that no power of ten makes integral (speed 3) do not stop auto from proving optimality."""
+    plan = gpuplan.solve(
+        _problem([{"id": f"t{i}", "work_h": 1 + i} for i in range(4)], horizon_h=10), time_limit_s=5
+    )
+    assert plan.scaling is not None and not plan.scaling.exact
+    assert plan.status is Status.OPTIMAL and plan.gap == 0
+
+
+def test_demo_example_is_optimal():
+    """The bundled demo is solved to proven optimality by the default solver."""
+    problem = gpuplan.Problem.model_validate_json(CLUSTER.read_text())
+    plan = gpuplan.solve(problem, time_limit_s=10, workers=1)
+    assert plan.status is Status.OPTIMAL
+
+
+def test_auto_reports_proven_infeasibility():
+    """auto returns `infeasible` (not `unknown`) when CP-SAT proves there is no plan and none was found."""
+    m = {"matrix": {"cost": [[1, 2]] * 3, "load": [[1, 1]] * 3, "capacity": [1, 1]}}
+    assert gpuplan.solve(m, time_limit_s=5).status is Status.INFEASIBLE

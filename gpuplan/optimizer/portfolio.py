@@ -35,7 +35,7 @@ log = logging.getLogger("gpuplan")
 #: Problems with at most this many eligible pairs go straight to exact CP-SAT after the LP.
 SMALL_PAIRS = 1_000
 #: Problems with at most this many eligible pairs end with an exact phase.
-EXACT_PAIRS = 25_000
+EXACT_PAIRS = 5_000
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The default strategy (`auto`): greedy, LP bound, CP-SAT on the promising pairs, then exact.
 
-1. Greedy, then local search until every required task is placed: a feasible fallback in well
-   under a second on thousands of tasks.
+1. The warm start from `solve`: greedy, repaired by local search when it leaves required tasks
+   unplaced; a feasible fallback within a few seconds on thousands of tasks.
 2. LP relaxation by column generation: a proven lower bound (the Lagrangian of its duals), reduced
    costs, and a fractional solution whose rounding is a near-optimal (often infeasible) hint.
 3. Restricted CP-SAT: only the few pairs of lowest reduced cost per task (plus the LP's support and
@@ -27,7 +27,6 @@ from gpuplan.optimizer.bounds import LPResult, fixable, lp_relaxation, reduced_c
 from gpuplan.optimizer.program import DROPPED, Program
 from gpuplan.solvers.base import RawSolution, SolveParams, proven_status
 from gpuplan.solvers.cpsat import CpSatSolver
-from gpuplan.solvers.local import LocalSearch
 from gpuplan.solvers.polish import polish
 
 log = logging.getLogger("gpuplan")
@@ -96,11 +95,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
     st = _State(program, started)
     pairs = int(program.eligible.sum())
     if warm.status.has_solution:
-        st.offer(warm.assign, "greedy")
-    else:
-        ls_deadline = started + 0.08 * max(0.0, deadline - started)
-        repaired = polish(program, LocalSearch(program, params.seed).run(warm.assign, ls_deadline))
-        st.offer(repaired, "local")
+        st.offer(warm.assign, "warm start")
     fallback = st.best if st.best is not None else warm.assign
 
     bound_int: float | None = None

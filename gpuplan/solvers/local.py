@@ -145,8 +145,8 @@ class LocalSearch:
                 cost = self.p.objective_int(assign)
                 if best_cost is None or cost < best_cost:
                     best, best_cost = assign.copy(), cost
-            if moved == 0:
-                if feasible:
-                    break
-                self.weight *= 2.0
+            if moved == 0 and feasible:
+                break
+            if not feasible:  # price overload higher each round until the search is feasible
+                self.weight *= 2.0 if moved == 0 else 1.3
         return best if best is not None else assign

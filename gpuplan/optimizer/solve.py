@@ -12,7 +12,7 @@ import numpy as np
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
 from gpuplan.optimizer.compile import Compiled, compile_problem
 from gpuplan.optimizer.decode import decode
-from gpuplan.optimizer.program import DROPPED, Program
+from gpuplan.optimizer.program import Program
 from gpuplan.optimizer.verify import verify
 from gpuplan.solvers import get_solver
 from gpuplan.solvers.base import RawSolution, SolveParams
@@ -87,7 +87,6 @@ def solve_compiled(
             Status.INFEASIBLE,
             f"{no_home.size} required task(s) have no eligible GPU",
         )
-        raw.assign = np.full(program.n_tasks, DROPPED, dtype=np.int64)
         return _finish(compiled, raw, "presolve", solver, "a required task fits on no GPU", started, None)
 
     warm = GreedySolver().solve(program, SolveParams(deadline=deadline, workers=workers, seed=seed))

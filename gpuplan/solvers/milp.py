@@ -88,7 +88,6 @@ class MilpSolver:
             sol = self._solve_cbc(program, prob, x, params, started)
         else:
             sol = self._solve_other(program, prob, x, params, started)
-        sol.stats["build_s"] = sol.stats.get("build_s", 0.0)
         return sol
 
     def _solve_cbc(

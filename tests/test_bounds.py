@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpuplan import compile_problem, parse_problem
-from gpuplan.optimizer.bounds import fixable, lagrangian_bound, lp_relaxation, subgradient, user_bound
+from gpuplan.optimizer.bounds import fixable, lagrangian_bound, lp_relaxation, subgradient
 from gpuplan.optimizer.program import DROPPED
+from gpuplan.solvers.base import cost_bound_to_user
 from gpuplan.solvers.local import LocalSearch
 from tests.test_properties import SETTINGS, brute_force, matrices
 
@@ -43,12 +44,12 @@ def test_lagrangian_bound_never_exceeds_the_optimum(m, lams):
     lam = np.resize(np.array(lams), program.capacity.shape)
     if opt is None:
         return
-    assert user_bound(program, lagrangian_bound(program, lam)) <= opt + 1e-6
+    assert cost_bound_to_user(program, lagrangian_bound(program, lam)) <= opt + 1e-6
     _, sg = subgradient(program, None, time.monotonic() + 2)
-    assert user_bound(program, sg) <= opt + 1e-6
+    assert cost_bound_to_user(program, sg) <= opt + 1e-6
     lp = lp_relaxation(program, time.monotonic() + 5)
     assert lp is not None
-    assert user_bound(program, lp.bound_int) <= opt + 1e-6
+    assert cost_bound_to_user(program, lp.bound_int) <= opt + 1e-6
     if lp.complete:  # at the LP optimum the Lagrangian of its duals is the LP value
         assert abs(lp.bound_int - lp.lp_value) <= 1e-6 * max(1.0, abs(lp.lp_value))
 

@@ -52,15 +52,24 @@ def _user_load(program: Program) -> np.ndarray:
     return program.load * program.load_scale[:, None, None]
 
 
+def _user_capacity(program: Program) -> np.ndarray:
+    """Capacities in the integer-load units but unrounded, [R, G]."""
+    return program.capacity * program.load_scale[:, None]
+
+
+def _cheapest(program: Program, rc: np.ndarray) -> np.ndarray:
+    """Per task, the smallest reduced cost, or the drop penalty when that is lower (optional tasks)."""
+    best = rc.min(axis=1, initial=np.inf)
+    return np.where(program.optional, np.minimum(best, program.penalty_int), best)
+
+
 def lagrangian_bound(program: Program, lam: np.ndarray) -> float:
     """L(λ) in integer cost units: a valid lower bound for any λ >= 0 (see module docstring)."""
     lam = np.maximum(lam, 0.0)
-    best = reduced_costs(program, lam).min(axis=1, initial=np.inf)
-    best = np.where(program.optional, np.minimum(best, program.penalty_int), best)
+    best = _cheapest(program, reduced_costs(program, lam))
     if not np.all(np.isfinite(best)):
         return float("inf")  # a required task with no eligible GPU: infeasible
-    cap = program.capacity * program.load_scale[:, None]
-    return float(best.sum() - (lam * cap).sum())
+    return float(best.sum() - (lam * _user_capacity(program)).sum())
 
 
 def fixable(program: Program, lp: LPResult, upper_int: float) -> np.ndarray:
@@ -70,18 +79,8 @@ def fixable(program: Program, lp: LPResult, upper_int: float) -> np.ndarray:
     reduced-cost excess alone lifts L(λ) to `upper_int` or beyond cannot improve on it.
     """
     rc = reduced_costs(program, np.maximum(lp.lam, 0.0))
-    best = rc.min(axis=1, initial=np.inf)
-    best = np.where(program.optional, np.minimum(best, program.penalty_int), best)
-    excess = rc - best[:, None]
+    excess = rc - _cheapest(program, rc)[:, None]
     return program.eligible & (lp.bound_int + excess > upper_int + 1e-6 * max(1.0, abs(upper_int)))
-
-
-def user_bound(program: Program, bound_int: float) -> float:
-    """Integer-cost-unit bound -> user units, allowing for cost rounding."""
-    bound = bound_int / program.cost_scale
-    if not program.scaling_exact:
-        bound -= 0.5 * program.n_tasks / program.cost_scale
-    return bound
 
 
 def subgradient(
@@ -93,7 +92,7 @@ def subgradient(
     """
     p = program
     load = _user_load(p)
-    cap = p.capacity * p.load_scale[:, None]
+    cap = _user_capacity(p)
     cost = np.where(p.eligible, p.cost_int.astype(np.float64), np.inf)
     pen = np.where(p.optional, p.penalty_int.astype(np.float64), np.inf)
     lam = np.zeros_like(cap)
@@ -144,7 +143,7 @@ def _solve_restricted(
     p = program
     t_n, g_n, r_n = p.n_tasks, p.n_gpus, p.n_resources
     load = _user_load(p)
-    cap = p.capacity * p.load_scale[:, None]
+    cap = _user_capacity(p)
     cost = p.cost_int.astype(np.float64)
     solver = pywraplp.Solver.CreateSolver("GLOP")
     if solver is None:

@@ -5,7 +5,7 @@
 2. LP relaxation by column generation: a proven lower bound (the Lagrangian of its duals), reduced
    costs, and a fractional solution whose rounding is a near-optimal (often infeasible) hint.
 3. Restricted CP-SAT: only the few pairs of lowest reduced cost per task (plus the LP's support and
-   the incumbent), hinted with the LP rounding. This is where large instances are won: the model
+   the hint's own pairs), hinted with the LP rounding. This is where large instances are won: the model
    shrinks tenfold or more while keeping the good assignments; a second phase widens the pairs.
 4. Exact CP-SAT over every pair that reduced-cost fixing cannot exclude, hinted with the best
    solution, when the problem is small enough for it to help; it can prove optimality.
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpuplan.models.plan import Status
-from gpuplan.optimizer.bounds import LPResult, fixable, lp_relaxation, reduced_costs, user_bound
+from gpuplan.optimizer.bounds import LPResult, fixable, lp_relaxation, reduced_costs
 from gpuplan.optimizer.program import DROPPED, Program
-from gpuplan.solvers.base import RawSolution, SolveParams, proven_status
+from gpuplan.solvers.base import RawSolution, SolveParams, cost_bound_to_user, proven_status
 from gpuplan.solvers.cpsat import CpSatSolver
 from gpuplan.solvers.polish import polish
 
@@ -55,8 +55,9 @@ class _State:
             return False
         self.best, self.best_int = assign.copy(), value
         elapsed = time.monotonic() - self.started
-        self.timeline.append((elapsed, self.program.objective(assign)))
-        log.info("%6.2fs %-10s objective %s", elapsed, source, self.program.objective(assign))
+        objective = self.program.objective(assign)
+        self.timeline.append((elapsed, objective))
+        log.info("%6.2fs %-10s objective %s", elapsed, source, objective)
         return True
 
 
@@ -117,7 +118,10 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
                 lp_time_s=round(lp.time_s, 3),
             )
             log.info(
-                "LP bound %s after %d rounds (%.2fs)", user_bound(program, bound_int), lp.rounds, lp.time_s
+                "LP bound %s after %d rounds (%.2fs)",
+                cost_bound_to_user(program, bound_int),
+                lp.rounds,
+                lp.time_s,
             )
     exact_bound: float | None = None
     proven = False
@@ -175,13 +179,13 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         return raw
     if st.best is None:
         raw = RawSolution.empty(program, Status.UNKNOWN, "no plan placing every required task found in time")
-        raw.bound = user_bound(program, bound_int) if bound_int is not None else None
+        raw.bound = cost_bound_to_user(program, bound_int) if bound_int is not None else None
         raw.stats = st.stats
         return raw
     objective = program.objective(st.best)
     bounds = [
         b
-        for b in (exact_bound, user_bound(program, bound_int) if bound_int is not None else None)
+        for b in (exact_bound, cost_bound_to_user(program, bound_int) if bound_int is not None else None)
         if b is not None
     ]
     bound = max(bounds) if bounds else None

@@ -51,18 +51,21 @@ class Solver(Protocol):
     def solve(self, program: Program, params: SolveParams) -> RawSolution: ...
 
 
-def int_bound_to_user(program: Program, bound_int: float) -> float | None:
-    """Turn a bound on the integer objective into a bound in user units (safe when rounded).
-
-    None when loads were rounded: the integer program is then a restriction of the user's, and its
-    bound need not hold for the user's problem.
-    """
-    if not program.loads_exact:
-        return None
+def cost_bound_to_user(program: Program, bound_int: float) -> float:
+    """A bound in integer cost units -> user units, lowered by the cost rounding when inexact."""
     bound = bound_int / program.cost_scale
     if not program.scaling_exact:
         bound -= 0.5 * program.n_tasks / program.cost_scale
     return bound
+
+
+def int_bound_to_user(program: Program, bound_int: float) -> float | None:
+    """Turn a bound on the integer program's objective into a bound in user units.
+
+    None when the integer program need not contain every user-feasible plan (loads rounded beyond
+    the capacity tolerance): its bound then need not hold for the user's problem.
+    """
+    return cost_bound_to_user(program, bound_int) if program.loads_exact else None
 
 
 def proven_status(program: Program, objective: float) -> Status:

@@ -94,7 +94,6 @@ class LocalSearch:
             return 0
         w = self.weight
         moved = 0
-        a_all = assign[placed]
         for n_done, t1 in enumerate(self.rng.permutation(placed)[:budget]):
             if n_done % 32 == 0 and time.monotonic() > deadline:
                 break

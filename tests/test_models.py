@@ -107,7 +107,7 @@ def test_plan_is_frozen():
 @pytest.mark.parametrize(
     ("cls", "data"),
     [
-        (Task, {"id": "t", "work_h": 1, "gpus": 2}),
+        (Task, {"id": "t", "work_h": 1, "replicas": 2}),
         (GPUType, {"name": "A", "memory_gb": 8, "tflops": 3}),
         (GPU, {"id": "g", "type": "A", "serial": "x"}),
         (Node, {"id": "n", "rack": 3}),

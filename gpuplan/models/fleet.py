@@ -42,6 +42,20 @@ class Node(Spec):
         description="GPU type -> count; these GPUs get ids '<node>/<type>/<k>'.",
     )
     gpus: list[GPU] = Field(default_factory=list, description="GPUs listed one by one.")
+    cpu_cores: float | None = Field(
+        default=None, ge=0, description="CPU cores the node offers to tasks; None means unlimited."
+    )
+    memory_gb: float | None = Field(
+        default=None, ge=0, description="Host memory in GB the node offers to tasks; None means unlimited."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Node labels, matched by tasks' node_selector (e.g. zone, rack)."
+    )
+    bandwidth_gbps: float | None = Field(
+        default=None,
+        gt=0,
+        description="Link bandwidth in Gbit/s for tasks' input data; None means data is local (no transfer).",
+    )
 
     @model_validator(mode="after")
     def _counts_positive(self) -> Node:

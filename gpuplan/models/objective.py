@@ -4,20 +4,68 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gpuplan.models.base import Spec
 
 SolverName = Literal["auto", "greedy", "cpsat", "milp"]
 
+#: One criterion. Each is minimized; "placed" is minimized as the requested amount left unplaced.
+TermKind = Literal["cost", "energy", "balance", "gpus_used", "nodes_used", "placed"]
+
+
+class Term(Spec):
+    """One criterion of a weighted or lexicographic objective."""
+
+    kind: TermKind = Field(description="The criterion (see Objective.kind).")
+    weight: float = Field(
+        default=1.0, gt=0, description="Multiplier in a weighted sum (ignored when lexicographic)."
+    )
+
 
 class Objective(Spec):
-    """The objective. Priorities always come first; then the chosen criterion."""
+    """The objective. Priorities always come first; then the chosen criterion.
 
-    kind: Literal["cost"] = Field(
-        default="cost",
-        description="'cost': total GPU-hours x price of placed tasks.",
+    Criteria: 'cost' (GPU-hours x price, plus migration and data transfer costs), 'energy' (GPU power x
+    GPU-hours x energy price), 'balance' (the largest GPU utilization, in [0, 1]), 'gpus_used' and
+    'nodes_used' (consolidation: fewer busy GPUs or nodes, less fragmentation), 'placed' (the
+    requested amount left unplaced, for overloaded fleets: every optional task counts by
+    `placed_weight`). 'weighted' sums its terms times their weights; 'lexicographic' optimizes its
+    terms in order, each one only among the optima of those before it.
+    """
+
+    kind: Literal[
+        "cost", "energy", "balance", "gpus_used", "nodes_used", "placed", "weighted", "lexicographic"
+    ] = Field(default="cost", description="The criterion, or 'weighted' / 'lexicographic' over `terms`.")
+    terms: list[Term] = Field(
+        default_factory=list, description="Criteria for 'weighted' and 'lexicographic'."
     )
+    energy_price_per_kwh: float = Field(default=0.15, ge=0, description="Price of one kWh, for 'energy'.")
+    placed_weight: Literal["gpu", "count", "work"] = Field(
+        default="gpu",
+        description="What 'placed' counts per task: 'gpu' GPUs requested (gang size x share), 'count' "
+        "tasks, 'work' GPU-hours on the reference GPU (work_h x gang size x share).",
+    )
+
+    @model_validator(mode="after")
+    def _terms_match_kind(self) -> Objective:
+        if self.kind in ("weighted", "lexicographic"):
+            if not self.terms:
+                raise ValueError(f"kind {self.kind!r} needs at least one entry in terms")
+            kinds = [t.kind for t in self.terms]
+            if len(set(kinds)) != len(kinds):
+                raise ValueError(f"terms: each criterion at most once (got {', '.join(kinds)})")
+        elif self.terms:
+            raise ValueError(f"terms is only for kind 'weighted' or 'lexicographic' (kind is {self.kind!r})")
+        return self
+
+    def weights(self) -> list[tuple[str, float]]:
+        """(criterion, weight) pairs; lexicographic weights are decided at compile time (weight 0 here)."""
+        if self.kind == "weighted":
+            return [(t.kind, t.weight) for t in self.terms]
+        if self.kind == "lexicographic":
+            return [(t.kind, 0.0) for t in self.terms]
+        return [(self.kind, 1.0)]
 
 
 class SolveOptions(Spec):

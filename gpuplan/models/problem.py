@@ -36,6 +36,11 @@ class Problem(Spec):
     temperature_limit_c: float | None = Field(
         default=None, description="GPUs hotter than this receive no task."
     )
+    transfer_cost_per_gb: float = Field(
+        default=0.0,
+        ge=0,
+        description="Price of moving one GB of input onto a node (once per node for a shared dataset).",
+    )
     objective: Objective = Field(default_factory=Objective)
     options: SolveOptions = Field(default_factory=SolveOptions)
 
@@ -66,6 +71,7 @@ class Problem(Spec):
         dup = _first_duplicate(gpu_ids)
         if dup:
             raise ValueError(f"duplicate GPU id {dup[1]!r}")
+        gpu_set = set(gpu_ids)
         dup = _first_duplicate([t.id for t in self.tasks])
         if dup:
             raise ValueError(f"tasks[{dup[0]}].id: duplicate task id {dup[1]!r}")
@@ -76,6 +82,17 @@ class Problem(Spec):
                         f"tasks[{i}].allowed_types[{k}]: unknown GPU type {name!r} in task"
                         f" {task.id!r} (known: {', '.join(sorted(known))})"
                     )
+            for k, name in enumerate(task.forbidden_types):
+                if name not in known:
+                    raise ValueError(
+                        f"tasks[{i}].forbidden_types[{k}]: unknown GPU type {name!r} in task"
+                        f" {task.id!r} (known: {', '.join(sorted(known))})"
+                    )
+            for k, gid in enumerate(task.current_gpus or []):
+                if gid not in gpu_set:
+                    raise ValueError(f"tasks[{i}].current_gpus[{k}]: unknown GPU {gid!r} in task {task.id!r}")
+            if task.current_gpus is not None and len(set(task.current_gpus)) != len(task.current_gpus):
+                raise ValueError(f"tasks[{i}].current_gpus: a GPU is listed twice in task {task.id!r}")
             for name in task.duration_h or {}:
                 if name not in known:
                     raise ValueError(
@@ -92,6 +109,16 @@ class Problem(Spec):
             for name, count in node.gpu_counts.items():
                 out.extend((node, GPU(id=f"{node.id}/{name}/{k}", type=name)) for k in range(count))
         return out
+
+    @property
+    def uses_fleet_features(self) -> bool:
+        """True when the problem needs the fleet program (gangs, node resources, labels, spread,
+        data, migration, or an objective other than cost) rather than the GAP core."""
+        return (
+            self.objective.kind != "cost"
+            or bool(self.transfer_cost_per_gb)
+            or any(t.uses_fleet_features for t in self.tasks)
+        )
 
     def gpu_type(self, name: str) -> GPUType:
         """The GPU type called `name`."""

@@ -8,16 +8,31 @@ from gpuplan.models.base import Spec
 
 
 class Task(Spec):
-    """One task (a single-GPU replica): its GPU share, memory, work and placement rules."""
+    """One task: a replica on one GPU, or a gang of `gpus` GPUs on one node; its resources, work and
+    placement rules."""
 
     id: str = Field(min_length=1, description="Unique task id.")
+    gpus: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Gang size: the task gets this many GPUs, all on one node (the plan lists each).",
+    )
+    same_type: bool = Field(
+        default=False, description="For a gang: all its GPUs of one type (nodes may mix types)."
+    )
     gpu_share: float = Field(
         default=1.0,
         gt=0,
         le=1,
-        description="Fraction of one GPU the task uses, in (0, 1]; shares on one GPU sum to <= 1.",
+        description="Fraction of each of its GPUs the task uses, in (0, 1]; shares on one GPU sum to <= 1,"
+        " so a whole-GPU task (1) has its GPUs to itself.",
     )
-    gpu_memory_gb: float = Field(default=0.0, ge=0, description="GPU memory the task needs, in GB.")
+    gpu_memory_gb: float = Field(
+        default=0.0, ge=0, description="GPU memory the task needs on each of its GPUs, in GB."
+    )
+    cpu_cores: float = Field(default=0.0, ge=0, description="CPU cores the task takes on its node.")
+    memory_gb: float = Field(default=0.0, ge=0, description="Host memory in GB the task takes on its node.")
     work_h: float | None = Field(
         default=None,
         gt=0,
@@ -39,6 +54,36 @@ class Task(Spec):
     allowed_types: list[str] | None = Field(
         default=None, description="GPU types the task may run on; None means any."
     )
+    forbidden_types: list[str] = Field(default_factory=list, description="GPU types the task may not use.")
+    min_gpu_memory_gb: float = Field(
+        default=0.0, ge=0, description="Only GPU types with at least this much memory (e.g. for speed)."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Labels a node must carry (all of them) to take the task."
+    )
+    anti_affinity: str | None = Field(
+        default=None,
+        description="Spread group: tasks naming the same group go on distinct nodes (service replicas).",
+    )
+    input_gb: float = Field(
+        default=0.0,
+        ge=0,
+        description="Input data in GB, read over its node's link: adds input_gb x 8 / bandwidth_gbps "
+        "seconds to the duration (and so to cost and GPU time).",
+    )
+    dataset: str | None = Field(
+        default=None,
+        description="Name of the input's dataset: tasks of one dataset on one node share one copy, so "
+        "the problem's transfer_cost_per_gb is paid once per node.",
+    )
+    current_gpus: list[str] | None = Field(
+        default=None, description="Where the task runs now (re-planning); moving it costs migration_cost."
+    )
+    migration_cost: float = Field(
+        default=0.0,
+        ge=0,
+        description="Cost of moving a running task off its current GPUs (split evenly over its gang).",
+    )
 
     @model_validator(mode="after")
     def _has_duration(self) -> Task:
@@ -47,4 +92,28 @@ class Task(Spec):
         for name, hours in (self.duration_h or {}).items():
             if not hours > 0:
                 raise ValueError(f"duration_h[{name!r}] must be > 0 (got {hours})")
+        if self.gpus > 1 and self.gpu_share < 1:
+            raise ValueError(
+                f"a gang of {self.gpus} GPUs takes whole GPUs: gpu_share must be 1 (got {self.gpu_share})"
+            )
+        if self.current_gpus is not None and len(self.current_gpus) != self.gpus:
+            raise ValueError(
+                f"current_gpus lists {len(self.current_gpus)} GPU(s) for a task of {self.gpus} GPU(s)"
+            )
         return self
+
+    @property
+    def uses_fleet_features(self) -> bool:
+        """True when the task needs more than the GAP core (one GPU, share, memory, time)."""
+        return bool(
+            self.gpus > 1
+            or self.cpu_cores
+            or self.memory_gb
+            or self.forbidden_types
+            or self.min_gpu_memory_gb
+            or self.node_selector
+            or self.anti_affinity
+            or self.input_gb
+            or self.dataset
+            or self.current_gpus
+        )

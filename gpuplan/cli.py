@@ -144,6 +144,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from gpuplan.optimizer.compile import compile_problem
 
     problem = load_problem(args.problem)
+    if isinstance(problem, Problem) and problem.uses_fleet_features:
+        from gpuplan.optimizer.fleet import compile_fleet
+
+        fc = compile_fleet(problem)
+        fp = fc.program
+        homeless = [fc.task_ids[t] for t in range(fp.n_tasks) if not fp.eligible(t).any()]
+        print(
+            f"ok: valid problem (fleet model): {fp.n_tasks} tasks, {fp.n_gpus} GPUs on {fp.n_nodes} nodes, "
+            f"gangs {int((fp.gang > 1).sum())}, objective {', '.join(f'{k} x{w:g}' for k, w in fc.terms)}"
+        )
+        if homeless:
+            print(f"warning: {len(homeless)} task(s) fit on no GPU: {', '.join(homeless[:10])}")
+        return EXIT_OK
     c = compile_problem(problem)
     prog = c.program
     homeless = [c.task_ids[t] for t in range(prog.n_tasks) if not prog.eligible[t].any()]

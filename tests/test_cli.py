@@ -32,6 +32,12 @@ EXPECTED_WORDS = {
     "unknown_gpu_type_in_node": ["nodes[1].gpu_counts", "'V100'"],
     "unknown_task_key": ["tasks[1].gpu_count", "unknown key"],
     "unknown_top_level_key": ["budget_usd", "unknown key"],
+    "gang_with_fractional_share": ["tasks[0]", "gpu_share must be 1", "0.5"],
+    "unknown_current_gpu": ["tasks[0].current_gpus[0]", "'n9/A100/0'"],
+    "unknown_forbidden_type": ["tasks[0].forbidden_types[0]", "'H100'"],
+    "weighted_without_terms": ["objective", "'weighted'", "terms"],
+    "zero_gang": ["tasks[0].gpus", "0"],
+    "terms_without_weighted": ["objective", "terms", "'cost'"],
 }
 
 # matrix with a known optimum of 5 (task 0 -> GPU 1, task 1 -> GPU 0, task 2 -> GPU 2)

@@ -41,6 +41,9 @@ class Assignment(_Out):
     gpu_type: str | None = None
     cost: float = Field(description="Cost of this placement (matrix cost, or GPU-hours x price).")
     duration_h: float | None = None
+    moved: bool | None = Field(
+        default=None, description="Re-planning: True when a running task leaves one of its current GPUs."
+    )
 
 
 class Unassigned(_Out):

@@ -188,6 +188,18 @@ def solve(
     if isinstance(problem, dict):
         problem = parse_problem(problem)
     opts = problem.options if isinstance(problem, Problem) else None
+    if isinstance(problem, Problem) and (problem.uses_fleet_features or _too_big(problem)):
+        from gpuplan.optimizer.fleet_solve import solve_fleet
+
+        assert opts is not None
+        return solve_fleet(
+            problem,
+            solver=solver or opts.solver,
+            time_limit_s=time_limit_s if time_limit_s is not None else opts.time_limit_s,
+            workers=workers or opts.workers,
+            seed=seed if seed is not None else opts.seed,
+            started=started,
+        )
     compiled = compile_problem(problem)
     return solve_compiled(
         compiled,
@@ -197,6 +209,11 @@ def solve(
         seed=seed if seed is not None else (opts.seed if opts else 0),
         started=started,
     )
+
+
+def _too_big(problem: Problem) -> bool:
+    """True when the dense [T, G] GAP arrays would be too large: the fleet program scales instead."""
+    return len(problem.tasks) * sum(problem.type_counts().values()) > AUTO_MAX_PAIRS
 
 
 def parse_problem(data: dict[str, Any]) -> Problem | MatrixProblem:

@@ -1,0 +1,166 @@
+"""gpuplan on the Alibaba openb trace (Weng et al., ATC'23) against best-fit and random-fit.
+
+    python benchmarks/openb.py --pods default --time-limit 60 [--scale 1] [--workers 2] [--seed 0]
+    python -m benchmarks.openb --pods all --time-limit 60 --out benchmarks/results/openb.jsonl
+
+Per pod list: the GPU pods become optional tasks on the 1213 GPU nodes (x scale) with objective
+"placed"; gpuplan.solve is timed together with loading (wall_s), its plan is checked against the raw
+trace (benchmarks.openbdata.check_placement), and both baselines run on the same pods. One JSON
+object per pod list goes to stdout (and, with --out, is appended to that file as a JSON line). GPU
+amounts are in GPUs (1000 milli = 1). `--pods all` runs each list in a fresh process, so wall_s and
+peak_rss_mb are per list. The exit status is 1 when a solve failed or a plan did not check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import gpuplan
+from benchmarks import openbdata
+from benchmarks.run_gap import git_commit
+
+
+def _gpus(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def run_one(
+    pod_list: str, *, time_limit: float, scale: int, workers: int | None, seed: int
+) -> dict[str, Any]:
+    """Load, solve, check and measure one pod list; run both baselines on it. Never raises for a solve
+    or check failure: the record says what went wrong (`status` "error", `check` the message)."""
+    started = time.perf_counter()
+    nodes, pods = openbdata.scale_data(openbdata.read_nodes(), openbdata.read_pods(pod_list), scale)
+    problem, info = openbdata.to_problem(nodes, pods, time_limit=time_limit, workers=workers, seed=seed)
+    rec: dict[str, Any] = {
+        "pod_list": pod_list,
+        "scale": scale,
+        "time_limit_s": time_limit,
+        "workers": workers,
+        "seed": seed,
+        "pods": info["pods"],
+        "gpu_pods": info["gpu_pods"],
+        "cpu_only_skipped": info["cpu_only_skipped"],
+        "nodes": info["nodes"],
+        "gpus": info["gpus"],
+        "gpu_requested": _gpus(info["gpu_requested"]),
+        **dict.fromkeys(("status", "solver", "objective", "bound", "gpu_upper_bound", "check")),
+        **dict.fromkeys(("pods_placed", "gpu_placed", "gpus_idle", "gpus_fragmented")),
+    }
+    if info["unplaceable_spec"] or info["spec_models_dropped"]:
+        rec["unplaceable_spec"] = len(info["unplaceable_spec"])
+        rec["spec_models_dropped"] = info["spec_models_dropped"]
+    placement: openbdata.Placement = {}
+    try:
+        plan = gpuplan.solve(problem, time_limit_s=time_limit, workers=workers, seed=seed)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        rec.update(status="error", error=f"{type(exc).__name__}: {exc}")
+        plan = None
+    rec["wall_s"] = round(time.perf_counter() - started, 3)
+    rec["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if plan is not None:
+        rec.update(
+            status=plan.status.value,
+            solver=plan.solver,
+            objective=_gpus(plan.objective),
+            bound=_gpus(plan.bound),
+            gpu_upper_bound=None if plan.bound is None else _gpus(info["gpu_requested"] - plan.bound),
+        )
+        placement = openbdata.plan_to_placement(plan)
+    try:
+        openbdata.check_placement(nodes, pods, placement)
+        rec["check"] = "ok"
+        rec.update(
+            {
+                k: _gpus(v) if k == "gpu_placed" else v
+                for k, v in openbdata.metrics(nodes, pods, placement).items()
+            }
+        )
+    except openbdata.PlacementError as exc:
+        rec["check"] = str(exc)
+    if plan is not None and plan.objective is not None and rec["gpu_placed"] is not None:
+        # The plan's own count (requested - unplaced) must agree with the checker's.
+        rec["objective_gpu_placed"] = _gpus(info["gpu_requested"] - plan.objective)
+    for name, fn in (
+        ("best_fit", openbdata.best_fit),
+        ("random_fit", lambda n, p: openbdata.random_fit(n, p, seed)),
+    ):
+        t0 = time.perf_counter()
+        base = fn(nodes, pods)
+        secs = time.perf_counter() - t0
+        m = openbdata.metrics(nodes, pods, base)
+        rec[f"{name}_gpu_placed"] = _gpus(m["gpu_placed"])
+        rec[f"{name}_pods_placed"] = m["pods_placed"]
+        rec[f"{name}_gpus_idle"] = m["gpus_idle"]
+        rec[f"{name}_gpus_fragmented"] = m["gpus_fragmented"]
+        rec[f"{name}_s"] = round(secs, 3)
+    rec["commit"] = git_commit()
+    return rec
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pods", default="default", help="pod list name (default, gpushare40, ...) or 'all'")
+    ap.add_argument("--time-limit", type=float, default=60.0, help="gpuplan wall-clock limit in seconds")
+    ap.add_argument(
+        "--scale", type=int, default=1, help="copies of the cluster and of the pods (x2, x4 growth)"
+    )
+    ap.add_argument("--workers", type=int, default=None, help="solver threads (default: all cores)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of gpuplan and of random-fit")
+    ap.add_argument("--data", default=None, help="the shared folder (or its data subfolder)")
+    ap.add_argument("--out", type=Path, default=None, help="append each record to this file as a JSON line")
+    args = ap.parse_args(argv)
+    if args.data:
+        openbdata.set_data_dir(args.data)
+    try:
+        names = openbdata.pod_list_names()
+    except openbdata.DataMissingError as exc:
+        print(f"openb: {exc}", file=sys.stderr)
+        return 2
+    if args.pods == "all":
+        rc = 0
+        for name in names:
+            cmd = [sys.executable, "-m", "benchmarks.openb", *_forward(args), "--pods", name]
+            rc = max(rc, subprocess.run(cmd, cwd=openbdata.REPO_ROOT, check=False).returncode)
+        return rc
+    if args.pods not in names:
+        print(f"openb: no pod list {args.pods!r}; choose one of: all, {', '.join(names)}", file=sys.stderr)
+        return 2
+    rec = run_one(
+        args.pods, time_limit=args.time_limit, scale=args.scale, workers=args.workers, seed=args.seed
+    )
+    line = json.dumps(rec)
+    print(line, flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+    return 0 if rec.get("status") != "error" and rec.get("check") == "ok" else 1
+
+
+def _forward(args: argparse.Namespace) -> list[str]:
+    """The options of this run, for the child processes of --pods all."""
+    out = ["--time-limit", str(args.time_limit), "--scale", str(args.scale), "--seed", str(args.seed)]
+    if args.workers is not None:
+        out += ["--workers", str(args.workers)]
+    if args.data:
+        out += ["--data", str(Path(args.data).resolve())]
+    if args.out:
+        out += ["--out", str(args.out.resolve())]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+r"""A lower bound for the fleet program from an aggregated LP, valid at any size.
+
+Identical tasks form task classes a (count :math:`N_a`) and identical nodes form node classes b
+(count :math:`M_b`, with :math:`G_{bc}` usable GPUs of GPU class c each). The relaxation counts
+tasks per node class, :math:`n_{ab}`, and the GPUs they use per class, :math:`q_{abc}`:
+
+.. math::
+
+    \min \sum c_{ac} q_{abc} + \sum_a \tau_a n_{ab} + \lambda_{\mathrm{gpus}} \sum s_a q_{abc}
+    + \sum_a p_a y_a \quad\text{s.t.}\quad \sum_b n_{ab} + y_a = N_a,\;
+    \sum_c q_{abc} = k_a n_{ab},
+
+    \sum_a \ell_{ac} q_{abc} \le A\, G_{bc} M_b,\; \sum_a m_a q_{abc} \le \mathrm{Mem}_c G_{bc} M_b,\;
+    \sum_a \mathrm{cpu}_a n_{ab} \le C_b M_b,\; \sum_a \mathrm{ram}_a n_{ab} \le R_b M_b.
+
+It drops what only raises the objective (spread groups, dataset copies, migration, nodes used,
+balance) and sums capacities over identical nodes, so every plan is a feasible point. The
+reported bound is not GLOP's floating-point optimum but the Lagrangian value :math:`L(\mu)`
+recomputed exactly from the LP's capacity duals :math:`\mu \ge 0` (the per-task-class minimum of
+dropping versus the cheapest priced placement, minus priced capacity), which is a valid bound for
+any :math:`\mu` and therefore immune to solver tolerances. Idea as in Lagrangian relaxation for the
+GAP (Fisher, Jaikumar and Van Wassenhove, 1986).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpuplan.optimizer.fleet import FleetProgram
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Task and node classes of a fleet program."""
+
+    task_rep: np.ndarray  # int64 [A]: a representative task
+    task_count: np.ndarray  # int64 [A]
+    node_rep: np.ndarray  # int64 [B]
+    node_count: np.ndarray  # int64 [B]
+    gpus: np.ndarray  # int64 [B, C]: usable GPUs of class c on one node of class b
+    task_class: np.ndarray  # int64 [T]
+    node_class: np.ndarray  # int64 [N]
+
+
+def aggregate(p: FleetProgram) -> Aggregate:
+    """Group identical tasks and identical nodes (migration, spread and datasets ignored)."""
+    c_n = p.eligible_c.shape[1]
+    per_node = np.zeros((p.n_nodes, c_n), dtype=np.int64)
+    np.add.at(per_node, (p.gpu_node[p.gpu_ok], p.gpu_class[p.gpu_ok]), 1)
+    node_key = np.column_stack([per_node, p.node_cpu, p.node_ram])
+    _, node_rep, node_inv = np.unique(node_key, axis=0, return_index=True, return_inverse=True)
+    node_count = np.bincount(node_inv.ravel(), minlength=node_rep.size)
+    task_key = np.column_stack(
+        [
+            p.eligible_c,
+            p.cost_c,
+            p.load_c,
+            p.gang,
+            p.share,
+            p.gpu_mem,
+            p.cpu,
+            p.ram,
+            p.same_type,
+            p.optional,
+            p.penalty,
+            p.transfer_each,
+        ]
+    ).astype(np.float64)
+    _, task_rep, task_inv = np.unique(task_key, axis=0, return_index=True, return_inverse=True)
+    task_count = np.bincount(task_inv.ravel(), minlength=task_rep.size)
+    return Aggregate(
+        task_rep, task_count, node_rep, node_count, per_node[node_rep], task_inv.ravel(), node_inv.ravel()
+    )
+
+
+def _placeable(p: FleetProgram, ag: Aggregate, t: int) -> np.ndarray:
+    """bool [B, C]: GPU classes of node class b task t may use, given its gang fits on such a node."""
+    ok = (ag.gpus > 0) & p.eligible_c[t][None, :]
+    k = int(p.gang[t])
+    if k > 1:
+        if p.same_type[t]:
+            n_types = len(p.type_names)
+            cls_type = np.zeros(ok.shape[1], dtype=np.int64)
+            cls_type[p.gpu_class] = p.gpu_type
+            per_type = np.zeros((ok.shape[0], n_types))
+            for c in range(ok.shape[1]):
+                per_type[:, cls_type[c]] += np.where(ok[:, c], ag.gpus[:, c], 0)
+            ok &= per_type[:, cls_type] >= k
+        else:
+            ok &= (np.where(ok, ag.gpus, 0).sum(axis=1) >= k)[:, None]
+    cpu_ok = p.cpu[t] <= p.node_cpu[ag.node_rep] + 1e-9
+    ram_ok = p.ram[t] <= p.node_ram[ag.node_rep] + 1e-9
+    return ok & (cpu_ok & ram_ok)[:, None]
+
+
+def lagrangian_value(
+    p: FleetProgram,
+    ag: Aggregate,
+    mu_load: np.ndarray,
+    mu_mem: np.ndarray,
+    mu_cpu: np.ndarray,
+    mu_ram: np.ndarray,
+) -> float:
+    """L(mu): a valid lower bound for any mu >= 0 ([B, C], [B, C], [B], [B]); -inf never, +inf when
+    a required task fits nowhere."""
+    total = 0.0
+    finite_cpu = np.where(np.isfinite(p.node_cpu[ag.node_rep]), p.node_cpu[ag.node_rep], 0.0)
+    finite_ram = np.where(np.isfinite(p.node_ram[ag.node_rep]), p.node_ram[ag.node_rep], 0.0)
+    for a, t in enumerate(ag.task_rep):
+        ok = _placeable(p, ag, t)
+        per_gpu = (
+            p.cost_c[t][None, :]
+            + mu_load * p.load_c[t][None, :]
+            + mu_mem * p.gpu_mem[t]
+            + p.w_gpus * p.share[t]
+        )
+        per_gpu = np.where(ok, per_gpu, np.inf)
+        per_node = (
+            int(p.gang[t]) * per_gpu.min(axis=1) + mu_cpu * p.cpu[t] + mu_ram * p.ram[t] + p.transfer_each[t]
+        )
+        place = float(per_node.min(initial=np.inf))
+        drop = float(p.penalty[t]) if p.optional[t] else np.inf
+        value = min(place, drop)
+        if not np.isfinite(value):
+            return np.inf
+        total += ag.task_count[a] * value
+    cap = p.capacity * ag.gpus * ag.node_count[:, None]
+    total -= float((mu_load * cap).sum())
+    if not p.horizon:
+        mem_cap = np.zeros(ag.gpus.shape[1])
+        mem_cap[p.gpu_class] = p.mem_cap
+        total -= float((mu_mem * mem_cap[None, :] * ag.gpus * ag.node_count[:, None]).sum())
+    total -= float((mu_cpu * finite_cpu * ag.node_count).sum())
+    total -= float((mu_ram * finite_ram * ag.node_count).sum())
+    return total
+
+
+@dataclass
+class AggregateLP:
+    """The bound, the LP's tasks per (task class, node class) and solve statistics."""
+
+    bound: float
+    aggregate: Aggregate
+    quota: np.ndarray | None  # float64 [A, B], None when the LP was not solved
+    stats: dict[str, float]
+
+
+def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> AggregateLP:
+    """The aggregated LP's Lagrangian bound (the trivial L(0) when the LP fails); +inf when a
+    required task fits nowhere (infeasible)."""
+    from ortools.linear_solver import pywraplp
+
+    started = time.monotonic()
+    ag = aggregate(p)
+    b_n, c_n = ag.gpus.shape
+    zeros_bc, zeros_b = np.zeros((b_n, c_n)), np.zeros(b_n)
+    best = lagrangian_value(p, ag, zeros_bc, zeros_bc, zeros_b, zeros_b)
+    stats: dict[str, float] = {"lp_task_classes": int(ag.task_rep.size), "lp_node_classes": int(b_n)}
+    if not np.isfinite(best):
+        return AggregateLP(best, ag, None, stats)
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    if solver is None:
+        return AggregateLP(best, ag, None, stats)
+    if deadline is not None:
+        solver.SetTimeLimit(max(1, int(1000 * (deadline - time.monotonic()))))
+    inf = solver.infinity()
+    load_rows: dict[tuple[int, int], pywraplp.Constraint] = {}
+    mem_rows: dict[tuple[int, int], pywraplp.Constraint] = {}
+    cpu_rows: dict[int, pywraplp.Constraint] = {}
+    ram_rows: dict[int, pywraplp.Constraint] = {}
+    mem_cap = np.zeros(c_n)
+    mem_cap[p.gpu_class] = p.mem_cap
+    for b in range(b_n):
+        m_b = float(ag.node_count[b])
+        for c in range(c_n):
+            if ag.gpus[b, c]:
+                load_rows[b, c] = solver.Constraint(-inf, p.capacity * ag.gpus[b, c] * m_b)
+                if not p.horizon:
+                    mem_rows[b, c] = solver.Constraint(-inf, mem_cap[c] * ag.gpus[b, c] * m_b)
+        n = ag.node_rep[b]
+        if np.isfinite(p.node_cpu[n]):
+            cpu_rows[b] = solver.Constraint(-inf, float(p.node_cpu[n]) * m_b)
+        if np.isfinite(p.node_ram[n]):
+            ram_rows[b] = solver.Constraint(-inf, float(p.node_ram[n]) * m_b)
+    objective = solver.Objective()
+    n_vars: dict[tuple[int, int], pywraplp.Variable] = {}
+    for a, t in enumerate(ag.task_rep):
+        ok = _placeable(p, ag, t)
+        cover = solver.Constraint(float(ag.task_count[a]), float(ag.task_count[a]))
+        if p.optional[t]:
+            y = solver.NumVar(0, inf, "")
+            cover.SetCoefficient(y, 1)
+            objective.SetCoefficient(y, float(p.penalty[t]))
+        k = float(p.gang[t])
+        for b in np.flatnonzero(ok.any(axis=1)):
+            n_var = solver.NumVar(0, inf, "")
+            n_vars[a, int(b)] = n_var
+            cover.SetCoefficient(n_var, 1)
+            objective.SetCoefficient(n_var, float(p.transfer_each[t]))
+            link = solver.Constraint(0, 0)
+            link.SetCoefficient(n_var, -k)
+            if b in cpu_rows and p.cpu[t]:
+                cpu_rows[b].SetCoefficient(n_var, float(p.cpu[t]))
+            if b in ram_rows and p.ram[t]:
+                ram_rows[b].SetCoefficient(n_var, float(p.ram[t]))
+            for c in np.flatnonzero(ok[b]):
+                q = solver.NumVar(0, inf, "")
+                link.SetCoefficient(q, 1)
+                objective.SetCoefficient(q, float(p.cost_c[t, c] + p.w_gpus * p.share[t]))
+                load_rows[b, c].SetCoefficient(q, float(p.load_c[t, c]))
+                if (b, c) in mem_rows and p.gpu_mem[t]:
+                    mem_rows[b, c].SetCoefficient(q, float(p.gpu_mem[t]))
+    objective.SetMinimization()
+    status = solver.Solve()
+    stats["lp_s"] = round(time.monotonic() - started, 4)
+    if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        stats["lp_status"] = int(status)
+        return AggregateLP(best, ag, None, stats)
+    stats["lp_value"] = float(objective.Value())
+    mu_load, mu_mem = np.zeros((b_n, c_n)), np.zeros((b_n, c_n))
+    mu_cpu, mu_ram = np.zeros(b_n), np.zeros(b_n)
+    for (b, c), row in load_rows.items():
+        mu_load[b, c] = max(0.0, -row.dual_value())
+    for (b, c), row in mem_rows.items():
+        mu_mem[b, c] = max(0.0, -row.dual_value())
+    for b, row in cpu_rows.items():
+        mu_cpu[b] = max(0.0, -row.dual_value())
+    for b, row in ram_rows.items():
+        mu_ram[b] = max(0.0, -row.dual_value())
+    value = lagrangian_value(p, ag, mu_load, mu_mem, mu_cpu, mu_ram)
+    best = max(best, value)
+    quota = np.zeros((ag.task_rep.size, b_n))
+    for (a, b), var in n_vars.items():
+        quota[a, b] = var.solution_value()
+    return AggregateLP(best, ag, quota, stats)
+
+
+__all__ = ["AggregateLP", "aggregate", "fleet_lower_bound", "lagrangian_value"]
+
+
+def packing_bound(p: FleetProgram, grid: int = 1000, max_rounds: int = 200) -> float | None:
+    r"""Lower bound from packing alone: every drop penalty not saved by the best packing of the
+    tasks' GPU loads into the usable GPUs, each GPU a bin of size 1 (Gilmore-Gomory configuration LP).
+
+    Relaxation: types, nodes, CPU, memory and costs (all >= 0) are ignored, a gang becomes k
+    separate whole-GPU items worth p_t / k each, and each load is rounded *down* to a 1/grid of a
+    GPU's capacity (its smallest over the classes the task may use). Valid for any dual prices pi >= 0:
+    :math:`\sum_i \pi_i n_i + B \max_{\text{pattern}} \sum_i a_i (w_i - \pi_i)`, the pattern maximum
+    computed exactly by a bounded knapsack; column generation only improves pi. None when
+    required tasks exist (dropping them is not an option the bound can price) or nothing is optional.
+    """
+    from ortools.linear_solver import pywraplp
+
+    if not p.optional.any() or (~p.optional & p.eligible_c.any(axis=1)).any():
+        return None
+    bins = int(p.gpu_ok.sum())
+    elig = p.eligible_c.any(axis=1)
+    load = np.where(p.eligible_c, p.load_c, np.inf).min(axis=1) / p.capacity
+    size = np.floor(np.where(elig, load, 0.0) * grid + 1e-9).astype(np.int64)
+    value = p.penalty / p.gang
+    keys = np.stack([size, value], axis=1)[elig]
+    counts_w = p.gang[elig]
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    n_i = np.bincount(inv.ravel(), weights=counts_w).astype(np.int64)
+    s_i = uniq[:, 0].astype(np.int64)
+    w_i = uniq[:, 1]
+    total_penalty = float(p.penalty.sum())
+
+    def best_pattern(price: np.ndarray) -> tuple[float, np.ndarray]:
+        """max sum a_i (w_i - price_i), sum a_i s_i <= grid, 0 <= a_i <= n_i (bounded knapsack)."""
+        gain = w_i - price
+        dp = np.zeros(grid + 1)
+        choice: list[tuple[int, int, np.ndarray]] = []
+        for i in np.flatnonzero(gain > 0):
+            if s_i[i] == 0:
+                dp = dp + gain[i] * n_i[i]
+                choice.append((int(i), -1, np.full(grid + 1, n_i[i])))
+                continue
+            limit = min(int(n_i[i]), grid // int(s_i[i]))
+            take = np.zeros(grid + 1, dtype=np.int64)
+            new = dp.copy()
+            for a in range(1, limit + 1):
+                shift = a * int(s_i[i])
+                cand = np.full(grid + 1, -np.inf)
+                cand[shift:] = dp[: grid + 1 - shift] + a * gain[i]
+                better = cand > new
+                new = np.where(better, cand, new)
+                take = np.where(better, a, take)
+            dp = new
+            choice.append((int(i), int(s_i[i]), take))
+        pattern = np.zeros(w_i.size, dtype=np.int64)
+        cap = grid
+        for i, s, take in reversed(choice):
+            a = int(take[cap])
+            pattern[i] = a
+            if s > 0:
+                cap -= a * s
+        return float(dp[grid]), pattern
+
+    def upper(price: np.ndarray) -> float:
+        return float(price @ n_i) + bins * best_pattern(price)[0]
+
+    best = upper(np.zeros(w_i.size))
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    if solver is None:
+        return total_penalty - best
+    inf = solver.infinity()
+    item_rows = [solver.Constraint(-inf, float(n)) for n in n_i]
+    bin_row = solver.Constraint(-inf, float(bins))
+    obj = solver.Objective()
+    obj.SetMaximization()
+    # Start with single-item patterns (as many as fit).
+    for i in range(w_i.size):
+        var = solver.NumVar(0, inf, "")
+        a = int(n_i[i]) if s_i[i] == 0 else min(int(n_i[i]), grid // int(s_i[i]))
+        item_rows[i].SetCoefficient(var, a)
+        bin_row.SetCoefficient(var, 1)
+        obj.SetCoefficient(var, a * w_i[i])
+    for _ in range(max_rounds):
+        if solver.Solve() != pywraplp.Solver.OPTIMAL:
+            break
+        price = np.array([max(0.0, r.dual_value()) for r in item_rows])
+        sigma = max(0.0, bin_row.dual_value())
+        best = min(best, upper(price))
+        val, pattern = best_pattern(price)
+        if val <= sigma * (1 + 1e-9) + 1e-9:
+            break
+        var = solver.NumVar(0, inf, "")
+        for i in np.flatnonzero(pattern):
+            item_rows[i].SetCoefficient(var, int(pattern[i]))
+        bin_row.SetCoefficient(var, 1)
+        obj.SetCoefficient(var, float(pattern @ w_i))
+    return total_penalty - best

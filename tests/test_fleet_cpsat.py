@@ -1,0 +1,289 @@
+"""The fleet CP-SAT model against brute force on random tiny fleets, plus a few hand-made cases."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from gpuplan.models import Problem, Status
+from gpuplan.optimizer.fleet import NONE, FleetProgram, compile_fleet
+from gpuplan.solvers.fleet_brute import brute_force
+from gpuplan.solvers.fleet_cpsat import FleetResult, solve_fleet_cpsat
+
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+KINDS = ["cost", "energy", "balance", "gpus_used", "nodes_used", "placed"]
+
+
+def solve(program: FleetProgram, hint: np.ndarray | None = None, limit: float = 10.0) -> FleetResult:
+    return solve_fleet_cpsat(program, deadline=time.monotonic() + limit, workers=1, seed=0, hint=hint)
+
+
+@st.composite
+def fleets(draw) -> dict:
+    """A tiny Problem (<= 5 GPUs, <= 4 tasks) exercising every fleet feature at random."""
+    types = [
+        {
+            "name": name,
+            "memory_gb": draw(st.sampled_from([16, 40, 80])),
+            "speed": draw(st.sampled_from([1, 2])),
+            "cost_per_hour": draw(st.sampled_from([0, 1, 2.5, 3])),
+            "power_w": draw(st.sampled_from([0, 300, 700])),
+        }
+        for name in ["A", "B"][: draw(st.integers(1, 2))]
+    ]
+    names = [t["name"] for t in types]
+    n_nodes = draw(st.integers(1, 3))
+    budget = 5
+    nodes = []
+    for i in range(n_nodes):
+        counts = {}
+        for name in names:
+            c = draw(st.integers(0 if i or name != names[0] else 1, min(2, budget)))
+            budget -= c
+            if c:
+                counts[name] = c
+        listed = []
+        if budget > 0 and draw(st.integers(0, 4)) == 0:
+            budget -= 1
+            listed.append(
+                {
+                    "id": f"n{i}-x",
+                    "type": draw(st.sampled_from(names)),
+                    "healthy": draw(st.booleans()),
+                    "temperature_c": draw(st.sampled_from([None, 60, 90])),
+                }
+            )
+        nodes.append(
+            {
+                "id": f"n{i}",
+                "gpu_counts": counts,
+                "gpus": listed,
+                "cpu_cores": draw(st.sampled_from([None, None, 4, 8, 16])),
+                "memory_gb": draw(st.sampled_from([None, None, 32, 64])),
+                "labels": draw(st.sampled_from([{}, {"zone": "a"}, {"zone": "b"}])),
+                "bandwidth_gbps": draw(st.sampled_from([None, None, 10, 100])),
+            }
+        )
+    gpu_ids = [g["id"] for n in nodes for g in n["gpus"]] + [
+        f"{n['id']}/{name}/{k}" for n in nodes for name, c in n["gpu_counts"].items() for k in range(c)
+    ]
+    assume(gpu_ids)
+    tasks = []
+    for i in range(draw(st.integers(1, 4))):
+        gang = draw(st.sampled_from([1, 1, 2])) if len(gpu_ids) > 1 else 1
+        task: dict = {
+            "id": f"t{i}",
+            "gpus": gang,
+            "same_type": draw(st.booleans()),
+            "gpu_share": 1.0 if gang > 1 else draw(st.sampled_from([0.25, 0.5, 0.75, 1.0])),
+            "gpu_memory_gb": draw(st.sampled_from([0, 0, 10, 30])),
+            "cpu_cores": draw(st.sampled_from([0, 2, 4, 8])),
+            "memory_gb": draw(st.sampled_from([0, 16, 32])),
+            "priority": draw(st.integers(0, 1)),
+            "optional": draw(st.booleans()),
+            "input_gb": draw(st.sampled_from([0, 0, 10, 50])),
+            "dataset": draw(st.sampled_from([None, None, "d1", "d2"])),
+            "anti_affinity": draw(st.sampled_from([None, None, "s"])),
+        }
+        if draw(st.booleans()):
+            task["work_h"] = draw(st.sampled_from([0.5, 1, 2, 3]))
+        else:
+            task["duration_h"] = {name: draw(st.sampled_from([0.5, 1, 1.5, 4])) for name in names}
+        if draw(st.integers(0, 3)) == 0:
+            task["allowed_types"] = [draw(st.sampled_from(names))]
+        elif draw(st.integers(0, 3)) == 0:
+            task["forbidden_types"] = [draw(st.sampled_from(names))]
+        if draw(st.integers(0, 4)) == 0:
+            task["min_gpu_memory_gb"] = 40
+        if draw(st.integers(0, 3)) == 0:
+            task["node_selector"] = {"zone": draw(st.sampled_from(["a", "b"]))}
+        if draw(st.integers(0, 2)) == 0:
+            task["current_gpus"] = draw(st.permutations(gpu_ids))[:gang]
+            task["migration_cost"] = draw(st.sampled_from([0, 1, 5]))
+        if len(task.get("current_gpus") or [None] * gang) != gang:
+            task.pop("current_gpus")
+        tasks.append(task)
+    kind = draw(st.sampled_from([*KINDS, "weighted", "lexicographic"]))
+    objective: dict = {"kind": kind, "placed_weight": draw(st.sampled_from(["gpu", "count", "work"]))}
+    if kind in ("weighted", "lexicographic"):
+        chosen = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True))
+        objective["terms"] = [{"kind": k, "weight": draw(st.sampled_from([0.5, 1, 2]))} for k in chosen]
+    return {
+        "gpu_types": types,
+        "nodes": nodes,
+        "tasks": tasks,
+        "horizon_h": draw(st.sampled_from([None, None, 2, 4])),
+        "temperature_limit_c": draw(st.sampled_from([None, 80])),
+        "transfer_cost_per_gb": draw(st.sampled_from([0, 0, 0.01, 0.1])),
+        "objective": objective,
+    }
+
+
+def check_against_brute_force(program: FleetProgram) -> None:
+    """CP-SAT's status, objective and bound agree with exhaustive search."""
+    res = solve(program)
+    ref = brute_force(program)
+    if ref is None:
+        assert res.status is Status.INFEASIBLE, res.stats
+        assert res.objective is None
+        return
+    best, _ = ref
+    assert res.status.has_solution, res.stats
+    assert program.violations(res.assign) == []
+    assert res.objective == pytest.approx(program.objective(res.assign), rel=1e-12, abs=1e-12)
+    tol = 1e-6 * max(1.0, abs(best))
+    grid = 0.0 if res.stats.get("cpsat_balance_exact", True) else program.w_balance / 1000
+    assert res.objective >= best - tol
+    assert res.objective <= best + tol + grid, (res.objective, best, res.stats)
+    assert res.bound is not None
+    assert res.bound <= best + tol
+    if res.status is Status.OPTIMAL and not grid:
+        assert res.bound == pytest.approx(res.objective, rel=1e-6, abs=1e-6)
+
+
+@SETTINGS
+@given(fleets())
+def test_cpsat_matches_brute_force(data: dict) -> None:
+    try:
+        program = compile_fleet(Problem.model_validate(data)).program
+    except ValueError:  # priority tiers too wide to weigh (compile refuses)
+        assume(False)
+        return
+    check_against_brute_force(program)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fleets())
+def test_hint_is_kept_when_better(data: dict) -> None:
+    """With a feasible optimal hint, the answer is at least as good as the hint."""
+    program = compile_fleet(Problem.model_validate(data)).program
+    ref = brute_force(program)
+    assume(ref is not None)
+    best, assign = ref
+    res = solve(program, hint=assign, limit=5.0)
+    assert res.status.has_solution
+    assert program.violations(res.assign) == []
+    assert res.objective <= best + 1e-9 * max(1.0, abs(best))
+
+
+# --- hand-made cases -----------------------------------------------------------------------------------
+
+TYPES = [{"name": "A", "memory_gb": 80, "cost_per_hour": 1.0}]
+
+
+def compiled(nodes: list[dict], tasks: list[dict], objective: dict | None = None) -> FleetProgram:
+    data = {"gpu_types": TYPES, "nodes": nodes, "tasks": tasks, "objective": objective or {"kind": "cost"}}
+    return compile_fleet(Problem.model_validate(data)).program
+
+
+def test_gang_lands_on_one_node() -> None:
+    """Two nodes of one free GPU each and one of two: the gang of 2 takes the pair."""
+    nodes = [{"id": f"n{i}", "gpu_counts": {"A": c}} for i, c in enumerate([1, 1, 2])]
+    p = compiled(nodes, [{"id": "g", "gpus": 2, "work_h": 1}])
+    res = solve(p)
+    assert res.status is Status.OPTIMAL
+    assert set(p.gpu_node[res.assign[0]].tolist()) == {2}
+
+
+def test_gang_split_over_nodes_is_infeasible() -> None:
+    nodes = [{"id": f"n{i}", "gpu_counts": {"A": 1}} for i in range(3)]
+    res = solve(compiled(nodes, [{"id": "g", "gpus": 2, "work_h": 1}]))
+    assert res.status is Status.INFEASIBLE
+
+
+def test_spread_group_uses_three_nodes() -> None:
+    """Three replicas of one spread group on three nodes, though one node could hold them all."""
+    nodes = [{"id": "big", "gpu_counts": {"A": 3}}, {"id": "s1", "gpu_counts": {"A": 1}}]
+    nodes.append({"id": "s2", "gpu_counts": {"A": 1}})
+    tasks = [{"id": f"r{i}", "work_h": 1, "gpu_share": 0.25, "anti_affinity": "svc"} for i in range(3)]
+    p = compiled(nodes, tasks, {"kind": "nodes_used"})
+    res = solve(p)
+    assert res.status is Status.OPTIMAL
+    assert sorted(p.gpu_node[res.assign[:, 0]].tolist()) == [0, 1, 2]
+    assert res.objective == pytest.approx(3.0)
+
+
+def test_high_migration_cost_keeps_tasks_in_place() -> None:
+    """GPUs of type B cost half as much; a migration cost of 100 keeps running tasks on A anyway."""
+    types = [
+        {"name": "A", "memory_gb": 80, "cost_per_hour": 2.0},
+        {"name": "B", "memory_gb": 80, "cost_per_hour": 1.0},
+    ]
+    nodes = [{"id": "old", "gpu_counts": {"A": 2}}, {"id": "new", "gpu_counts": {"B": 2}}]
+
+    def program(tasks: list[dict]) -> FleetProgram:
+        return compile_fleet(
+            Problem.model_validate({"gpu_types": types, "nodes": nodes, "tasks": tasks})
+        ).program
+
+    # GPU indices: old/A/0 = 0, old/A/1 = 1, new/B/0 = 2, new/B/1 = 3.
+    p = program(
+        [
+            {"id": "run", "work_h": 1, "current_gpus": ["old/A/1"], "migration_cost": 100},
+            {"id": "new", "work_h": 1},
+        ]
+    )
+    res = solve(p)
+    assert res.status is Status.OPTIMAL
+    assert res.assign[0, 0] == 1  # stays
+    assert p.gpu_node[res.assign[1, 0]] == 1  # the new task takes the cheap node
+    assert res.objective == pytest.approx(3.0)
+    gang = {"id": "g", "gpus": 2, "work_h": 1, "current_gpus": ["old/A/1", "old/A/0"]}
+    p = program([dict(gang, migration_cost=100)])
+    res = solve(p)
+    assert sorted(res.assign[0].tolist()) == [0, 1]
+    assert res.objective == pytest.approx(4.0)
+    p = program([dict(gang, migration_cost=0.1)])  # cheap to move: 2 + 0.1 < 4
+    res = solve(p)
+    assert sorted(res.assign[0].tolist()) == [2, 3]
+    assert res.objective == pytest.approx(2.1)
+
+
+def test_lexicographic_placed_then_gpus_used() -> None:
+    """Place everything first, then pack: the four halves share two GPUs, the whole task a third."""
+    nodes = [{"id": "n0", "gpu_counts": {"A": 4}}]
+    tasks = [{"id": f"h{i}", "work_h": 1, "gpu_share": 0.5, "optional": True} for i in range(4)]
+    tasks.append({"id": "w", "work_h": 1, "optional": True})
+    terms = [{"kind": "placed"}, {"kind": "gpus_used"}]
+    p = compiled(nodes, tasks, {"kind": "lexicographic", "terms": terms})
+    res = solve(p)
+    assert res.status is Status.OPTIMAL
+    assert np.all(res.assign[:, 0] >= 0)
+    assert np.unique(res.assign[res.assign >= 0]).size == 3
+    # Weighted with a small weight on placement, consolidation wins: the whole task is dropped.
+    terms = [{"kind": "placed", "weight": 0.1}, {"kind": "gpus_used"}]
+    p = compiled(nodes, tasks, {"kind": "weighted", "terms": terms})
+    res = solve(p)
+    assert res.assign[4, 0] == NONE
+    assert res.objective == pytest.approx(brute_force(p)[0])
+
+
+def test_dropped_required_task_without_room_is_infeasible_and_hint_is_used() -> None:
+    nodes = [{"id": "n0", "gpu_counts": {"A": 1}}]
+    p = compiled(nodes, [{"id": "a", "work_h": 1}, {"id": "b", "work_h": 1}])
+    assert solve(p).status is Status.INFEASIBLE
+    p = compiled(nodes, [{"id": "a", "work_h": 1}, {"id": "b", "work_h": 1, "optional": True}])
+    hint = np.array([[0], [NONE]])
+    res = solve(p, hint=hint, limit=0.0)
+    assert res.status.has_solution
+    assert p.violations(res.assign) == []
+
+
+def test_balance_is_exact_on_share_grid() -> None:
+    """Shares scale to an integer capacity of 100 (hundredths): the balance term is exact, no 0.1% grid."""
+    nodes = [{"id": "n0", "gpu_counts": {"A": 2}}]
+    tasks = [{"id": f"t{i}", "work_h": 1, "gpu_share": s} for i, s in enumerate([0.5, 0.25, 0.25, 0.5])]
+    p = compiled(nodes, tasks, {"kind": "balance"})
+    res = solve(p)
+    assert res.status is Status.OPTIMAL
+    assert res.stats["cpsat_balance_exact"]
+    assert res.objective == pytest.approx(0.75)
+    assert res.bound == pytest.approx(0.75)

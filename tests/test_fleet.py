@@ -135,7 +135,7 @@ def test_greedy_is_feasible_and_bounds_hold(problem: Problem) -> None:
         return
     assert lp.bound <= best[0] + 1e-6 * max(1.0, abs(best[0]))
     if pack is not None:
-        assert pack <= best[0] + 1e-6 * max(1.0, abs(best[0]))
+        assert pack.bound <= best[0] + 1e-6 * max(1.0, abs(best[0]))
     if not np.any(~placed & ~prog.optional):
         assert prog.objective(state.assign) >= best[0] - 1e-6 * max(1.0, abs(best[0]))
 
@@ -150,7 +150,7 @@ def test_packing_bound_sees_fragmentation() -> None:
     )
     prog = compile_fleet(p).program
     assert fleet_lower_bound(prog).bound == pytest.approx(0.0, abs=1e-9)  # the plain LP misses it
-    assert packing_bound(prog) == pytest.approx(0.6)
+    assert packing_bound(prog).bound == pytest.approx(0.6)
     plan = solve(p, time_limit_s=5, workers=1)
     assert plan.status.value == "optimal" and plan.objective == pytest.approx(0.6)
 

@@ -125,6 +125,9 @@ class Plan(_Out):
                 f"placed    {len(self.assignments)} tasks, cost {self.placement_cost:,.4g}"
                 + (f", penalty {self.penalty:,.4g}" if self.penalty else "")
             )
+        crit = {k.removeprefix("criterion_"): v for k, v in self.stats.items() if k.startswith("criterion_")}
+        if crit:
+            lines.append("criteria  " + ", ".join(f"{k} {v:,.4g}" for k, v in crit.items()))
         if self.solver_reason:
             lines.append(f"why       {self.solver_reason}")
         if self.message:

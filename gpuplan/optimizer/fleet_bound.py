@@ -238,99 +238,134 @@ def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> Aggrega
     return AggregateLP(best, ag, quota, stats)
 
 
-__all__ = ["AggregateLP", "aggregate", "fleet_lower_bound", "lagrangian_value"]
+@dataclass
+class Packing:
+    """The packing bound and the configuration LP's use of each item kind (for guiding the greedy)."""
+
+    bound: float
+    item_of_task: np.ndarray  # int64 [T], -1 for tasks that fit nowhere
+    used: np.ndarray | None  # float64 [items]: GPUs' worth of items the LP places (gang items count k)
 
 
-def packing_bound(p: FleetProgram, grid: int = 1000, max_rounds: int = 200) -> float | None:
+def _knapsack(gain: np.ndarray, size: np.ndarray, count: np.ndarray, grid: int) -> tuple[float, np.ndarray]:
+    """max sum a_i gain_i, sum a_i size_i <= grid, 0 <= a_i <= count_i integer (bounded knapsack,
+    exact on the integer grid); items with gain <= 0 are never taken."""
+    dp = np.zeros(grid + 1)
+    choice: list[tuple[int, int, np.ndarray]] = []
+    for i in np.flatnonzero(gain > 0):
+        if size[i] == 0:
+            dp = dp + gain[i] * count[i]
+            choice.append((int(i), 0, np.full(grid + 1, count[i])))
+            continue
+        limit = min(int(count[i]), grid // int(size[i]))
+        take = np.zeros(grid + 1, dtype=np.int64)
+        new = dp.copy()
+        for a in range(1, limit + 1):
+            shift = a * int(size[i])
+            cand = np.full(grid + 1, -np.inf)
+            cand[shift:] = dp[: grid + 1 - shift] + a * gain[i]
+            better = cand > new
+            new = np.where(better, cand, new)
+            take = np.where(better, a, take)
+        dp = new
+        choice.append((int(i), int(size[i]), take))
+    pattern = np.zeros(gain.size, dtype=np.int64)
+    cap = grid
+    for i, sz, take in reversed(choice):
+        a = int(take[cap])
+        pattern[i] = a
+        cap -= a * sz
+    return float(dp[grid]), pattern
+
+
+def packing_bound(p: FleetProgram, grid: int = 1000, max_rounds: int = 300) -> Packing | None:
     r"""Lower bound from packing alone: every drop penalty not saved by the best packing of the
-    tasks' GPU loads into the usable GPUs, each GPU a bin of size 1 (Gilmore-Gomory configuration LP).
+    tasks' GPU loads into the usable GPUs of each class, each GPU a bin of size 1 (a Gilmore-Gomory
+    configuration LP with one bin kind per GPU class).
 
-    Relaxation: types, nodes, CPU, memory and costs (all >= 0) are ignored, a gang becomes k
-    separate whole-GPU items worth p_t / k each, and each load is rounded *down* to a 1/grid of a
-    GPU's capacity (its smallest over the classes the task may use). Valid for any dual prices pi >= 0:
-    :math:`\sum_i \pi_i n_i + B \max_{\text{pattern}} \sum_i a_i (w_i - \pi_i)`, the pattern maximum
-    computed exactly by a bounded knapsack; column generation only improves pi. None when
-    required tasks exist (dropping them is not an option the bound can price) or nothing is optional.
+    Relaxation: nodes, CPU, memory and costs (all >= 0) are ignored, a gang becomes k separate
+    whole-GPU items worth p_t / k each, and each load is rounded *down* to a 1/grid of a GPU's
+    capacity. Valid for any dual prices pi >= 0:
+    :math:`\sum_i \pi_i n_i + \sum_c B_c \max_{\text{pattern on } c} \sum_i a_i (w_i - \pi_i)`,
+    each maximum computed exactly by a bounded knapsack over the items class c may hold; column
+    generation only improves pi. None when required tasks exist (dropping them is not an option the
+    bound can price) or nothing is optional.
     """
     from ortools.linear_solver import pywraplp
 
     if not p.optional.any() or (~p.optional & p.eligible_c.any(axis=1)).any():
         return None
-    bins = int(p.gpu_ok.sum())
-    elig = p.eligible_c.any(axis=1)
-    load = np.where(p.eligible_c, p.load_c, np.inf).min(axis=1) / p.capacity
-    size = np.floor(np.where(elig, load, 0.0) * grid + 1e-9).astype(np.int64)
+    c_n = p.eligible_c.shape[1]
+    bins = np.bincount(p.gpu_class[p.gpu_ok], minlength=c_n)
+    classes = np.flatnonzero(bins > 0)
+    elig = p.eligible_c[:, classes]
+    has = elig.any(axis=1)
+    size = np.floor(np.where(elig, p.load_c[:, classes], 0.0) / p.capacity * grid + 1e-9).astype(np.int64)
     value = p.penalty / p.gang
-    keys = np.stack([size, value], axis=1)[elig]
-    counts_w = p.gang[elig]
+    keys = np.column_stack([value, elig, np.where(elig, size, -1)])[has]
     uniq, inv = np.unique(keys, axis=0, return_inverse=True)
-    n_i = np.bincount(inv.ravel(), weights=counts_w).astype(np.int64)
-    s_i = uniq[:, 0].astype(np.int64)
-    w_i = uniq[:, 1]
+    item_of_task = np.full(p.n_tasks, -1, dtype=np.int64)
+    item_of_task[has] = inv.ravel()
+    n_i = np.bincount(inv.ravel(), weights=p.gang[has]).astype(np.int64)
+    w_i = uniq[:, 0]
+    k_n = classes.size
+    e_ik = uniq[:, 1 : 1 + k_n] > 0.5
+    s_ik = uniq[:, 1 + k_n :].astype(np.int64)
     total_penalty = float(p.penalty.sum())
 
-    def best_pattern(price: np.ndarray) -> tuple[float, np.ndarray]:
-        """max sum a_i (w_i - price_i), sum a_i s_i <= grid, 0 <= a_i <= n_i (bounded knapsack)."""
+    def patterns(price: np.ndarray) -> list[tuple[float, np.ndarray]]:
         gain = w_i - price
-        dp = np.zeros(grid + 1)
-        choice: list[tuple[int, int, np.ndarray]] = []
-        for i in np.flatnonzero(gain > 0):
-            if s_i[i] == 0:
-                dp = dp + gain[i] * n_i[i]
-                choice.append((int(i), -1, np.full(grid + 1, n_i[i])))
-                continue
-            limit = min(int(n_i[i]), grid // int(s_i[i]))
-            take = np.zeros(grid + 1, dtype=np.int64)
-            new = dp.copy()
-            for a in range(1, limit + 1):
-                shift = a * int(s_i[i])
-                cand = np.full(grid + 1, -np.inf)
-                cand[shift:] = dp[: grid + 1 - shift] + a * gain[i]
-                better = cand > new
-                new = np.where(better, cand, new)
-                take = np.where(better, a, take)
-            dp = new
-            choice.append((int(i), int(s_i[i]), take))
-        pattern = np.zeros(w_i.size, dtype=np.int64)
-        cap = grid
-        for i, s, take in reversed(choice):
-            a = int(take[cap])
-            pattern[i] = a
-            if s > 0:
-                cap -= a * s
-        return float(dp[grid]), pattern
+        out = []
+        for k in range(k_n):
+            g = np.where(e_ik[:, k], gain, 0.0)
+            out.append(_knapsack(g, np.maximum(s_ik[:, k], 0), n_i, grid))
+        return out
 
-    def upper(price: np.ndarray) -> float:
-        return float(price @ n_i) + bins * best_pattern(price)[0]
+    def upper(price: np.ndarray, pats: list[tuple[float, np.ndarray]]) -> float:
+        return float(price @ n_i) + sum(float(bins[classes[k]]) * pats[k][0] for k in range(k_n))
 
-    best = upper(np.zeros(w_i.size))
+    zero = np.zeros(w_i.size)
+    best = upper(zero, patterns(zero))
     solver = pywraplp.Solver.CreateSolver("GLOP")
     if solver is None:
-        return total_penalty - best
+        return Packing(total_penalty - best, item_of_task, None)
     inf = solver.infinity()
     item_rows = [solver.Constraint(-inf, float(n)) for n in n_i]
-    bin_row = solver.Constraint(-inf, float(bins))
+    bin_rows = [solver.Constraint(-inf, float(bins[c])) for c in classes]
     obj = solver.Objective()
     obj.SetMaximization()
-    # Start with single-item patterns (as many as fit).
-    for i in range(w_i.size):
-        var = solver.NumVar(0, inf, "")
-        a = int(n_i[i]) if s_i[i] == 0 else min(int(n_i[i]), grid // int(s_i[i]))
-        item_rows[i].SetCoefficient(var, a)
-        bin_row.SetCoefficient(var, 1)
-        obj.SetCoefficient(var, a * w_i[i])
-    for _ in range(max_rounds):
-        if solver.Solve() != pywraplp.Solver.OPTIMAL:
-            break
-        price = np.array([max(0.0, r.dual_value()) for r in item_rows])
-        sigma = max(0.0, bin_row.dual_value())
-        best = min(best, upper(price))
-        val, pattern = best_pattern(price)
-        if val <= sigma * (1 + 1e-9) + 1e-9:
-            break
+    columns: list[tuple[pywraplp.Variable, np.ndarray]] = []
+
+    def add(k: int, pattern: np.ndarray) -> None:
         var = solver.NumVar(0, inf, "")
         for i in np.flatnonzero(pattern):
             item_rows[i].SetCoefficient(var, int(pattern[i]))
-        bin_row.SetCoefficient(var, 1)
+        bin_rows[k].SetCoefficient(var, 1)
         obj.SetCoefficient(var, float(pattern @ w_i))
-    return total_penalty - best
+        columns.append((var, pattern.astype(np.float64)))
+
+    for i in range(w_i.size):  # single-kind patterns, as many as fit
+        for k in np.flatnonzero(e_ik[i]):
+            sz = int(s_ik[i, k])
+            a = int(n_i[i]) if sz == 0 else min(int(n_i[i]), grid // sz)
+            pattern = np.zeros(w_i.size, dtype=np.int64)
+            pattern[i] = a
+            add(int(k), pattern)
+    used: np.ndarray | None = None
+    for _ in range(max_rounds):
+        if solver.Solve() != pywraplp.Solver.OPTIMAL:
+            break
+        used = sum((var.solution_value() * col for var, col in columns), np.zeros(w_i.size))
+        price = np.array([max(0.0, r.dual_value()) for r in item_rows])
+        sigma = np.array([max(0.0, r.dual_value()) for r in bin_rows])
+        pats = patterns(price)
+        best = min(best, upper(price, pats))
+        improving = [k for k in range(k_n) if pats[k][0] > sigma[k] * (1 + 1e-9) + 1e-9]
+        if not improving:
+            break
+        for k in improving:
+            add(k, pats[k][1])
+    return Packing(total_penalty - best, item_of_task, used)
+
+
+__all__ = ["AggregateLP", "Packing", "aggregate", "fleet_lower_bound", "lagrangian_value", "packing_bound"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from gpuplan.models import Assignment, GPUUsage, Incumbent, Plan, Problem, Status, Unassigned
 from gpuplan.optimizer.fleet import NONE, FleetCompiled, FleetProgram, compile_fleet
-from gpuplan.optimizer.fleet_bound import fleet_lower_bound, packing_bound
+from gpuplan.optimizer.fleet_bound import Packing, fleet_lower_bound, packing_bound
 from gpuplan.solvers.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve, task_order
 
 log = logging.getLogger("gpuplan")
@@ -31,19 +31,39 @@ def _pairs(p: FleetProgram) -> int:
     return int((p.eligible_c @ per_class).sum())
 
 
-def _starts(p: FleetProgram, deadline: float) -> tuple[FleetState, str]:
+def late_tasks(p: FleetProgram, packing: Packing | None) -> np.ndarray | None:
+    """bool [T]: tasks beyond what the packing LP places of their kind (larger gangs served first)."""
+    if packing is None or packing.used is None:
+        return None
+    left = np.round(packing.used).astype(np.int64)
+    late = np.zeros(p.n_tasks, dtype=bool)
+    for t in task_order(p, "gpu"):
+        i = packing.item_of_task[t]
+        if i < 0:
+            continue
+        if left[i] >= p.gang[t]:
+            left[i] -= p.gang[t]
+        else:
+            late[t] = True
+    return late if late.any() else None
+
+
+def _starts(p: FleetProgram, deadline: float, late: np.ndarray | None) -> tuple[FleetState, str]:
     """Greedy passes over a few orders and fit weights; the best by objective."""
     best: FleetState | None = None
     best_val = np.inf
     name = ""
-    for how in ("gpu", "dominant"):
-        for balance in (1.0, 0.0):
-            if best is not None and time.monotonic() >= deadline:
-                break
-            st = fleet_greedy(p, order=task_order(p, how), balance=balance)
-            val = np.inf if np.any((st.assign[:, 0] < 0) & ~p.optional) else p.objective(st.assign)
-            if best is None or val < best_val:
-                best, best_val, name = st, val, f"greedy({how}, balance={balance:g})"
+    variants = [(how, balance, None) for how in ("gpu", "dominant") for balance in (1.0, 0.0)]
+    if late is not None:
+        variants = [("gpu", 1.0, late), ("dominant", 1.0, late), *variants]
+    for how, balance, lt in variants:
+        if best is not None and time.monotonic() >= deadline:
+            break
+        st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance)
+        val = np.inf if np.any((st.assign[:, 0] < 0) & ~p.optional) else p.objective(st.assign)
+        if best is None or val < best_val:
+            tag = ", packing order" if lt is not None else ""
+            best, best_val, name = st, val, f"greedy({how}, balance={balance:g}{tag})"
     assert best is not None
     return best, name
 
@@ -243,9 +263,9 @@ def solve_fleet(
     stats.update(lp.stats)
     packing = packing_bound(p)
     if packing is not None:
-        stats["packing_bound"] = packing
-        bound = packing if bound is None else max(bound, packing)
-    st, name = _starts(p, started + 0.5 * time_limit_s)
+        stats["packing_bound"] = packing.bound
+        bound = packing.bound if bound is None else max(bound, packing.bound)
+    st, name = _starts(p, started + 0.5 * time_limit_s, late_tasks(p, packing))
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
     warm = p.objective(st.assign) if feasible else None

@@ -28,9 +28,15 @@ exact; otherwise :math:`Q = 1000`, a 0.1 % grid: the solver then optimizes
 :math:`\lceil 1000\,\mathrm{util} \rceil / 1000`, which may differ from the true optimum by up to
 :math:`\lambda_{\mathrm{bal}}/1000`, and the reported bound is lowered by that much.
 
+Symmetry: GPUs of one node and one class that are usable and nobody's current GPU are
+interchangeable (same eligibility, costs, loads and memory), so they are filled in order of
+decreasing primary load; a hint is permuted into that order before it is handed to the solver.
+
 The reported objective is always recomputed with :meth:`FleetProgram.objective` on the decoded
 assignment; the bound is the solver's, converted back and lowered by every rounding that could
-make it exceed the true optimum.
+make it exceed the true optimum. Status OPTIMAL means that objective is within :math:`10^{-9}`
+(relative) of that bound; an optimum of the rounded model that is not (the balance grid) is
+FEASIBLE, with ``stats['cpsat_status']`` still saying OPTIMAL.
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ class FleetResult:
     status: Status
     objective: float | None
     bound: float | None
-    incumbents: list[tuple[float, float]] = field(default_factory=list)  # (s since the call, objective)
+    # (seconds since the call, the solver's objective in user units) per solution found
+    incumbents: list[tuple[float, float]] = field(default_factory=list)
     stats: dict[str, float | int | str] = field(default_factory=dict)
 
 
@@ -88,7 +95,9 @@ def _scale_resource(load: np.ndarray, cap: np.ndarray, n_tasks: int) -> _IntReso
         )
     load_int = np.ceil(load * s).astype(np.int64)
     cap_int = np.floor(cap * s * (1.0 + _TOL)).astype(np.int64)
-    relaxes = bool(np.all(cap_int >= cap * s + n_tasks))
+    # Tasks that fit a capacity exactly (at most n_tasks of them, none with a positive load when it
+    # is 0) lose at most one unit each to the rounding up.
+    relaxes = bool(np.all((cap_int >= cap * s + n_tasks) | (cap == 0)))
     return _IntResource(load_int, cap_int, s, False, relaxes)
 
 

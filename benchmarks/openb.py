@@ -72,6 +72,7 @@ def run_one(
     rec["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if plan is not None:
         rec.update(
+            solve_wall_s=plan.wall_time_s,
             status=plan.status.value,
             solver=plan.solver,
             objective=_gpus(plan.objective),

@@ -248,3 +248,48 @@ def test_verifier_rejects_node_cpu_overload() -> None:
     forged = plan.model_copy(update={"assignments": [placed, extra], "unassigned": []})
     with pytest.raises(VerificationError, match="CPU"):
         verify_fleet(forged, p)
+
+
+def test_violations_name_each_broken_rule() -> None:
+    p = Problem(
+        gpu_types=TYPES,
+        nodes=[Node(id="n1", gpu_counts={"A": 2}, cpu_cores=4), Node(id="n2", gpu_counts={"A": 1, "B": 1})],
+        tasks=[
+            Task(id="gang", work_h=1, gpus=2, same_type=True),
+            Task(id="pinned", work_h=1, allowed_types=["B"], cpu_cores=5),
+            Task(id="req", work_h=1),
+        ],
+    )
+    prog = compile_fleet(p).program
+    a = prog.empty_assign()
+    a[0] = [0, 2]  # n1 and n2
+    a[1, 0] = 0  # type A not allowed, and 5 cores on a 4-core node
+    found = " | ".join(prog.violations(a))
+    for words in ("gang spans nodes", "task 1: ineligible GPU", "required task 2 dropped", "node CPU"):
+        assert words in found
+    a = prog.empty_assign()
+    a[0] = [2, 3]  # n2: one A and one B
+    a[2] = [1, -1]
+    assert prog.violations(a) == ["required task 1 dropped", "task 0: gang mixes types"]
+    a[0] = [0, 0]
+    assert "task 0: a GPU used twice" in prog.violations(a)
+    a[0] = [0, -1]
+    assert "task 0: 1 GPUs for a gang of 2" in prog.violations(a)
+
+
+def test_migration_is_part_of_cost_and_its_weight() -> None:
+    """Regression: migration was counted at weight 1 whatever the objective, breaking lexicographic
+    order (gpus_used first must consolidate two running half-GPU tasks despite their moves)."""
+    tasks = [
+        Task(id=x, work_h=1, gpu_share=0.5, current_gpus=[f"n0/A/{i}"], migration_cost=5)
+        for i, x in enumerate("ab")
+    ]
+    base = dict(gpu_types=TYPES[:1], nodes=[Node(id="n0", gpu_counts={"A": 2})], tasks=tasks)
+    lex = Objective(kind="lexicographic", terms=[{"kind": "gpus_used"}, {"kind": "cost"}])
+    prog = compile_fleet(Problem(**base, objective=lex)).program
+    best = brute_force(prog)
+    assert best is not None and np.unique(best[1][best[1] >= 0]).size == 1
+    weighted = Objective(kind="weighted", terms=[{"kind": "gpus_used"}, {"kind": "cost", "weight": 10}])
+    assert compile_fleet(Problem(**base, objective=weighted)).program.move_cost.tolist() == [50.0, 50.0]
+    plain = compile_fleet(Problem(**base, objective=Objective(kind="gpus_used"))).program
+    assert plain.move_cost.tolist() == [5.0, 5.0]  # no cost criterion: migration at weight 1

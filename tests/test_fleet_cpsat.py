@@ -302,3 +302,54 @@ def test_inexact_loads_still_fill_a_gpu_exactly() -> None:
     assert res.status is Status.OPTIMAL
     assert p.violations(res.assign) == []
     assert res.bound is not None and res.bound <= res.objective == pytest.approx(1.0)
+
+
+def test_feasible_hint_replaces_a_missing_or_worse_answer() -> None:
+    """A solver that found nothing (or worse) hands back the caller's feasible hint."""
+    from gpuplan.solvers.fleet_cpsat import _with_hint
+
+    nodes = [{"id": "n0", "gpu_counts": {"A": 2}}]
+    p = compiled(nodes, [{"id": "a", "work_h": 1}, {"id": "b", "work_h": 2}])
+    hint = np.array([[1], [0]])
+    none = FleetResult(p.empty_assign(), Status.UNKNOWN, None, None)
+    res = _with_hint(p, hint, none)
+    assert res.status is Status.FEASIBLE and res.objective == pytest.approx(3.0)
+    assert np.array_equal(res.assign, hint)
+    worse = FleetResult(hint, Status.FEASIBLE, 4.0, 2.0)
+    assert _with_hint(p, hint, worse).objective == pytest.approx(3.0)
+    assert _with_hint(p, np.array([[0], [0]]), none) is none  # an infeasible hint is ignored
+
+
+def test_short_deadline_answer_is_consistent() -> None:
+    """Stopped early on a mid-size fleet, whatever the status: a feasible plan above a valid bound."""
+    types = [
+        {"name": "A", "memory_gb": 80, "cost_per_hour": 3.0},
+        {"name": "B", "memory_gb": 24, "cost_per_hour": 1.0},
+    ]
+    nodes = [{"id": f"n{i}", "gpu_counts": {"AB"[i % 2]: 4}, "cpu_cores": 32} for i in range(4)]
+    tasks = [
+        {
+            "id": f"t{i}",
+            "gpus": [1, 2, 1, 4][i % 4],
+            "gpu_share": [0.5, 1.0, 0.25, 1.0][i % 4],
+            "work_h": 1 + i % 3,
+            "cpu_cores": 4,
+            "optional": i % 3 == 0,
+        }
+        for i in range(14)
+    ]
+    terms = [{"kind": "cost"}, {"kind": "gpus_used"}, {"kind": "balance"}]
+    data = {
+        "gpu_types": types,
+        "nodes": nodes,
+        "tasks": tasks,
+        "objective": {"kind": "weighted", "terms": terms},
+    }
+    p = compile_fleet(Problem.model_validate(data)).program
+    res = solve(p, limit=0.3)
+    assert res.status is not Status.INFEASIBLE
+    assert res.bound is not None
+    if res.status.has_solution:
+        assert p.violations(res.assign) == []
+        assert res.bound <= res.objective
+        assert all(b >= 0 for _, b in res.incumbents)

@@ -206,24 +206,37 @@ class FleetProgram:
         out: list[str] = []
         if assign.shape != (self.n_tasks, self.max_gang):
             return [f"assignment shape {assign.shape}, expected {(self.n_tasks, self.max_gang)}"]
-        for t in range(self.n_tasks):
-            row = assign[t]
-            gs = row[row >= 0]
-            if gs.size == 0:
-                if not self.optional[t]:
-                    out.append(f"required task {t} dropped")
-                continue
-            if gs.size != self.gang[t] or np.any(row[: gs.size] < 0):
-                out.append(f"task {t}: {gs.size} GPUs for a gang of {self.gang[t]}")
-                continue
-            if np.unique(gs).size != gs.size:
-                out.append(f"task {t}: a GPU used twice")
-            if not np.all(self.eligible(t)[gs]):
-                out.append(f"task {t}: ineligible GPU")
-            if np.unique(self.gpu_node[gs]).size != 1:
-                out.append(f"task {t}: gang spans nodes")
-            if self.same_type[t] and np.unique(self.gpu_type[gs]).size != 1:
-                out.append(f"task {t}: gang mixes types")
+        used = assign >= 0
+        n_used = used.sum(axis=1)
+        placed = n_used > 0
+        dropped_required = np.flatnonzero(~placed & ~self.optional)
+        out.extend(f"required task {t} dropped" for t in dropped_required[:20])
+        prefix = used[:, 0] & np.all(used[:, :-1] | ~used[:, 1:], axis=1) if self.max_gang > 1 else used[:, 0]
+        bad_size = placed & ((n_used != self.gang) | ~prefix)
+        out.extend(
+            f"task {t}: {n_used[t]} GPUs for a gang of {self.gang[t]}" for t in np.flatnonzero(bad_size)[:20]
+        )
+        ok_rows = placed & ~bad_size
+        t_idx, k_idx = np.nonzero(used & ok_rows[:, None])
+        g = assign[t_idx, k_idx]
+        inelig = ~(self.eligible_c[t_idx, self.gpu_class[g]] & self.gpu_ok[g])
+        out.extend(f"task {t}: ineligible GPU" for t in np.unique(t_idx[inelig])[:20])
+        rows = np.flatnonzero(ok_rows & (self.gang > 1))
+        if rows.size:
+            sub = assign[rows]
+            mask = sub >= 0
+            first = sub[:, :1]
+            node_first = self.gpu_node[first]
+            g_safe = np.where(mask, sub, first)
+            spans = np.any(mask & (self.gpu_node[g_safe] != node_first), axis=1)
+            out.extend(f"task {t}: gang spans nodes" for t in rows[spans][:20])
+            mixes = (
+                np.any(mask & (self.gpu_type[g_safe] != self.gpu_type[first]), axis=1) & self.same_type[rows]
+            )
+            out.extend(f"task {t}: gang mixes types" for t in rows[mixes][:20])
+            srt = np.sort(np.where(mask, sub, -1 - np.arange(sub.shape[1])[None, :]), axis=1)
+            dup = np.any(srt[:, 1:] == srt[:, :-1], axis=1)
+            out.extend(f"task {t}: a GPU used twice" for t in rows[dup][:20])
         u = self.usage(assign)
         if np.any(u["load"] > self.capacity * (1 + _TOL) + _TOL):
             out.append(f"GPU load over capacity on {np.flatnonzero(u['load'] > self.capacity + _TOL)[:5]}")
@@ -360,7 +373,6 @@ def compile_fleet(p: Problem) -> FleetCompiled:
     transfer_each = np.where(dataset < 0, inp * phi, 0.0)
     ds_charge = ds_size * phi
     mu = np.array([t.migration_cost for t in tasks])
-    move_cost = mu / gang
 
     # Ranges and units of each criterion (for lexicographic weights and the priority bases).
     row_max = lambda a: float(np.where(elig, a, 0.0).max(axis=1, initial=0.0) @ gang)  # noqa: E731
@@ -381,15 +393,25 @@ def compile_fleet(p: Problem) -> FleetCompiled:
         "nodes_used": 1.0,
         "placed": float(positive_w.min()) if positive_w.size else 1.0,
     }
+    # Migration belongs to 'cost' when cost is a criterion; otherwise it counts at weight 1 (the
+    # objective's own unit), as the last level of a lexicographic objective.
+    mu_total = float(np.array([t.migration_cost for t in tasks]).sum())
+    rng["cost"] += mu_total
+    rng["migration"], unit["migration"] = mu_total, 1e-6 * max(mu_total, 1e-12)
+    levels = [k for k, _ in terms] + ([] if "cost" in kinds or not mu_total else ["migration"])
     if p.objective.kind == "lexicographic":
         lam: dict[str, float] = {}
         acc = 0.0
-        for kind, _ in reversed(terms):
+        for kind in reversed(levels):
             lam[kind] = 1.0 + acc / unit[kind] if acc else 1.0
             acc += lam[kind] * rng[kind]
-        terms = [(k, lam[k]) for k, _ in terms]
+        terms = [(k, lam[k]) for k in levels]
+    elif "migration" in levels:
+        terms = [*terms, ("migration", 1.0)]
     lam = dict(terms)
     lc, le = lam.get("cost", 0.0), lam.get("energy", 0.0)
+    mu = mu * lam.get("cost", lam.get("migration", 0.0))
+    move_cost = mu / gang
     cost_c = lc * cost_term + le * energy_term
     transfer_each = lc * transfer_each
     ds_charge = lc * ds_charge
@@ -401,7 +423,8 @@ def compile_fleet(p: Problem) -> FleetCompiled:
 
     optional = np.array([t.optional for t in tasks], dtype=bool)
     priority = np.array([t.priority for t in tasks], dtype=np.int64)
-    placeable = elig.any(axis=1)
+    class_usable = np.bincount(g_class[g_ok], minlength=c_n) > 0
+    placeable = (elig & class_usable[None, :]).any(axis=1)
     m_total = (
         float(np.where(elig, cost_c, 0.0).max(axis=1, initial=0.0) @ gang)
         + float(transfer_each.sum() + ds_charge.sum() * n_n)

@@ -278,7 +278,9 @@ def _knapsack(gain: np.ndarray, size: np.ndarray, count: np.ndarray, grid: int) 
     return float(dp[grid]), pattern
 
 
-def packing_bound(p: FleetProgram, grid: int = 1000, max_rounds: int = 300) -> Packing | None:
+def packing_bound(
+    p: FleetProgram, grid: int = 1000, max_rounds: int = 300, deadline: float | None = None
+) -> Packing | None:
     r"""Lower bound from packing alone: every drop penalty not saved by the best packing of the
     tasks' GPU loads into the usable GPUs of each class, each GPU a bin of size 1 (a Gilmore-Gomory
     configuration LP with one bin kind per GPU class).
@@ -353,6 +355,8 @@ def packing_bound(p: FleetProgram, grid: int = 1000, max_rounds: int = 300) -> P
             add(int(k), pattern)
     used: np.ndarray | None = None
     for _ in range(max_rounds):
+        if deadline is not None and time.monotonic() >= deadline:
+            break
         if solver.Solve() != pywraplp.Solver.OPTIMAL:
             break
         used = sum((var.solution_value() * col for var, col in columns), np.zeros(w_i.size))

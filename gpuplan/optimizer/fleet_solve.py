@@ -48,8 +48,11 @@ def late_tasks(p: FleetProgram, packing: Packing | None) -> np.ndarray | None:
     return late if late.any() else None
 
 
-def _starts(p: FleetProgram, deadline: float, late: np.ndarray | None) -> tuple[FleetState, str]:
-    """Greedy passes over a few orders and fit weights; the best by objective."""
+def _starts(
+    p: FleetProgram, deadline: float, hard_deadline: float, late: np.ndarray | None
+) -> tuple[FleetState, str]:
+    """Greedy passes over a few orders and fit weights, the best by objective; new passes start only
+    before `deadline`, and every pass stops at `hard_deadline`."""
     best: FleetState | None = None
     best_val = np.inf
     name = ""
@@ -59,7 +62,7 @@ def _starts(p: FleetProgram, deadline: float, late: np.ndarray | None) -> tuple[
     for how, balance, lt in variants:
         if best is not None and time.monotonic() >= deadline:
             break
-        st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance)
+        st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
         val = np.inf if np.any((st.assign[:, 0] < 0) & ~p.optional) else p.objective(st.assign)
         if best is None or val < best_val:
             tag = ", packing order" if lt is not None else ""
@@ -261,11 +264,13 @@ def solve_fleet(
     lp = fleet_lower_bound(p, deadline=started + 0.3 * time_limit_s)
     bound = None if not np.isfinite(lp.bound) else float(lp.bound)
     stats.update(lp.stats)
-    packing = packing_bound(p)
+    packing = packing_bound(p, deadline=started + 0.3 * time_limit_s)
     if packing is not None:
         stats["packing_bound"] = packing.bound
         bound = packing.bound if bound is None else max(bound, packing.bound)
-    st, name = _starts(p, started + 0.5 * time_limit_s, late_tasks(p, packing))
+    st, name = _starts(
+        p, started + 0.5 * time_limit_s, deadline - 0.02 * time_limit_s, late_tasks(p, packing)
+    )
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
     warm = p.objective(st.assign) if feasible else None
@@ -290,6 +295,7 @@ def solve_fleet(
     if exact and time.monotonic() < deadline:
         from gpuplan.solvers.fleet_cpsat import solve_fleet_cpsat
 
+        offset = time.monotonic() - started
         res = solve_fleet_cpsat(
             p, deadline=deadline, workers=workers, seed=seed, hint=assign if feasible else None
         )
@@ -306,7 +312,7 @@ def solve_fleet(
             and (objective is None or res.objective <= objective)
         ):
             assign, objective, status = res.assign, res.objective, res.status
-            incumbents.extend(res.incumbents)
+            incumbents.extend((offset + t, v) for t, v in res.incumbents)
     proven = (
         objective is not None and bound is not None and objective - bound <= 1e-9 * max(1.0, abs(objective))
     )

@@ -279,6 +279,12 @@ class _Model:
             for t in self.y
         }
         terms += [(yv, y_coef[t], 1) for t, yv in self.y.items() if y_coef[t]]
+        # Every plan pays at least each task's cheapest option (all coefficients are >= 0); CP-SAT's
+        # own bound can be weaker than this early on, after presolve shifts the objective.
+        per_task_min = np.full(p.n_tasks, np.inf)
+        np.minimum.at(per_task_min, xt, x_coef)
+        place_min = p.gang * per_task_min + p.transfer_each
+        self.trivial_bound = float(sum(min(place_min[t], y_coef.get(t, np.inf)) for t in range(p.n_tasks)))
         for t in range(p.n_tasks):
             magnitude += max(
                 p.gang[t] * per_task[t] + abs(float(p.transfer_each[t])), abs(y_coef.get(t, 0.0))
@@ -470,13 +476,17 @@ def solve_fleet_cpsat(
     }.get(code, Status.UNKNOWN)
     if raw is Status.INFEASIBLE and not mm.relaxes:
         raw = Status.UNKNOWN  # the rounded model is stricter than the float one: no proof
+    bound = None
+    if raw is not Status.INFEASIBLE:
+        bound = mm.trivial_bound * (1 - 1e-12)
+        cp_bound = solver.best_objective_bound / scale - mm.cost_slack - mm.bal_slack
+        if mm.relaxes and math.isfinite(cp_bound):
+            bound = max(bound, cp_bound)
     if not raw.has_solution:
-        return _with_hint(p, hint, FleetResult(p.empty_assign(), raw, None, None, timeline, stats))
+        return _with_hint(p, hint, FleetResult(p.empty_assign(), raw, None, bound, timeline, stats))
     assign = mm.decode(solver)
     objective = p.objective(assign)
-    bound = None
-    if mm.relaxes:
-        bound = min(solver.best_objective_bound / scale - mm.cost_slack - mm.bal_slack, objective)
+    bound = None if bound is None else min(bound, objective)
     status = raw
     if status is Status.OPTIMAL and (bound is None or objective - bound > 1e-9 * max(1.0, abs(objective))):
         status = Status.FEASIBLE  # optimal for the rounded model only

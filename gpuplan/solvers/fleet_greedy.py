@@ -226,8 +226,12 @@ def fleet_greedy(
     order: np.ndarray | None = None,
     steer: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     balance: float = 1.0,
+    deadline: float | None = None,
 ) -> FleetState:
-    """One greedy pass; returns the state (its `assign` may leave required tasks unplaced)."""
+    """One greedy pass; returns the state (its `assign` may leave required tasks unplaced). At the
+    `deadline` (time.monotonic()) it stops placing, so the time limit holds at any size."""
+    import time
+
     st = FleetState(prog, steer)
     st.balance = balance
     order = task_order(prog) if order is None else order
@@ -241,7 +245,9 @@ def fleet_greedy(
             one_type = not prog.same_type[t] or np.unique(prog.gpu_type[cur]).size == 1
             if np.all(ok[cur]) and one_node and one_type:
                 st.place(t, cur)
-    for t in order:
+    for i, t in enumerate(order):
+        if deadline is not None and i % 64 == 0 and time.monotonic() >= deadline:
+            break
         if st.assign[t, 0] >= 0:
             continue
         spot = st.best_spot(t)

@@ -111,6 +111,29 @@ def run_one(
     return rec
 
 
+def markdown(path: Path) -> str:
+    """A markdown table of the records in a JSON-lines file written with --out."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    head = (
+        "| pod list | scale | GPU pods | requested | gpuplan placed | upper bound | placed/bound | best-fit |"
+        " random-fit | idle | fragmented | wall s | peak MB | status | check |"
+    )
+    out = [head, "|" + "---|" * 15]
+    for r in rows:
+        ratio = r["gpu_placed"] / r["gpu_upper_bound"] if r.get("gpu_upper_bound") else float("nan")
+        out.append(
+            f"| {r['pod_list']} | {r['scale']} | {r['gpu_pods']} | {r['gpu_requested']:.1f} | "
+            f"{r['gpu_placed']:.2f} | {r['gpu_upper_bound']:.2f} | {100 * ratio:.2f}% | "
+            f"{r['best_fit_gpu_placed']:.2f} | {r['random_fit_gpu_placed']:.2f} | {r['gpus_idle']} | "
+            f"{r['gpus_fragmented']} | {r['wall_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['status']} | "
+            f"{r['check']} |"
+        )
+    commits = sorted({r.get("commit", "?") for r in rows})
+    out.append("")
+    out.append(f"Commit(s): {', '.join(commits)}; time limit {rows[0]['time_limit_s'] if rows else '?'} s.")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pods", default="default", help="pod list name (default, gpushare40, ...) or 'all'")
@@ -122,7 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of gpuplan and of random-fit")
     ap.add_argument("--data", default=None, help="the shared folder (or its data subfolder)")
     ap.add_argument("--out", type=Path, default=None, help="append each record to this file as a JSON line")
+    ap.add_argument(
+        "--markdown", type=Path, default=None, help="print a JSON-lines report as a table and exit"
+    )
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown))
+        return 0
     if args.data:
         openbdata.set_data_dir(args.data)
     try:

@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("show", help="print a readable summary of a plan file")
     sh.add_argument("plan")
     sh.set_defaults(func=cmd_show)
+    from gpuplan.executor.cli import add_commands as add_executor_commands
+
+    add_executor_commands(sub)  # run, status, stop, inventory
     return ap
 
 

@@ -1,0 +1,184 @@
+"""Executor benchmark: launch overhead per task, and fault-to-running time for moved tasks.
+
+A simulated machine of 64 GPUs runs 256 tasks (real child processes: a Python sleep that writes a
+file). One GPU fails and, later, another overheats; the moved tasks restart elsewhere. Figures come
+from the journal and the wrappers' files:
+
+- launch overhead: from the executor recording an attempt `starting` to the wrapper having spawned the
+  task (`started` file), per attempt; and the executor's launch throughput (tasks per second);
+- fault to running: from the scripted fault time to each moved task's new attempt being spawned,
+  split into detection (sampling), stop (SIGTERM and exit), re-plan (optimizer) and restart.
+
+    .venv/bin/python benchmarks/executor_bench.py [--gpus 64] [--tasks 256] [--replan-solver auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gpuplan
+from gpuplan.executor import Executor, RunSpec, Settings
+from gpuplan.executor.sim import SimulatedBackend
+from gpuplan.executor.spec import SimFleet
+
+TASK = (
+    "import os, sys, time; time.sleep(float(sys.argv[1])); "
+    "open(sys.argv[2], 'w').write(os.environ['CUDA_VISIBLE_DEVICES'])"
+)
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of values."""
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gpus", type=int, default=64)
+    ap.add_argument("--tasks", type=int, default=256)
+    ap.add_argument("--sleep", type=float, default=14.0, help="seconds each task runs")
+    ap.add_argument("--fail-at", type=float, default=9.0, help="seconds after the start: a GPU fails")
+    ap.add_argument("--heat-at", type=float, default=11.0, help="seconds after the start: a GPU overheats")
+    ap.add_argument("--sample-interval", type=float, default=0.1)
+    ap.add_argument("--replan-solver", default="auto")
+    ap.add_argument("--replan-time-limit", type=float, default=5.0)
+    ap.add_argument("--keep", action="store_true", help="keep the state directory")
+    args = ap.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="gpuplan-exbench-"))
+    gpus = [f"g{k}" for k in range(args.gpus)]
+    problem = gpuplan.Problem.model_validate(
+        {
+            "gpu_types": [{"name": "A100", "memory_gb": 80, "cost_per_hour": 2.0}],
+            "nodes": [{"id": "sim0", "gpus": [{"id": g, "type": "A100"} for g in gpus]}],
+            "temperature_limit_c": 85,
+            "tasks": [
+                {"id": f"t{k}", "gpu_share": 0.2, "gpu_memory_gb": 8, "work_h": 1} for k in range(args.tasks)
+            ],
+        }
+    )
+    plan = gpuplan.solve(problem, solver="greedy", time_limit_s=10, workers=1)
+    used = sorted({g for a in plan.assignments for g in a.gpus}, key=lambda g: int(g[1:]))
+    failing, hot = used[len(used) // 3], used[2 * len(used) // 3]
+    fleet = SimFleet.model_validate(
+        {
+            "node": "sim0",
+            "gpus": [
+                {"id": g, "uuid": f"GPU-bench-{k:04d}", "model": "A100", "memory_gb": 80}
+                for k, g in enumerate(gpus)
+            ],
+            "script": [
+                {"at_s": args.fail_at, "gpu": failing, "fail": True},
+                {"at_s": args.heat_at, "gpu": hot, "temperature_c": 95},
+            ],
+        }
+    )
+    out = work / "out"
+    out.mkdir()
+    spec = RunSpec.model_validate(
+        {
+            "tasks": {
+                a.task: {"argv": [sys.executable, "-I", "-c", TASK, str(args.sleep), str(out / a.task)]}
+                for a in plan.assignments
+            }
+        }
+    )
+    settings = Settings(
+        sample_interval_s=args.sample_interval,
+        grace_s=5,
+        replan_time_limit_s=args.replan_time_limit,
+        replan_solver=args.replan_solver,
+        workers=1,
+    )
+    ex = Executor(
+        work / "state",
+        problem=problem,
+        plan=plan,
+        spec=spec,
+        settings=settings,
+        backend_factory=lambda epoch: SimulatedBackend(fleet, epoch=epoch),
+        cwd=str(work),
+    )
+    epoch = ex.epoch
+    t0 = time.monotonic()
+    result = ex.run(max_s=300)
+    wall = time.monotonic() - t0
+    ex.close()
+
+    db = sqlite3.connect(work / "state" / "journal.sqlite")
+    db.row_factory = sqlite3.Row
+    attempts = db.execute("SELECT * FROM attempts ORDER BY id").fetchall()
+    launch = []
+    for a in attempts:
+        started = Path(a["dir"], "started")
+        if started.exists():
+            launch.append(json.loads(started.read_text())["t"] - a["t_start"])
+    first = [a for a in attempts if a["n"] == 1]
+    span = max(a["t_running"] for a in first) - min(a["t_start"] for a in first)
+    events = db.execute("SELECT * FROM events ORDER BY id").fetchall()
+    report: dict[str, object] = {
+        "gpus": args.gpus,
+        "tasks": args.tasks,
+        "counts": result.counts,
+        "wall_s": round(wall, 2),
+        "launch_overhead_ms": {
+            "mean": round(1000 * statistics.mean(launch), 1),
+            "p50": round(1000 * pct(launch, 0.5), 1),
+            "p95": round(1000 * pct(launch, 0.95), 1),
+            "max": round(1000 * max(launch), 1),
+            "attempts": len(launch),
+        },
+        "first_wave_launch_s": round(span, 3),
+        "launch_throughput_per_s": round(len(first) / span, 1),
+        "settings": {"sample_interval_s": args.sample_interval, "replan_solver": args.replan_solver},
+        "faults": [],
+    }
+    for gpu, at in ((failing, args.fail_at), (hot, args.heat_at)):
+        fault = next(e for e in events if e["kind"] == "fault" and e["gpu"] == gpu)
+        replan = next(e for e in events if e["kind"] == "replan" and e["id"] > fault["id"])
+        stops = [
+            e for e in events if e["kind"] == "stop" and e["id"] > fault["id"] and e["id"] < replan["id"]
+        ]
+        moved = sorted({e["task"] for e in stops})
+        restarts = []
+        for task in moved:
+            nxt = db.execute("SELECT dir FROM attempts WHERE task=? AND n=2", (task,)).fetchone()
+            started = Path(nxt["dir"], "started") if nxt else None
+            if started and started.exists():
+                restarts.append(json.loads(started.read_text())["t"])
+        stop_done = db.execute(
+            f"SELECT MAX(t_end) FROM attempts WHERE task IN ({','.join('?' * len(moved))}) AND n=1", moved
+        ).fetchone()[0]
+        scripted = epoch + at
+        report["faults"].append(  # type: ignore[union-attr]
+            {
+                "gpu": gpu,
+                "kind": "fail" if gpu == failing else "overheat",
+                "moved_tasks": len(moved),
+                "restarted": len(restarts),
+                "detect_s": round(fault["t"] - scripted, 3),
+                "stop_s": round(stop_done - fault["t"], 3),
+                "replan_solve_s": json.loads(replan["data"])["solve_s"],
+                "fault_to_all_running_s": round(max(restarts) - scripted, 3) if restarts else None,
+                "detection_to_all_running_s": round(max(restarts) - fault["t"], 3) if restarts else None,
+            }
+        )
+    print(json.dumps(report, indent=2))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"state kept in {work}", file=sys.stderr)
+    return 0 if result.exit_code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -293,3 +293,15 @@ def test_migration_is_part_of_cost_and_its_weight() -> None:
     assert compile_fleet(Problem(**base, objective=weighted)).program.move_cost.tolist() == [50.0, 50.0]
     plain = compile_fleet(Problem(**base, objective=Objective(kind="gpus_used"))).program
     assert plain.move_cost.tolist() == [5.0, 5.0]  # no cost criterion: migration at weight 1
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLE.parent.glob("*.json")), ids=lambda p: p.stem)
+def test_every_bundled_example_solves(path: Path) -> None:
+    plan = solve(json.loads(path.read_text()), time_limit_s=5, workers=1)
+    assert plan.status.value == "optimal"
+
+
+def test_consolidate_example_uses_one_node_then_balances() -> None:
+    plan = solve(json.loads((EXAMPLE.parent / "consolidate.json").read_text()), time_limit_s=5, workers=1)
+    assert plan.stats["criterion_nodes_used"] == 1
+    assert plan.stats["criterion_max_utilization"] == pytest.approx(0.75)

@@ -127,6 +127,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
     problem = load_problem(args.problem)
     if args.time_limit is not None and args.time_limit <= 0:
         raise InputError("--time-limit", f"must be > 0 (got {args.time_limit})")
+    from gpuplan.models import Problem
+
+    chosen = args.solver or (problem.options.solver if isinstance(problem, Problem) else "auto")
+    if chosen == "milp" and isinstance(problem, Problem) and problem.uses_fleet_features:
+        raise InputError(
+            "--solver" if args.solver else "options.solver",
+            "'milp' covers the GAP core only; this problem uses the fleet model (gangs, node "
+            "resources, placement rules, data, migration or another objective): use auto, cpsat or greedy",
+        )
     plan = solve(
         problem, solver=args.solver, time_limit_s=args.time_limit, workers=args.workers, seed=args.seed
     )

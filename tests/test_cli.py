@@ -303,3 +303,35 @@ def test_broken_pipe_is_quiet(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdout", Closed())
     assert main(["show", str(plan)]) == 1
     assert "Traceback" not in capsys.readouterr().err
+
+
+# --- the fleet model through the command line -------------------------------------------------------
+
+FLEET_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fleet.json"
+
+
+def test_fleet_example_plan_on_stdout(capsys):
+    """The fleet example: exit 0, a gang listed with all its GPUs on one node."""
+    assert main(["solve", str(FLEET_EXAMPLE), "--time-limit", "5", "--workers", "1"]) == 0
+    plan = Plan.model_validate_json(capsys.readouterr().out)
+    gang = next(a for a in plan.assignments if a.task == "pretrain")
+    assert len(gang.gpus) == 4 and all(g.startswith(f"{gang.node}/") for g in gang.gpus)
+
+
+def test_fleet_infeasible_exits_3_with_reasons(tmp_path, capsys):
+    """Three replicas that must spread over two nodes: proven infeasible, the plan still printed."""
+    data = {
+        "gpu_types": [{"name": "A", "memory_gb": 40}],
+        "nodes": [{"id": f"n{i}", "gpu_counts": {"A": 2}} for i in range(2)],
+        "tasks": [{"id": f"r{i}", "work_h": 1, "gpu_share": 0.5, "anti_affinity": "svc"} for i in range(3)],
+    }
+    assert main(["solve", write(tmp_path, "p.json", data), "--time-limit", "5", "--workers", "1"]) == 3
+    plan = Plan.model_validate_json(capsys.readouterr().out)
+    assert plan.status.value == "infeasible" and len(plan.unassigned) == 3
+    assert all("proven infeasible" in u.reason for u in plan.unassigned)
+
+
+def test_milp_on_a_fleet_problem_is_invalid_input(capsys):
+    assert main(["solve", str(FLEET_EXAMPLE), "--solver", "milp"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "milp" in err

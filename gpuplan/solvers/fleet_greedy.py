@@ -10,6 +10,9 @@ need. Vectorized over GPUs with numpy: one pass costs O(T x G).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+
 import numpy as np
 
 from gpuplan.optimizer.fleet import NONE, FleetProgram
@@ -40,6 +43,7 @@ class FleetState:
         self.node_gpus = np.maximum(self.free_whole * prog.capacity, 1e-9)
         self.node_free = self.free_whole * prog.capacity  # free primary capacity per node
         self.balance = 1.0
+        self.direct = 0  # tasks the improvement moves placed without moving anything
 
     # --- feasibility -----------------------------------------------------------------------
     def node_ok(self, t: int) -> np.ndarray:
@@ -230,8 +234,6 @@ def fleet_greedy(
 ) -> FleetState:
     """One greedy pass; returns the state (its `assign` may leave required tasks unplaced). At the
     `deadline` (time.monotonic()) it stops placing, so the time limit holds at any size."""
-    import time
-
     st = FleetState(prog, steer)
     st.balance = balance
     order = task_order(prog) if order is None else order
@@ -263,6 +265,24 @@ def fleet_greedy(
     return st
 
 
+def _left_out(st: FleetState, mask: np.ndarray, deadline: float) -> Iterator[int]:
+    """Left-out tasks within `mask`, most valuable first, that still do not fit as things stand
+    (those that do are placed on the way, counted in `st.direct`); stops at the deadline."""
+    p = st.p
+    todo = np.flatnonzero((st.assign[:, 0] < 0) & mask & p.eligible_c.any(axis=1))
+    for t in todo[np.argsort(-p.penalty[todo], kind="stable")]:
+        if time.monotonic() >= deadline:
+            return
+        if st.assign[t, 0] >= 0:
+            continue
+        spot = st.best_spot(t)
+        if spot is not None:
+            st.place(t, spot)
+            st.direct += 1
+            continue
+        yield int(t)
+
+
 def _spot_on(st: FleetState, t: int, node: int) -> np.ndarray | None:
     """The best GPUs for task t on one node, or None."""
     mask = np.zeros(st.p.n_nodes, dtype=bool)
@@ -283,28 +303,11 @@ def eject_improve(st: FleetState, deadline: float, max_nodes: int = 12) -> int:
     there and the ejected one anywhere else; keep the move when the objective drops. Returns the
     number of tasks placed.
     """
-    import time
-
     p = st.p
-    placed_count = 0
-    node_of = np.full(p.n_tasks, NONE, dtype=np.int64)
-    on = st.assign[:, 0] >= 0
-    node_of[on] = p.gpu_node[st.assign[on, 0]]
-    todo = np.flatnonzero(~on & p.eligible_c.any(axis=1))
-    todo = todo[np.argsort(-(p.penalty[todo]), kind="stable")]
-    for t in todo:
-        if time.monotonic() >= deadline:
-            break
-        if st.assign[t, 0] >= 0:
-            continue
-        spot = st.best_spot(t)
-        if spot is not None:
-            st.place(t, spot)
-            node_of[t] = p.gpu_node[spot[0]]
-            placed_count += 1
-            continue
-        if p.gang[t] > 1:
-            continue
+    st.direct = placed_count = 0
+    for t in _left_out(st, p.gang == 1, deadline):
+        on = st.assign[:, 0] >= 0
+        node_of = np.where(on, p.gpu_node[np.where(on, st.assign[:, 0], 0)], NONE)
         elig = p.eligible(t)
         add = p.load_c[t, p.gpu_class]
         room_ok = elig & (st.load + add <= p.capacity * (1 + _EPS) + _EPS)
@@ -344,8 +347,6 @@ def eject_improve(st: FleetState, deadline: float, max_nodes: int = 12) -> int:
                     spot_u = st.best_spot(u)
                     if spot_u is not None and gain_t - (float(st.gpu_score(u, spot_u).sum()) - cost_old) > 0:
                         st.place(u, spot_u)
-                        node_of[t] = n
-                        node_of[u] = p.gpu_node[spot_u[0]]
                         placed_count += 1
                         done = True
                         break
@@ -353,7 +354,7 @@ def eject_improve(st: FleetState, deadline: float, max_nodes: int = 12) -> int:
                 st.place(u, old)
             if done:
                 break
-    return placed_count
+    return placed_count + st.direct
 
 
 def swap_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
@@ -364,22 +365,11 @@ def swap_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
     memory than u by at least the shortfall; trade them and place t on A. Tasks in spread groups,
     datasets or with a current placement are left alone. Returns the number of tasks placed.
     """
-    import time
-
     p = st.p
     free_task = (p.gang == 1) & (p.spread < 0) & (p.dataset < 0) & (p.current[:, 0] < 0)
-    placed_count = 0
-    todo = np.flatnonzero((st.assign[:, 0] < 0) & p.eligible_c.any(axis=1) & (p.gang == 1))
-    todo = todo[np.argsort(-(p.penalty[todo]), kind="stable")]
+    st.direct = placed_count = 0
     tol = p.capacity * (1 + _EPS) + _EPS
-    for t in todo:
-        if time.monotonic() >= deadline:
-            break
-        spot = st.best_spot(t)
-        if spot is not None:
-            st.place(t, spot)
-            placed_count += 1
-            continue
+    for t in _left_out(st, p.gang == 1, deadline):
         add = p.load_c[t, p.gpu_class]
         room = p.eligible(t) & (st.load + add <= tol)
         if p.share[t] >= 1.0:
@@ -448,135 +438,4 @@ def swap_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
                     break
             if done:
                 break
-    return placed_count
-
-
-def replace_improve(st: FleetState, deadline: float) -> int:
-    """Swap a left-out task in for a placed one it outweighs, on the same GPU; retry the evicted one.
-
-    A left-out task t takes the GPU of a placed single-GPU task u when its drop penalty exceeds u's
-    by more than the change in placement cost, and the GPU, node CPU and host memory hold once u is
-    off; u then goes anywhere it fits, or stays out. Each accepted move lowers the objective by at
-    least the penalty difference, so the search ends. Returns the number of accepted moves.
-    """
-    import time
-
-    p = st.p
-    free_task = (p.gang == 1) & (p.spread < 0) & (p.dataset < 0) & (p.current[:, 0] < 0)
-    tol = p.capacity * (1 + _EPS) + _EPS
-    moves = 0
-    todo = np.flatnonzero((st.assign[:, 0] < 0) & free_task & p.eligible_c.any(axis=1))
-    todo = todo[np.argsort(-p.penalty[todo], kind="stable")]
-    for t in todo:
-        if time.monotonic() >= deadline:
-            break
-        if st.assign[t, 0] >= 0:
-            continue
-        spot = st.best_spot(t)
-        if spot is not None:
-            st.place(t, spot)
-            moves += 1
-            continue
-        on = (st.assign[:, 0] >= 0) & free_task & (p.penalty < p.penalty[t])
-        us = np.flatnonzero(on)
-        if us.size == 0:
-            continue
-        g = st.assign[us, 0]
-        n = p.gpu_node[g]
-        ok = p.eligible_c[t, p.gpu_class[g]] & p.gpu_ok[g]
-        ok &= st.load[g] - p.load_c[us, p.gpu_class[g]] + p.load_c[t, p.gpu_class[g]] <= tol
-        if p.share[t] >= 1.0:
-            ok &= st.count[g] == 1
-        if not p.horizon:
-            ok &= st.mem[g] - p.gpu_mem[us] + p.gpu_mem[t] <= p.mem_cap[g] * (1 + _EPS) + _EPS
-        ok &= st.cpu[n] - p.cpu[us] + p.cpu[t] <= p.node_cpu[n] * (1 + _EPS) + _EPS
-        ok &= st.ram[n] - p.ram[us] + p.ram[t] <= p.node_ram[n] * (1 + _EPS) + _EPS
-        if p.spread[t] >= 0 or p.dataset[t] >= 0:
-            continue
-        us, g = us[ok], g[ok]
-        if us.size == 0:
-            continue
-        gain = p.penalty[t] - p.penalty[us] - p.cost_c[t, p.gpu_class[g]] + p.cost_c[us, p.gpu_class[g]]
-        # Prefer the largest gain, then the tightest GPU after the swap.
-        after = st.load[g] - p.load_c[us, p.gpu_class[g]] + p.load_c[t, p.gpu_class[g]]
-        best = np.lexsort((-after, -gain))[0]
-        if gain[best] <= 1e-12 * max(1.0, abs(p.penalty[t])):
-            continue
-        u, gu = int(us[best]), int(g[best])
-        st.remove(u)
-        st.place(t, np.array([gu]))
-        spot_u = st.best_spot(u)
-        if spot_u is not None:
-            st.place(u, spot_u)
-        moves += 1
-    return moves
-
-
-def fill_improve(st: FleetState, deadline: float) -> int:
-    """Take a placed single-GPU task off its GPU when left-out tasks fill that room for more.
-
-    For each placed task u (GPUs with the most room first), the left-out tasks that fit on u's GPU
-    once u is off (share, memory, node CPU and host memory) are packed in by penalty, largest first;
-    when their penalties minus costs beat u's, they go in, and u is placed elsewhere if it fits, else
-    left out. Typical win: an 0.81-GPU task giving way to two 0.47s. Returns accepted moves.
-    """
-    import time
-
-    p = st.p
-    free_task = (p.gang == 1) & (p.spread < 0) & (p.dataset < 0) & (p.current[:, 0] < 0)
-    tol = p.capacity * (1 + _EPS) + _EPS
-    moves = 0
-    placed = np.flatnonzero((st.assign[:, 0] >= 0) & free_task)
-    room = p.capacity - st.load[st.assign[placed, 0]]
-    for u in placed[np.argsort(-room, kind="stable")]:
-        if time.monotonic() >= deadline:
-            break
-        pool = np.flatnonzero((st.assign[:, 0] < 0) & free_task)
-        if pool.size == 0:
-            break
-        if st.assign[u, 0] < 0:
-            continue
-        g = int(st.assign[u, 0])
-        n = int(p.gpu_node[g])
-        cls = p.gpu_class[g]
-        free_g = p.capacity - st.load[g] + p.load_c[u, cls]
-        free_cpu = p.node_cpu[n] - st.cpu[n] + p.cpu[u]
-        free_ram = p.node_ram[n] - st.ram[n] + p.ram[u]
-        free_mem = p.mem_cap[g] - st.mem[g] + p.gpu_mem[u]
-        alone = st.count[g] == 1
-        cand = pool[p.eligible_c[pool, cls] & p.gpu_ok[g] & (p.penalty[pool] > 0)]
-        cand = cand[(p.load_c[cand, cls] <= free_g + _EPS) & (p.cpu[cand] <= free_cpu + _EPS)]
-        cand = cand[p.ram[cand] <= free_ram + _EPS]
-        if not alone:
-            cand = cand[p.share[cand] < 1.0]
-        if cand.size < 2:
-            continue
-        value_u = p.penalty[u] - p.cost_c[u, cls]
-        chosen: list[int] = []
-        total = 0.0
-        for t in cand[np.argsort(-(p.penalty[cand] - p.cost_c[cand, cls]), kind="stable")]:
-            need = p.load_c[t, cls]
-            ok = (
-                need <= free_g * (1 + _EPS) + _EPS
-                and p.cpu[t] <= free_cpu + _EPS
-                and p.ram[t] <= free_ram + _EPS
-            )
-            ok = ok and (p.horizon or p.gpu_mem[t] <= free_mem + _EPS)
-            ok = ok and not (p.share[t] >= 1.0 and (chosen or not alone))
-            if ok:
-                chosen.append(int(t))
-                total += p.penalty[t] - p.cost_c[t, cls]
-                free_g -= need
-                free_cpu -= p.cpu[t]
-                free_ram -= p.ram[t]
-                free_mem -= p.gpu_mem[t]
-        if total <= value_u + 1e-12 * max(1.0, abs(value_u)) or free_g < -tol + p.capacity:
-            continue
-        st.remove(u)
-        for t in chosen:
-            st.place(t, np.array([g]))
-        spot_u = st.best_spot(u)
-        if spot_u is not None:
-            st.place(u, spot_u)
-        moves += 1
-    return moves
+    return placed_count + st.direct

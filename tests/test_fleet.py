@@ -305,3 +305,24 @@ def test_consolidate_example_uses_one_node_then_balances() -> None:
     plan = solve(json.loads((EXAMPLE.parent / "consolidate.json").read_text()), time_limit_s=5, workers=1)
     assert plan.stats["criterion_nodes_used"] == 1
     assert plan.stats["criterion_max_utilization"] == pytest.approx(0.75)
+
+
+def test_horizon_lets_whole_gpu_tasks_and_gangs_take_turns() -> None:
+    """Regression: with a horizon, whole-GPU tasks and gangs were given their GPUs for the whole
+    horizon; GPU-hours add up instead (two 2-GPU gangs and two 1 h tasks on 2 GPUs in 4 h)."""
+    p = Problem(
+        gpu_types=TYPES[:1],
+        nodes=[Node(id="n", gpu_counts={"A": 2})],
+        tasks=[
+            Task(id="g1", gpus=2, work_h=1.5),
+            Task(id="g2", gpus=2, work_h=1.5),
+            Task(id="w1", work_h=1),
+            Task(id="w2", work_h=1),
+        ],
+        horizon_h=4,
+    )
+    prog = compile_fleet(p).program
+    state = fleet_greedy(prog)
+    assert np.all(state.assign[:, 0] >= 0) and prog.violations(state.assign) == []
+    plan = solve(p, time_limit_s=5, workers=1)
+    assert plan.status.value == "optimal" and len(plan.assignments) == 4

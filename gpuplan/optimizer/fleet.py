@@ -27,8 +27,10 @@ and in horizon mode :math:`s_t d_{tg} \le H`). Binary :math:`x_{tg}` (t uses g),
 
 Durations include data transfer: :math:`d_{tg} = d_{t,\mathrm{type}(g)} + 8\,\mathrm{input}_t /
 (3600\, \mathrm{bw}_{n(g)})` hours. With a horizon, node CPU and memory are held as if all of a node's
-tasks ran at once (conservative). Objective, each criterion in its own unit, combined with weights
-:math:`\lambda`:
+tasks ran at once (conservative), and a gang's GPUs each spend its duration within their budgets; the
+model does not line up the gang's start times across its GPUs (a relaxation: gangs sharing GPUs
+with other gangs may need a later start than the budgets suggest). Objective, each criterion in its
+own unit, combined with weights :math:`\lambda`:
 
 .. math::
 

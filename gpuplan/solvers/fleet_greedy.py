@@ -64,8 +64,8 @@ class FleetState:
         p = self.p
         cls = p.gpu_class
         ok = p.eligible(t) & node_ok[p.gpu_node]
-        if p.gang[t] > 1 or p.share[t] >= 1.0:
-            ok &= self.count == 0
+        if not p.horizon and (p.gang[t] > 1 or p.share[t] >= 1.0):
+            ok &= self.count == 0  # side by side a whole GPU is exclusive (the share sum says so too)
         ok &= self.load + p.load_c[t, cls] <= p.capacity * (1 + _EPS) + _EPS
         if not p.horizon:
             ok &= self.mem + p.gpu_mem[t] <= p.mem_cap * (1 + _EPS) + _EPS
@@ -313,7 +313,7 @@ def eject_improve(st: FleetState, deadline: float, max_nodes: int = 12) -> int:
         room_ok = elig & (st.load + add <= p.capacity * (1 + _EPS) + _EPS)
         if not p.horizon:
             room_ok &= st.mem + p.gpu_mem[t] <= p.mem_cap * (1 + _EPS) + _EPS
-        if p.share[t] >= 1.0:
+        if p.share[t] >= 1.0 and not p.horizon:
             room_ok &= st.count == 0
         nodes = np.unique(p.gpu_node[room_ok])
         if nodes.size == 0:
@@ -372,7 +372,7 @@ def swap_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
     for t in _left_out(st, p.gang == 1, deadline):
         add = p.load_c[t, p.gpu_class]
         room = p.eligible(t) & (st.load + add <= tol)
-        if p.share[t] >= 1.0:
+        if p.share[t] >= 1.0 and not p.horizon:
             room &= st.count == 0
         nodes = np.unique(p.gpu_node[room])
         if nodes.size == 0:

@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gpuplan.executor.cli import add_commands as add_executor_commands
 
     add_executor_commands(sub)  # run, status, stop, inventory
+    from gpuplan.capacity.cli import add_commands as add_capacity_commands
+
+    add_capacity_commands(sub)  # capacity
     return ap
 
 

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": rep["status"],
         "rounds": len(rep["rounds"]),
         "round_log": [
-            {k: r[k] for k in ("round", "fleet", "cost", "proven", "method", "n_failed")}
+            {k: r.get(k) for k in ("round", "change", "fleet", "cost", "proven", "method", "n_failed")}
             for r in rep["rounds"]
         ],
         "fleet": {f["offer"]: {"nodes": f["nodes"], "committed": f["committed"]} for f in rep["fleet"]},

@@ -125,7 +125,7 @@ def add_commands(sub: Any) -> None:
     c.add_argument("--schema", choices=["workload", "catalog", "report"], help="print a JSON Schema and exit")
     c.add_argument("--time-limit", type=float, default=30.0, help="wall-clock seconds per plan (default 30)")
     c.add_argument("--proof-time", type=float, default=6.0, help="engine seconds per proof round (default 6)")
-    c.add_argument("--max-rounds", type=int, default=8, help="size-and-prove rounds at most (default 8)")
+    c.add_argument("--max-rounds", type=int, default=24, help="fleets proved at most (default 24)")
     c.add_argument("--alternatives", type=int, default=3, help="cheapest other mixes to report (default 3)")
     c.add_argument("--workers", type=int, default=None, help="solver threads (default: all cores)")
     c.add_argument("--seed", type=int, default=0)

@@ -157,13 +157,16 @@ class TypeUsage(_Out):
 
 
 class Round(_Out):
-    """One size-then-prove round."""
+    """One fleet that was proved (or failed to be)."""
 
     round: int
+    change: str = Field(default="", description="How this fleet came about: sizing MILP, +1 <offer>, ...")
     fleet: dict[str, int]
     cost: float
     proven: bool
-    method: str = Field(description="What produced the assignment: engine, engine+repair, list schedule.")
+    method: str = Field(
+        description="What produced the schedule: time-table, time-table+repair, engine+time-table+repair."
+    )
     failed: list[str] = Field(description="Required tasks that did not fit (first 20).")
     n_failed: int
     why: str = ""

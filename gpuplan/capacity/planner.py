@@ -1,12 +1,21 @@
-"""plan_capacity: size the fleet by the MILP, prove it by an assignment, add capacity until it fits.
+"""plan_capacity: size the fleet by the MILP, prove it by a schedule, add capacity until it fits.
 
-Round r: the sizing MILP (:mod:`gpuplan.capacity.sizing`) gives the cheapest fleet that holds the
-aggregate work; :func:`gpuplan.capacity.prove.prove` tries to assign and schedule every required
-task on it. When required tasks F are left, the next round keeps every node (n_o >= n_o^r) and asks
-for one more node among the offers that can take a task of F, at least cost; the MILP then re-sizes
-the rest. The rounds stop at the first proven fleet, when no node can be added (max_nodes), at
-max_rounds, or when time is up. Lower bounds: the LP relaxation and the optimum of round 1's MILP
-(both relaxations of the true problem); the gap is quoted against the stronger one.
+Round 1: the sizing MILP (:mod:`gpuplan.capacity.sizing`) gives the cheapest fleet that holds the
+aggregate work; :func:`gpuplan.capacity.prove.prove` tries to schedule every required task on it.
+When required tasks F are left (their reference GPU-hours U):
+
+* if one node can hold U, capacity grows **one node at a time**: every offer with room is tried
+  (fleet + 1 node, re-routed and re-scheduled from scratch), cheapest added cost first, and the
+  first that proves is taken. When none proves, the step keeps the one that left the most of U
+  placed per unit of added cost (or, when none placed any, the offer able to take a task of F with
+  the best price per GPU-hour of U it can hold) and goes on from there;
+* else the MILP is re-solved keeping every node and adding, on the offers that can take a task of
+  F, at least U (and at least one node).
+
+Every fleet proved is one entry of `rounds`. The rounds stop at the first proven fleet, when no
+node can be added (max_nodes), at max_rounds, or when time is up. Lower bounds: the LP relaxation
+and the optimum of round 1's MILP (both relaxations of the true problem); the gap is quoted
+against the stronger one.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from gpuplan.capacity.models import (
 )
 from gpuplan.capacity.prepare import Prepared, prepare
 from gpuplan.capacity.prove import Proof, prove, rows
-from gpuplan.capacity.sizing import Cuts, Sizing, classes, fleet_cost, solve_sizing
+from gpuplan.capacity.sizing import Cuts, Sizing, best_commitment, classes, fleet_cost, solve_sizing
 
 Progress = Callable[[str], None]
 
@@ -50,7 +59,7 @@ def plan_capacity(
     proof_time_s: float = 6.0,
     workers: int | None = None,
     seed: int = 0,
-    max_rounds: int = 8,
+    max_rounds: int = 24,
     alternatives: int = 3,
     progress: Progress | None = None,
 ) -> CapacityReport:
@@ -105,76 +114,27 @@ def plan_capacity(
             lp_bound=lp.cost,
             **base,
         )
-    cuts = Cuts()
-    sizing: Sizing = first
-    rounds: list[Round] = []
-    proof: Proof | None = None
-    proof_s = 0.0
-    for r in range(1, max_rounds + 1):
-        assert sizing.nodes is not None
-        nodes = sizing.nodes
-        remaining = deadline - time.monotonic()
-        proof = prove(
-            prep,
-            nodes,
-            sizing=sizing,
-            cls=cls,
-            time_limit_s=max(0.5, min(proof_time_s, 0.6 * remaining)),
-            workers=workers,
-            seed=seed,
-        )
-        proof_s += proof.wall_s
-        failed_ids = [workload.tasks[t].id for t in proof.failed]
-        why = (
-            ""
-            if proof.ok
-            else f"{len(proof.failed)} required task(s) did not fit: {', '.join(failed_ids[:5])}"
-        )
-        rounds.append(
-            Round(
-                round=r,
-                fleet=_fleet_dict(prep, nodes),
-                cost=float(sizing.cost or 0.0),
-                proven=proof.ok,
-                method=proof.method,
-                failed=failed_ids[:20],
-                n_failed=len(proof.failed),
-                why=why,
-            )
-        )
-        say(
-            f"round {r}: {_describe(prep, nodes)} costs {sizing.cost:,.2f} {catalog.currency}: "
-            + ("proven (" + proof.method + ")" if proof.ok else why + "; adding capacity")
-        )
-        if proof.ok:
-            break
+    assert first.nodes is not None
+    loop = _Rounds(prep, cls, workers, seed, proof_time_s, deadline, say)
+    nodes, proof = first.nodes, loop.prove(first.nodes, "sizing MILP")
+    while not proof.ok and len(loop.rounds) < max_rounds:
         if time.monotonic() >= deadline:
             say("time limit reached before a fleet was proven")
             break
-        # More room, in reference GPU-hours, on the offers that can take a failed task: at least
-        # the failed work, and at least one node.
-        group = sorted({int(o) for t in proof.failed for o in np.flatnonzero(prep.eligible[t])})
-        coef = {o: float(prep.per_node[o] * prep.speed[o] * prep.horizon) for o in group}
-        have = sum(coef[o] * nodes[o] for o in group)
-        need = float(sum(prep.gang[t] * prep.work[t] for t in proof.failed))
-        cuts.floor = {o: n for o, n in enumerate(nodes) if n}
-        cuts.at_least.append((coef, have + max(need, min(coef.values()))))
-        nxt = solve_sizing(
-            prep, cuts=cuts, cls=cls, time_limit_s=max(1.0, min(10.0, deadline - time.monotonic()))
-        )
-        if nxt.nodes is None:
+        step = loop.add_capacity(nodes, proof, max_rounds)
+        if step is None:
             say("cannot add a node that could take the failed tasks: their offers are at max_nodes")
             break
-        sizing = nxt
-    assert proof is not None and sizing.nodes is not None and sizing.committed is not None
-    nodes = sizing.nodes
-    cost = fleet_cost(prep, nodes, sizing.committed)
+        nodes, proof = step
+    rounds = loop.rounds
+    committed = best_commitment(prep, nodes)
+    cost = fleet_cost(prep, nodes, committed)
     milp_bound = first.bound
     best_bound = max(b for b in (lp.cost, milp_bound) if b is not None) if (lp.cost or milp_bound) else None
     stats.update(
         {
             "rounds": len(rounds),
-            "proof_s": round(proof_s, 3),
+            "proof_s": round(loop.proof_s, 3),
             "engine_status": proof.engine_status,
             "first_milp_status": first.status,
         }
@@ -190,7 +150,7 @@ def plan_capacity(
     return CapacityReport(
         status=status,
         message=message,
-        fleet=_fleet_lines(prep, nodes, sizing.committed),
+        fleet=_fleet_lines(prep, nodes, committed),
         cost=cost,
         lp_bound=lp.cost,
         milp_bound=milp_bound,
@@ -226,6 +186,131 @@ def plan_capacity(
         stats=stats,
         **base,
     )
+
+
+class _Rounds:
+    """Proves fleets, records each as a Round, and grows a fleet that failed (module docstring)."""
+
+    def __init__(
+        self,
+        prep: Prepared,
+        cls: object,
+        workers: int | None,
+        seed: int,
+        proof_time_s: float,
+        deadline: float,
+        say: Progress,
+    ) -> None:
+        self.prep, self.cls, self.workers, self.seed = prep, cls, workers, seed
+        self.proof_time_s, self.deadline, self.say = proof_time_s, deadline, say
+        self.rounds: list[Round] = []
+        self.proof_s = 0.0
+
+    def cost(self, nodes: tuple[int, ...]) -> float:
+        return fleet_cost(self.prep, nodes, best_commitment(self.prep, nodes))
+
+    def unmet(self, proof: Proof) -> float:
+        return float(sum(self.prep.gang[t] * self.prep.work[t] for t in proof.failed))
+
+    def prove(self, nodes: tuple[int, ...], change: str) -> Proof:
+        """Prove `nodes`, record the round and say how it went."""
+        remaining = self.deadline - time.monotonic()
+        proof = prove(
+            self.prep,
+            nodes,
+            cls=self.cls,
+            time_limit_s=max(0.5, min(self.proof_time_s, 0.6 * remaining)),
+            workers=self.workers,
+            seed=self.seed,
+        )
+        self.proof_s += proof.wall_s
+        wl = self.prep.workload
+        failed_ids = [wl.tasks[t].id for t in proof.failed]
+        why = (
+            ""
+            if proof.ok
+            else f"{len(proof.failed)} required task(s) did not fit: {', '.join(failed_ids[:5])}"
+        )
+        cost = self.cost(nodes)
+        self.rounds.append(
+            Round(
+                round=len(self.rounds) + 1,
+                change=change,
+                fleet=_fleet_dict(self.prep, nodes),
+                cost=cost,
+                proven=proof.ok,
+                method=proof.method,
+                failed=failed_ids[:20],
+                n_failed=len(proof.failed),
+                why=why,
+            )
+        )
+        self.say(
+            f"round {len(self.rounds)} ({change}): {_describe(self.prep, nodes)} costs {cost:,.2f} "
+            f"{self.prep.catalog.currency}: " + ("proven (" + proof.method + ")" if proof.ok else why)
+        )
+        return proof
+
+    def add_capacity(
+        self, nodes: tuple[int, ...], proof: Proof, max_rounds: int
+    ) -> tuple[tuple[int, ...], Proof] | None:
+        """One step of growth (module docstring); None when no node can be added."""
+        prep = self.prep
+        offers = prep.catalog.offers
+        base = self.cost(nodes)
+        room = [o for o in range(len(offers)) if nodes[o] < offers[o].max_nodes]
+        if not room:
+            return None
+        need = self.unmet(proof)
+        fits = sorted({int(o) for t in proof.failed for o in np.flatnonzero(prep.eligible[t]) if o in room})
+        if not fits:
+            return None
+        one = max(float(prep.per_node[o] * prep.speed[o] * prep.horizon) for o in fits)
+        if need > one:
+            return self._milp_step(nodes, proof, need)
+
+        def plus(o: int) -> tuple[int, ...]:
+            return tuple(n + (k == o) for k, n in enumerate(nodes))
+
+        extra = {o: self.cost(plus(o)) - base for o in room}
+        tried: dict[int, Proof] = {}
+        for o in sorted(room, key=lambda o: (extra[o], o)):
+            if len(self.rounds) >= max_rounds or time.monotonic() >= self.deadline:
+                break
+            tried[o] = self.prove(plus(o), f"+1 {offers[o].name}")
+            if tried[o].ok:
+                return plus(o), tried[o]
+        gain = {o: (need - self.unmet(p)) / max(extra[o], 1e-9) for o, p in tried.items()}
+        if gain and max(gain.values()) > 0:
+            o = max(sorted(gain), key=lambda o: gain[o])
+            return plus(o), tried[o]
+        # Nothing placed more: the offer that can take a failed task with the best price per GPU-hour.
+        held = {
+            o: min(need, float(prep.per_node[o] * prep.speed[o] * prep.horizon)) / max(extra[o], 1e-9)
+            for o in fits
+        }
+        o = max(fits, key=lambda o: (held[o], -o))
+        return plus(o), tried[o] if o in tried else self.prove(plus(o), f"+1 {offers[o].name}")
+
+    def _milp_step(
+        self, nodes: tuple[int, ...], proof: Proof, need: float
+    ) -> tuple[tuple[int, ...], Proof] | None:
+        """Re-size with the MILP: keep every node, add at least `need` on the failed tasks' offers."""
+        prep = self.prep
+        group = sorted({int(o) for t in proof.failed for o in np.flatnonzero(prep.eligible[t])})
+        coef = {o: float(prep.per_node[o] * prep.speed[o] * prep.horizon) for o in group}
+        have = sum(coef[o] * nodes[o] for o in group)
+        cuts = Cuts(floor={o: n for o, n in enumerate(nodes) if n})
+        cuts.at_least.append((coef, have + max(need, min(coef.values()))))
+        nxt = solve_sizing(
+            prep,
+            cuts=cuts,
+            cls=self.cls,  # type: ignore[arg-type]
+            time_limit_s=max(1.0, min(10.0, self.deadline - time.monotonic())),
+        )
+        if nxt.nodes is None:
+            return None
+        return nxt.nodes, self.prove(nxt.nodes, "sizing MILP, more room for the failed work")
 
 
 def _gap(cost: float | None, bound: float | None) -> float | None:

@@ -1,18 +1,23 @@
-"""Prove a fleet: assign and schedule every required task on it, repair, check independently.
+"""Prove a fleet: route, time-table and repair every required task on it, check independently.
 
-1. A list scheduler (:func:`gpuplan.capacity.schedule.list_schedule`) takes tasks earliest
-   deadline first (largest first on ties), each to the node and GPUs that finish it earliest,
-   preferring the offers the sizing MILP routed its class to; gangs start on all their GPUs at once.
-   Tasks left out or late are re-inserted where every task of the receiving node stays on time.
-2. When required tasks remain and every task is single-GPU, gpuplan itself solves the assignment:
-   the fleet becomes a `Problem` in horizon mode (one GPU type per offer, every task allowed only
-   on offers where it fits and meets its deadline, GPU time budget H per GPU; required tasks as a
-   higher priority tier of optional ones so a plan comes back even when some do not fit), each
-   node's tasks are scheduled EDF, and late or left-out tasks are re-inserted; the better of 1 and
-   2 is kept. With gangs the engine is not asked: its fleet program gives a whole GPU to one task
-   for the whole horizon (no sequence), which cannot hold a month of jobs.
-3. A fleet is called proven only when `check_schedule` (independent of all of the above) passes.
-   Steps 1-2 are heuristics: a fleet they cannot fill may still admit a schedule.
+1. **Route**: the work of each sizing class is split over the fleet's offers by
+   :func:`gpuplan.capacity.sizing.balanced_flow` (an LP that leaves every offer the same share of
+   slack), and its tasks are dealt to offers to follow that split (largest first, to the offer
+   with the most of the class's share left).
+2. **Time-table** (:mod:`gpuplan.capacity.schedule`): per offer, the routed tasks are placed one by
+   one on the node and GPUs (aligned blocks for gangs) that end them first, filling gaps left
+   earlier; twice, in two orders - EDF by deadline level with larger gangs and longer work first,
+   and larger gangs / longer work first - and per offer the order leaving less work out is kept.
+3. **Repair**: tasks left out go, required first, into a gap on any eligible node; else a node is
+   re-time-tabled from scratch with the task; else one smaller task is moved to another node to
+   make room. Optional tasks are only inserted into gaps.
+4. When required tasks remain and every task is single-GPU, gpuplan itself (horizon mode, where
+   GPU-hours add up per GPU) assigns tasks to nodes; that assignment is time-tabled and repaired
+   the same way and kept when it leaves fewer required tasks out. With gangs the engine's plan
+   does not line up start times, so it is not asked.
+5. A fleet is called proven only when `check_schedule` (independent of all of the above) passes.
+   Steps 1-4 are heuristics: a fleet they cannot fill may still admit a schedule. Everything is
+   deterministic (GLOP, fixed orders with index tie-breaks); only the time limit can cut repair short.
 """
 
 from __future__ import annotations
@@ -25,16 +30,22 @@ from typing import Any
 import numpy as np
 
 from gpuplan.capacity.prepare import Prepared
-from gpuplan.capacity.schedule import FleetNodes, Schedule, check_schedule, list_schedule, repair
-from gpuplan.capacity.sizing import Sizing
+from gpuplan.capacity.schedule import (
+    FleetNodes,
+    Schedule,
+    check_schedule,
+    level_key,
+    repair,
+    size_key,
+    timetable,
+)
+from gpuplan.capacity.sizing import Sizing, balanced_flow, classes
 from gpuplan.models import GPUType, Node, Problem, Task
 
 log = logging.getLogger("gpuplan")
 
 
-#: The engine's fleet program gives a whole GPU to one task at a time (no sequence of whole-GPU
-#: tasks on a GPU within the horizon), so it is asked only when every task is single-GPU: then
-#: `solve` takes the GAP core, whose horizon mode adds GPU-hours up per GPU.
+#: The engine is asked only when every task is single-GPU (see the module docstring).
 ENGINE_MAX_GANG = 1
 
 
@@ -53,6 +64,7 @@ class Proof:
     method: str
     engine_status: str
     wall_s: float
+    utilization: float = 0.0  # the balanced flow's u: share of the fleet the aggregate work needs
 
 
 def node_name(prep: Prepared, fleet: FleetNodes, j: int) -> str:
@@ -100,8 +112,8 @@ def to_problem(prep: Prepared, fleet: FleetNodes, tasks: list[int]) -> Problem:
 
 def _engine(
     prep: Prepared, fleet: FleetNodes, time_limit_s: float, workers: int | None, seed: int
-) -> tuple[Schedule, list[int], str]:
-    """gpuplan's assignment on the fleet, as a Schedule; returns it, the tasks left out, the status."""
+) -> tuple[dict[int, int], str]:
+    """gpuplan's assignment of tasks to nodes on the fleet, and its status."""
     from gpuplan.optimizer.solve import solve
 
     present = set(fleet.offer.tolist())
@@ -110,25 +122,65 @@ def _engine(
         for t in range(len(prep.workload.tasks))
         if any(o in present for o in np.flatnonzero(prep.eligible[t]))
     ]
-    homeless = sorted(set(range(len(prep.workload.tasks))) - set(tasks))
-    sched = Schedule(prep, fleet)
     if not tasks:
-        return sched, homeless, "empty"
+        return {}, "empty"
     problem = to_problem(prep, fleet, tasks)
     plan = solve(problem, solver="auto", time_limit_s=time_limit_s, workers=workers, seed=seed)
     index = {spec.id: k for k, spec in enumerate(prep.workload.tasks)}
     node_index = {node_name(prep, fleet, j): j for j in range(fleet.size)}
-    items: list[list[tuple[int, tuple[int, ...]]]] = [[] for _ in range(fleet.size)]
-    placed: set[int] = set()
-    for a in plan.assignments:
-        j = node_index[a.node or ""]
-        gpus = tuple(sorted(int(g.rsplit("/", 1)[1]) for g in a.gpus))
-        items[j].append((index[a.task], gpus))
-        placed.add(index[a.task])
-    for j in range(fleet.size):
-        sched.set_node(j, items[j])
-    left = [t for t in tasks if t not in placed] + homeless
-    return sched, left, f"{plan.status.value} ({plan.solver})"
+    return {
+        index[a.task]: node_index[a.node or ""] for a in plan.assignments
+    }, f"{plan.status.value} ({plan.solver})"
+
+
+def route(prep: Prepared, cls: Any, flow: np.ndarray, nodes: tuple[int, ...]) -> dict[int, int]:
+    """Required task -> offer, following `flow` [C, O]: per class, largest task first, to the
+    eligible offer of the fleet with the most of the class's share left (lowest index on ties)."""
+    present = np.array(nodes) > 0
+    out: dict[int, int] = {}
+    by_class: dict[int, list[int]] = {}
+    for t in np.flatnonzero(cls.task_class >= 0):
+        by_class.setdefault(int(cls.task_class[t]), []).append(int(t))
+    for c, members in sorted(by_class.items()):
+        left = flow[c].astype(np.float64).copy()
+        offs = np.flatnonzero(prep.eligible[members[0]] & present)
+        if offs.size == 0:
+            continue
+        for t in sorted(members, key=lambda t: (-prep.gang[t] * prep.work[t], t)):
+            o = int(offs[np.argmax(left[offs])])
+            out[t] = o
+            left[o] -= prep.gang[t] * prep.work[t]
+    return out
+
+
+def _by_offer(fleet: FleetNodes) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for j, o in enumerate(fleet.offer.tolist()):
+        out.setdefault(int(o), []).append(j)
+    return out
+
+
+def _time_table(
+    prep: Prepared, fleet: FleetNodes, target: dict[int, list[int]], keys: list
+) -> tuple[Schedule, list[int]]:
+    """Time-table each task on its target nodes in every order of `keys`; per offer, keep the
+    order that leaves the least work out. Returns the schedule and the tasks left out."""
+    runs = []
+    for key in keys:
+        sched = Schedule(prep, fleet)
+        left = timetable(sched, list(target), lambda t: target[t], key)
+        runs.append((sched, left))
+    final = Schedule(prep, fleet)
+    left_all: list[int] = []
+    for _o, members in sorted(_by_offer(fleet).items()):
+        mine = set(members)
+        lost = [sum(prep.gang[t] * prep.work[t] for t in run[1] if target[t][0] in mine) for run in runs]
+        sched, left = runs[int(np.argmin(lost))]
+        for j in members:
+            for t in sorted(sched.on_node[j]):
+                final.place(t, j, (sched.start[t], 0.0, sched.where[t][1]))
+        left_all += [t for t in left if target[t][0] in mine]
+    return final, sorted(left_all)
 
 
 def prove(
@@ -141,29 +193,40 @@ def prove(
     workers: int | None = None,
     seed: int = 0,
 ) -> Proof:
-    """Assign, schedule and repair on the fleet `nodes` (per offer); check before claiming success."""
+    """Route, time-table and repair on the fleet `nodes` (per offer); check before claiming success.
+
+    `sizing` is accepted for callers that have one; the routing comes from the balanced flow."""
+    del sizing
     started = time.monotonic()
+    stop = started + time_limit_s
     fleet = FleetNodes.of(nodes)
-    every = [t for t in range(len(prep.workload.tasks)) if prep.eligible[t].any()]
-    flow = None if sizing is None else sizing.flow
-    task_class = None if cls is None else cls.task_class
-    sched, left = list_schedule(prep, fleet, every, flow, task_class)
-    left = repair(sched, left)
-    method = "list schedule" if not left else "list schedule+repair"
-    failed = [t for t in left if not prep.optional[t]]
+    cls = cls if cls is not None else classes(prep)
+    flow, util = balanced_flow(prep, cls, nodes)
+    offer_nodes = _by_offer(fleet)
+    keys = [level_key(prep, cls.levels), size_key(prep)]
+    to = route(prep, cls, flow, nodes)
+    required = [t for t in range(len(prep.workload.tasks)) if not prep.optional[t] and prep.eligible[t].any()]
+    target = {t: offer_nodes[to[t]] for t in required if t in to}
+    sched, left = _time_table(prep, fleet, target, keys)
+    left = sorted(set(left) | (set(required) - set(target)))
+    n_first = len(left)
+    left = repair(sched, left, keys, stop)
+    method = "time-table" if not n_first else "time-table+repair"
     engine_status = "not run"
-    log.info("capacity: list schedule leaves %d required", len(failed))
-    if failed and int(prep.gang.max(initial=1)) <= ENGINE_MAX_GANG:
-        alt, alt_left, engine_status = _engine(prep, fleet, time_limit_s, workers, seed)
-        late = alt.late()
-        alt.remove(late)
-        alt_left = repair(alt, alt_left + late)
-        alt_failed = [t for t in alt_left if not prep.optional[t]]
-        log.info("capacity: engine %s, %d required left after repair", engine_status, len(alt_failed))
-        if len(alt_failed) < len(failed):
-            sched, left, failed, method = alt, alt_left, alt_failed, "engine+repair"
-    elif failed:
-        engine_status = "skipped: gangs (the fleet program gives a whole GPU to one task, no sequence)"
+    log.info("capacity: time-table leaves %d required, %d after repair", n_first, len(left))
+    if left and int(prep.gang.max(initial=1)) <= ENGINE_MAX_GANG and time.monotonic() < stop:
+        assign, engine_status = _engine(prep, fleet, max(0.5, stop - time.monotonic()), workers, seed)
+        e_target = {t: [assign[t]] for t in required if t in assign}
+        alt, alt_left = _time_table(prep, fleet, e_target, keys)
+        alt_left = repair(alt, sorted(set(alt_left) | (set(required) - set(e_target))), keys, stop)
+        log.info("capacity: engine %s, %d required left after repair", engine_status, len(alt_left))
+        if len(alt_left) < len(left):
+            sched, left, method = alt, alt_left, "engine+time-table+repair"
+    elif left and int(prep.gang.max(initial=1)) > ENGINE_MAX_GANG:
+        engine_status = "skipped: gangs (the engine does not line up gang start times)"
+    failed = sorted(left)
+    optional = [t for t in range(len(prep.workload.tasks)) if prep.optional[t] and prep.eligible[t].any()]
+    repair(sched, optional)
     optional_left = sorted(
         t for t in range(len(prep.workload.tasks)) if prep.optional[t] and t not in sched.where
     )
@@ -172,7 +235,7 @@ def prove(
         errors = check_schedule(prep.workload, prep.catalog, _counts(prep, nodes), rows(prep, sched))
         if errors:
             raise ProofError(f"capacity schedule fails the independent check: {errors[:3]}")
-    return Proof(ok, sched, sorted(failed), optional_left, method, engine_status, time.monotonic() - started)
+    return Proof(ok, sched, failed, optional_left, method, engine_status, time.monotonic() - started, util)
 
 
 def _counts(prep: Prepared, nodes: tuple[int, ...]) -> dict[str, int]:
@@ -198,4 +261,4 @@ def rows(prep: Prepared, sched: Schedule) -> list[tuple[str, str, int, list[int]
     return out
 
 
-__all__ = ["Proof", "ProofError", "node_name", "prove", "rows", "to_problem"]
+__all__ = ["Proof", "ProofError", "node_name", "prove", "route", "rows", "to_problem"]

@@ -1,10 +1,13 @@
-"""Schedules on a fleet: per-node EDF simulation, insertion repair, a list scheduler, and the check.
+"""Schedules on a fleet: per-node time-tables with gaps, list scheduling, repair, and the check.
 
-A placement is (node, GPU indices within the node). A node's tasks run in earliest-deadline-first
-order, each starting when all of its GPUs are free (a gang starts on all of them at once) and
-holding them for its duration: a real non-preemptive schedule, so a task is on time when its end
-is within its deadline and the horizon. With single-GPU tasks this is exactly the EDF test per GPU
-(for every deadline d, the durations due by d sum to at most d); with gangs it is a sufficient one.
+A placement is (node, GPU indices within the node, start). Every node keeps, per GPU, its free
+intervals within [0, horizon]. A task of gang g and duration p goes on g GPUs of one node that are
+all free over [start, start + p] (a gang starts on all of them at once); when g divides the node's
+GPU count the g GPUs form an aligned block (GPUs b*g .. b*g + g - 1), which keeps the node cut into
+blocks that later gangs can use. The earliest feasible start on a block is one of the starts of
+its GPUs' free intervals, so the search looks only at those; a short task can therefore fill a
+gap that a gang left before it (best fit in time). Every placement ends by the task's deadline and
+the horizon, so a schedule built here is on time by construction.
 
 `check_schedule` is the independent check: it recomputes everything from the workload and catalog
 (memory, allowed types, gang size on one node, durations, no overlap on any GPU, deadlines and
@@ -14,6 +17,8 @@ horizon) and trusts nothing computed elsewhere.
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +27,7 @@ from gpuplan.capacity.models import Catalog, Workload
 from gpuplan.capacity.prepare import Prepared
 
 _TOL = 1e-6
+_EPS = 1e-9  # slack on times computed here (starts are sums of durations, exact up to rounding)
 
 
 @dataclass(frozen=True)
@@ -43,146 +49,288 @@ class FleetNodes:
 
 
 Placement = tuple[int, tuple[int, ...]]  # (node, GPUs within the node)
+Slot = tuple[float, float, tuple[int, ...]]  # (start, idle gap created before it, GPUs)
+
+
+class Timeline:
+    """One node's GPUs as sorted lists of free intervals (start, end) within [0, horizon]."""
+
+    def __init__(self, gpus: int, horizon: float) -> None:
+        self.k = gpus
+        self.horizon = horizon
+        self.free: list[list[tuple[float, float]]] = [[(0.0, horizon)] for _ in range(gpus)]
+
+    def blocks(self, g: int) -> list[tuple[int, ...]]:
+        """Aligned blocks of g GPUs when g divides the node, else every GPU (see `find`)."""
+        if self.k % g == 0:
+            return [tuple(range(b * g, (b + 1) * g)) for b in range(self.k // g)]
+        return [tuple(range(self.k))]
+
+    @staticmethod
+    def _holder(ivs: list[tuple[float, float]], s: float, e: float) -> tuple[float, float] | None:
+        for a, b in ivs:
+            if a > s + _EPS:
+                return None
+            if b >= e - _EPS:
+                return (a, b)
+        return None
+
+    def find(self, g: int, p: float, due: float) -> Slot | None:
+        """Earliest start (then least idle gap left before it) for g GPUs over p hours ending by due."""
+        latest = min(due, self.horizon) - p
+        if latest < -_EPS or g > self.k:
+            return None
+        best: Slot | None = None
+        for block in self.blocks(g):
+            starts = sorted(
+                {a for q in block for a, b in self.free[q] if b - a >= p - _EPS and a <= latest + _EPS}
+            )
+            for s in starts:
+                if best is not None and s > best[0] + _EPS:
+                    break
+                held = [(q, self._holder(self.free[q], s, s + p)) for q in block]
+                ok = [(q, iv) for q, iv in held if iv is not None]
+                if len(ok) < g:
+                    continue
+                ok.sort(key=lambda qi: (-qi[1][0], qi[0]))  # tightest fit: free since the latest
+                chosen = ok[:g]
+                gap = sum(s - iv[0] for _, iv in chosen)
+                slot = (s, gap, tuple(sorted(q for q, _ in chosen)))
+                if best is None or (round(s, 9), round(gap, 9)) < (round(best[0], 9), round(best[1], 9)):
+                    best = slot
+                break
+        return best
+
+    def occupy(self, gpus: Iterable[int], s: float, e: float) -> None:
+        """Mark [s, e] busy on `gpus` (it must be free there)."""
+        for q in gpus:
+            ivs = self.free[q]
+            for i, (a, b) in enumerate(ivs):
+                if a <= s + _EPS and b >= e - _EPS:
+                    repl = [iv for iv in ((a, s), (e, b)) if iv[1] - iv[0] > _EPS]
+                    ivs[i : i + 1] = repl
+                    break
+            else:  # pragma: no cover - callers only occupy what `find` returned
+                raise ValueError(f"GPU {q}: {s:g}..{e:g} is not free")
+
+    def release(self, gpus: Iterable[int], s: float, e: float) -> None:
+        """Free [s, e] on `gpus` again, merging with neighbouring free intervals."""
+        for q in gpus:
+            ivs = self.free[q]
+            lo, hi = s, e
+            keep = []
+            for a, b in ivs:
+                if b >= lo - _EPS and a <= hi + _EPS:
+                    lo, hi = min(lo, a), max(hi, b)
+                else:
+                    keep.append((a, b))
+            keep.append((lo, hi))
+            keep.sort()
+            self.free[q] = keep
+
+    def idle(self) -> float:
+        return sum(b - a for ivs in self.free for a, b in ivs)
 
 
 class Schedule:
-    """Tasks on nodes with their EDF start and end times, kept up to date node by node."""
+    """Tasks on nodes with their start and end times, one `Timeline` per node."""
 
     def __init__(self, prep: Prepared, fleet: FleetNodes) -> None:
         self.prep = prep
         self.fleet = fleet
-        self.on_node: list[list[tuple[int, tuple[int, ...]]]] = [[] for _ in range(fleet.size)]
+        self.due = np.minimum(prep.deadline, prep.horizon)
+        self.lines = [Timeline(int(prep.per_node[o]), prep.horizon) for o in fleet.offer]
         self.where: dict[int, Placement] = {}
         self.start: dict[int, float] = {}
         self.end: dict[int, float] = {}
-        self.due = np.minimum(prep.deadline, prep.horizon)
+        self.on_node: list[set[int]] = [set() for _ in range(fleet.size)]
 
     def dur(self, t: int, node: int) -> float:
         return float(self.prep.duration[t, self.fleet.offer[node]])
 
-    def simulate(self, node: int, items: list[tuple[int, tuple[int, ...]]]) -> dict[int, tuple[float, float]]:
-        """EDF start/end of `items` on `node` (module docstring)."""
-        k = int(self.prep.per_node[self.fleet.offer[node]])
-        free = np.zeros(k)
-        out: dict[int, tuple[float, float]] = {}
-        order = sorted(items, key=lambda it: (self.due[it[0]], -len(it[1]), -self.dur(it[0], node), it[0]))
-        for t, gpus in order:
-            idx = list(gpus)
-            s = float(free[idx].max())
-            e = s + self.dur(t, node)
-            free[idx] = e
-            out[t] = (s, e)
-        return out
+    def nodes_for(self, t: int) -> np.ndarray:
+        """Nodes whose offer can take task t."""
+        return np.flatnonzero(self.prep.eligible[t, self.fleet.offer])
 
-    def on_time(self, times: dict[int, tuple[float, float]]) -> bool:
-        return all(e <= self.due[t] * (1 + 1e-9) + 1e-9 for t, (_, e) in times.items())
+    def find(self, t: int, node: int) -> Slot | None:
+        return self.lines[node].find(int(self.prep.gang[t]), self.dur(t, node), float(self.due[t]))
 
-    def set_node(self, node: int, items: list[tuple[int, tuple[int, ...]]]) -> None:
-        for t, _ in self.on_node[node]:
-            self.where.pop(t, None)
-            self.start.pop(t, None)
-            self.end.pop(t, None)
-        self.on_node[node] = list(items)
-        for t, (s, e) in self.simulate(node, items).items():
-            self.start[t], self.end[t] = s, e
-        for t, gpus in items:
-            self.where[t] = (node, gpus)
+    def place(self, t: int, node: int, slot: Slot) -> None:
+        s, _, gpus = slot
+        e = s + self.dur(t, node)
+        self.lines[node].occupy(gpus, s, e)
+        self.where[t] = (node, gpus)
+        self.start[t], self.end[t] = s, e
+        self.on_node[node].add(t)
+
+    def unplace(self, t: int) -> None:
+        node, gpus = self.where.pop(t)
+        self.lines[node].release(gpus, self.start.pop(t), self.end.pop(t))
+        self.on_node[node].discard(t)
+
+    def best(self, t: int, nodes: Iterable[int]) -> tuple[int, Slot] | None:
+        """The node and slot with the earliest end (then least idle gap, then lowest node)."""
+        out: tuple[tuple[float, float, int], int, Slot] | None = None
+        for j in nodes:
+            slot = self.find(t, int(j))
+            if slot is None:
+                continue
+            key = (round(slot[0] + self.dur(t, int(j)), 9), round(slot[1], 9), int(j))
+            if out is None or key < out[0]:
+                out = (key, int(j), slot)
+        return None if out is None else (out[1], out[2])
+
+    def insert(self, t: int, nodes: Iterable[int] | None = None) -> bool:
+        hit = self.best(t, self.nodes_for(t) if nodes is None else nodes)
+        if hit is None:
+            return False
+        self.place(t, *hit)
+        return True
 
     def late(self) -> list[int]:
+        """Tasks ending after their deadline (none, by construction; kept as a guard)."""
         return [t for t, e in self.end.items() if e > self.due[t] * (1 + 1e-9) + 1e-9]
-
-    def remove(self, tasks: list[int]) -> None:
-        drop = set(tasks)
-        for node in {self.where[t][0] for t in tasks if t in self.where}:
-            self.set_node(node, [it for it in self.on_node[node] if it[0] not in drop])
-
-    def busy(self, node: int) -> np.ndarray:
-        k = int(self.prep.per_node[self.fleet.offer[node]])
-        load = np.zeros(k)
-        for t, gpus in self.on_node[node]:
-            load[list(gpus)] += self.dur(t, node)
-        return load
-
-    def try_insert(self, t: int, nodes: np.ndarray | None = None) -> bool:
-        """Put t on the first node (least loaded first) where every task stays on time."""
-        prep = self.prep
-        cand = np.flatnonzero(prep.eligible[t, self.fleet.offer]) if nodes is None else nodes
-        if cand.size == 0:
-            return False
-        busy = [self.busy(int(j)) for j in cand]
-        order = np.argsort([b.sum() / b.size for b in busy], kind="stable")
-        k = int(prep.gang[t])
-        for i in order:
-            j = int(cand[i])
-            gpus = tuple(sorted(int(g) for g in np.argsort(busy[i], kind="stable")[:k]))
-            if busy[i][list(gpus)].max() + self.dur(t, j) > self.due[t] * (1 + 1e-9) + 1e-9:
-                continue
-            items = [*self.on_node[j], (t, gpus)]
-            times = self.simulate(j, items)
-            if self.on_time(times):
-                self.set_node(j, items)
-                return True
-        return False
 
     def placements(self) -> dict[int, Placement]:
         return dict(self.where)
 
 
-def repair(sched: Schedule, pending: list[int]) -> list[int]:
-    """Insert `pending` tasks (required first, then by priority and deadline); returns those left."""
+def level_key(prep: Prepared, levels: np.ndarray | None) -> Callable[[int], tuple]:
+    """EDF by deadline level, then larger gangs, then longer work (LPT), then index."""
+    due = np.minimum(prep.deadline, prep.horizon)
+    lv = (
+        np.zeros(due.shape[0], dtype=np.int64)
+        if levels is None
+        else np.searchsorted(levels, due * (1 - 1e-12))
+    )
+    return lambda t: (int(lv[t]), -int(prep.gang[t]), -float(prep.work[t]), t)
+
+
+def size_key(prep: Prepared) -> Callable[[int], tuple]:
+    """Larger gangs, then longer work (LPT), then earlier deadline, then index."""
+    return lambda t: (-int(prep.gang[t]), -float(prep.work[t]), float(prep.deadline[t]), t)
+
+
+def timetable(
+    sched: Schedule, tasks: Sequence[int], nodes: Callable[[int], Sequence[int]], key: Callable[[int], tuple]
+) -> list[int]:
+    """Place `tasks` in `key` order, each on the node (among `nodes(t)`) that ends it first."""
+    left = []
+    for t in sorted(tasks, key=key):
+        if not sched.insert(t, nodes(t)):
+            left.append(t)
+    return left
+
+
+def _work(prep: Prepared, tasks: Iterable[int]) -> float:
+    return float(sum(prep.gang[t] * prep.work[t] for t in tasks))
+
+
+def rebuild_node(
+    sched: Schedule, node: int, extra: Sequence[int], keys: Sequence[Callable[[int], tuple]]
+) -> bool:
+    """Re-time-table `node` from scratch with its tasks and `extra`; keep it if every task fits."""
+    old = [(t, sched.where[t][1], sched.start[t]) for t in sorted(sched.on_node[node])]
+    items = [t for t, _, _ in old] + list(extra)
+    for key in keys:
+        for t, _, _ in old:
+            sched.unplace(t)
+        left = timetable(sched, items, lambda _t: (node,), key)
+        if not left:
+            return True
+        for t in items:
+            if t in sched.where:
+                sched.unplace(t)
+        for t, gpus, s in old:
+            sched.place(t, node, (s, 0.0, gpus))
+    return False
+
+
+def repair(
+    sched: Schedule,
+    pending: list[int],
+    keys: Sequence[Callable[[int], tuple]] = (),
+    deadline: float | None = None,
+) -> list[int]:
+    """Place `pending` tasks (required first, then priority, deadline, size): insertion into gaps
+    on any eligible node; then a node rebuilt with the task (orders `keys`); then one task moved
+    off a node to another to make room. Returns the tasks still left."""
     prep = sched.prep
     pri = np.array([t.priority for t in prep.workload.tasks])
     order = sorted(
         pending,
         key=lambda t: (prep.optional[t], -pri[t], sched.due[t], -prep.gang[t] * prep.work[t], t),
     )
-    return [t for t in order if not sched.try_insert(t)]
-
-
-def list_schedule(
-    prep: Prepared,
-    fleet: FleetNodes,
-    tasks: list[int],
-    quota: np.ndarray | None = None,
-    task_class: np.ndarray | None = None,
-) -> tuple[Schedule, list[int]]:
-    """From scratch: tasks by (required, deadline, size), each to the node and GPUs finishing it
-    first; with `quota` [C, O] (reference GPU-hours per class and offer, e.g. the sizing MILP's
-    flow) offers with quota left for the task's class come first, so the mix follows the sizing."""
-    sched = Schedule(prep, fleet)
-    free = [np.zeros(int(prep.per_node[o])) for o in fleet.offer]
-    left_quota = None if quota is None else quota.astype(np.float64).copy()
-    order = sorted(tasks, key=lambda t: (prep.optional[t], sched.due[t], -prep.gang[t] * prep.work[t], t))
     left: list[int] = []
     for t in order:
-        k = int(prep.gang[t])
-        need = k * float(prep.work[t])
-        c = -1 if task_class is None else int(task_class[t])
-        best: tuple[int, float, int, tuple[int, ...]] | None = None
-        for j in np.flatnonzero(prep.eligible[t, fleet.offer]):
-            f = free[j]
-            gpus = np.argsort(f, kind="stable")[:k]
-            end = float(f[gpus].max()) + sched.dur(t, int(j))
-            if end > sched.due[t] * (1 + 1e-9) + 1e-9:
-                continue
-            o = int(fleet.offer[j])
-            off_plan = 0 if left_quota is None or c < 0 else int(left_quota[c, o] < 0.5 * need)
-            key = (off_plan, end, int(j), tuple(sorted(int(g) for g in gpus)))
-            if best is None or key[:2] < best[:2]:
-                best = key
-        if best is None:
+        if sched.insert(t):
+            continue
+        if prep.optional[t] or (deadline is not None and time.monotonic() > deadline):
             left.append(t)
             continue
-        _, end, j, gpus = best
-        free[j][list(gpus)] = end
-        sched.on_node[j].append((t, gpus))
-        if left_quota is not None and c >= 0:
-            left_quota[c, fleet.offer[j]] -= need
-    for j in range(fleet.size):
-        sched.set_node(j, sched.on_node[j])
-    late = sched.late()
-    sched.remove(late)
-    return sched, left + late
+        if _rebuild_any(sched, t, keys) or _relocate(sched, t):
+            continue
+        left.append(t)
+    return left
+
+
+def _rebuild_any(sched: Schedule, t: int, keys: Sequence[Callable[[int], tuple]]) -> bool:
+    """Rebuild the eligible node with the most idle time first; True when t went in somewhere."""
+    if not keys:
+        return False
+    cand = sorted(sched.nodes_for(t).tolist(), key=lambda j: (-sched.lines[j].idle(), j))
+    need = float(sched.prep.gang[t]) * sched.prep.work[t]
+    for j in cand:
+        if sched.lines[j].idle() * sched.prep.speed[sched.fleet.offer[j]] < need:
+            break
+        if rebuild_node(sched, int(j), [t], keys):
+            return True
+    return False
+
+
+def _window(sched: Schedule, u: int) -> float:
+    """Longest free run on u's GPUs if u were removed (free before + u + free after, the least over
+    its GPUs)."""
+    node, gpus = sched.where[u]
+    s, e = sched.start[u], sched.end[u]
+    out = np.inf
+    for q in gpus:
+        ivs = sched.lines[node].free[q]
+        before = next((s - a for a, b in ivs if abs(b - s) <= _EPS), 0.0)
+        after = next((b - e for a, b in ivs if abs(a - e) <= _EPS), 0.0)
+        out = min(out, before + (e - s) + after)
+    return float(out)
+
+
+def _relocate(sched: Schedule, t: int, tries: int = 400) -> bool:
+    """Move one task off an eligible node to another node (or elsewhere on it) so that t fits;
+    tasks whose removal opens a long enough free run are tried first. True on success."""
+    prep = sched.prep
+    done = 0
+    for j in sorted(sched.nodes_for(t).tolist(), key=lambda j: (-sched.lines[j].idle(), j)):
+        need = sched.dur(t, j)
+        movable = []
+        for u in sched.on_node[j]:
+            if prep.optional[u] or u == t:
+                continue
+            room = _window(sched, u)
+            if room >= need - _EPS:
+                movable.append((int(prep.gang[u] != prep.gang[t]), room, u))
+        for _, _, u in sorted(movable):
+            if done >= tries:
+                return False
+            done += 1
+            keep = (sched.where[u][0], (sched.start[u], 0.0, sched.where[u][1]))
+            sched.unplace(u)
+            slot = sched.find(t, j)
+            if slot is not None:
+                sched.place(t, j, slot)
+                others = [int(i) for i in sched.nodes_for(u) if i != j]
+                if sched.insert(u, others) or sched.insert(u, [j]):
+                    return True
+                sched.unplace(t)
+            sched.place(u, *keep)
+    return False
 
 
 def check_schedule(
@@ -237,4 +385,14 @@ def check_schedule(
     return errors
 
 
-__all__ = ["FleetNodes", "Schedule", "check_schedule", "list_schedule", "repair"]
+__all__ = [
+    "FleetNodes",
+    "Schedule",
+    "Timeline",
+    "check_schedule",
+    "level_key",
+    "rebuild_node",
+    "repair",
+    "size_key",
+    "timetable",
+]

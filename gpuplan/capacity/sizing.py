@@ -56,6 +56,12 @@ from gpuplan.capacity.prepare import Prepared
 
 log = logging.getLogger("gpuplan")
 
+#: SCIP settings that make a solve repeatable: one thread, fixed random seed and permutation
+#: (with a time limit that is hit the incumbent can still depend on the machine's speed).
+SCIP_PARAMS = (
+    "randomization/randomseedshift = 0\nrandomization/permutationseed = 0\nrandomization/lpseed = 0\n"
+)
+
 #: Largest number of deadline levels in the program (a subset of levels keeps it a relaxation).
 MAX_LEVELS = 32
 
@@ -197,6 +203,9 @@ def solve_sizing(
     disc = np.array([off.commit_discount for off in offers])
     solver.Minimize(solver.Sum([horizon * price[o] * (a[o] + (1 - disc[o]) * b[o]) for o in range(n_o)]))
     solver.SetTimeLimit(max(1, int(1000 * time_limit_s)))
+    if integer:
+        solver.SetNumThreads(1)
+        solver.SetSolverSpecificParametersAsString(SCIP_PARAMS)
     code = solver.Solve()
     wall = time.monotonic() - started
     if code == pywraplp.Solver.INFEASIBLE:
@@ -216,6 +225,50 @@ def solve_sizing(
         flow[c, o] = var.solution_value()
     cost = fleet_cost(prep, nodes, committed, price_factor)
     return Sizing(status, cost, nodes, committed, bound, wall, flow=flow)
+
+
+def balanced_flow(prep: Prepared, cls: _Classes, nodes: tuple[int, ...]) -> tuple[np.ndarray, float]:
+    """Split each class's work over the offers of a fixed fleet, leaving every offer the same share
+    of slack: the LP of constraints (1)-(3) with capacities scaled by u, minimising u (then the sum
+    of the offers' own utilizations). GLOP, so the split is the same on every run. Returns the
+    flow [C, O] in reference GPU-hours and u (above 1 when the aggregate work does not fit);
+    classes no offer of the fleet can take keep no flow."""
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    if solver is None:  # pragma: no cover
+        raise RuntimeError("OR-Tools has no GLOP backend")
+    n_c, n_o = cls.elig.shape
+    present = np.array(nodes) > 0
+    u = solver.NumVar(0, solver.infinity(), "u")
+    uo = [solver.NumVar(0, solver.infinity(), f"u{o}") for o in range(n_o)]
+    x: dict[tuple[int, int], pywraplp.Variable] = {}
+    for c in range(n_c):
+        offs = [int(o) for o in np.flatnonzero(cls.elig[c] & present)]
+        if not offs:
+            continue
+        for o in offs:
+            x[c, o] = solver.NumVar(0, solver.infinity(), "")
+        solver.Add(solver.Sum([x[c, o] for o in offs]) == float(cls.work[c]))
+    for o in np.flatnonzero(present):
+        o = int(o)
+        solver.Add(uo[o] <= u)
+        members = [c for c in range(n_c) if (c, o) in x]
+        big = [c for c in members if cls.gang[c] * 2 > prep.per_node[o]]
+        for lv, d in enumerate(cls.levels):
+            due = [c for c in members if cls.level[c] <= lv]
+            if due:
+                cap = float(d * prep.per_node[o] * nodes[o] * prep.speed[o])
+                solver.Add(solver.Sum([x[c, o] for c in due]) <= cap * uo[o])
+            due_big = [c for c in big if cls.level[c] <= lv]
+            if due_big:
+                cap = float(d * nodes[o] * prep.speed[o])
+                solver.Add(solver.Sum([x[c, o] * (1.0 / cls.gang[c]) for c in due_big]) <= cap * uo[o])
+    solver.Minimize(1000.0 * u + solver.Sum(uo))
+    flow = np.zeros((n_c, n_o))
+    if solver.Solve() != pywraplp.Solver.OPTIMAL:
+        return flow, float("inf")
+    for (c, o), var in x.items():
+        flow[c, o] = max(0.0, var.solution_value())
+    return flow, float(u.solution_value())
 
 
 def _exclude(solver: pywraplp.Solver, n: list, vec: tuple[int, ...], offers: list) -> None:
@@ -256,4 +309,14 @@ def best_commitment(prep: Prepared, nodes: tuple[int, ...]) -> tuple[bool, ...]:
     )
 
 
-__all__ = ["MAX_LEVELS", "Cuts", "Sizing", "best_commitment", "classes", "fleet_cost", "solve_sizing"]
+__all__ = [
+    "MAX_LEVELS",
+    "SCIP_PARAMS",
+    "Cuts",
+    "Sizing",
+    "balanced_flow",
+    "best_commitment",
+    "classes",
+    "fleet_cost",
+    "solve_sizing",
+]

@@ -277,9 +277,13 @@ def solve_fleet(
     if feasible:
         incumbents.append((time.monotonic() - started, warm))
     used = name
+    pairs = _pairs(p)
+    exact = solver == "cpsat" or (solver == "auto" and pairs <= FLEET_EXACT_PAIRS)
     if solver != "greedy":
-        moved = eject_improve(st, started + 0.6 * time_limit_s)
-        swapped = swap_improve(st, deadline - 0.05 * time_limit_s)
+        # Moves share the time with CP-SAT when it runs; otherwise they may use it all.
+        until = started + (0.3 if exact else 0.95) * time_limit_s
+        moved = eject_improve(st, min(until, started + 0.6 * time_limit_s))
+        swapped = swap_improve(st, until)
         stats["eject_placed"], stats["swap_placed"] = moved, swapped
         if moved or swapped:
             used += "+moves"
@@ -289,8 +293,6 @@ def solve_fleet(
     objective = p.objective(assign) if feasible else None
     if objective is not None and (not incumbents or objective < incumbents[-1][1]):
         incumbents.append((time.monotonic() - started, objective))
-    pairs = _pairs(p)
-    exact = solver == "cpsat" or (solver == "auto" and pairs <= FLEET_EXACT_PAIRS)
     reason = f"{pairs:,} eligible pairs: greedy starts, LP and packing bounds, ejection and swap moves"
     if exact and time.monotonic() < deadline:
         from gpuplan.solvers.fleet_cpsat import solve_fleet_cpsat

@@ -9,9 +9,12 @@
    shrinks tenfold or more while keeping the good assignments; a second phase widens the pairs.
 4. Exact CP-SAT over every pair that reduced-cost fixing cannot exclude, hinted with the best
    solution, when the problem is small enough for it to help; it can prove optimality.
+5. On programs with at most `EXACT_PAIRS` pairs and two or more workers, SCIP solves the whole
+   program in a background thread for the whole time, hinted with the warm start; its knapsack
+   cuts and heuristics differ from CP-SAT's, and its proven bound joins the others.
 
-The bound reported is the best proven one: the LP's Lagrangian bound, or CP-SAT's bound from the
-exact phase (never a bound from a restricted model).
+The bound reported is the best proven one: the LP's Lagrangian bound, or CP-SAT's or SCIP's bound on
+the whole program (never a bound from a restricted model).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from gpuplan.optimizer.program import DROPPED, Program
 from gpuplan.solvers.base import RawSolution, SolveParams, cost_bound_to_user, proven_status
 from gpuplan.solvers.cpsat import CpSatSolver
 from gpuplan.solvers.polish import polish
+from gpuplan.solvers.scip import ScipRun, scip_available
 
 log = logging.getLogger("gpuplan")
 
@@ -127,6 +131,13 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
     proven = False
     hint = fallback if lp is None else _lp_rounding(program, lp, fallback)
     cpsat = CpSatSolver()
+    workers = params.workers
+    scip: ScipRun | None = None
+    if pairs <= EXACT_PAIRS and workers >= 2 and time.monotonic() < deadline - 0.5 and scip_available():
+        # SCIP on the whole program in a thread beside CP-SAT (its cuts and heuristics differ)
+        scip = ScipRun(program, deadline - 0.05, st.best if st.best is not None else hint)
+        scip.start()
+        st.stats["scip"] = "started"
 
     infeasible = False
 
@@ -137,7 +148,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
             drop = fixable(program, lp, float(st.best_int)) & ~_pairs(st.best, program.eligible.shape)
             prog = program.replace(eligible=program.eligible & ~drop)
             st.stats["fixed_pairs"] = int(drop.sum())
-        res = cpsat.solve(prog, SolveParams(until, params.workers, params.seed, hint_assign))
+        res = cpsat.solve(prog, SolveParams(until, workers, params.seed, hint_assign))
         st.offer(res.assign if res.status.has_solution else None, "cpsat")
         if res.status is Status.INFEASIBLE:
             if st.best is None:
@@ -163,13 +174,26 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
                 continue
             extra = _pairs(current, program.eligible.shape)
             sub = _restricted(program, lp, keep, extra)
-            res = cpsat.solve(sub, SolveParams(until, params.workers, params.seed, current))
+            res = cpsat.solve(sub, SolveParams(until, workers, params.seed, current))
             if res.status.has_solution:
                 st.offer(polish(program, res.assign), f"cpsat-k{keep}")
             st.stats[f"restricted_k{keep}_pairs"] = int(sub.eligible.sum())
             current = st.best if st.best is not None else current
         if not big and time.monotonic() < deadline - 0.1:
             exact_phase(deadline, current)
+
+    if scip is not None:
+        if proven or infeasible:
+            scip.stop()
+        scip.join(max(0.0, deadline - time.monotonic()) + 1.0)
+        st.stats["scip"] = scip.error or ("optimal" if scip.optimal else "done")
+        if st.offer(scip.assign, "scip"):
+            st.stats["scip"] = "improved" if not scip.optimal else "optimal"
+        if scip.bound_int is not None and program.loads_exact:
+            scip_bound = cost_bound_to_user(program, scip.bound_int)
+            exact_bound = scip_bound if exact_bound is None else max(exact_bound, scip_bound)
+        if scip.optimal and st.best_int is not None and scip.assign is not None:
+            proven = proven or program.objective_int(scip.assign) <= st.best_int
 
     if infeasible:
         raw = RawSolution.empty(

@@ -265,7 +265,7 @@ class FleetCompiled:
     task_ids: tuple[str, ...]
     gpu_ids: tuple[str, ...]
     node_ids: tuple[str, ...]
-    duration: np.ndarray  # float64 [T, G]-free: [T, classes] hours incl. transfer, NaN where undefined
+    duration: np.ndarray  # float64 [T, classes]: hours incl. transfer, NaN where undefined
     terms: tuple[tuple[str, float], ...]  # (criterion, lambda) actually used
 
 

@@ -97,6 +97,20 @@ def load_json(source: str) -> Any:
     return data
 
 
+def validated(model: Any, data: Any, name: str) -> Any:
+    """`model.model_validate(data)`; bad input becomes one InputError with `name` before the field path
+    (so a run with several input files says which one is wrong)."""
+    from pydantic import ValidationError
+
+    if not isinstance(data, dict):
+        raise InputError(name, f"expected a JSON object at the top level (got {type(data).__name__})")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = format_validation_error(exc)
+        raise InputError(f"{name}.{err.path}" if err.path else name, err.message) from None
+
+
 def load_problem(source: str) -> Any:
     """Path or '-' -> Problem or MatrixProblem; bad input raises InputError."""
     from pydantic import ValidationError
@@ -271,4 +285,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: subcommands raise gpuplan.cli.InputError,
+    # which must be the class main() catches (else bad input would read as an internal error).
+    from gpuplan.cli import main as _main
+
+    sys.exit(_main())

@@ -335,3 +335,20 @@ def test_milp_on_a_fleet_problem_is_invalid_input(capsys):
     assert main(["solve", str(FLEET_EXAMPLE), "--solver", "milp"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "milp" in err
+
+
+def test_python_dash_m_reports_subcommand_input_errors_as_invalid(tmp_path):
+    """Regression: under `python -m gpuplan.cli` the executor's InputError (from gpuplan.cli) was not
+    the __main__ copy's class, so bad input exited 1 as an internal error instead of 2."""
+    import subprocess
+    import sys
+
+    missing = str(tmp_path / "missing.json")
+    done = subprocess.run(
+        [sys.executable, "-m", "gpuplan.cli", "run", missing, "--problem", missing, "--commands", missing],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("gpuplan: error:") and "missing.json" in done.stderr

@@ -28,9 +28,7 @@ def _floats(text: str, flag: str) -> list[float]:
 
 
 def _load(model: Any, source: str, name: str) -> Any:
-    from pydantic import ValidationError
-
-    from gpuplan.cli import InputError, format_validation_error, load_json
+    from gpuplan.cli import InputError, load_json, validated
 
     try:
         data = load_json(source)
@@ -38,13 +36,7 @@ def _load(model: Any, source: str, name: str) -> Any:
         if exc.path == source:  # no such file, invalid JSON: the file name says enough
             raise
         raise InputError(f"{name}.{exc.path}" if exc.path else name, exc.message) from None
-    if not isinstance(data, dict):
-        raise InputError(name, f"expected a JSON object at the top level (got {type(data).__name__})")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = format_validation_error(exc)
-        raise InputError(f"{name}.{err.path}" if err.path else name, err.message) from None
+    return validated(model, data, name)
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:

@@ -22,21 +22,6 @@ def _state_dir(args: argparse.Namespace) -> Path:
     return Path(args.state_dir or os.environ.get("GPUPLAN_STATE_DIR") or DEFAULT_STATE_DIR)
 
 
-def _validated(model: Any, data: Any, name: str) -> Any:
-    """model.model_validate(data), bad input as InputError with `name` before the field path."""
-    from pydantic import ValidationError
-
-    from gpuplan.cli import InputError, format_validation_error
-
-    if not isinstance(data, dict):
-        raise InputError(name, f"expected a JSON object (got {type(data).__name__})")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        err = format_validation_error(exc)
-        raise InputError(f"{name}.{err.path}" if err.path else name, err.message) from None
-
-
 def _backend_factory(devices: str | None) -> Any:
     """A factory epoch -> backend, with missing drivers and bad sim files turned into InputError."""
     from gpuplan.cli import InputError
@@ -56,7 +41,7 @@ def _backend_factory(devices: str | None) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Apply a plan on this machine; resume when the state directory holds the same run."""
-    from gpuplan.cli import InputError, load_json, load_problem
+    from gpuplan.cli import InputError, load_json, load_problem, validated
     from gpuplan.executor.runner import Executor, ExecutorInputError, progress_to_stderr
     from gpuplan.executor.spec import RunSpec, Settings
     from gpuplan.models import Plan, Problem
@@ -66,8 +51,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(
             "--problem", "the executor needs a fleet problem (nodes, GPUs, tasks), not the matrix form"
         )
-    plan = _validated(Plan, load_json(args.plan), "plan")
-    spec = _validated(RunSpec, load_json(args.commands), "commands")
+    plan = validated(Plan, load_json(args.plan), "plan")
+    spec = validated(RunSpec, load_json(args.commands), "commands")
     knobs = {
         "sample_interval_s": args.sample_interval,
         "poll_interval_s": args.poll_interval,
@@ -78,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "workers": args.workers,
         "seed": args.seed,
     }
-    settings = _validated(Settings, {k: v for k, v in knobs.items() if v is not None}, "settings")
+    settings = validated(Settings, {k: v for k, v in knobs.items() if v is not None}, "settings")
     try:
         ex = Executor(
             _state_dir(args),

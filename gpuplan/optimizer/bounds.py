@@ -39,6 +39,7 @@ class LPResult:
     rounds: int
     columns: int
     time_s: float
+    u: np.ndarray | None = None  # float64 [T]: the assignment rows' duals (integer cost units)
 
 
 def reduced_costs(program: Program, lam: np.ndarray) -> np.ndarray:
@@ -224,7 +225,7 @@ def lp_relaxation(
         cols |= add & neg
     if best is None:
         return None
-    value, x, _, lam = best
+    value, x, u, lam = best
     return LPResult(
         lam=lam,
         x=x,
@@ -234,4 +235,5 @@ def lp_relaxation(
         rounds=rounds,
         columns=int(cols.sum()),
         time_s=time.monotonic() - started,
+        u=u,
     )

@@ -13,8 +13,12 @@
    program in a background thread for the whole time, hinted with the warm start; its knapsack
    cuts and heuristics differ from CP-SAT's, and its proven bound joins the others.
 
-The bound reported is the best proven one: the LP's Lagrangian bound, or CP-SAT's or SCIP's bound on
-the whole program (never a bound from a restricted model).
+On single-resource programs with at most `EXACT_PAIRS` pairs and small knapsacks, the assignment
+constraints are also relaxed (one 0-1 knapsack per GPU, `gap_knapsack`): its bound is often stronger
+than the LP's, and its forcing penalties fix more pairs before the exact phase.
+
+The bound reported is the best proven one: the LP's or the knapsack Lagrangian bound, or CP-SAT's
+or SCIP's bound on the whole program (never a bound from a restricted model).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from gpuplan.optimizer.bounds import LPResult, fixable, lp_relaxation, reduced_c
 from gpuplan.optimizer.program import DROPPED, Program
 from gpuplan.solvers.base import RawSolution, SolveParams, cost_bound_to_user, proven_status
 from gpuplan.solvers.cpsat import CpSatSolver
+from gpuplan.solvers.gap_knapsack import KnapsackLagrangian, applicable, knapsack_fixable, knapsack_lagrangian
 from gpuplan.solvers.polish import polish
 from gpuplan.solvers.scip import ScipRun, scip_available
 
@@ -39,6 +44,8 @@ log = logging.getLogger("gpuplan")
 SMALL_PAIRS = 1_000
 #: Problems with at most this many eligible pairs end with an exact phase.
 EXACT_PAIRS = 5_000
+#: Share of the time left after the LP given to the knapsack Lagrangian's subgradient ascent.
+KNAPSACK_SHARE = 0.15
 
 
 @dataclass
@@ -139,13 +146,40 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         scip.start()
         st.stats["scip"] = "started"
 
+    # the knapsack Lagrangian (after SCIP starts: it runs on the other core meanwhile)
+    kl: KnapsackLagrangian | None = None
+    if (
+        lp is not None
+        and lp.u is not None
+        and pairs <= EXACT_PAIRS
+        and time.monotonic() < deadline - 1.0
+        and applicable(program)
+    ):
+        kl = knapsack_lagrangian(
+            program,
+            lp.u,
+            float(st.best_int) if st.best_int is not None else None,
+            time.monotonic() + KNAPSACK_SHARE * max(0.0, deadline - time.monotonic()),
+        )
+        st.stats.update(knap_iterations=kl.iterations, knap_time_s=round(kl.time_s, 3))
+        if np.isfinite(kl.bound_int) and (bound_int is None or kl.bound_int > bound_int):
+            bound_int = kl.bound_int
+        log.info(
+            "knapsack Lagrangian bound %s after %d steps (%.2fs)",
+            cost_bound_to_user(program, kl.bound_int),
+            kl.iterations,
+            kl.time_s,
+        )
     infeasible = False
 
     def exact_phase(until: float, hint_assign: np.ndarray) -> None:
         nonlocal exact_bound, proven, infeasible
         prog = program
         if lp is not None and st.best is not None and st.best_int is not None:
-            drop = fixable(program, lp, float(st.best_int)) & ~_pairs(st.best, program.eligible.shape)
+            drop = fixable(program, lp, float(st.best_int))
+            if kl is not None:
+                drop |= knapsack_fixable(program, kl, float(st.best_int))
+            drop &= ~_pairs(st.best, program.eligible.shape)
             prog = program.replace(eligible=program.eligible & ~drop)
             st.stats["fixed_pairs"] = int(drop.sum())
         res = cpsat.solve(prog, SolveParams(until, workers, params.seed, hint_assign))

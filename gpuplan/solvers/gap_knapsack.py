@@ -1,0 +1,204 @@
+r"""Lagrangian relaxation of the assignment constraints: one 0-1 knapsack per GPU.
+
+Fisher, Jaikumar & Van Wassenhove (1986). With multipliers :math:`u_t` on "task t is placed once",
+
+.. math::
+
+    L(u) = \sum_t u_t + \sum_{t \text{ optional}} \min(0, p_t - u_t)
+           + \sum_g \min_{x \in K_g} \sum_t (c_{tg} - u_t)\, x_{tg} \;\le\; \text{OPT}
+
+for every :math:`u` (:math:`K_g`: the 0-1 vectors of eligible tasks whose integer loads fit GPU g).
+The knapsacks have no integrality property, so :math:`\max_u L(u)` can beat the LP bound on tight
+programs. Each knapsack is a dynamic program over the integer capacity, so this only applies to
+single-resource programs of small total size (`applicable`).
+
+Forcing task t onto GPU g in the relaxed problem gives a lower bound on every solution that uses
+(t, g): knapsack g with t forced in, every other knapsack with t left out, the drop term gone. When that
+bound exceeds the incumbent minus one (integer costs), the pair is fixed to 0.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpuplan.optimizer.program import Program
+
+#: Largest Σ_g (eligible tasks of g) x (capacity of g + 1) the dynamic programs are run on. gapd-6
+#: (20x200, capacity ~800) is ~3.3e6 cells and one evaluation of L(u) takes ~5 ms there; Yagiura's
+#: larger types (1600 tasks, capacities in the thousands) are 1e8 cells or more and stay untouched.
+MAX_CELLS = 5_000_000
+_INF = np.inf
+STALL = 5
+THETA0 = 0.5
+
+
+def applicable(program: Program) -> bool:
+    """Single resource, integer program equal to the user's, and small knapsacks."""
+    p = program
+    if p.n_resources != 1 or not p.loads_exact or p.n_tasks == 0 or p.n_gpus == 0:
+        return False
+    cap = p.capacity_int[0]
+    if np.any(cap < 0) or np.any(p.load_int[0][p.eligible] < 0):
+        return False
+    cells = int((p.eligible.sum(axis=0) * (cap + 1)).sum())
+    return cells <= MAX_CELLS
+
+
+@dataclass
+class KnapsackLagrangian:
+    """Best multipliers found, the bound L(u) at them and the per-pair forcing penalties."""
+
+    u: np.ndarray  # float64 [T]
+    bound_int: float  # L(u) in integer cost units (a proven lower bound up to float rounding)
+    penalty: np.ndarray  # float64 [T, G]: L(u) + penalty <= any solution using (t, g); inf: never
+    assign: np.ndarray  # int64 [T]: the relaxed solution's GPU per task (-1: none), a heuristic hint
+    iterations: int
+    time_s: float
+
+
+def _knapsack(w: np.ndarray, a: np.ndarray, cap: int) -> tuple[float, np.ndarray]:
+    """min Σ w x over 0-1 x with Σ a x <= cap, items with w < 0 only; returns (value, chosen mask)."""
+    items = np.flatnonzero(w < 0)
+    f = np.zeros(cap + 1)
+    take = np.zeros((items.size, cap + 1), dtype=bool)
+    for k, i in enumerate(items.tolist()):
+        ai = int(a[i])
+        if ai > cap:
+            continue
+        cand = f[: cap + 1 - ai] + w[i]
+        better = cand < f[ai:]
+        take[k, ai:] = better
+        f[ai:] = np.where(better, cand, f[ai:])
+    chosen = np.zeros(w.size, dtype=bool)
+    c = cap
+    for k in range(items.size - 1, -1, -1):
+        if take[k, c]:
+            chosen[items[k]] = True
+            c -= int(a[items[k]])
+    return float(f[cap]), chosen
+
+
+def _prefix(w: np.ndarray, a: np.ndarray, items: np.ndarray, cap: int) -> np.ndarray:
+    """f[k, c]: min cost of the first k of `items` within load c; shape [len(items) + 1, cap + 1]."""
+    f = np.zeros((items.size + 1, cap + 1))
+    for k, i in enumerate(items.tolist()):
+        f[k + 1] = f[k]
+        ai = int(a[i])
+        if ai <= cap:
+            np.minimum(f[k + 1, ai:], f[k, : cap + 1 - ai] + w[i], out=f[k + 1, ai:])
+    return f
+
+
+def _penalties(
+    w: np.ndarray, a: np.ndarray, elig: np.ndarray, cap: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """For one GPU: (z, inc, exc) with z the knapsack optimum, inc[t] the optimum with t forced in
+    (inf when t does not fit or is ineligible) and exc[t] the optimum with t left out."""
+    n = w.size
+    items = np.flatnonzero(elig & (w < 0))
+    fwd = _prefix(w, a, items, cap)
+    bwd = _prefix(w, a, items[::-1], cap)[::-1]  # bwd[k]: items k.. (in `items` order)
+    z = float(fwd[-1, cap])
+    inc = np.full(n, _INF)
+    exc = np.full(n, z)
+    others = np.flatnonzero(elig & (w >= 0))  # not in the DP: leaving them out changes nothing
+    fits = others[a[others] <= cap]
+    inc[fits] = w[fits] + fwd[-1, cap - a[fits]]
+    for k, i in enumerate(items.tolist()):
+        pre, suf = fwd[k], bwd[k + 1]
+        exc[i] = float((pre + suf[::-1]).min())  # min_c pre[c] + suf[cap - c]
+        ai = int(a[i])
+        if ai <= cap:
+            rest = cap - ai
+            inc[i] = w[i] + float((pre[: rest + 1] + suf[rest::-1]).min())
+    return z, inc, exc
+
+
+def _evaluate(
+    p: Program, u: np.ndarray, cost: np.ndarray, load: np.ndarray, cap: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """L(u), x [T, G] chosen by the knapsacks, and the optional tasks' drop choice [T]."""
+    w = cost - u[:, None]
+    value = float(u.sum())
+    drop = p.optional & (p.penalty_int - u < 0)
+    value += float(np.where(drop, p.penalty_int - u, 0.0).sum())
+    x = np.zeros(p.eligible.shape, dtype=bool)
+    for g in range(p.n_gpus):
+        z, chosen = _knapsack(w[:, g], load[:, g], int(cap[g]))
+        value += z
+        x[:, g] = chosen
+    return value, x, drop
+
+
+def knapsack_lagrangian(
+    program: Program,
+    u0: np.ndarray,
+    upper_int: float | None,
+    deadline: float,
+    iterations: int = 400,
+) -> KnapsackLagrangian:
+    """Subgradient ascent on L(u) from `u0` (e.g. the LP's assignment duals) until `deadline`."""
+    started = time.monotonic()
+    p = program
+    cost = np.where(p.eligible, p.cost_int.astype(np.float64), _INF)
+    load = p.load_int[0]
+    cap = p.capacity_int[0]
+    u = np.asarray(u0, dtype=np.float64).copy()
+    best_u, best_val, best_x, best_drop = u.copy(), -_INF, None, None
+    theta, stall, it = THETA0, 0, 0
+    for it in range(1, iterations + 1):  # noqa: B007 - `it` is reported
+        if time.monotonic() > deadline:
+            break
+        value, x, drop = _evaluate(p, u, cost, load, cap)
+        if best_x is None or value > best_val + 1e-9 * max(1.0, abs(best_val)):
+            best_u, best_val, best_x, best_drop, stall = u.copy(), value, x, drop, 0
+        else:
+            stall += 1
+            if stall >= STALL:
+                theta, stall = theta / 2, 0
+                if theta < 1e-3:
+                    break
+                u = best_u.copy()  # restart from the best point with shorter steps
+                x, drop = best_x, best_drop
+        sub = 1.0 - x.sum(axis=1) - drop
+        norm = float((sub**2).sum())
+        if norm <= 0:
+            break  # the relaxed solution is feasible: u is optimal
+        gap = upper_int - value if upper_int is not None and upper_int > value else 0.01 * abs(value) + 1.0
+        u = u + theta * gap / norm * sub
+    # the penalties at the best u (and its bound, recomputed with the same dynamic programs)
+    u = best_u
+    w = cost - u[:, None]
+    penalty = np.full(p.eligible.shape, _INF)
+    z = np.zeros(p.n_gpus)
+    inc = np.full(p.eligible.shape, _INF)
+    exc = np.zeros(p.eligible.shape)
+    for g in range(p.n_gpus):
+        z[g], inc[:, g], exc[:, g] = _penalties(w[:, g], load[:, g], p.eligible[:, g], int(cap[g]))
+    drop_term = np.where(p.optional, np.minimum(0.0, p.penalty_int - u), 0.0)
+    bound = float(u.sum() + drop_term.sum() + z.sum())
+    bound -= 1e-9 * max(1.0, abs(bound))  # float rounding in the dynamic programs
+    out_all = (exc - z[None, :]).sum(axis=1)  # t left out of every knapsack
+    penalty = (inc - z[None, :]) + (out_all[:, None] - (exc - z[None, :])) - drop_term[:, None]
+    penalty = np.where(p.eligible, penalty, _INF)
+    assign = np.full(p.n_tasks, -1, dtype=np.int64)
+    if best_x is not None:
+        rows, cols = np.nonzero(best_x)
+        assign[rows] = cols  # a task in several knapsacks keeps the last; repaired by the caller
+    return KnapsackLagrangian(
+        u=u,
+        bound_int=bound,
+        penalty=penalty,
+        assign=assign,
+        iterations=it,
+        time_s=time.monotonic() - started,
+    )
+
+
+def knapsack_fixable(program: Program, kl: KnapsackLagrangian, upper_int: float) -> np.ndarray:
+    """Pairs no solution cheaper than `upper_int` can use, bool [T, G] (integer costs assumed)."""
+    tol = 1e-6 * max(1.0, abs(upper_int))
+    return program.eligible & (kl.bound_int + kl.penalty > upper_int - 1.0 + tol)

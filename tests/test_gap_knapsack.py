@@ -1,0 +1,139 @@
+"""The knapsack Lagrangian (assignment constraints relaxed): bound, forcing penalties and fixing."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpuplan import compile_problem, parse_problem
+from gpuplan.optimizer.bounds import lp_relaxation
+from gpuplan.optimizer.program import DROPPED, Program
+from gpuplan.solvers.gap_knapsack import _knapsack, applicable, knapsack_fixable, knapsack_lagrangian
+from tests.test_properties import SETTINGS, matrices
+
+
+def _program(m: dict, optional: list[bool] | None = None, penalty: list[int] | None = None) -> Program:
+    p = compile_problem(parse_problem(m)).program
+    if optional is not None and penalty is not None:
+        opt = np.resize(np.array(optional, dtype=bool), p.n_tasks)
+        pen = np.where(opt, np.resize(np.array(penalty, dtype=np.int64), p.n_tasks), 0)
+        p = p.replace(
+            optional=opt,
+            penalty=pen.astype(np.float64) / p.cost_scale,
+            penalty_int=pen,
+        )
+    return p
+
+
+def _feasible(p: Program) -> list[tuple[np.ndarray, int]]:
+    """Every feasible assignment and its integer objective (tiny programs only)."""
+    options = [np.flatnonzero(p.eligible[t]).tolist() for t in range(p.n_tasks)]
+    options = [[*o, DROPPED] if p.optional[t] else o for t, o in enumerate(options)]
+    out = []
+    for combo in itertools.product(*options):
+        a = np.array(combo, dtype=np.int64)
+        if p.is_feasible(a):
+            out.append((a, p.objective_int(a)))
+    return out
+
+
+def _tol(v: float) -> float:
+    return 1e-6 * max(1.0, abs(v))
+
+
+@SETTINGS
+@given(
+    matrices(homeless=False),
+    st.lists(st.floats(-40, 40), min_size=7, max_size=7),
+    st.lists(st.booleans(), min_size=7, max_size=7),
+    st.lists(st.integers(0, 60), min_size=7, max_size=7),
+)
+def test_bound_and_penalties_hold_for_every_solution(m, u0, optional, penalty):
+    """L(u) <= every feasible objective for any start u; L(u) + penalty[t, g] <= the objective of
+    every feasible solution using (t, g); fixing at opt + 1 keeps every optimal pair."""
+    p = _program(m, optional, penalty)
+    if not applicable(p):
+        return
+    sols = _feasible(p)
+    kl = knapsack_lagrangian(p, np.resize(np.array(u0), p.n_tasks), None, time.monotonic() + 2, iterations=60)
+    if not sols:
+        return
+    opt = min(v for _, v in sols)
+    assert kl.bound_int <= opt + _tol(opt)
+    for a, v in sols:
+        for t in np.flatnonzero(a >= 0):
+            assert kl.bound_int + kl.penalty[t, a[t]] <= v + _tol(v)
+    fixed = knapsack_fixable(p, kl, float(opt + 1))
+    for a, v in sols:
+        if v == opt:
+            placed = np.flatnonzero(a >= 0)
+            assert not fixed[placed, a[placed]].any()
+
+
+@SETTINGS
+@given(matrices(homeless=False))
+def test_lp_duals_start_gives_at_least_the_lp_bound(m):
+    """From the LP's assignment duals the knapsack bound is never weaker than the LP bound."""
+    p = _program(m)
+    lp = lp_relaxation(p, time.monotonic() + 5)
+    if lp is None or not lp.complete or lp.u is None or not applicable(p):
+        return
+    kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 2, iterations=30)
+    assert kl.bound_int >= lp.lp_value - 1e-5 * max(1.0, abs(lp.lp_value))
+
+
+@SETTINGS
+@given(
+    st.lists(st.integers(-20, 20), min_size=1, max_size=8),
+    st.lists(st.integers(0, 9), min_size=8, max_size=8),
+    st.integers(0, 25),
+)
+def test_knapsack_matches_enumeration(w, a, cap):
+    w_arr = np.array(w, dtype=np.float64)
+    a_arr = np.array(a[: len(w)], dtype=np.int64)
+    value, chosen = _knapsack(w_arr, a_arr, cap)
+    best = 0.0
+    for bits in itertools.product([0, 1], repeat=len(w)):
+        x = np.array(bits, dtype=bool)
+        if a_arr[x].sum() <= cap:
+            best = min(best, float(w_arr[x].sum()))
+    assert value == best
+    assert a_arr[chosen].sum() <= cap and w_arr[chosen].sum() == best
+
+
+def test_multi_resource_programs_are_left_alone():
+    m = {"matrix": {"cost": [[1, 2]], "load": [[[1, 1]], [[1, 1]]], "capacity": [[1, 1], [1, 1]]}}
+    assert not applicable(_program(m))
+
+
+def test_auto_honours_the_deadline_on_a_tight_type_d_instance(tmp_path):
+    """A 20x200 type-D-like instance (the knapsack phase runs): the whole process ends near its limit."""
+    rng = np.random.default_rng(3)
+    m, n = 20, 200
+    load = rng.integers(1, 101, size=(n, m))
+    cost = 111 - load + rng.integers(-10, 11, size=(n, m))
+    cap = (0.8 * load.sum(axis=0) / m).astype(int)
+    problem = {"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}}
+    p = _program(problem)
+    assert applicable(p)
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(problem), encoding="utf-8")
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "gpuplan.cli", "solve", str(path), "--time-limit", "3", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["status"] in ("feasible", "optimal")
+    assert elapsed < 3 + 2.5

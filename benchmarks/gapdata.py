@@ -71,27 +71,30 @@ def set_data_dir(path: str | os.PathLike[str] | None) -> None:
     _best_known_table.cache_clear()
 
 
-def _normalise(root: Path) -> Path:
-    return root / "data" if (root / "data" / "gap").is_dir() else root
+def find_shared_data(override: Path | None, probe: Path | str, what: str) -> Path:
+    """The `shared/data` directory holding `probe`, from `--data`, $GPUPLAN_SHARED or <repo>/../shared
+    (each may name the `shared` folder or its `data` subfolder); DataMissingError with a clear message
+    when it is not there. Shared by every benchmark's data reader."""
+    if override is not None:
+        how, root = "--data", override
+    elif os.environ.get(ENV_VAR):
+        how, root = f"${ENV_VAR}", Path(os.environ[ENV_VAR])
+    else:
+        how, root = "default location", REPO_ROOT.parent / "shared" / "data"
+    if (root / "data" / probe).exists():
+        root = root / "data"
+    if not (root / probe).exists():
+        raise DataMissingError(
+            f"{what} not found: {root / probe} does not exist ({how}). The data live outside the "
+            f"repository, in <repo>/../shared/data; set ${ENV_VAR} or pass --data DIR to point at the "
+            "shared folder (or its data subfolder)."
+        )
+    return root
 
 
 def data_dir() -> Path:
     """The `shared/data` directory; raises DataMissingError with a clear message when absent."""
-    if _override is not None:
-        candidates = [("--data", _override)]
-    elif os.environ.get(ENV_VAR):
-        candidates = [(f"${ENV_VAR}", Path(os.environ[ENV_VAR]))]
-    else:
-        candidates = [("default location", REPO_ROOT.parent / "shared" / "data")]
-    how, root = candidates[0]
-    root = _normalise(root)
-    if not (root / "gap").is_dir():
-        raise DataMissingError(
-            f"GAP benchmark data not found: {root / 'gap'} does not exist ({how}). The data live "
-            f"outside the repository, in <repo>/../shared/data; set ${ENV_VAR} or pass --data DIR "
-            "to point at the shared folder (or its data subfolder)."
-        )
-    return root
+    return find_shared_data(_override, "gap", "GAP benchmark data")
 
 
 def has_data() -> bool:

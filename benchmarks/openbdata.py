@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.gapdata import DataMissingError, find_shared_data
 from gpuplan import GPUType, Node, Objective, Problem, SolveOptions, Task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENV_VAR = "GPUPLAN_SHARED"
 OPENB_SUBDIR = Path("traces") / "alibaba-openb"
 NODE_FILE = "openb_node_list_gpu_node.csv"
 POD_FILE = "openb_pod_list_{}.csv"
@@ -63,10 +63,6 @@ Placement = dict[str, list[str]]
 _override: Path | None = None
 
 
-class DataMissingError(FileNotFoundError):
-    """The shared openb trace could not be found."""
-
-
 class PlacementError(ValueError):
     """A placement breaks the trace's constraints (see `check_placement`)."""
 
@@ -83,22 +79,7 @@ def set_data_dir(path: str | os.PathLike[str] | None) -> None:
 
 def data_dir() -> Path:
     """The `traces/alibaba-openb` directory; raises DataMissingError with a clear message when absent."""
-    if _override is not None:
-        how, root = "--data", _override
-    elif os.environ.get(ENV_VAR):
-        how, root = f"${ENV_VAR}", Path(os.environ[ENV_VAR])
-    else:
-        how, root = "default location", REPO_ROOT.parent / "shared" / "data"
-    if (root / "data" / OPENB_SUBDIR).is_dir():
-        root = root / "data"
-    path = root / OPENB_SUBDIR
-    if not (path / NODE_FILE).is_file():
-        raise DataMissingError(
-            f"openb trace not found: {path / NODE_FILE} does not exist ({how}). The data live outside "
-            f"the repository, in <repo>/../shared/data; set ${ENV_VAR} or pass --data DIR to point at the "
-            "shared folder (or its data subfolder)."
-        )
-    return path
+    return find_shared_data(_override, OPENB_SUBDIR / NODE_FILE, "openb trace") / OPENB_SUBDIR
 
 
 def has_data() -> bool:

@@ -140,11 +140,9 @@ def lagrangian_value(
 
 @dataclass
 class AggregateLP:
-    """The bound, the LP's tasks per (task class, node class) and solve statistics."""
+    """The bound and the LP's solve statistics."""
 
     bound: float
-    aggregate: Aggregate
-    quota: np.ndarray | None  # float64 [A, B], None when the LP was not solved
     stats: dict[str, float]
 
 
@@ -160,10 +158,10 @@ def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> Aggrega
     best = lagrangian_value(p, ag, zeros_bc, zeros_bc, zeros_b, zeros_b)
     stats: dict[str, float] = {"lp_task_classes": int(ag.task_rep.size), "lp_node_classes": int(b_n)}
     if not np.isfinite(best):
-        return AggregateLP(best, ag, None, stats)
+        return AggregateLP(best, stats)
     solver = pywraplp.Solver.CreateSolver("GLOP")
     if solver is None:
-        return AggregateLP(best, ag, None, stats)
+        return AggregateLP(best, stats)
     if deadline is not None:
         solver.SetTimeLimit(max(1, int(1000 * (deadline - time.monotonic()))))
     inf = solver.infinity()
@@ -186,7 +184,6 @@ def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> Aggrega
         if np.isfinite(p.node_ram[n]):
             ram_rows[b] = solver.Constraint(-inf, float(p.node_ram[n]) * m_b)
     objective = solver.Objective()
-    n_vars: dict[tuple[int, int], pywraplp.Variable] = {}
     for a, t in enumerate(ag.task_rep):
         ok = _placeable(p, ag, t)
         cover = solver.Constraint(float(ag.task_count[a]), float(ag.task_count[a]))
@@ -197,7 +194,6 @@ def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> Aggrega
         k = float(p.gang[t])
         for b in np.flatnonzero(ok.any(axis=1)):
             n_var = solver.NumVar(0, inf, "")
-            n_vars[a, int(b)] = n_var
             cover.SetCoefficient(n_var, 1)
             objective.SetCoefficient(n_var, float(p.transfer_each[t]))
             link = solver.Constraint(0, 0)
@@ -218,7 +214,7 @@ def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> Aggrega
     stats["lp_s"] = round(time.monotonic() - started, 4)
     if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         stats["lp_status"] = int(status)
-        return AggregateLP(best, ag, None, stats)
+        return AggregateLP(best, stats)
     stats["lp_value"] = float(objective.Value())
     mu_load, mu_mem = np.zeros((b_n, c_n)), np.zeros((b_n, c_n))
     mu_cpu, mu_ram = np.zeros(b_n), np.zeros(b_n)
@@ -232,10 +228,7 @@ def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> Aggrega
         mu_ram[b] = max(0.0, -row.dual_value())
     value = lagrangian_value(p, ag, mu_load, mu_mem, mu_cpu, mu_ram)
     best = max(best, value)
-    quota = np.zeros((ag.task_rep.size, b_n))
-    for (a, b), var in n_vars.items():
-        quota[a, b] = var.solution_value()
-    return AggregateLP(best, ag, quota, stats)
+    return AggregateLP(best, stats)
 
 
 @dataclass

@@ -23,12 +23,8 @@ _EPS = 1e-9
 class FleetState:
     """Running loads of a partial assignment, updated task by task."""
 
-    def __init__(
-        self, prog: FleetProgram, steer: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-    ) -> None:
+    def __init__(self, prog: FleetProgram) -> None:
         self.p = prog
-        # Optional LP guidance: (task class [T], node class [N], quota [A, B] of tasks per pair).
-        self.steer = None if steer is None else (steer[0], steer[1], steer[2].copy())
         self.assign = prog.empty_assign()
         self.load = np.zeros(prog.n_gpus)
         self.mem = np.zeros(prog.n_gpus)
@@ -110,9 +106,6 @@ class FleetState:
             finite = np.isfinite(c) & (c > 0)
             left = np.where(finite, (c - used[nodes] - need) / np.where(finite, c, 1.0), free_gpu)
             key += self.balance * np.abs(left - free_gpu)
-        if self.steer is not None:
-            t_cls, n_cls, quota = self.steer
-            key = key + 10.0 * (quota[t_cls[t], n_cls[nodes]] < 0.5)
         return key
 
     # --- moves -------------------------------------------------------------------------------
@@ -135,9 +128,6 @@ class FleetState:
         if p.dataset[t] >= 0:
             key = (int(p.dataset[t]), n)
             self.copies[key] = self.copies.get(key, 0) + 1
-        if self.steer is not None:
-            t_cls, n_cls, quota = self.steer
-            quota[t_cls[t], n_cls[n]] -= 1
         self.peak = max(self.peak, float(self.load[gpus].max()) / p.capacity)
 
     def remove(self, t: int) -> None:
@@ -198,9 +188,6 @@ class FleetState:
         total = total + self.node_extra(t, p.gpu_node[cand[good]])
         # Tie-break: nodes with the fewest free whole GPUs left after the gang (keep big nodes whole).
         tie = self.free_whole[p.gpu_node[cand[good]]] - k + 0.0
-        if self.steer is not None:
-            t_cls, n_cls, quota = self.steer
-            tie += 1e4 * (quota[t_cls[t], n_cls[p.gpu_node[cand[good]]]] < 0.5)
         best = total.min()
         close = np.flatnonzero(total <= best + 1e-9 * max(1.0, abs(best)))
         s = good[close[np.argmin(tie[close])]]
@@ -228,13 +215,12 @@ def task_order(prog: FleetProgram, how: str = "dominant", late: np.ndarray | Non
 def fleet_greedy(
     prog: FleetProgram,
     order: np.ndarray | None = None,
-    steer: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     balance: float = 1.0,
     deadline: float | None = None,
 ) -> FleetState:
     """One greedy pass; returns the state (its `assign` may leave required tasks unplaced). At the
     `deadline` (time.monotonic()) it stops placing, so the time limit holds at any size."""
-    st = FleetState(prog, steer)
+    st = FleetState(prog)
     st.balance = balance
     order = task_order(prog) if order is None else order
     # Running tasks stay put first when they still fit.

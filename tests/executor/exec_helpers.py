@@ -94,3 +94,21 @@ def records(out: Path, task: str, kind: str) -> list[dict[str, Any]]:
 
 
 Factory = Callable[..., Executor]
+
+
+def run_args(tmp_path: Path, *extra: str) -> list[str]:
+    """`gpuplan run` arguments for plan.json, problem.json and commands.json in `tmp_path`, on the
+    simulated 4-GPU fleet, with state in tmp_path/state."""
+    return [
+        "run",
+        str(tmp_path / "plan.json"),
+        "--problem",
+        str(tmp_path / "problem.json"),
+        "--commands",
+        str(tmp_path / "commands.json"),
+        "--devices",
+        str(DATA / "sim4.json"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        *extra,
+    ]

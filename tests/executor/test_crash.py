@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from exec_helpers import DATA, commands, load_problem, make_executor, records, run, sim_fleet, solve
+from exec_helpers import commands, load_problem, make_executor, records, run, run_args, sim_fleet, solve
 
 from gpuplan.executor import Executor, launcher
 
@@ -26,21 +26,7 @@ def _cli(tmp_path: Path, *extra: str) -> list[str]:
         sys.executable,
         "-m",
         "gpuplan.cli",
-        "run",
-        str(tmp_path / "plan.json"),
-        "--problem",
-        str(tmp_path / "problem.json"),
-        "--commands",
-        str(tmp_path / "commands.json"),
-        "--devices",
-        str(DATA / "sim4.json"),
-        "--state-dir",
-        str(tmp_path / "state"),
-        "--sample-interval",
-        "0.05",
-        "--grace",
-        "1",
-        *extra,
+        *run_args(tmp_path, "--sample-interval", "0.05", "--grace", "1", *extra),
     ]
 
 

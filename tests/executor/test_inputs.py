@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from exec_helpers import DATA, commands, load_problem, sim_fleet, solve
+from exec_helpers import DATA, commands, load_problem, run_args, sim_fleet, solve
 
 from gpuplan.cli import main
 from gpuplan.executor.replan import build_problem
@@ -41,19 +41,7 @@ def _write_inputs(tmp_path: Path, out: Path, spec_data: dict | None = None) -> l
     (tmp_path / "plan.json").write_text(plan.model_dump_json())
     data = spec_data if spec_data is not None else commands(plan, out, sleep=0.05).model_dump()
     (tmp_path / "commands.json").write_text(json.dumps(data))
-    return [
-        "run",
-        str(tmp_path / "plan.json"),
-        "--problem",
-        str(tmp_path / "problem.json"),
-        "--commands",
-        str(tmp_path / "commands.json"),
-        "--devices",
-        str(DATA / "sim4.json"),
-        "--state-dir",
-        str(tmp_path / "state"),
-        "-q",
-    ]
+    return run_args(tmp_path, "-q")
 
 
 @pytest.mark.parametrize(
@@ -120,24 +108,9 @@ def test_gpuplan_stop_stops_every_task_and_leaves_them_queued(tmp_path: Path, ou
     (tmp_path / "plan.json").write_text(plan.model_dump_json())
     (tmp_path / "commands.json").write_text(spec.model_dump_json())
     cli = [sys.executable, "-m", "gpuplan.cli"]
-    run_args = [
-        "run",
-        str(tmp_path / "plan.json"),
-        "--problem",
-        str(tmp_path / "problem.json"),
-        "--commands",
-        str(tmp_path / "commands.json"),
-        "--devices",
-        str(DATA / "sim4.json"),
-        "--state-dir",
-        str(tmp_path / "state"),
-        "--grace",
-        "0.5",
-    ]
+    args = run_args(tmp_path, "--grace", "0.5")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen(
-        [*cli, *run_args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([*cli, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while len(list(out.glob("*.starts"))) < 8 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -326,3 +326,19 @@ def test_horizon_lets_whole_gpu_tasks_and_gangs_take_turns() -> None:
     assert np.all(state.assign[:, 0] >= 0) and prog.violations(state.assign) == []
     plan = solve(p, time_limit_s=5, workers=1)
     assert plan.status.value == "optimal" and len(plan.assignments) == 4
+
+
+def test_lexicographic_weights_count_migration_in_the_cost_unit() -> None:
+    """Regression: with free GPUs (cost range 0) the cost unit ignored migration, so cost's
+    lexicographic weight was ~1e18 and migration overflowed the integer model (NaN coefficients)."""
+    free = GPUType(name="A", memory_gb=40)
+    p = Problem(
+        gpu_types=[free],
+        nodes=[Node(id="n", gpu_counts={"A": 2})],
+        tasks=[Task(id="t", work_h=1, gpu_share=0.5, current_gpus=["n/A/0"], migration_cost=1)],
+        objective=Objective(kind="lexicographic", terms=[{"kind": "cost"}, {"kind": "gpus_used"}]),
+    )
+    prog = compile_fleet(p).program
+    assert np.all(np.isfinite(prog.move_cost)) and prog.move_cost.max() < 1e9
+    plan = solve(p, time_limit_s=5, workers=1)
+    assert plan.status.value == "optimal" and plan.assignments[0].moved is False

@@ -79,3 +79,22 @@ def test_cbc_with_mip_start_reaches_the_optimum():
     assert plan.status.value == "optimal"
     assert plan.objective == pytest.approx(35.29)
     assert sorted(a.task for a in plan.assignments) == ["t0", "t2"]
+
+
+def test_cbc_proves_infeasibility_with_an_infeasible_start():
+    """With an infeasible MIP start and preprocessing off, CBC 2.10 wrote neither log nor solution,
+    so an infeasible matrix came back `unknown`; an infeasible start is now not passed."""
+    import time
+
+    import numpy as np
+
+    from gpuplan.optimizer.compile import compile_problem
+    from gpuplan.optimizer.solve import parse_problem
+    from gpuplan.solvers.base import SolveParams
+    from gpuplan.solvers.milp import MilpSolver
+
+    m = {"matrix": {"cost": [[0, 0]] * 3, "load": [[2, 1], [1, 3], [2, 2]], "capacity": [2, 2]}}
+    program = compile_problem(parse_problem(m)).program
+    hint = np.array([1, 0, -1])
+    res = MilpSolver().solve(program, SolveParams(deadline=time.monotonic() + 5, workers=1, hint=hint))
+    assert res.status is Status.INFEASIBLE

@@ -386,6 +386,11 @@ def compile_fleet(p: Problem) -> FleetCompiled:
         "nodes_used": float(n_n),
         "placed": float(weight.sum()),
     }
+    # Migration belongs to 'cost' when cost is a criterion; otherwise it counts at weight 1 (the
+    # objective's own unit), as the last level of a lexicographic objective.
+    mu_total = float(np.array([t.migration_cost for t in tasks]).sum())
+    rng["cost"] += mu_total
+    rng["migration"] = mu_total
     positive_w = weight[weight > 0]
     unit = {
         "cost": 1e-6 * max(rng["cost"], 1e-12),
@@ -394,12 +399,8 @@ def compile_fleet(p: Problem) -> FleetCompiled:
         "gpus_used": 1.0,
         "nodes_used": 1.0,
         "placed": float(positive_w.min()) if positive_w.size else 1.0,
+        "migration": 1e-6 * max(mu_total, 1e-12),
     }
-    # Migration belongs to 'cost' when cost is a criterion; otherwise it counts at weight 1 (the
-    # objective's own unit), as the last level of a lexicographic objective.
-    mu_total = float(np.array([t.migration_cost for t in tasks]).sum())
-    rng["cost"] += mu_total
-    rng["migration"], unit["migration"] = mu_total, 1e-6 * max(mu_total, 1e-12)
     levels = [k for k, _ in terms] + ([] if "cost" in kinds or not mu_total else ["migration"])
     if p.objective.kind == "lexicographic":
         lam: dict[str, float] = {}

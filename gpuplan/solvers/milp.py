@@ -102,7 +102,9 @@ class MilpSolver:
             )
             vs, vnames, cnames, _ = prob.writeMPS(mps, rename=1)
             args = [cmd.path, mps]
-            if params.hint is not None:
+            # Only a feasible start helps; CBC 2.10 wrote no log or solution for an infeasible
+            # start without preprocessing (tests/test_properties.py found it).
+            if params.hint is not None and program.is_feasible(params.hint):
                 cmd.writesol(mst, prob, vs, vnames, cnames)
                 # CBC's preprocessing with a MIP start can end "Optimal" above the optimum (a 4-task
                 # horizon case in tests/test_regressions.py); without preprocessing it does not.

@@ -1,0 +1,143 @@
+"""The Lagrangian branch and bound (gap_bb): exact against enumeration, ladder proofs, pins, LNS."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpuplan import compile_problem, parse_problem, solve
+from gpuplan.optimizer.program import Program
+from gpuplan.solvers import gap_bb
+from gpuplan.solvers.gap_knapsack import applicable as knapsack_applicable
+from gpuplan.solvers.gap_knapsack import knapsack_lagrangian
+from tests.test_gap_knapsack import _feasible
+from tests.test_properties import SETTINGS, matrices
+
+
+def _program(m: dict) -> Program:
+    return compile_problem(parse_problem(m)).program
+
+
+def _usable(p: Program) -> bool:
+    return gap_bb.applicable(p) and knapsack_applicable(p)
+
+
+def _kl(p: Program, u0: list[float] | None = None):
+    u = np.zeros(p.n_tasks) if u0 is None else np.resize(np.array(u0), p.n_tasks)
+    return knapsack_lagrangian(p, u, None, time.monotonic() + 2, iterations=60)
+
+
+@SETTINGS
+@given(matrices(homeless=False), st.lists(st.floats(-30, 30), min_size=7, max_size=7))
+def test_branch_and_bound_equals_enumeration(m, u0):
+    """With a loose target the search runs to the end and returns the optimum (any multipliers)."""
+    p = _program(m)
+    if not _usable(p):
+        return
+    sols = _feasible(p)
+    kl = _kl(p, u0)
+    big = int(np.abs(p.cost_int).sum()) + 1
+    r = gap_bb.branch_and_bound(p, kl, big, 10.0)
+    assert r.exhausted
+    if not sols:
+        assert r.assign is None
+        return
+    opt = min(v for _, v in sols)
+    assert r.assign is not None and p.is_feasible(r.assign)
+    assert r.objective_int == p.objective_int(r.assign) == opt
+    # a target below the optimum: nothing found, and the search says it looked everywhere
+    below = gap_bb.branch_and_bound(p, kl, opt - 1, 10.0)
+    assert below.assign is None and below.exhausted
+
+
+@SETTINGS
+@given(matrices(homeless=False))
+def test_ladder_proves_the_optimum(m):
+    """The ladder's first plan is optimal and its proven bound equals it; no plan: no false claim."""
+    p = _program(m)
+    if not _usable(p):
+        return
+    sols = _feasible(p)
+    res = gap_bb.search(p, _kl(p), None, time.monotonic() + 10)
+    if not sols:
+        assert not res.plans and not res.optimal
+        return
+    opt = min(v for _, v in sols)
+    assert res.optimal and res.plans
+    assert res.plans[-1][2] == opt == res.proven_bound_int
+    assert p.is_feasible(res.plans[-1][1])
+
+
+@SETTINGS
+@given(matrices(homeless=False), st.integers(0, 2**31 - 1))
+def test_lns_never_worsens_and_bound_holds(m, seed):
+    """From any feasible start the LNS only offers better feasible plans; a proven bound holds."""
+    p = _program(m)
+    if not _usable(p):
+        return
+    sols = _feasible(p)
+    if not sols:
+        return
+    start, start_val = max(sols, key=lambda s: s[1])
+    opt = min(v for _, v in sols)
+    res = gap_bb.search(p, _kl(p), start, time.monotonic() + 0.5, seed, ladder=False)
+    last = start_val
+    for _, assign, value in res.plans:
+        assert p.is_feasible(assign) and p.objective_int(assign) == value < last
+        last = value
+    if res.proven_bound_int is not None:
+        assert res.proven_bound_int <= opt
+    if res.optimal:
+        assert last == opt
+
+
+def test_pins_are_kept_and_checked():
+    m = {"matrix": {"cost": [[1, 5], [5, 1], [2, 2]], "load": [[2, 2], [2, 2], [1, 1]], "capacity": [3, 3]}}
+    p = _program(m)
+    kl = _kl(p)
+    free = gap_bb.branch_and_bound(p, kl, 100, 5.0)
+    assert free.objective_int == p.objective_int(np.array([0, 1, 0]))
+    pinned = gap_bb.branch_and_bound(p, kl, 100, 5.0, fixed=np.array([1, -1, -1]))
+    assert pinned.assign is not None and pinned.assign[0] == 1 and p.is_feasible(pinned.assign)
+    with pytest.raises(ValueError, match="pinned"):
+        gap_bb.branch_and_bound(p, kl, 100, 5.0, fixed=np.array([-1, -1, 5]))
+
+
+def test_node_limit_stops_without_claiming_exhaustion():
+    rng = np.random.default_rng(3)
+    t, g = 40, 6
+    load = rng.integers(5, 25, size=(t, g))
+    cost = 111 - load + rng.integers(-10, 11, size=(t, g))
+    cap = (0.8 * load.sum(axis=0) / g).astype(int)
+    p = _program({"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}})
+    kl = _kl(p)
+    r = gap_bb.branch_and_bound(p, kl, int(p.cost_int.sum()), 10.0, node_limit=32)
+    assert not r.exhausted and r.nodes <= 64
+
+
+def test_optional_tasks_are_not_handled():
+    p = _program({"matrix": {"cost": [[1, 2]], "load": [[1, 1]], "capacity": [1, 1]}})
+    assert gap_bb.applicable(p)
+    q = p.replace(optional=np.array([True]), penalty=np.array([3.0]), penalty_int=np.array([3]))
+    assert not gap_bb.applicable(q)
+
+
+def test_portfolio_proves_a_tight_instance_by_the_ladder():
+    """A type-D-like 5x40 instance: the plan is optimal, proven by the ladder, and says so."""
+    rng = np.random.default_rng(11)
+    t, g = 40, 5
+    load = rng.integers(1, 101, size=(t, g))
+    cost = 111 - load + rng.integers(-10, 11, size=(t, g))
+    cap = (0.8 * load.sum(axis=0) / g).astype(int)
+    plan = solve(
+        parse_problem({"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}}),
+        time_limit_s=20,
+        workers=2,
+    )
+    assert plan.status.value == "optimal"
+    assert plan.stats["bb_optimal"] == "True"
+    assert plan.bound == pytest.approx(plan.objective)

@@ -53,7 +53,8 @@ EXACT_PAIRS = 5_000
 #: Share of the time left after the LP given to the knapsack Lagrangian's subgradient ascent.
 KNAPSACK_SHARE = 0.15
 #: Share of the time left after it given to the Lagrangian branch and bound (ladder, then LNS).
-BB_SHARE = 0.7
+BB_SHARE = 0.9
+BB_REPLACES_SCIP = True
 
 
 @dataclass
@@ -65,15 +66,15 @@ class _State:
     timeline: list[tuple[float, float]] = field(default_factory=list)
     stats: dict[str, float | int | str] = field(default_factory=dict)
 
-    def offer(self, assign: np.ndarray | None, source: str) -> bool:
-        """Keep `assign` if feasible and better; True when it improved."""
+    def offer(self, assign: np.ndarray | None, source: str, at: float | None = None) -> bool:
+        """Keep `assign` if feasible and better (found at monotonic time `at`, default now)."""
         if assign is None or not self.program.is_feasible(assign):
             return False
         value = self.program.objective_int(assign)
         if self.best_int is not None and value >= self.best_int:
             return False
         self.best, self.best_int = assign.copy(), value
-        elapsed = time.monotonic() - self.started
+        elapsed = (time.monotonic() if at is None else at) - self.started
         objective = self.program.objective(assign)
         self.timeline.append((elapsed, objective))
         log.info("%6.2fs %-10s objective %s", elapsed, source, objective)
@@ -148,7 +149,16 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
     cpsat = CpSatSolver()
     workers = params.workers
     scip: ScipRun | None = None
-    if pairs <= EXACT_PAIRS and workers >= 2 and time.monotonic() < deadline - 0.5 and scip_available():
+    # programs the Lagrangian branch and bound takes (it then has every worker, SCIP none)
+    bb_program = pairs <= EXACT_PAIRS and gap_bb.applicable(program) and applicable(program)
+    bb_threads = workers if bb_program and BB_REPLACES_SCIP else 1
+    if (
+        pairs <= EXACT_PAIRS
+        and workers >= 2
+        and bb_threads == 1
+        and time.monotonic() < deadline - 0.5
+        and scip_available()
+    ):
         # SCIP on the whole program in a thread beside CP-SAT (its cuts and heuristics differ)
         scip = ScipRun(program, deadline - 0.05, st.best if st.best is not None else hint)
         scip.start()
@@ -163,10 +173,13 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         and time.monotonic() < deadline - 1.0
         and applicable(program)
     ):
+        # Polyak steps aim at the incumbent only when it is close: a far one overshoots (on gapd-2 a
+        # warm start 1.1% above the LP left the multipliers stuck at the LP duals)
+        aim = st.best_int if st.best_int is not None and st.best_int <= 1.01 * lp.bound_int + 1 else None
         kl = knapsack_lagrangian(
             program,
             lp.u,
-            float(st.best_int) if st.best_int is not None else None,
+            float(aim) if aim is not None else None,
             time.monotonic() + KNAPSACK_SHARE * max(0.0, deadline - time.monotonic()),
         )
         st.stats.update(knap_iterations=kl.iterations, knap_time_s=round(kl.time_s, 3))
@@ -182,12 +195,13 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
 
     # Lagrangian branch and bound: ladder of targets, then LNS (gap_bb), on a share of the time
     bb_ran = False
-    if kl is not None and gap_bb.applicable(program) and time.monotonic() < deadline - 0.5:
+    if kl is not None and bb_program and time.monotonic() < deadline - 0.5:
         until = time.monotonic() + BB_SHARE * max(0.0, deadline - time.monotonic())
-        sr = gap_bb.search(program, kl, st.best, until, params.seed)
+        bb_started = time.monotonic()
+        sr = gap_bb.search(program, kl, st.best, until, params.seed, threads=bb_threads)
         bb_ran = True
-        for _, assign, _ in sr.plans:
-            st.offer(assign, "lagrangian-bb")
+        for elapsed, assign, _ in sr.plans:
+            st.offer(assign, "lagrangian-bb", at=bb_started + elapsed)
         st.stats.update(
             bb_ladder_levels=sr.ladder_levels,
             bb_lns_rounds=sr.lns_rounds,

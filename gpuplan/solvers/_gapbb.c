@@ -4,8 +4,9 @@
  * cost = sum_t u[t] + sum_g S_g with S_g = sum of w over g's tasks, and S_g >= z_g, the optimum of
  * GPU g's 0-1 knapsack over the tasks still free for it (its assigned tasks forced in, tasks placed
  * elsewhere left out). A node is pruned when sum_g z_g exceeds the budget B = (target - sum u); the
- * pair (t, g) is pruned when forcing t into g's knapsack alone lifts the sum above B. Branching takes
- * the free task with the fewest surviving GPUs, GPUs in order of their forced bound. A complete
+ * pair (t, g) is pruned when forcing t into g (and out of the other knapsacks that used it) lifts the
+ * sum above B. Branching takes the free task with the fewest surviving GPUs (ties: largest regret),
+ * GPUs in order of their forced bound. A complete
  * assignment within the budget tightens the budget to (its cost - 1 - sum u) and the search goes on,
  * so an exhausted search proves the last plan found (or the caller's target) optimal.
  */
@@ -37,14 +38,17 @@ typedef struct {
     uint8_t *insol;       /* [T, G]: t in g's optimal knapsack */
     double *exc;          /* [T, G]: for t in insol, g's knapsack value with t left out */
     double *outpen;       /* [T]: sum over GPUs h using t of exc - z (the cost of t leaving them) */
-    int full_rebuild;
     double *fwd, *bwd;    /* scratch tables */
     int64_t *best;        /* [T] best plan */
     int64_t best_cost;
     int have_best;
-    int64_t *stamp_of;    /* [G]: rebuild counter value at g's last rebuild */
-    int64_t rebuilds;
+    double *sv;           /* undo stack: per GPU record z, then (inc, exc) per allowed task */
+    uint8_t *sf;          /* undo stack: insol per allowed task */
+    size_t sv_n, sv_cap, sf_n, sf_cap;
+    int oom;
     int64_t nodes, node_limit;
+    int64_t max_disc;     /* limited discrepancy search: at most this many non-first choices (-1: none) */
+    int cut;              /* a branch was skipped by the discrepancy limit */
     double deadline;
     int stopped;
 } BB;
@@ -58,7 +62,6 @@ static double now_s(void) {
 /* Recompute z, inc and insol of GPU g from its free items. */
 static void rebuild(BB *b, int64_t g) {
     const int64_t G = b->G, cap = b->rem[g];
-    b->stamp_of[g] = ++b->rebuilds;
     int64_t nf = 0;
     int64_t *free_items = b->items + g * b->T; /* reorder in place: free items first */
     int64_t n = b->n_items[g];
@@ -144,34 +147,79 @@ static double total_z(const BB *b) {
     return s;
 }
 
-static void assign_task(BB *b, int64_t t, int64_t g, int64_t *touched, int64_t *n_touched) {
+/* Save GPU g's values (undone by pop_gpu in reverse order); 0 when out of memory. */
+static int push_gpu(BB *b, int64_t g) {
+    const int64_t G = b->G, n = b->n_items[g];
+    const int64_t *items = b->items + g * b->T;
+    if (b->sv_n + 1 + 2 * (size_t)n > b->sv_cap) {
+        size_t cap = 2 * b->sv_cap + 1 + 2 * (size_t)n;
+        double *v = realloc(b->sv, cap * sizeof(double));
+        if (!v) return 0;
+        b->sv = v, b->sv_cap = cap;
+    }
+    if (b->sf_n + (size_t)n > b->sf_cap) {
+        size_t cap = 2 * b->sf_cap + (size_t)n;
+        uint8_t *f = realloc(b->sf, cap);
+        if (!f) return 0;
+        b->sf = f, b->sf_cap = cap;
+    }
+    double *v = b->sv + b->sv_n;
+    uint8_t *f = b->sf + b->sf_n;
+    v[0] = b->z[g];
+    for (int64_t k = 0; k < n; k++) {
+        int64_t t = items[k];
+        v[1 + 2 * k] = b->inc[t * G + g], v[2 + 2 * k] = b->exc[t * G + g], f[k] = b->insol[t * G + g];
+    }
+    b->sv_n += 1 + 2 * (size_t)n, b->sf_n += (size_t)n;
+    return 1;
+}
+
+static void pop_gpu(BB *b, int64_t g) {
+    const int64_t G = b->G, n = b->n_items[g];
+    const int64_t *items = b->items + g * b->T;
+    b->sv_n -= 1 + 2 * (size_t)n, b->sf_n -= (size_t)n;
+    const double *v = b->sv + b->sv_n;
+    const uint8_t *f = b->sf + b->sf_n;
+    b->z[g] = v[0];
+    for (int64_t k = 0; k < n; k++) {
+        int64_t t = items[k];
+        b->inc[t * G + g] = v[1 + 2 * k], b->exc[t * G + g] = v[2 + 2 * k], b->insol[t * G + g] = f[k];
+    }
+}
+
+/* Place t on g. GPUs whose knapsack optimum used t lose it and are recomputed; the others keep
+ * their values, which stay valid bounds (t left free in them only relaxes). 0 when out of memory. */
+static int assign_task(BB *b, int64_t t, int64_t g, int64_t *touched, int64_t *n_touched) {
     const int64_t G = b->G;
-    /* GPUs whose knapsack optimum used t lose it (others keep valid, if stale, values) */
     int64_t n = 0;
     for (int64_t h = 0; h < G; h++)
-        if (h != g && b->ok[t * G + h] && (b->full_rebuild || b->insol[t * G + h])) touched[n++] = h;
+        if (h != g && b->ok[t * G + h] && b->insol[t * G + h]) touched[n++] = h;
+    touched[n++] = g;
+    for (int64_t k = 0; k < n; k++)
+        if (!push_gpu(b, touched[k])) {
+            for (int64_t j = k - 1; j >= 0; j--) pop_gpu(b, touched[j]);
+            b->oom = 1;
+            return 0;
+        }
     b->gpu_of[t] = g;
     b->base[g] += b->w[t * G + g];
     b->rem[g] -= b->a[t * G + g];
-    touched[n++] = g;
     for (int64_t k = 0; k < n; k++) rebuild(b, touched[k]);
     *n_touched = n;
+    return 1;
 }
 
-/* Undo assign_task. Every GPU that may take t and was rebuilt while t was placed (t left out of its
- * knapsack) is rebuilt too, so each GPU's values stay valid bounds for the current free set. */
-static void unassign_task(BB *b, int64_t t, int64_t since, const int64_t *touched, int64_t n_touched) {
+/* Undo assign_task exactly: every touched GPU gets its saved values back. */
+static void unassign_task(BB *b, int64_t t, const int64_t *touched, int64_t n_touched) {
     const int64_t G = b->G;
     int64_t g = b->gpu_of[t];
     b->gpu_of[t] = -1;
     b->base[g] -= b->w[t * G + g];
     b->rem[g] += b->a[t * G + g];
-    for (int64_t k = 0; k < n_touched; k++) b->stamp_of[touched[k]] = since + 1; /* mark for rebuild */
-    for (int64_t h = 0; h < G; h++)
-        if (b->ok[t * G + h] && b->stamp_of[h] > since) rebuild(b, h);
+    for (int64_t k = n_touched - 1; k >= 0; k--) pop_gpu(b, touched[k]);
 }
 
-static void dfs(BB *b, int64_t depth) {
+static void dfs(BB *b, int64_t depth, int64_t disc) {
     const int64_t T = b->T, G = b->G;
     if (b->stopped) return;
     b->nodes++;
@@ -228,13 +276,20 @@ static void dfs(BB *b, int64_t depth) {
     }
     int64_t touched[G];
     for (int64_t k = 0; k < m && !b->stopped; k++) {
+        if (b->max_disc >= 0 && disc + (k > 0) > b->max_disc) {
+            b->cut = 1; /* limited discrepancy: the other GPUs are not tried */
+            break;
+        }
         int64_t g = order[k];
         /* the budget may have tightened since the list was made */
         if (val[k] > b->budget + b->eps) continue;
-        int64_t nt = 0, since = b->rebuilds;
-        assign_task(b, bt, g, touched, &nt);
-        dfs(b, depth + 1);
-        unassign_task(b, bt, since, touched, nt);
+        int64_t nt = 0;
+        if (!assign_task(b, bt, g, touched, &nt)) {
+            b->stopped = 1;
+            return;
+        }
+        dfs(b, depth + 1, disc + (k > 0));
+        unassign_task(b, bt, touched, nt);
     }
 }
 
@@ -249,10 +304,10 @@ static int need(Py_buffer *v, Py_ssize_t n, const char *what) {
 static PyObject *run(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer w, cost, ok, a, cap, fix, out;
-    long long T, G, target, node_limit;
+    long long T, G, target, node_limit, max_disc;
     double usum, time_limit;
-    if (!PyArg_ParseTuple(args, "LLy*y*y*y*y*y*w*dLdL", &T, &G, &w, &cost, &ok, &a, &cap, &fix, &out, &usum,
-                          &target, &time_limit, &node_limit))
+    if (!PyArg_ParseTuple(args, "LLy*y*y*y*y*y*w*dLdLL", &T, &G, &w, &cost, &ok, &a, &cap, &fix, &out, &usum,
+                          &target, &time_limit, &node_limit, &max_disc))
         return NULL;
     PyObject *result = NULL;
     BB b;
@@ -274,6 +329,7 @@ static PyObject *run(PyObject *self, PyObject *args) {
     b.best_cost = 0;
     b.have_best = 0;
     b.node_limit = node_limit;
+    b.max_disc = max_disc;
     int64_t maxcap = 0;
     for (int64_t g = 0; g < G; g++) {
         if (b.cap[g] < 0) {
@@ -293,12 +349,9 @@ static PyObject *run(PyObject *self, PyObject *args) {
     b.fwd = malloc(sizeof(double) * (T + 1) * (maxcap + 1));
     b.bwd = malloc(sizeof(double) * (T + 1) * (maxcap + 1));
     b.best = malloc(sizeof(int64_t) * T);
-    b.stamp_of = calloc((size_t)G, sizeof(int64_t));
     b.exc = calloc((size_t)(T * G), sizeof(double));
     b.outpen = calloc((size_t)T, sizeof(double));
-    b.full_rebuild = node_limit < 0;
-    if (node_limit < 0) b.node_limit = 0;
-    if (!b.stamp_of || !b.exc || !b.outpen || !b.gpu_of || !b.items || !b.n_items || !b.base || !b.rem || !b.z || !b.inc || !b.insol || !b.fwd ||
+    if (!b.exc || !b.outpen || !b.gpu_of || !b.items || !b.n_items || !b.base || !b.rem || !b.z || !b.inc || !b.insol || !b.fwd ||
         !b.bwd || !b.best) {
         PyErr_NoMemory();
         goto done;
@@ -326,21 +379,25 @@ static PyObject *run(PyObject *self, PyObject *args) {
     }
     for (int64_t g = 0; g < G; g++)
         if (b.rem[g] < 0) {
-            result = Py_BuildValue("OLLO", Py_False, 0LL, 0LL, Py_True); /* pinned tasks overload a GPU */
+            result = Py_BuildValue("OLLOO", Py_False, 0LL, 0LL, Py_True, Py_False); /* pins overload a GPU */
             goto done;
         }
     Py_BEGIN_ALLOW_THREADS
     b.deadline = now_s() + time_limit;
     for (int64_t g = 0; g < G; g++) rebuild(&b, g);
-    dfs(&b, depth);
+    dfs(&b, depth, 0);
     Py_END_ALLOW_THREADS
+    if (b.oom) {
+        PyErr_NoMemory();
+        goto done;
+    }
     int64_t *o = out.buf;
     if (b.have_best) memcpy(o, b.best, sizeof(int64_t) * T);
-    result = Py_BuildValue("OLLO", b.have_best ? Py_True : Py_False, (long long)b.best_cost, (long long)b.nodes,
-                           b.stopped ? Py_False : Py_True);
+    result = Py_BuildValue("OLLOO", b.have_best ? Py_True : Py_False, (long long)b.best_cost, (long long)b.nodes,
+                           (b.stopped || b.cut) ? Py_False : Py_True, b.stopped ? Py_True : Py_False);
 done:
     free(b.gpu_of), free(b.items), free(b.n_items), free(b.base), free(b.rem), free(b.z), free(b.inc);
-    free(b.insol), free(b.fwd), free(b.bwd), free(b.best), free(b.stamp_of), free(b.exc), free(b.outpen);
+    free(b.insol), free(b.fwd), free(b.bwd), free(b.best), free(b.exc), free(b.outpen), free(b.sv), free(b.sf);
     PyBuffer_Release(&w), PyBuffer_Release(&cost), PyBuffer_Release(&ok), PyBuffer_Release(&a);
     PyBuffer_Release(&cap), PyBuffer_Release(&fix), PyBuffer_Release(&out);
     return result;
@@ -348,8 +405,8 @@ done:
 
 static PyMethodDef methods[] = {
     {"run", run, METH_VARARGS,
-     "run(T, G, w, cost, ok, a, cap, fix, out, usum, target, time_limit, node_limit)"
-     " -> (found, best cost, nodes, exhausted)"},
+     "run(T, G, w, cost, ok, a, cap, fix, out, usum, target, time_limit, node_limit, max_disc)"
+     " -> (found, best cost, nodes, exhausted, stopped by the time or node limit)"},
     {NULL, NULL, 0, NULL},
 };
 

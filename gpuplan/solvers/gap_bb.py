@@ -31,6 +31,7 @@ Only for the programs the knapsack relaxation applies to, with every task requir
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -71,6 +72,7 @@ class BBResult:
     objective_int: int | None
     nodes: int
     exhausted: bool  # the search ran to the end: no plan cheaper than the result (or the target + 1)
+    limited: bool = False  # stopped by the time or node limit (not only by the discrepancy limit)
 
 
 def branch_and_bound(
@@ -81,11 +83,14 @@ def branch_and_bound(
     allowed: np.ndarray | None = None,
     fixed: np.ndarray | None = None,
     node_limit: int = 0,
+    max_discrepancy: int = -1,
 ) -> BBResult:
     """Find a plan of integer cost <= `target_int` (then the cheapest the search reaches).
 
     `allowed` (bool [T, G]) narrows the pairs (default: eligible); `fixed` (int [T], -1 = free) pins
-    tasks. `node_limit` 0 means none. With `exhausted`, the answer is exact for the narrowed program.
+    tasks. `node_limit` 0 means none. `max_discrepancy` >= 0 limits the search to branches that leave
+    the first-ranked GPU at most that many times (limited discrepancy search; -1: complete). With
+    `exhausted` (never set when a limit cut the search), the answer is exact for the narrowed program.
     """
     p = program
     ok = p.eligible if allowed is None else (p.eligible & allowed)
@@ -101,7 +106,7 @@ def branch_and_bound(
     ok[pinned, fix[pinned]] = True
     w = np.ascontiguousarray(p.cost_int - kl.u[:, None], dtype=np.float64)
     out = np.full(p.n_tasks, -1, dtype=np.int64)
-    found, best, nodes, exhausted = _core().run(
+    found, best, nodes, exhausted, limited = _core().run(
         p.n_tasks,
         p.n_gpus,
         w,
@@ -115,10 +120,11 @@ def branch_and_bound(
         int(target_int),
         max(0.0, float(time_limit)),
         int(node_limit),
+        int(max_discrepancy),
     )
     if not found:
-        return BBResult(None, None, int(nodes), bool(exhausted))
-    return BBResult(out, int(best), int(nodes), bool(exhausted))
+        return BBResult(None, None, int(nodes), bool(exhausted), bool(limited))
+    return BBResult(out, int(best), int(nodes), bool(exhausted), bool(limited))
 
 
 @dataclass
@@ -134,12 +140,16 @@ class SearchResult:
 
 
 #: Share of the time left that one ladder level may take before the ladder gives way to the LNS.
-LADDER_SHARE = 0.1
+LADDER_SHARE = 0.25
 #: Node limit of one LNS round.
 LNS_NODES = 3_000
+#: Discrepancy limit of one LNS round (-1: plain depth-first search within the node limit).
+LNS_DISCREPANCY = -1
+#: Rounds without improvement after which a worker takes a plan of equal cost (plateau move).
+LNS_SIDEWAYS_AFTER = 30
 #: Share of the GPUs whose tasks the first LNS round frees (then adapted: wider after an empty
 #: neighbourhood, narrower after a round that hit the node limit).
-LNS_GPU_SHARE = 0.6
+LNS_GPU_SHARE = 1.0
 
 
 def _allowed(kl: KnapsackLagrangian, target_int: int) -> np.ndarray:
@@ -155,85 +165,138 @@ def search(
     deadline: float,
     seed: int = 0,
     ladder: bool = True,
+    threads: int = 1,
 ) -> SearchResult:
-    """Ladder, then LNS around the best plan, until `deadline` (see the module docstring)."""
+    """Ladder and LNS until `deadline` (module docstring). With `threads` > 1 the other threads run
+    the LNS from the start while this one climbs the ladder, then joins them; the C search releases
+    the GIL, so the threads use separate cores."""
     started = time.monotonic()
     p = program
     res = SearchResult()
     best = None if incumbent is None else np.asarray(incumbent, dtype=np.int64).copy()
     best_int = None if best is None else p.objective_int(best)
-    rng = np.random.default_rng(seed)
+    lock = threading.Lock()
+    w = p.cost_int - kl.u[:, None]
+    waste_z = _knapsack_values(p, kl)
 
     def found(assign: np.ndarray, value: int) -> None:
+        """Record a better plan (caller holds the lock)."""
         nonlocal best, best_int
         if not p.is_feasible(assign):  # the C search only returns feasible plans; keep it honest
             raise RuntimeError("branch and bound returned an infeasible plan")
         best, best_int = assign.copy(), value
         res.plans.append((time.monotonic() - started, best.copy(), value))
 
-    # 1. ladder of targets from the Lagrangian bound up (steps double while levels come out empty
-    #    quickly, and fall back to one after a slow level)
-    if ladder and np.isfinite(kl.bound_int):
+    def climb() -> None:
+        """Targets from the Lagrangian bound up; steps double while levels come out empty quickly."""
         target = int(np.ceil(kl.bound_int - 1e-6))
         top = int(np.where(p.eligible, p.cost_int, np.iinfo(np.int64).min).max(axis=1).sum())
         step = 1
-        while time.monotonic() < deadline and (best_int is None or target < best_int) and target <= top:
+        while time.monotonic() < deadline and target <= top:
+            with lock:
+                if res.optimal or (best_int is not None and target >= best_int):
+                    return
             level_started = time.monotonic()
             slice_s = LADDER_SHARE * (deadline - level_started)
             r = branch_and_bound(p, kl, target, slice_s, allowed=_allowed(kl, target))
-            res.ladder_levels += 1
-            res.nodes += r.nodes
-            if r.assign is not None and r.objective_int is not None:
-                found(r.assign, r.objective_int)
-                # optimal when the search ran to the end, or when the level below came out empty
-                # (cost <= target and >= target), or on the first level (target = ceil(L(u)))
-                if r.exhausted or step == 1:
-                    res.proven_bound_int = r.objective_int
+            with lock:
+                res.ladder_levels += 1
+                res.nodes += r.nodes
+                if r.assign is not None and r.objective_int is not None:
+                    if best_int is None or r.objective_int < best_int:
+                        found(r.assign, r.objective_int)
+                    # optimal when the search ran to the end, or when the level below came out
+                    # empty (cost <= target and >= target), or on the first level (ceil(L(u)))
+                    if r.exhausted or step == 1:
+                        res.proven_bound_int = r.objective_int
+                        res.optimal = True
+                    return
+                if not r.exhausted:
+                    return
+                res.proven_bound_int = max(res.proven_bound_int or target + 1, target + 1)
+                if best_int is not None and res.proven_bound_int >= best_int:
                     res.optimal = True
-                    return res
-                break
-            if not r.exhausted:
-                break
-            res.proven_bound_int = target + 1
+                    return
             if target >= top:
-                break  # no plan at all (every plan costs at most `top`)
+                return  # no plan at all (every plan costs at most `top`)
             step = step * 2 if time.monotonic() - level_started < 0.01 * slice_s else 1
             step = min(step, top - target)
             target += step
-    # 2. LNS around the incumbent
-    if best is None or best_int is None:
-        return res
-    if res.proven_bound_int is not None and res.proven_bound_int >= best_int:
-        res.optimal = True
-        return res
-    waste_z = _knapsack_values(p, kl)
-    w = p.cost_int - kl.u[:, None]
-    k = max(2, min(p.n_gpus, round(LNS_GPU_SHARE * p.n_gpus)))
-    tasks = np.arange(p.n_tasks)
-    while time.monotonic() < deadline - 0.01:
-        assert best is not None and best_int is not None
-        target = best_int - 1
-        allowed = _allowed(kl, target)
-        held = np.bincount(best, weights=w[tasks, best], minlength=p.n_gpus)
-        waste = np.maximum(held - waste_z, 0.0) + 1.0
-        gpus = rng.choice(p.n_gpus, size=min(k, p.n_gpus), replace=False, p=waste / waste.sum())
-        free = np.isin(best, gpus) | ~allowed[tasks, best]
-        fixed = np.where(free, -1, best)
-        r = branch_and_bound(
-            p, kl, target, deadline - time.monotonic(), allowed=allowed, fixed=fixed, node_limit=LNS_NODES
-        )
-        res.lns_rounds += 1
-        res.nodes += r.nodes
-        if r.assign is not None and r.objective_int is not None:
-            found(r.assign, r.objective_int)
-        elif r.exhausted:
-            if k >= p.n_gpus and bool(free.all()):  # nothing pinned, nothing found: optimal
-                res.proven_bound_int = best_int
-                res.optimal = True
-                return res
-            k = min(p.n_gpus, k + 1)  # an empty neighbourhood: look wider
-        else:
-            k = max(2, k - 1)  # too wide to search within the node limit
+
+    def lns(worker_rng: np.random.Generator) -> None:
+        """Free the tasks of k GPUs of this worker's plan and search for a cheaper (or, after a
+        stall, an equally cheap) plan under a node limit; k adapts to the outcomes."""
+        tasks = np.arange(p.n_tasks)
+        k = max(2, min(p.n_gpus, round(LNS_GPU_SHARE * p.n_gpus)))
+        current: np.ndarray | None = None  # this worker's plan, = the best or a plan of equal cost
+        idle = 0  # rounds since this worker last improved
+        while time.monotonic() < deadline - 0.01:
+            with lock:
+                if res.optimal or best is None or best_int is None:
+                    return
+                if current is None or p.objective_int(current) > best_int:
+                    current = best.copy()
+                target = best_int - 1
+            sideways = idle >= LNS_SIDEWAYS_AFTER
+            if sideways:
+                target += 1  # a different plan of the same cost moves the search along the plateau
+                idle = 0
+            allowed = _allowed(kl, target)
+            held = np.bincount(current, weights=w[tasks, current], minlength=p.n_gpus)
+            waste = np.maximum(held - waste_z, 0.0) + 1.0
+            gpus = worker_rng.choice(p.n_gpus, size=min(k, p.n_gpus), replace=False, p=waste / waste.sum())
+            free = np.isin(current, gpus) | ~allowed[tasks, current]
+            fixed = np.where(free, -1, current)
+            r = branch_and_bound(
+                p,
+                kl,
+                target,
+                deadline - time.monotonic(),
+                allowed=allowed,
+                fixed=fixed,
+                node_limit=LNS_NODES,
+                max_discrepancy=LNS_DISCREPANCY,
+            )
+            with lock:
+                res.lns_rounds += 1
+                res.nodes += r.nodes
+                if r.assign is not None and r.objective_int is not None:
+                    current = r.assign.copy()
+                    if best_int is None or r.objective_int < best_int:
+                        found(r.assign, r.objective_int)
+                        idle = 0
+                    continue
+                if not sideways and r.exhausted and bool(free.all()) and target == best_int - 1:
+                    res.proven_bound_int = best_int  # nothing pinned, nothing cheaper: optimal
+                    res.optimal = True
+                    return
+            idle += 1
+            # a neighbourhood searched to its limits without a plan: look wider; one cut by the node
+            # limit: narrower
+            k = max(2, k - 1) if r.limited else min(p.n_gpus, k + 1)
+
+    errors: list[BaseException] = []
+
+    def guarded(fn, *args) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # re-raised in the calling thread below
+            errors.append(exc)
+
+    seeds = np.random.SeedSequence(seed).spawn(max(1, threads))
+    pool = [
+        threading.Thread(target=guarded, args=(lns, np.random.default_rng(sq)), daemon=True)
+        for sq in seeds[1:]
+    ]
+    for th in pool:
+        th.start()
+    if ladder and np.isfinite(kl.bound_int):
+        guarded(climb)
+    guarded(lns, np.random.default_rng(seeds[0]))
+    for th in pool:
+        th.join()
+    if errors:
+        raise errors[0]
     return res
 
 

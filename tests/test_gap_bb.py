@@ -141,3 +141,22 @@ def test_portfolio_proves_a_tight_instance_by_the_ladder():
     assert plan.status.value == "optimal"
     assert plan.stats["bb_optimal"] == "True"
     assert plan.bound == pytest.approx(plan.objective)
+
+
+@SETTINGS
+@given(matrices(homeless=False), st.integers(0, 3))
+def test_discrepancy_limit_is_never_called_exhaustive_when_it_cuts(m, disc):
+    """A limited-discrepancy search finds no plan cheaper than the optimum, and claims exhaustion
+    only when nothing was cut (then it agrees with the complete search)."""
+    p = _program(m)
+    if not _usable(p):
+        return
+    kl = _kl(p)
+    big = int(np.abs(p.cost_int).sum()) + 1
+    full = gap_bb.branch_and_bound(p, kl, big, 10.0)
+    lds = gap_bb.branch_and_bound(p, kl, big, 10.0, max_discrepancy=disc)
+    if lds.assign is not None:
+        assert p.is_feasible(lds.assign) and full.objective_int is not None
+        assert lds.objective_int is not None and lds.objective_int >= full.objective_int
+    if lds.exhausted:
+        assert lds.objective_int == full.objective_int

@@ -142,7 +142,7 @@ class SearchResult:
 #: Share of the time left that one ladder level may take before the ladder gives way to the LNS.
 LADDER_SHARE = 0.25
 #: Node limit of one LNS round.
-LNS_NODES = 3_000
+LNS_NODES = 1_500
 #: Discrepancy limit of one LNS round (-1: plain depth-first search within the node limit).
 LNS_DISCREPANCY = -1
 #: Rounds without improvement after which a worker takes a plan of equal cost (plateau move).

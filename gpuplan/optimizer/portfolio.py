@@ -16,11 +16,13 @@
 On single-resource programs with at most `EXACT_PAIRS` pairs and small knapsacks, the assignment
 constraints are also relaxed (one 0-1 knapsack per GPU, `gap_knapsack`): its bound is often stronger
 than the LP's, and its forcing penalties fix more pairs before the exact phase. When every task is
-required, a branch and bound on that relaxation (`gap_bb`) then gets `BB_SHARE` of the time before
-the exact phase (which replaces the restricted phases): a ladder of targets from the bound up, whose
-first plan is optimal and whose exhausted levels raise the proven bound, then a large-neighbourhood
-search that frees the tasks of a few GPUs at a time. On tight programs it finds plans that CP-SAT
-and SCIP do not reach in the time.
+required, a branch and bound on that relaxation (`gap_bb`) then takes every worker for up to
+`BB_SHARE` of the time, in place of SCIP and the restricted phases: one thread climbs a ladder of
+targets from the bound up (its first plan is optimal, its exhausted levels raise the proven bound),
+the others run a large-neighbourhood search that frees the tasks of a few GPUs at a time. On tight
+programs it finds plans that CP-SAT and SCIP do not reach in the time. When its search stalls
+(`BB_STALL_SHARE` of its time, and at least `BB_STALL_MIN_S`, without a better plan) or its share
+ends unproven, the exact CP-SAT phase follows with SCIP beside it, for their proofs.
 
 The bound reported is the best proven one: the LP's, the knapsack Lagrangian bound or the ladder's,
 or CP-SAT's or SCIP's bound on the whole program (never a bound from a restricted model).
@@ -54,7 +56,10 @@ EXACT_PAIRS = 5_000
 KNAPSACK_SHARE = 0.15
 #: Share of the time left after it given to the Lagrangian branch and bound (ladder, then LNS).
 BB_SHARE = 0.9
-BB_REPLACES_SCIP = True
+#: The branch and bound hands over to the exact phase (with SCIP beside it) after this share of its
+#: time without a better plan.
+BB_STALL_SHARE = 0.4
+BB_STALL_MIN_S = 4.0
 
 
 @dataclass
@@ -151,7 +156,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
     scip: ScipRun | None = None
     # programs the Lagrangian branch and bound takes (it then has every worker, SCIP none)
     bb_program = pairs <= EXACT_PAIRS and gap_bb.applicable(program) and applicable(program)
-    bb_threads = workers if bb_program and BB_REPLACES_SCIP else 1
+    bb_threads = workers if bb_program else 1
     if (
         pairs <= EXACT_PAIRS
         and workers >= 2
@@ -198,7 +203,8 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
     if kl is not None and bb_program and time.monotonic() < deadline - 0.5:
         until = time.monotonic() + BB_SHARE * max(0.0, deadline - time.monotonic())
         bb_started = time.monotonic()
-        sr = gap_bb.search(program, kl, st.best, until, params.seed, threads=bb_threads)
+        stall = max(BB_STALL_SHARE * max(0.0, until - bb_started), BB_STALL_MIN_S)
+        sr = gap_bb.search(program, kl, st.best, until, params.seed, threads=bb_threads, stall_s=stall)
         bb_ran = True
         for elapsed, assign, _ in sr.plans:
             st.offer(assign, "lagrangian-bb", at=bb_started + elapsed)
@@ -207,6 +213,8 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
             bb_lns_rounds=sr.lns_rounds,
             bb_nodes=sr.nodes,
             bb_optimal=str(sr.optimal),
+            bb_stalled=str(sr.stalled),
+            bb_time_s=round(time.monotonic() - bb_started, 3),
         )
         if sr.proven_bound_int is not None and (bound_int is None or sr.proven_bound_int > bound_int):
             bound_int = float(sr.proven_bound_int)
@@ -241,6 +249,18 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
             exact_bound = res.bound
             proven = res.status is Status.OPTIMAL
 
+    if (
+        bb_ran
+        and not proven
+        and scip is None
+        and workers >= 2
+        and time.monotonic() < deadline - 1.0
+        and scip_available()
+    ):
+        # SCIP beside the exact phase for the time the branch and bound left (its proofs)
+        scip = ScipRun(program, deadline - 0.05, st.best if st.best is not None else hint)
+        scip.start()
+        st.stats["scip"] = "started"
     if proven:
         pass
     elif bb_ran or pairs <= SMALL_PAIRS or lp is None:

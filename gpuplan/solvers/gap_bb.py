@@ -27,6 +27,11 @@ Two uses, in `search`:
    incumbent's under a node limit. A neighbourhood proven empty grows the number of freed GPUs.
 
 Only for the programs the knapsack relaxation applies to, with every task required.
+
+Ideas from the literature, code gpuplan's own: branch and bound on Lagrangian knapsack bounds
+(Ross & Soland 1975; Fisher, Jaikumar & Van Wassenhove 1986), fixing variables against a guessed
+target that is raised until a plan appears (Posta, Ferland & Michelon 2012), large-neighbourhood
+search (Shaw 1998) and limited discrepancy search (Harvey & Ginsberg 1995).
 """
 
 from __future__ import annotations

@@ -98,3 +98,13 @@ def test_cbc_proves_infeasibility_with_an_infeasible_start():
     hint = np.array([1, 0, -1])
     res = MilpSolver().solve(program, SolveParams(deadline=time.monotonic() + 5, workers=1, hint=hint))
     assert res.status is Status.INFEASIBLE
+
+
+def test_cbc_gets_no_thread_option_for_one_worker():
+    """`-threads 1` made CBC deadlock now and then (test_cbc_with_mip_start_reaches_the_optimum
+    failed about once in 20-40 runs, CBC killed at the deadline); one worker now runs CBC unthreaded."""
+    from gpuplan.solvers.milp import cbc_thread_args
+
+    assert cbc_thread_args(1) == []
+    assert cbc_thread_args(0) == []
+    assert cbc_thread_args(2) == ["-threads", "2"]

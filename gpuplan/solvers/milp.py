@@ -28,6 +28,13 @@ _BEST_POSSIBLE = re.compile(r"best possible (-?[0-9.eE+]+)")
 _LOWER_BOUND = re.compile(r"Lower bound:\s+(-?[0-9.eE+]+)")
 
 
+def cbc_thread_args(workers: int) -> list[str]:
+    """CBC's thread option: none for one worker. `-threads 1` still runs the tree search in one
+    extra thread, and CBC 2.10 then sometimes deadlocks on start (main thread joining a worker that
+    waits on its condition variable), seen about once in 20-40 solves of a 4-task program."""
+    return ["-threads", str(workers)] if workers > 1 else []
+
+
 def build_model(program: Program, hint: np.ndarray | None) -> tuple[Any, list[Any], dict[int, Any]]:
     """The integer program as a PuLP model (integer costs and loads, as CP-SAT sees them)."""
     import pulp
@@ -114,8 +121,7 @@ class MilpSolver:
             args += [
                 "-sec",
                 f"{limit:.2f}",
-                "-threads",
-                str(max(1, params.workers)),
+                *cbc_thread_args(params.workers),
                 "-randomSeed",
                 str(params.seed + 1),
                 "-solve",

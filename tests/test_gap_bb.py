@@ -107,13 +107,17 @@ def test_pins_are_kept_and_checked():
         gap_bb.branch_and_bound(p, kl, 100, 5.0, fixed=np.array([-1, -1, 5]))
 
 
-def test_node_limit_stops_without_claiming_exhaustion():
-    rng = np.random.default_rng(3)
-    t, g = 40, 6
-    load = rng.integers(5, 25, size=(t, g))
+def _type_d(t: int, g: int, seed: int, max_load: int) -> dict:
+    """A matrix instance shaped like Chu & Beasley's type D: cost falls as load rises, tight capacity."""
+    rng = np.random.default_rng(seed)
+    load = rng.integers(1, max_load + 1, size=(t, g))
     cost = 111 - load + rng.integers(-10, 11, size=(t, g))
     cap = (0.8 * load.sum(axis=0) / g).astype(int)
-    p = _program({"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}})
+    return {"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}}
+
+
+def test_node_limit_stops_without_claiming_exhaustion():
+    p = _program(_type_d(40, 6, 3, 25))
     kl = _kl(p)
     r = gap_bb.branch_and_bound(p, kl, int(p.cost_int.sum()), 10.0, node_limit=32)
     assert not r.exhausted and r.nodes <= 64
@@ -128,16 +132,7 @@ def test_optional_tasks_are_not_handled():
 
 def test_portfolio_proves_a_tight_instance_by_the_ladder():
     """A type-D-like 5x40 instance: the plan is optimal, proven by the ladder, and says so."""
-    rng = np.random.default_rng(11)
-    t, g = 40, 5
-    load = rng.integers(1, 101, size=(t, g))
-    cost = 111 - load + rng.integers(-10, 11, size=(t, g))
-    cap = (0.8 * load.sum(axis=0) / g).astype(int)
-    plan = solve(
-        parse_problem({"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}}),
-        time_limit_s=20,
-        workers=2,
-    )
+    plan = solve(parse_problem(_type_d(40, 5, 11, 100)), time_limit_s=20, workers=2)
     assert plan.status.value == "optimal"
     assert plan.stats["bb_optimal"] == "True"
     assert plan.bound == pytest.approx(plan.objective)

@@ -59,6 +59,16 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* One knapsack DP row: q[c] = min(p[c], p[c - at] + wt) (q = p below at); separate rows, so the
+ * loop vectorizes. */
+static void relax(const double *restrict p, double *restrict q, int64_t W, int64_t at, double wt) {
+    memcpy(q, p, sizeof(double) * (size_t)(at < W ? at : W));
+    for (int64_t c = at; c < W; c++) {
+        double v = p[c - at] + wt, u = p[c];
+        q[c] = v < u ? v : u;
+    }
+}
+
 /* Recompute z, inc and insol of GPU g from its free items. */
 static void rebuild(BB *b, int64_t g) {
     const int64_t G = b->G, cap = b->rem[g];
@@ -83,24 +93,12 @@ static void rebuild(BB *b, int64_t g) {
     for (int64_t k = 0; k < nf; k++) {
         int64_t t = idx[k], at = b->a[t * G + g];
         double wt = b->w[t * G + g];
-        double *p = f + k * W, *q = f + (k + 1) * W;
-        memcpy(q, p, sizeof(double) * W);
-        if (wt < 0 && at <= cap)
-            for (int64_t c = at; c < W; c++) {
-                double v = p[c - at] + wt;
-                if (v < q[c]) q[c] = v;
-            }
+        relax(f + k * W, f + (k + 1) * W, W, wt < 0 && at <= cap ? at : W, wt);
     }
     for (int64_t k = nf - 1; k >= 0; k--) {
         int64_t t = idx[k], at = b->a[t * G + g];
         double wt = b->w[t * G + g];
-        double *p = r + (k + 1) * W, *q = r + k * W;
-        memcpy(q, p, sizeof(double) * W);
-        if (wt < 0 && at <= cap)
-            for (int64_t c = at; c < W; c++) {
-                double v = p[c - at] + wt;
-                if (v < q[c]) q[c] = v;
-            }
+        relax(r + (k + 1) * W, r + k * W, W, wt < 0 && at <= cap ? at : W, wt);
     }
     b->z[g] = b->base[g] + f[nf * W + cap];
     /* one optimal solution */

@@ -137,3 +137,19 @@ def test_auto_honours_the_deadline_on_a_tight_type_d_instance(tmp_path):
     plan = json.loads(out.stdout)
     assert plan["status"] in ("feasible", "optimal")
     assert elapsed < 3 + 2.5
+
+
+@SETTINGS
+@given(matrices(homeless=False), st.lists(st.floats(-40, 40), min_size=7, max_size=7))
+def test_z_is_each_gpus_knapsack_optimum(m, u0):
+    """`z[g]` is GPU g's knapsack optimum at the returned multipliers (the branch and bound's waste)."""
+    p = _program(m)
+    if not applicable(p):
+        return
+    kl = knapsack_lagrangian(p, np.resize(np.array(u0), p.n_tasks), None, time.monotonic() + 2, iterations=60)
+    w = p.cost_int - kl.u[:, None]
+    for g in range(p.n_gpus):
+        value, _ = _knapsack(
+            np.where(p.eligible[:, g], w[:, g], np.inf), p.load_int[0, :, g], int(p.capacity_int[0, g])
+        )
+        assert abs(kl.z[g] - value) <= _tol(value)

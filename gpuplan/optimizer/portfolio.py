@@ -154,6 +154,14 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
     cpsat = CpSatSolver()
     workers = params.workers
     scip: ScipRun | None = None
+
+    def start_scip() -> ScipRun:
+        """SCIP on the whole program in a thread until the deadline, hinted with the best plan."""
+        run = ScipRun(program, deadline - 0.05, st.best if st.best is not None else hint)
+        run.start()
+        st.stats["scip"] = "started"
+        return run
+
     # programs the Lagrangian branch and bound takes (it then has every worker, SCIP none)
     bb_program = pairs <= EXACT_PAIRS and gap_bb.applicable(program) and applicable(program)
     bb_threads = workers if bb_program else 1
@@ -164,10 +172,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         and time.monotonic() < deadline - 0.5
         and scip_available()
     ):
-        # SCIP on the whole program in a thread beside CP-SAT (its cuts and heuristics differ)
-        scip = ScipRun(program, deadline - 0.05, st.best if st.best is not None else hint)
-        scip.start()
-        st.stats["scip"] = "started"
+        scip = start_scip()  # beside CP-SAT: its cuts and heuristics differ
 
     # the knapsack Lagrangian (after SCIP starts: it runs on the other core meanwhile)
     kl: KnapsackLagrangian | None = None
@@ -257,10 +262,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         and time.monotonic() < deadline - 1.0
         and scip_available()
     ):
-        # SCIP beside the exact phase for the time the branch and bound left (its proofs)
-        scip = ScipRun(program, deadline - 0.05, st.best if st.best is not None else hint)
-        scip.start()
-        st.stats["scip"] = "started"
+        scip = start_scip()  # beside the exact phase, for the time the branch and bound left
     if proven:
         pass
     elif bb_ran or pairs <= SMALL_PAIRS or lp is None:

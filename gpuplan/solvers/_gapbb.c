@@ -73,12 +73,11 @@ static void relax(const double *restrict p, double *restrict q, int64_t W, int64
 static void rebuild(BB *b, int64_t g) {
     const int64_t G = b->G, cap = b->rem[g];
     int64_t nf = 0;
-    int64_t *free_items = b->items + g * b->T; /* reorder in place: free items first */
+    const int64_t *items = b->items + g * b->T; /* every task allowed on g */
     int64_t n = b->n_items[g];
-    /* collect free items into a local view (items array keeps all allowed tasks) */
-    int64_t idx[n > 0 ? n : 1];
+    int64_t idx[n > 0 ? n : 1]; /* the free ones among them */
     for (int64_t k = 0; k < n; k++) {
-        int64_t t = free_items[k];
+        int64_t t = items[k];
         b->insol[t * G + g] = 0;
         if (b->gpu_of[t] < 0) idx[nf++] = t;
         else b->inc[t * G + g] = INFINITY;
@@ -137,6 +136,13 @@ static void rebuild(BB *b, int64_t g) {
         }
         b->inc[t * G + g] = b->base[g] + b->w[t * G + g] + m;
     }
+}
+
+/* Bound of the node with t forced onto g: g's knapsack with t in, the knapsacks that used t without
+ * it (`out` = their summed increase, outpen[t]), the rest unchanged. */
+static inline double forced(const BB *b, double Z, int64_t t, int64_t g, double out) {
+    const int64_t k = t * b->G + g;
+    return Z - b->z[g] + b->inc[k] + out - (b->insol[k] ? b->exc[k] - b->z[g] : 0);
 }
 
 static double total_z(const BB *b) {
@@ -251,7 +257,7 @@ static void dfs(BB *b, int64_t depth, int64_t disc) {
         double m1 = INFINITY, m2 = INFINITY;
         for (int64_t g = 0; g < G; g++) {
             if (!b->ok[t * G + g]) continue;
-            double v = Z - b->z[g] + b->inc[t * G + g] + out - (b->insol[t * G + g] ? b->exc[t * G + g] - b->z[g] : 0);
+            double v = forced(b, Z, t, g, out);
             if (v > b->budget + b->eps) continue;
             count++;
             if (v < m1) m2 = m1, m1 = v;
@@ -265,8 +271,7 @@ static void dfs(BB *b, int64_t depth, int64_t disc) {
     double val[G];
     for (int64_t g = 0; g < G; g++) {
         if (!b->ok[bt * G + g]) continue;
-        double v = Z - b->z[g] + b->inc[bt * G + g] + b->outpen[bt] -
-                   (b->insol[bt * G + g] ? b->exc[bt * G + g] - b->z[g] : 0);
+        double v = forced(b, Z, bt, g, b->outpen[bt]);
         if (v > b->budget + b->eps) continue;
         int64_t k = m++;
         while (k > 0 && val[k - 1] > v) val[k] = val[k - 1], order[k] = order[k - 1], k--;

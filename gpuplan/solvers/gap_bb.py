@@ -24,7 +24,9 @@ Two uses, in `search`:
 2. **Large-neighbourhood search.** The incumbent's tasks on a few GPUs are freed (GPUs drawn with
    probability growing with their Lagrangian waste :math:`S_g - z_g`, the part of the cost gap they
    hold), every other task stays put, and the search looks for any plan of cost below the
-   incumbent's under a node limit. A neighbourhood proven empty grows the number of freed GPUs.
+   incumbent's under a node limit. The first rounds free every GPU; a neighbourhood searched to its
+   end without a plan widens the next one, a round cut by the node limit narrows it. After a run of
+   rounds without improvement a worker accepts a plan of equal cost (a plateau move).
 
 Only for the programs the knapsack relaxation applies to, with every task required.
 
@@ -186,7 +188,6 @@ def search(
     lock = threading.Lock()
     last = [started]  # when the last better plan came
     w = p.cost_int - kl.u[:, None]
-    waste_z = _knapsack_values(p, kl)
 
     def found(assign: np.ndarray, value: int) -> None:
         """Record a better plan (caller holds the lock)."""
@@ -256,7 +257,7 @@ def search(
                 idle = 0
             allowed = _allowed(kl, target)
             held = np.bincount(current, weights=w[tasks, current], minlength=p.n_gpus)
-            waste = np.maximum(held - waste_z, 0.0) + 1.0
+            waste = np.maximum(held - kl.z, 0.0) + 1.0
             gpus = worker_rng.choice(p.n_gpus, size=min(k, p.n_gpus), replace=False, p=waste / waste.sum())
             free = np.isin(current, gpus) | ~allowed[tasks, current]
             fixed = np.where(free, -1, current)
@@ -311,16 +312,3 @@ def search(
     if errors:
         raise errors[0]
     return res
-
-
-def _knapsack_values(program: Program, kl: KnapsackLagrangian) -> np.ndarray:
-    """z_g: each GPU's knapsack optimum at the multipliers, float [G]."""
-    from gpuplan.solvers.gap_knapsack import _knapsack
-
-    w = program.cost_int - kl.u[:, None]
-    cap = program.capacity_int[0]
-    load = program.load_int[0]
-    out = np.zeros(program.n_gpus)
-    for g in range(program.n_gpus):
-        out[g] = _knapsack(np.where(program.eligible[:, g], w[:, g], np.inf), load[:, g], int(cap[g]))[0]
-    return out

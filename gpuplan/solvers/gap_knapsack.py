@@ -55,6 +55,7 @@ class KnapsackLagrangian:
     bound_int: float  # L(u) in integer cost units (a proven lower bound up to float rounding)
     penalty: np.ndarray  # float64 [T, G]: L(u) + penalty <= any solution using (t, g); inf: never
     assign: np.ndarray  # int64 [T]: the relaxed solution's GPU per task (-1: none), a heuristic hint
+    z: np.ndarray  # float64 [G]: each GPU's knapsack optimum at u
     iterations: int
     time_s: float
 
@@ -193,6 +194,7 @@ def knapsack_lagrangian(
         bound_int=bound,
         penalty=penalty,
         assign=assign,
+        z=z,
         iterations=it,
         time_s=time.monotonic() - started,
     )

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpuplan import compile_problem, parse_problem, solve
+from gpuplan.optimizer.bounds import lp_relaxation
 from gpuplan.optimizer.program import Program
 from gpuplan.solvers import gap_bb
 from gpuplan.solvers.gap_knapsack import applicable as knapsack_applicable
@@ -155,3 +156,20 @@ def test_discrepancy_limit_is_never_called_exhaustive_when_it_cuts(m, disc):
         assert lds.objective_int is not None and lds.objective_int >= full.objective_int
     if lds.exhausted:
         assert lds.objective_int == full.objective_int
+
+
+def test_lns_trajectories_restart_from_the_start_plan_and_never_report_worse():
+    """Once its trajectory stops improving a worker begins again from the start plan; what the
+    search reports still only ever improves on the start."""
+    p = _program(_type_d(80, 8, 5, 100))
+    lp = lp_relaxation(p, time.monotonic() + 5)
+    assert lp is not None and lp.u is not None
+    kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 5)
+    first = gap_bb.branch_and_bound(p, kl, int(p.cost_int.max(axis=1).sum()), 5.0, node_limit=2000)
+    assert first.assign is not None and first.objective_int is not None
+    res = gap_bb.search(p, kl, first.assign, time.monotonic() + 2.0, seed=1, ladder=False)
+    assert res.restarts >= 1
+    last = first.objective_int
+    for _, assign, value in res.plans:
+        assert p.is_feasible(assign) and p.objective_int(assign) == value < last
+        last = value

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gpuplan import compile_problem, parse_problem
 from gpuplan.optimizer.bounds import lp_relaxation
 from gpuplan.optimizer.program import DROPPED, Program
-from gpuplan.solvers.gap_knapsack import _knapsack, applicable, knapsack_fixable, knapsack_lagrangian
+from gpuplan.solvers.gap_knapsack import applicable, knapsack_fixable, knapsack_lagrangian, knapsacks
 from tests.test_properties import SETTINGS, matrices
 
 
@@ -96,16 +96,24 @@ def test_lp_duals_start_gives_at_least_the_lp_bound(m):
     st.integers(0, 25),
 )
 def test_knapsack_matches_enumeration(w, a, cap):
+    """The compiled knapsacks, on two GPUs at once (the second with no eligible task), against
+    enumeration."""
+    n = len(w)
     w_arr = np.array(w, dtype=np.float64)
-    a_arr = np.array(a[: len(w)], dtype=np.int64)
-    value, chosen = _knapsack(w_arr, a_arr, cap)
+    a_arr = np.array(a[:n], dtype=np.int64)
+    z, chosen = knapsacks(
+        np.stack([w_arr, w_arr], axis=1),
+        np.stack([a_arr, a_arr], axis=1),
+        np.stack([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)], axis=1),
+        np.array([cap, cap]),
+    )
     best = 0.0
-    for bits in itertools.product([0, 1], repeat=len(w)):
+    for bits in itertools.product([0, 1], repeat=n):
         x = np.array(bits, dtype=bool)
         if a_arr[x].sum() <= cap:
             best = min(best, float(w_arr[x].sum()))
-    assert value == best
-    assert a_arr[chosen].sum() <= cap and w_arr[chosen].sum() == best
+    assert z[0] == best and z[1] == 0.0 and not chosen[:, 1].any()
+    assert a_arr[chosen[:, 0]].sum() <= cap and w_arr[chosen[:, 0]].sum() == best
 
 
 def test_multi_resource_programs_are_left_alone():
@@ -147,9 +155,13 @@ def test_z_is_each_gpus_knapsack_optimum(m, u0):
     if not applicable(p):
         return
     kl = knapsack_lagrangian(p, np.resize(np.array(u0), p.n_tasks), None, time.monotonic() + 2, iterations=60)
+    best = np.zeros(p.n_gpus)
     w = p.cost_int - kl.u[:, None]
+    for g in range(p.n_gpus):  # enumeration of each GPU's task sets
+        for bits in itertools.product([0, 1], repeat=p.n_tasks):
+            x = np.array(bits, dtype=bool)
+            if (x & ~p.eligible[:, g]).any() or p.load_int[0, x, g].sum() > p.capacity_int[0, g]:
+                continue
+            best[g] = min(best[g], float(w[x, g].sum()))
     for g in range(p.n_gpus):
-        value, _ = _knapsack(
-            np.where(p.eligible[:, g], w[:, g], np.inf), p.load_int[0, :, g], int(p.capacity_int[0, g])
-        )
-        assert abs(kl.z[g] - value) <= _tol(value)
+        assert abs(kl.z[g] - best[g]) <= _tol(best[g])

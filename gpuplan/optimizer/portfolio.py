@@ -216,6 +216,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         st.stats.update(
             bb_ladder_levels=sr.ladder_levels,
             bb_lns_rounds=sr.lns_rounds,
+            bb_lns_restarts=sr.restarts,
             bb_nodes=sr.nodes,
             bb_optimal=str(sr.optimal),
             bb_stalled=str(sr.stalled),

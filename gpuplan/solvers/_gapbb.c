@@ -69,47 +69,49 @@ static void relax(const double *restrict p, double *restrict q, int64_t W, int64
     }
 }
 
-/* Recompute z, inc and insol of GPU g from its free items. */
+/* Recompute z, inc and insol of GPU g from its free items. Only items that can improve the
+ * knapsack (w < 0, load within the capacity left) get dynamic-programming rows; forcing in any
+ * other item costs its w plus the optimum over the remaining capacity (read off the last row). */
 static void rebuild(BB *b, int64_t g) {
     const int64_t G = b->G, cap = b->rem[g];
-    int64_t nf = 0;
+    int64_t nd = 0, nr = 0;
     const int64_t *items = b->items + g * b->T; /* every task allowed on g */
     int64_t n = b->n_items[g];
-    int64_t idx[n > 0 ? n : 1]; /* the free ones among them */
-    for (int64_t k = 0; k < n; k++) {
-        int64_t t = items[k];
-        b->insol[t * G + g] = 0;
-        if (b->gpu_of[t] < 0) idx[nf++] = t;
-        else b->inc[t * G + g] = INFINITY;
-    }
+    int64_t idx[n > 0 ? n : 1]; /* the free ones: DP items from the front, the others from the back */
     if (cap < 0) { /* cannot happen: assignments respect capacity */
         b->z[g] = INFINITY;
         return;
     }
+    for (int64_t k = 0; k < n; k++) {
+        int64_t t = items[k];
+        b->insol[t * G + g] = 0;
+        if (b->gpu_of[t] >= 0) b->inc[t * G + g] = INFINITY;
+        else if (b->w[t * G + g] < 0 && b->a[t * G + g] <= cap) idx[nd++] = t;
+        else idx[n - 1 - nr++] = t;
+    }
     const int64_t W = cap + 1;
     double *f = b->fwd, *r = b->bwd;
-    for (int64_t c = 0; c < W; c++) f[c] = 0.0, r[nf * W + c] = 0.0;
-    for (int64_t k = 0; k < nf; k++) {
-        int64_t t = idx[k], at = b->a[t * G + g];
-        double wt = b->w[t * G + g];
-        relax(f + k * W, f + (k + 1) * W, W, wt < 0 && at <= cap ? at : W, wt);
+    for (int64_t c = 0; c < W; c++) f[c] = 0.0, r[nd * W + c] = 0.0;
+    for (int64_t k = 0; k < nd; k++) {
+        int64_t t = idx[k];
+        relax(f + k * W, f + (k + 1) * W, W, b->a[t * G + g], b->w[t * G + g]);
     }
-    for (int64_t k = nf - 1; k >= 0; k--) {
-        int64_t t = idx[k], at = b->a[t * G + g];
-        double wt = b->w[t * G + g];
-        relax(r + (k + 1) * W, r + k * W, W, wt < 0 && at <= cap ? at : W, wt);
+    for (int64_t k = nd - 1; k >= 0; k--) {
+        int64_t t = idx[k];
+        relax(r + (k + 1) * W, r + k * W, W, b->a[t * G + g], b->w[t * G + g]);
     }
-    b->z[g] = b->base[g] + f[nf * W + cap];
+    const double *last = f + nd * W;
+    b->z[g] = b->base[g] + last[cap];
     /* one optimal solution */
     int64_t c = cap;
-    for (int64_t k = nf - 1; k >= 0; k--) {
+    for (int64_t k = nd - 1; k >= 0; k--) {
         if (f[(k + 1) * W + c] != f[k * W + c]) {
             b->insol[idx[k] * G + g] = 1;
             c -= b->a[idx[k] * G + g];
         }
     }
     /* left-out values for the items of the optimal solution */
-    for (int64_t k = 0; k < nf; k++) {
+    for (int64_t k = 0; k < nd; k++) {
         int64_t t = idx[k];
         if (!b->insol[t * G + g]) continue;
         const double *p = f + k * W, *q = r + (k + 1) * W;
@@ -121,13 +123,8 @@ static void rebuild(BB *b, int64_t g) {
         b->exc[t * G + g] = b->base[g] + m;
     }
     /* forced-in values: w_t + min over c1 of fwd[k][c1] + bwd[k+1][cap - a_t - c1] */
-    for (int64_t k = 0; k < nf; k++) {
-        int64_t t = idx[k], at = b->a[t * G + g];
-        if (at > cap) {
-            b->inc[t * G + g] = INFINITY;
-            continue;
-        }
-        int64_t left = cap - at;
+    for (int64_t k = 0; k < nd; k++) {
+        int64_t t = idx[k], left = cap - b->a[t * G + g];
         const double *p = f + k * W, *q = r + (k + 1) * W;
         double m = INFINITY;
         for (int64_t c1 = 0; c1 <= left; c1++) {
@@ -135,6 +132,10 @@ static void rebuild(BB *b, int64_t g) {
             if (v < m) m = v;
         }
         b->inc[t * G + g] = b->base[g] + b->w[t * G + g] + m;
+    }
+    for (int64_t k = n - nr; k < n; k++) { /* not in the DP: never in the optimum */
+        int64_t t = idx[k], at = b->a[t * G + g];
+        b->inc[t * G + g] = at > cap ? INFINITY : b->base[g] + b->w[t * G + g] + last[cap - at];
     }
 }
 
@@ -406,10 +407,83 @@ done:
     return result;
 }
 
+/* One 0-1 knapsack per GPU: min sum w x over the allowed tasks with w < 0 whose loads fit, the
+ * subproblem of the knapsack Lagrangian (gap_knapsack.py); writes each optimum and its choice. */
+static PyObject *knapsacks(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer w, a, ok, cap, x, z;
+    long long T, G;
+    if (!PyArg_ParseTuple(args, "LLy*y*y*y*w*w*", &T, &G, &w, &a, &ok, &cap, &x, &z)) return NULL;
+    PyObject *result = NULL;
+    int64_t *items = NULL;
+    double *f = NULL;
+    uint8_t *take = NULL;
+    if (T < 1 || G < 1) {
+        PyErr_SetString(PyExc_ValueError, "_gapbb.knapsacks: need T >= 1 and G >= 1");
+        goto done;
+    }
+    if (!need(&w, T * G * 8, "w") || !need(&a, T * G * 8, "a") || !need(&ok, T * G, "ok") || !need(&cap, G * 8, "cap") ||
+        !need(&x, T * G, "x") || !need(&z, G * 8, "z"))
+        goto done;
+    const double *wv = w.buf;
+    const int64_t *av = a.buf, *cv = cap.buf;
+    const uint8_t *okv = ok.buf;
+    uint8_t *xv = x.buf;
+    double *zv = z.buf;
+    int64_t maxcap = 0;
+    for (int64_t g = 0; g < G; g++) {
+        if (cv[g] < 0) {
+            PyErr_SetString(PyExc_ValueError, "_gapbb.knapsacks: negative capacity");
+            goto done;
+        }
+        if (cv[g] > maxcap) maxcap = cv[g];
+    }
+    items = malloc(sizeof(int64_t) * T);
+    f = malloc(sizeof(double) * (maxcap + 1));
+    take = malloc((size_t)T * (size_t)(maxcap + 1));
+    if (!items || !f || !take) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    memset(xv, 0, (size_t)(T * G));
+    for (int64_t g = 0; g < G; g++) {
+        const int64_t C = cv[g];
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++)
+            if (okv[t * G + g] && wv[t * G + g] < 0 && av[t * G + g] <= C && av[t * G + g] >= 0) items[n++] = t;
+        for (int64_t c = 0; c <= C; c++) f[c] = 0.0;
+        for (int64_t k = 0; k < n; k++) {
+            const int64_t t = items[k], ai = av[t * G + g];
+            const double wi = wv[t * G + g];
+            uint8_t *row = take + k * (C + 1);
+            memset(row, 0, (size_t)(C + 1));
+            for (int64_t c = C; c >= ai; c--) {
+                const double cand = f[c - ai] + wi;
+                if (cand < f[c]) f[c] = cand, row[c] = 1;
+            }
+        }
+        zv[g] = f[C];
+        int64_t c = C;
+        for (int64_t k = n - 1; k >= 0; k--)
+            if (take[k * (C + 1) + c]) xv[items[k] * G + g] = 1, c -= av[items[k] * G + g];
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(items), free(f), free(take);
+    PyBuffer_Release(&w), PyBuffer_Release(&a), PyBuffer_Release(&ok), PyBuffer_Release(&cap);
+    PyBuffer_Release(&x), PyBuffer_Release(&z);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"run", run, METH_VARARGS,
      "run(T, G, w, cost, ok, a, cap, fix, out, usum, target, time_limit, node_limit, max_disc)"
      " -> (found, best cost, nodes, exhausted, stopped by the time or node limit)"},
+    {"knapsacks", knapsacks, METH_VARARGS,
+     "knapsacks(T, G, w, a, ok, cap, x, z): each GPU's 0-1 knapsack optimum into z, its choice into x"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -26,14 +26,18 @@ Two uses, in `search`:
    hold), every other task stays put, and the search looks for any plan of cost below the
    incumbent's under a node limit. The first rounds free every GPU; a neighbourhood searched to its
    end without a plan widens the next one, a round cut by the node limit narrows it. After a run of
-   rounds without improvement a worker accepts a plan of equal cost (a plateau move).
+   rounds without improvement a worker accepts a plan of equal cost (a plateau move). Each worker
+   follows its own trajectory and, once it has gone as long without improving as it took to reach
+   its best, begins a new one from the start plan: on tight programs a trajectory settles within a
+   second in one of many local optima, and the best of several beats one long run.
 
 Only for the programs the knapsack relaxation applies to, with every task required.
 
 Ideas from the literature, code gpuplan's own: branch and bound on Lagrangian knapsack bounds
 (Ross & Soland 1975; Fisher, Jaikumar & Van Wassenhove 1986), fixing variables against a guessed
 target that is raised until a plan appears (Posta, Ferland & Michelon 2012), large-neighbourhood
-search (Shaw 1998) and limited discrepancy search (Harvey & Ginsberg 1995).
+search (Shaw 1998), limited discrepancy search (Harvey & Ginsberg 1995) and restarted local search
+(as in GRASP and iterated local search).
 """
 
 from __future__ import annotations
@@ -144,6 +148,7 @@ class SearchResult:
     ladder_levels: int = 0
     lns_rounds: int = 0
     stalled: bool = False  # the LNS stopped early, after `stall_s` without a better plan
+    restarts: int = 0  # LNS trajectories begun again from the start plan
     nodes: int = 0
 
 
@@ -158,6 +163,8 @@ LNS_SIDEWAYS_AFTER = 10
 #: Share of the GPUs whose tasks the first LNS round frees (then adapted: wider after an empty
 #: neighbourhood, narrower after a round that hit the node limit).
 LNS_GPU_SHARE = 1.0
+#: A worker's trajectory begins again after at least this long without improving.
+LNS_RESTART_MIN_S = 0.3
 
 
 def _allowed(kl: KnapsackLagrangian, target_int: int) -> np.ndarray:
@@ -234,40 +241,60 @@ def search(
             step = min(step, top - target)
             target += step
 
+    start = best.copy() if best is not None else None  # where every trajectory begins
+
+    def draw(current: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        """k GPUs of `current` to free, drawn with probability growing with their Lagrangian waste
+        (the part of the cost gap they hold)."""
+        held = np.bincount(current, weights=w[np.arange(p.n_tasks), current], minlength=p.n_gpus)
+        waste = np.maximum(held - kl.z, 0.0) + 1.0
+        chosen = np.zeros(p.n_gpus, dtype=bool)
+        chosen[rng.choice(p.n_gpus, size=min(k, p.n_gpus), replace=False, p=waste / waste.sum())] = True
+        return chosen
+
     def lns(worker_rng: np.random.Generator) -> None:
         """Free the tasks of k GPUs of this worker's plan and search for a cheaper (or, after a
-        stall, an equally cheap) plan under a node limit; k adapts to the outcomes."""
+        stall, an equally cheap) plan under a node limit; k adapts to the outcomes. Each worker
+        follows its own trajectory, and begins a new one from the start plan once this one has gone
+        as long without improving as it took to reach its best (at least `LNS_RESTART_MIN_S`): the
+        trajectories settle in different local optima within a second or so."""
         tasks = np.arange(p.n_tasks)
-        k = max(2, min(p.n_gpus, round(LNS_GPU_SHARE * p.n_gpus)))
-        current: np.ndarray | None = None  # this worker's plan, = the best or a plan of equal cost
+        k0 = max(2, min(p.n_gpus, round(LNS_GPU_SHARE * p.n_gpus)))
+        k = k0
+        current: np.ndarray | None = None  # this worker's plan
+        current_int = 0
+        began = improved = time.monotonic()  # this trajectory's start and last improvement
         idle = 0  # rounds since this worker last improved
         while time.monotonic() < deadline - 0.01:
+            now = time.monotonic()
             with lock:
                 if res.optimal or best is None or best_int is None:
                     return
-                if stall_s is not None and time.monotonic() - last[0] > stall_s:
+                if stall_s is not None and now - last[0] > stall_s:
                     res.stalled = True
                     return
-                if current is None or p.objective_int(current) > best_int:
-                    current = best.copy()
-                target = best_int - 1
+                if current is None:
+                    current = (start if start is not None else best).copy()
+                    current_int = p.objective_int(current)
+                elif start is not None and now - improved > max(LNS_RESTART_MIN_S, improved - began):
+                    current, current_int = start.copy(), p.objective_int(start)
+                    began = improved = now
+                    k, idle = k0, 0
+                    res.restarts += 1
+            target = current_int - 1
             sideways = idle >= LNS_SIDEWAYS_AFTER
             if sideways:
                 target += 1  # a different plan of the same cost moves the search along the plateau
                 idle = 0
             allowed = _allowed(kl, target)
-            held = np.bincount(current, weights=w[tasks, current], minlength=p.n_gpus)
-            waste = np.maximum(held - kl.z, 0.0) + 1.0
-            gpus = worker_rng.choice(p.n_gpus, size=min(k, p.n_gpus), replace=False, p=waste / waste.sum())
-            free = np.isin(current, gpus) | ~allowed[tasks, current]
-            fixed = np.where(free, -1, current)
+            free = draw(current, k, worker_rng)[current] | ~allowed[tasks, current]
             r = branch_and_bound(
                 p,
                 kl,
                 target,
                 deadline - time.monotonic(),
                 allowed=allowed,
-                fixed=fixed,
+                fixed=np.where(free, -1, current),
                 node_limit=LNS_NODES,
                 max_discrepancy=LNS_DISCREPANCY,
             )
@@ -275,12 +302,14 @@ def search(
                 res.lns_rounds += 1
                 res.nodes += r.nodes
                 if r.assign is not None and r.objective_int is not None:
-                    current = r.assign.copy()
+                    if r.objective_int < current_int:
+                        improved = time.monotonic()
+                        idle = 0
+                    current, current_int = r.assign.copy(), r.objective_int
                     if best_int is None or r.objective_int < best_int:
                         found(r.assign, r.objective_int)
-                        idle = 0
                     continue
-                if not sideways and r.exhausted and bool(free.all()) and target == best_int - 1:
+                if not sideways and r.exhausted and bool(free.all()) and target >= best_int - 1:
                     res.proven_bound_int = best_int  # nothing pinned, nothing cheaper: optimal
                     res.optimal = True
                     return

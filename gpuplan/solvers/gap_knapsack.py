@@ -27,7 +27,7 @@ import numpy as np
 from gpuplan.optimizer.program import Program
 
 #: Largest Σ_g (eligible tasks of g) x (capacity of g + 1) the dynamic programs are run on. gapd-6
-#: (20x200, capacity ~800) is ~3.3e6 cells and one evaluation of L(u) takes ~5 ms there; Yagiura's
+#: (20x200, capacity ~800) is ~3.3e6 cells and one evaluation of L(u) takes ~1.5 ms there; Yagiura's
 #: larger types (1600 tasks, capacities in the thousands) are 1e8 cells or more and stay untouched.
 MAX_CELLS = 5_000_000
 _INF = np.inf
@@ -60,26 +60,27 @@ class KnapsackLagrangian:
     time_s: float
 
 
-def _knapsack(w: np.ndarray, a: np.ndarray, cap: int) -> tuple[float, np.ndarray]:
-    """min Σ w x over 0-1 x with Σ a x <= cap, items with w < 0 only; returns (value, chosen mask)."""
-    items = np.flatnonzero(w < 0)
-    f = np.zeros(cap + 1)
-    take = np.zeros((items.size, cap + 1), dtype=bool)
-    for k, i in enumerate(items.tolist()):
-        ai = int(a[i])
-        if ai > cap:
-            continue
-        cand = f[: cap + 1 - ai] + w[i]
-        better = cand < f[ai:]
-        take[k, ai:] = better
-        f[ai:] = np.where(better, cand, f[ai:])
-    chosen = np.zeros(w.size, dtype=bool)
-    c = cap
-    for k in range(items.size - 1, -1, -1):
-        if take[k, c]:
-            chosen[items[k]] = True
-            c -= int(a[items[k]])
-    return float(f[cap]), chosen
+def knapsacks(
+    w: np.ndarray, load: np.ndarray, eligible: np.ndarray, cap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each GPU's 0-1 knapsack min Σ w x over its eligible tasks with w < 0 within its capacity:
+    (z [G], chosen bool [T, G]). Compiled (`_gapbb.knapsacks`): the subgradient runs it every step."""
+    from gpuplan.solvers.gap_bb import _core  # gap_bb imports this module
+
+    t, g = w.shape
+    z = np.zeros(g)
+    x = np.zeros((t, g), dtype=np.uint8)
+    _core().knapsacks(
+        t,
+        g,
+        np.ascontiguousarray(w, dtype=np.float64),
+        np.ascontiguousarray(load, dtype=np.int64),
+        np.ascontiguousarray(eligible, dtype=np.uint8),
+        np.ascontiguousarray(cap, dtype=np.int64),
+        x,
+        z,
+    )
+    return z, x.astype(bool)
 
 
 def _prefix(w: np.ndarray, a: np.ndarray, items: np.ndarray, cap: int) -> np.ndarray:
@@ -126,12 +127,8 @@ def _evaluate(
     value = float(u.sum())
     drop = p.optional & (p.penalty_int - u < 0)
     value += float(np.where(drop, p.penalty_int - u, 0.0).sum())
-    x = np.zeros(p.eligible.shape, dtype=bool)
-    for g in range(p.n_gpus):
-        z, chosen = _knapsack(w[:, g], load[:, g], int(cap[g]))
-        value += z
-        x[:, g] = chosen
-    return value, x, drop
+    z, x = knapsacks(w, load, p.eligible, cap)
+    return value + float(z.sum()), x, drop
 
 
 def knapsack_lagrangian(
@@ -144,7 +141,7 @@ def knapsack_lagrangian(
     """Subgradient ascent on L(u) from `u0` (e.g. the LP's assignment duals) until `deadline`."""
     started = time.monotonic()
     p = program
-    cost = np.where(p.eligible, p.cost_int.astype(np.float64), _INF)
+    cost = p.cost_int.astype(np.float64)
     load = p.load_int[0]
     cap = p.capacity_int[0]
     u = np.asarray(u0, dtype=np.float64).copy()

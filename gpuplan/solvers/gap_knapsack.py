@@ -27,9 +27,10 @@ import numpy as np
 from gpuplan.optimizer.program import Program
 
 #: Largest Σ_g (eligible tasks of g) x (capacity of g + 1) the dynamic programs are run on. gapd-6
-#: (20x200, capacity ~800) is ~3.3e6 cells and one evaluation of L(u) takes ~1.5 ms there; Yagiura's
-#: larger types (1600 tasks, capacities in the thousands) are 1e8 cells or more and stay untouched.
-MAX_CELLS = 5_000_000
+#: (20x200, capacity ~800) is ~3.3e6 cells and one evaluation of L(u) takes ~1.5 ms there; d10400
+#: (10x400) is ~6.4e6; Yagiura's larger types (1600 tasks, capacities in the thousands) are 1e8 cells
+#: or more and stay untouched.
+MAX_CELLS = 10_000_000
 _INF = np.inf
 STALL = 5
 THETA0 = 0.5

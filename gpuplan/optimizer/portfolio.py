@@ -19,9 +19,10 @@ than the LP's, and its forcing penalties fix more pairs before the exact phase. 
 required, a branch and bound on that relaxation (`gap_bb`) then takes every worker for up to
 `BB_SHARE` of the time, in place of SCIP and the restricted phases: one thread climbs a ladder of
 targets from the bound up (its first plan is optimal, its exhausted levels raise the proven bound),
-the others run a large-neighbourhood search that frees the tasks of a few GPUs at a time, each
-thread restarting its trajectory when it stops improving. On tight programs it finds plans that
-CP-SAT and SCIP do not reach in the time. When its share ends unproven, the exact CP-SAT phase
+the others run a large-neighbourhood search that frees the tasks of a few GPUs at a time (each
+thread restarting its trajectory when it stops improving). On tight programs it finds plans that
+CP-SAT and SCIP do not reach in the time. When its search stalls (`BB_STALL_SHARE` of its time, and
+at least `BB_STALL_MIN_S`, without a better plan) or its share ends unproven, the exact CP-SAT phase
 follows with SCIP beside it, for their proofs.
 
 The bound reported is the best proven one: the LP's, the knapsack Lagrangian bound or the ladder's,
@@ -56,6 +57,10 @@ EXACT_PAIRS = 5_000
 KNAPSACK_SHARE = 0.15
 #: Share of the time left after it given to the Lagrangian branch and bound (ladder, then LNS).
 BB_SHARE = 0.9
+#: The branch and bound hands over to the exact phase (with SCIP beside it) after this share of its
+#: time without a better plan.
+BB_STALL_SHARE = 0.4
+BB_STALL_MIN_S = 4.0
 
 
 @dataclass
@@ -204,7 +209,8 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
     if kl is not None and bb_program and time.monotonic() < deadline - 0.5:
         until = time.monotonic() + BB_SHARE * max(0.0, deadline - time.monotonic())
         bb_started = time.monotonic()
-        sr = gap_bb.search(program, kl, st.best, until, params.seed, threads=bb_threads)
+        stall = max(BB_STALL_SHARE * max(0.0, until - bb_started), BB_STALL_MIN_S)
+        sr = gap_bb.search(program, kl, st.best, until, params.seed, threads=bb_threads, stall_s=stall)
         bb_ran = True
         for elapsed, assign, _ in sr.plans:
             st.offer(assign, "lagrangian-bb", at=bb_started + elapsed)
@@ -214,6 +220,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
             bb_lns_restarts=sr.restarts,
             bb_nodes=sr.nodes,
             bb_optimal=str(sr.optimal),
+            bb_stalled=str(sr.stalled),
             bb_time_s=round(time.monotonic() - bb_started, 3),
         )
         if sr.proven_bound_int is not None and (bound_int is None or sr.proven_bound_int > bound_int):

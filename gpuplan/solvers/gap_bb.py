@@ -147,6 +147,7 @@ class SearchResult:
     optimal: bool = False  # the last plan is proven optimal
     ladder_levels: int = 0
     lns_rounds: int = 0
+    stalled: bool = False  # the LNS stopped early, after `stall_s` without a better plan
     restarts: int = 0  # LNS trajectories begun again from the start plan
     nodes: int = 0
 
@@ -180,16 +181,19 @@ def search(
     seed: int = 0,
     ladder: bool = True,
     threads: int = 1,
+    stall_s: float | None = None,
 ) -> SearchResult:
     """Ladder and LNS until `deadline` (module docstring). With `threads` > 1 the other threads run
     the LNS from the start while this one climbs the ladder, then joins them; the C search releases
-    the GIL, so the threads use separate cores."""
+    the GIL, so the threads use separate cores. With `stall_s`, the LNS also stops once no better
+    plan came for that long (so that a proof-capable solver can take the rest of the time)."""
     started = time.monotonic()
     p = program
     res = SearchResult()
     best = None if incumbent is None else np.asarray(incumbent, dtype=np.int64).copy()
     best_int = None if best is None else p.objective_int(best)
     lock = threading.Lock()
+    last = [started]  # when the last better plan came
     w = p.cost_int - kl.u[:, None]
 
     def found(assign: np.ndarray, value: int) -> None:
@@ -199,6 +203,7 @@ def search(
             raise RuntimeError("branch and bound returned an infeasible plan")
         best, best_int = assign.copy(), value
         res.plans.append((time.monotonic() - started, best.copy(), value))
+        last[0] = time.monotonic()
 
     def climb() -> None:
         """Targets from the Lagrangian bound up; steps double while levels come out empty quickly."""
@@ -264,6 +269,9 @@ def search(
             now = time.monotonic()
             with lock:
                 if res.optimal or best is None or best_int is None:
+                    return
+                if stall_s is not None and now - last[0] > stall_s:
+                    res.stalled = True
                     return
                 if current is None:
                     current = (start if start is not None else best).copy()

@@ -168,7 +168,7 @@ def test_lns_trajectories_restart_from_the_start_plan_and_never_report_worse():
     first = gap_bb.branch_and_bound(p, kl, int(p.cost_int.max(axis=1).sum()), 5.0, node_limit=2000)
     assert first.assign is not None and first.objective_int is not None
     res = gap_bb.search(p, kl, first.assign, time.monotonic() + 2.0, seed=1, ladder=False)
-    assert res.restarts >= 1
+    assert res.restarts >= 1 or res.optimal  # (a proof ends the search before any restart)
     last = first.objective_int
     for _, assign, value in res.plans:
         assert p.is_feasible(assign) and p.objective_int(assign) == value < last

@@ -15,7 +15,7 @@ from gpuplan.optimizer.program import Program
 from gpuplan.solvers import gap_bb
 from gpuplan.solvers.gap_knapsack import applicable as knapsack_applicable
 from gpuplan.solvers.gap_knapsack import knapsack_lagrangian
-from tests.test_gap_knapsack import _feasible
+from tests.test_gap_knapsack import _feasible, _kl
 from tests.test_properties import SETTINGS, matrices
 
 
@@ -25,11 +25,6 @@ def _program(m: dict) -> Program:
 
 def _usable(p: Program) -> bool:
     return gap_bb.applicable(p) and knapsack_applicable(p)
-
-
-def _kl(p: Program, u0: list[float] | None = None):
-    u = np.zeros(p.n_tasks) if u0 is None else np.resize(np.array(u0), p.n_tasks)
-    return knapsack_lagrangian(p, u, None, time.monotonic() + 2, iterations=60)
 
 
 @SETTINGS

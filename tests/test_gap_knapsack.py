@@ -44,6 +44,22 @@ def _feasible(p: Program) -> list[tuple[np.ndarray, int]]:
     return out
 
 
+def _kl(p: Program, u0: list[float] | None = None):
+    """The knapsack Lagrangian from multipliers `u0` (resized to the tasks; default zeros)."""
+    u = np.zeros(p.n_tasks) if u0 is None else np.resize(np.array(u0), p.n_tasks)
+    return knapsack_lagrangian(p, u, None, time.monotonic() + 2, iterations=60)
+
+
+def _knapsack_by_enumeration(w: np.ndarray, a: np.ndarray, allowed: np.ndarray, cap: int) -> float:
+    """min Σ w x over every 0-1 x within `allowed` whose load fits `cap` (0: the empty set)."""
+    best = 0.0
+    for bits in itertools.product([0, 1], repeat=w.size):
+        x = np.array(bits, dtype=bool)
+        if not (x & ~allowed).any() and a[x].sum() <= cap:
+            best = min(best, float(w[x].sum()))
+    return best
+
+
 def _tol(v: float) -> float:
     return 1e-6 * max(1.0, abs(v))
 
@@ -107,11 +123,7 @@ def test_knapsack_matches_enumeration(w, a, cap):
         np.stack([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)], axis=1),
         np.array([cap, cap]),
     )
-    best = 0.0
-    for bits in itertools.product([0, 1], repeat=n):
-        x = np.array(bits, dtype=bool)
-        if a_arr[x].sum() <= cap:
-            best = min(best, float(w_arr[x].sum()))
+    best = _knapsack_by_enumeration(w_arr, a_arr, np.ones(n, dtype=bool), cap)
     assert z[0] == best and z[1] == 0.0 and not chosen[:, 1].any()
     assert a_arr[chosen[:, 0]].sum() <= cap and w_arr[chosen[:, 0]].sum() == best
 
@@ -154,14 +166,10 @@ def test_z_is_each_gpus_knapsack_optimum(m, u0):
     p = _program(m)
     if not applicable(p):
         return
-    kl = knapsack_lagrangian(p, np.resize(np.array(u0), p.n_tasks), None, time.monotonic() + 2, iterations=60)
-    best = np.zeros(p.n_gpus)
+    kl = _kl(p, u0)
     w = p.cost_int - kl.u[:, None]
-    for g in range(p.n_gpus):  # enumeration of each GPU's task sets
-        for bits in itertools.product([0, 1], repeat=p.n_tasks):
-            x = np.array(bits, dtype=bool)
-            if (x & ~p.eligible[:, g]).any() or p.load_int[0, x, g].sum() > p.capacity_int[0, g]:
-                continue
-            best[g] = min(best[g], float(w[x, g].sum()))
     for g in range(p.n_gpus):
-        assert abs(kl.z[g] - best[g]) <= _tol(best[g])
+        best = _knapsack_by_enumeration(
+            w[:, g], p.load_int[0, :, g], p.eligible[:, g], int(p.capacity_int[0, g])
+        )
+        assert abs(kl.z[g] - best) <= _tol(best)

@@ -242,6 +242,7 @@ def search(
             target += step
 
     start = best.copy() if best is not None else None  # where every trajectory begins
+    start_int = 0 if start is None else p.objective_int(start)
 
     def draw(current: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         """k GPUs of `current` to free, drawn with probability growing with their Lagrangian waste
@@ -277,7 +278,7 @@ def search(
                     current = (start if start is not None else best).copy()
                     current_int = p.objective_int(current)
                 elif start is not None and now - improved > max(LNS_RESTART_MIN_S, improved - began):
-                    current, current_int = start.copy(), p.objective_int(start)
+                    current, current_int = start.copy(), start_int
                     began = improved = now
                     k, idle = k0, 0
                     res.restarts += 1

@@ -202,3 +202,35 @@ def knapsack_fixable(program: Program, kl: KnapsackLagrangian, upper_int: float)
     """Pairs no solution cheaper than `upper_int` can use, bool [T, G] (integer costs assumed)."""
     tol = 1e-6 * max(1.0, abs(upper_int))
     return program.eligible & (kl.bound_int + kl.penalty > upper_int - 1.0 + tol)
+
+
+def local_multipliers(
+    cost: np.ndarray,
+    load: np.ndarray,
+    eligible: np.ndarray,
+    cap: np.ndarray,
+    u0: np.ndarray,
+    target: float,
+    steps: int,
+    theta: float = 1.0,
+) -> tuple[np.ndarray, float]:
+    """A few subgradient steps on L(u) of a GAP over `cost` [T, G] (every task required), from `u0`
+    with Polyak steps aimed at `target` + 1: the best u and L(u). Stops once L(u) > `target` (then no
+    plan costs <= target). Used on a large-neighbourhood subproblem, whose own multipliers bound it
+    more tightly than the whole program's."""
+    u = np.asarray(u0, dtype=np.float64).copy()
+    best_u, best = u.copy(), -_INF
+    for _ in range(steps):
+        z, x = knapsacks(cost - u[:, None], load, eligible, cap)
+        value = float(u.sum() + z.sum())
+        if value > best:
+            best_u, best = u.copy(), value
+        if value > target + 1e-6 * max(1.0, abs(target)):
+            break
+        sub = 1.0 - x.sum(axis=1)
+        norm = float((sub**2).sum())
+        if norm <= 0:
+            break  # the knapsacks place every task once: u is optimal
+        u = u + theta * (target + 1.0 - value) / norm * sub
+        theta *= 0.9
+    return best_u, best - 1e-9 * max(1.0, abs(best))

@@ -14,7 +14,7 @@ from gpuplan.optimizer.bounds import lp_relaxation
 from gpuplan.optimizer.program import Program
 from gpuplan.solvers import gap_bb
 from gpuplan.solvers.gap_knapsack import applicable as knapsack_applicable
-from gpuplan.solvers.gap_knapsack import knapsack_lagrangian
+from gpuplan.solvers.gap_knapsack import knapsack_lagrangian, local_multipliers
 from tests.test_gap_knapsack import _feasible, _kl
 from tests.test_properties import SETTINGS, matrices
 
@@ -89,6 +89,83 @@ def test_lns_never_worsens_and_bound_holds(m, seed):
         assert res.proven_bound_int <= opt
     if res.optimal:
         assert last == opt
+
+
+@SETTINGS
+@given(
+    matrices(homeless=False),
+    st.lists(st.floats(-30, 30), min_size=7, max_size=7),
+    st.lists(st.booleans(), min_size=7, max_size=7),
+    st.integers(-5, 40),
+)
+def test_local_multipliers_bound_the_subproblem(m, u0, pinned, slack):
+    """The re-optimized multipliers of a subproblem (some tasks pinned to an optimal plan's GPUs,
+    the rest free) bound its optimum; "empty" (bound above the target) is never said of a
+    subproblem that has a plan within the target; and the branch and bound with them is exact."""
+    p = _program(m)
+    if not _usable(p):
+        return
+    sols = _feasible(p)
+    if not sols:
+        return
+    ref, _ = min(sols, key=lambda s: s[1])
+    pin = np.resize(np.array(pinned, dtype=bool), p.n_tasks)
+    fixed = np.where(pin, ref, -1)
+    sub_opt = min(v for a, v in sols if np.all(a[pin] == ref[pin]))
+    free = np.flatnonzero(~pin)
+    offset = int(p.cost_int[pin, ref[pin]].sum())
+    used = np.bincount(ref[pin], weights=p.load_int[0][pin, ref[pin]], minlength=p.n_gpus)
+    target = sub_opt - offset + slack - 5
+    u, bound = local_multipliers(
+        p.cost_int[free],
+        p.load_int[0][free],
+        p.eligible[free],
+        p.capacity_int[0] - used.astype(np.int64),
+        np.resize(np.array(u0), free.size),
+        float(target),
+        30,
+    )
+    assert bound <= sub_opt - offset + 1e-6
+    full = np.resize(np.array(u0), p.n_tasks).astype(np.float64)
+    full[free] = u
+    r = gap_bb.branch_and_bound(p, _kl(p), sub_opt + 10, 10.0, fixed=fixed, u=full)
+    assert r.exhausted and r.objective_int == sub_opt
+    assert r.assign is not None and np.all(r.assign[pin] == ref[pin])
+
+
+def test_local_multipliers_of_an_empty_subproblem():
+    """Every task pinned (the drawn GPUs held none): cost 0, no crash in the knapsacks."""
+    u, bound = local_multipliers(
+        np.zeros((0, 2), dtype=np.int64),
+        np.zeros((0, 2), dtype=np.int64),
+        np.zeros((0, 2), dtype=bool),
+        np.array([3, 0]),
+        np.zeros(0),
+        -1.0,
+        20,
+    )
+    assert u.size == 0 and bound == 0.0
+
+
+def test_lns_with_and_without_local_multipliers(monkeypatch):
+    """Both LNS variants only report feasible, strictly improving plans on a type-D-like instance."""
+    p = _program(_type_d(60, 8, 5, 40))
+    lp = lp_relaxation(p, time.monotonic() + 5)
+    assert lp is not None and lp.u is not None
+    kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 2)
+    start = None
+    for steps in (0, gap_bb.LNS_LOCAL_STEPS):
+        monkeypatch.setattr(gap_bb, "LNS_LOCAL_STEPS", steps)
+        if start is None:
+            sr = gap_bb.search(p, kl, None, time.monotonic() + 1.0, seed=1)
+            assert sr.plans
+            start = sr.plans[0][1]
+        res = gap_bb.search(p, kl, start, time.monotonic() + 1.0, seed=2, ladder=False)
+        last = p.objective_int(start)
+        for _, assign, value in res.plans:
+            assert p.is_feasible(assign) and p.objective_int(assign) == value < last
+            last = value
+        assert res.lns_rounds > 0
 
 
 def test_pins_are_kept_and_checked():

@@ -31,6 +31,16 @@ Two uses, in `search`:
    its best, begins a new one from the start plan: on tight programs a trajectory settles within a
    second in one of many local optima, and the best of several beats one long run.
 
+   Each round first re-optimizes the multipliers for its own subproblem: with F the freed tasks,
+   :math:`C_P` the cost of the pinned ones and :math:`r_g` the capacity they leave on GPU g, the
+   subproblem is a GAP over F with capacities :math:`r_g`, and any :math:`v \in \mathbb{R}^F`
+   bounds it by :math:`L_F(v) = \sum_{t \in F} v_t + \sum_g z_g(v)` (the knapsacks over F within
+   :math:`r_g`). A few Polyak subgradient steps from :math:`v = u_F` aimed at
+   :math:`T - C_P + 1` (T the round's target) give a much tighter bound than the whole program's
+   :math:`u` on neighbourhoods of most GPUs; when :math:`L_F(v) > T - C_P` the round is over without
+   a search, otherwise the branch and bound runs with :math:`u_F` replaced by :math:`v` (the pinned
+   tasks' multipliers cancel out of every bound).
+
 Only for the programs the knapsack relaxation applies to, with every task required.
 
 Ideas from the literature, code gpuplan's own: branch and bound on Lagrangian knapsack bounds

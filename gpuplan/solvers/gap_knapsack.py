@@ -219,6 +219,8 @@ def local_multipliers(
     plan costs <= target). Used on a large-neighbourhood subproblem, whose own multipliers bound it
     more tightly than the whole program's."""
     u = np.asarray(u0, dtype=np.float64).copy()
+    if cost.shape[0] == 0 or cost.shape[1] == 0:
+        return u, 0.0 if cost.shape[0] == 0 else -_INF  # no task: cost 0; no GPU: no bound
     best_u, best = u.copy(), -_INF
     for _ in range(steps):
         z, x = knapsacks(cost - u[:, None], load, eligible, cap)

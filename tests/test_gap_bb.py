@@ -27,6 +27,15 @@ def _usable(p: Program) -> bool:
     return gap_bb.applicable(p) and knapsack_applicable(p)
 
 
+def _assert_improving(p: Program, res: gap_bb.SearchResult, start: int) -> int:
+    """Every reported plan is feasible, priced right and strictly cheaper than the one before."""
+    last = start
+    for _, assign, value in res.plans:
+        assert p.is_feasible(assign) and p.objective_int(assign) == value < last
+        last = value
+    return last
+
+
 @SETTINGS
 @given(matrices(homeless=False), st.lists(st.floats(-30, 30), min_size=7, max_size=7))
 def test_branch_and_bound_equals_enumeration(m, u0):
@@ -81,10 +90,7 @@ def test_lns_never_worsens_and_bound_holds(m, seed):
     start, start_val = max(sols, key=lambda s: s[1])
     opt = min(v for _, v in sols)
     res = gap_bb.search(p, _kl(p), start, time.monotonic() + 0.5, seed, ladder=False)
-    last = start_val
-    for _, assign, value in res.plans:
-        assert p.is_feasible(assign) and p.objective_int(assign) == value < last
-        last = value
+    last = _assert_improving(p, res, start_val)
     if res.proven_bound_int is not None:
         assert res.proven_bound_int <= opt
     if res.optimal:
@@ -153,18 +159,12 @@ def test_lns_with_and_without_local_multipliers(monkeypatch):
     lp = lp_relaxation(p, time.monotonic() + 5)
     assert lp is not None and lp.u is not None
     kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 2)
-    start = None
+    first = gap_bb.branch_and_bound(p, kl, int(p.cost_int.max(axis=1).sum()), 5.0, node_limit=2000)
+    assert first.assign is not None and first.objective_int is not None
     for steps in (0, gap_bb.LNS_LOCAL_STEPS):
         monkeypatch.setattr(gap_bb, "LNS_LOCAL_STEPS", steps)
-        if start is None:
-            sr = gap_bb.search(p, kl, None, time.monotonic() + 1.0, seed=1)
-            assert sr.plans
-            start = sr.plans[0][1]
-        res = gap_bb.search(p, kl, start, time.monotonic() + 1.0, seed=2, ladder=False)
-        last = p.objective_int(start)
-        for _, assign, value in res.plans:
-            assert p.is_feasible(assign) and p.objective_int(assign) == value < last
-            last = value
+        res = gap_bb.search(p, kl, first.assign, time.monotonic() + 1.0, seed=2, ladder=False)
+        _assert_improving(p, res, first.objective_int)
         assert res.lns_rounds > 0
 
 
@@ -211,6 +211,19 @@ def test_portfolio_proves_a_tight_instance_by_the_ladder():
     assert plan.bound == pytest.approx(plan.objective)
 
 
+def test_portfolio_routes_mid_size_programs_to_the_branch_and_bound():
+    """A 20 x 300 single-resource program (6,000 pairs: above the exact-phase limit, within
+    `BB_PAIRS`) takes the knapsack Lagrangian and the branch and bound; the plan is verified."""
+    from gpuplan.optimizer import portfolio
+
+    m = _type_d(300, 20, 7, 20)
+    assert portfolio.EXACT_PAIRS < 300 * 20 <= portfolio.BB_PAIRS
+    plan = solve(parse_problem(m), time_limit_s=4, workers=2)
+    assert plan.status.value in ("optimal", "feasible")
+    assert "bb_nodes" in plan.stats and "knap_iterations" in plan.stats
+    assert plan.bound is not None and plan.bound <= plan.objective
+
+
 @SETTINGS
 @given(matrices(homeless=False), st.integers(0, 3))
 def test_discrepancy_limit_is_never_called_exhaustive_when_it_cuts(m, disc):
@@ -241,7 +254,4 @@ def test_lns_trajectories_restart_from_the_start_plan_and_never_report_worse():
     assert first.assign is not None and first.objective_int is not None
     res = gap_bb.search(p, kl, first.assign, time.monotonic() + 2.0, seed=1, ladder=False)
     assert res.restarts >= 1 or res.optimal  # (a proof ends the search before any restart)
-    last = first.objective_int
-    for _, assign, value in res.plans:
-        assert p.is_feasible(assign) and p.objective_int(assign) == value < last
-        last = value
+    _assert_improving(p, res, first.objective_int)

@@ -13,8 +13,8 @@ from gpuplan import compile_problem, parse_problem, solve
 from gpuplan.optimizer.bounds import lp_relaxation
 from gpuplan.optimizer.program import Program
 from gpuplan.solvers import gap_bb
+from gpuplan.solvers.gap_knapsack import KnapsackLagrangian, knapsack_lagrangian, local_multipliers
 from gpuplan.solvers.gap_knapsack import applicable as knapsack_applicable
-from gpuplan.solvers.gap_knapsack import knapsack_lagrangian, local_multipliers
 from tests.test_gap_knapsack import _feasible, _kl
 from tests.test_properties import SETTINGS, matrices
 
@@ -25,6 +25,15 @@ def _program(m: dict) -> Program:
 
 def _usable(p: Program) -> bool:
     return gap_bb.applicable(p) and knapsack_applicable(p)
+
+
+def _with_plans(m: dict) -> tuple[Program, list[tuple[np.ndarray, int]]] | None:
+    """The program and every feasible plan, or None when the search does not apply or none exists."""
+    p = _program(m)
+    if not _usable(p):
+        return None
+    sols = _feasible(p)
+    return (p, sols) if sols else None
 
 
 def _assert_improving(p: Program, res: gap_bb.SearchResult, start: int) -> int:
@@ -81,12 +90,10 @@ def test_ladder_proves_the_optimum(m):
 @given(matrices(homeless=False), st.integers(0, 2**31 - 1))
 def test_lns_never_worsens_and_bound_holds(m, seed):
     """From any feasible start the LNS only offers better feasible plans; a proven bound holds."""
-    p = _program(m)
-    if not _usable(p):
+    got = _with_plans(m)
+    if got is None:
         return
-    sols = _feasible(p)
-    if not sols:
-        return
+    p, sols = got
     start, start_val = max(sols, key=lambda s: s[1])
     opt = min(v for _, v in sols)
     res = gap_bb.search(p, _kl(p), start, time.monotonic() + 0.5, seed, ladder=False)
@@ -108,12 +115,10 @@ def test_local_multipliers_bound_the_subproblem(m, u0, pinned, slack):
     """The re-optimized multipliers of a subproblem (some tasks pinned to an optimal plan's GPUs,
     the rest free) bound its optimum; "empty" (bound above the target) is never said of a
     subproblem that has a plan within the target; and the branch and bound with them is exact."""
-    p = _program(m)
-    if not _usable(p):
+    got = _with_plans(m)
+    if got is None:
         return
-    sols = _feasible(p)
-    if not sols:
-        return
+    p, sols = got
     ref, _ = min(sols, key=lambda s: s[1])
     pin = np.resize(np.array(pinned, dtype=bool), p.n_tasks)
     fixed = np.where(pin, ref, -1)
@@ -155,12 +160,7 @@ def test_local_multipliers_of_an_empty_subproblem():
 
 def test_lns_with_and_without_local_multipliers(monkeypatch):
     """Both LNS variants only report feasible, strictly improving plans on a type-D-like instance."""
-    p = _program(_type_d(60, 8, 5, 40))
-    lp = lp_relaxation(p, time.monotonic() + 5)
-    assert lp is not None and lp.u is not None
-    kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 2)
-    first = gap_bb.branch_and_bound(p, kl, int(p.cost_int.max(axis=1).sum()), 5.0, node_limit=2000)
-    assert first.assign is not None and first.objective_int is not None
+    p, kl, first = _type_d_start(60, 8, 5, 40)
     for steps in (0, gap_bb.LNS_LOCAL_STEPS):
         monkeypatch.setattr(gap_bb, "LNS_LOCAL_STEPS", steps)
         res = gap_bb.search(p, kl, first.assign, time.monotonic() + 1.0, seed=2, ladder=False)
@@ -187,6 +187,19 @@ def _type_d(t: int, g: int, seed: int, max_load: int) -> dict:
     cost = 111 - load + rng.integers(-10, 11, size=(t, g))
     cap = (0.8 * load.sum(axis=0) / g).astype(int)
     return {"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}}
+
+
+def _type_d_start(
+    t: int, g: int, seed: int, max_load: int
+) -> tuple[Program, KnapsackLagrangian, gap_bb.BBResult]:
+    """A type-D-like program, its knapsack Lagrangian from the LP duals and a first plan."""
+    p = _program(_type_d(t, g, seed, max_load))
+    lp = lp_relaxation(p, time.monotonic() + 5)
+    assert lp is not None and lp.u is not None
+    kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 5)
+    first = gap_bb.branch_and_bound(p, kl, int(p.cost_int.max(axis=1).sum()), 5.0, node_limit=2000)
+    assert first.assign is not None and first.objective_int is not None
+    return p, kl, first
 
 
 def test_node_limit_stops_without_claiming_exhaustion():
@@ -246,12 +259,7 @@ def test_discrepancy_limit_is_never_called_exhaustive_when_it_cuts(m, disc):
 def test_lns_trajectories_restart_from_the_start_plan_and_never_report_worse():
     """Once its trajectory stops improving a worker begins again from the start plan; what the
     search reports still only ever improves on the start."""
-    p = _program(_type_d(80, 8, 5, 100))
-    lp = lp_relaxation(p, time.monotonic() + 5)
-    assert lp is not None and lp.u is not None
-    kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 5)
-    first = gap_bb.branch_and_bound(p, kl, int(p.cost_int.max(axis=1).sum()), 5.0, node_limit=2000)
-    assert first.assign is not None and first.objective_int is not None
+    p, kl, first = _type_d_start(80, 8, 5, 100)
     res = gap_bb.search(p, kl, first.assign, time.monotonic() + 2.0, seed=1, ladder=False)
     assert res.restarts >= 1 or res.optimal  # (a proof ends the search before any restart)
     _assert_improving(p, res, first.objective_int)

@@ -58,7 +58,7 @@ EXACT_PAIRS = 5_000
 #: Single-resource programs with at most this many pairs (and small knapsacks, every task required)
 #: take the Lagrangian branch and bound, then the exact phase. At 30 s the Yagiura files of 20 and 40
 #: GPUs x 400 tasks and 15 x 900 gain most: d40400 +0.20% against +0.56% by the restricted CP-SAT
-#: phases, c40400 and c20400 proven optimal in 0.4 s and 2 s.
+#: phases, c40400 and c20400 proven optimal in 0.9 s and 2.5 s (whole processes).
 BB_PAIRS = 20_000
 #: Share of the time left after the LP given to the knapsack Lagrangian's subgradient ascent.
 KNAPSACK_SHARE = 0.15

@@ -272,7 +272,7 @@ def search(
 
     load, cap = p.load_int[0], p.capacity_int[0]
 
-    def _local(
+    def local_bound(
         current: np.ndarray, free: np.ndarray, allowed: np.ndarray, target: int
     ) -> tuple[np.ndarray, bool]:
         """Multipliers re-optimized for the subproblem of the `free` tasks (the others pinned to
@@ -331,7 +331,7 @@ def search(
             free = draw(current, k, worker_rng)[current] | ~allowed[tasks, current]
             u, empty = kl.u, False
             if LNS_LOCAL_STEPS > 0:
-                u, empty = _local(current, free, allowed, target)
+                u, empty = local_bound(current, free, allowed, target)
             if empty:  # the subproblem's own bound exceeds the target
                 r = BBResult(None, None, 0, exhausted=True)
             else:

@@ -2,6 +2,7 @@
 
 import logging
 
+from gpuplan.errors import GpuplanError, InputError, VerificationError
 from gpuplan.models import (
     GPU,
     Assignment,
@@ -20,7 +21,6 @@ from gpuplan.models import (
 from gpuplan.optimizer import (
     Compiled,
     Program,
-    VerificationError,
     compile_problem,
     parse_problem,
     solve,
@@ -36,6 +36,8 @@ __all__ = [
     "Assignment",
     "Compiled",
     "GPUType",
+    "GpuplanError",
+    "InputError",
     "Matrix",
     "MatrixProblem",
     "Node",

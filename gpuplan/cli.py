@@ -15,16 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gpuplan.errors import InputError
+
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
-
-
-class InputError(Exception):
-    """Bad input: one line naming where and what."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
-        self.path = path
-        self.message = message
 
 
 def _first_non_finite(value: Any, path: str = "") -> tuple[str, float] | None:

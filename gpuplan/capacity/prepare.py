@@ -7,17 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpuplan.capacity.models import Catalog, Workload
+from gpuplan.errors import InputError
 
 _TOL = 1e-9
 
 
-class CapacityInputError(ValueError):
+class CapacityInputError(InputError):
     """Input that is well-formed JSON but inconsistent (e.g. an unknown GPU type): exit 2."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,17 +13,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from gpuplan.errors import InputError
 from gpuplan.executor.devices import DeviceInfo, Reading
 from gpuplan.executor.spec import SimFleet
 
 
-class SimFleetError(ValueError):
+class SimFleetError(InputError):
     """A sim file that does not parse or validate; `path` names the field."""
-
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
-        self.message = message
 
 
 def load_sim(path: Path) -> SimFleet:

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpuplan.errors import InputError
 from gpuplan.models import Matrix, MatrixProblem, Problem
 from gpuplan.optimizer.program import Program
 
@@ -134,9 +135,10 @@ def _penalties(
         members = optional & (priority == level)
         p = base + below
         if p * int(optional.sum()) + int(absmax.sum()) >= _INT_LIMIT:
-            raise ValueError(
-                "priorities: too many priority levels to weigh exactly in 64-bit integers "
-                f"({len(np.unique(priority[optional]))} levels); merge some levels"
+            raise InputError(
+                "tasks.priority",
+                "too many priority levels to weigh exactly in 64-bit integers "
+                f"({len(np.unique(priority[optional]))} levels); merge some levels",
             )
         pen[members] = p
         below += int(members.sum()) * p

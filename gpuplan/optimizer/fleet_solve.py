@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from gpuplan.errors import InputError
 from gpuplan.models import Assignment, GPUUsage, Incumbent, Plan, Problem, Status, Unassigned
 from gpuplan.optimizer.fleet import NONE, FleetCompiled, FleetProgram, compile_fleet
 from gpuplan.optimizer.fleet_bound import Packing, fleet_lower_bound, packing_bound
@@ -233,10 +234,11 @@ def solve_fleet(
     from gpuplan.optimizer.verify import verify_fleet
 
     if solver == "milp":
-        raise ValueError(
-            "solver: 'milp' covers the GAP core only (one GPU per task, share, memory, time); this "
+        raise InputError(
+            "solver",
+            "'milp' covers the GAP core only (one GPU per task, share, memory, time); this "
             "problem uses gangs, node resources, placement rules, data, migration or another "
-            "objective: use auto, cpsat or greedy"
+            "objective: use auto, cpsat or greedy",
         )
     deadline = started + time_limit_s
     workers = workers or os.cpu_count() or 1

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuplan.errors import InputError
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
 from gpuplan.optimizer.compile import Compiled, compile_problem
 from gpuplan.optimizer.decode import decode
@@ -20,6 +21,9 @@ from gpuplan.solvers.greedy import GreedySolver
 from gpuplan.solvers.polish import polish
 
 log = logging.getLogger("gpuplan")
+
+#: The names `solve` takes for its `solver` argument.
+SOLVERS = ("auto", "greedy", "cpsat", "milp")
 
 #: Above this many eligible (task, GPU) pairs, `auto` skips the exact model.
 AUTO_MAX_PAIRS = 2_000_000
@@ -78,7 +82,7 @@ def solve_compiled(
     program = compiled.program
     workers = workers or os.cpu_count() or 1
     if solver not in ("auto", "greedy", "cpsat", "milp"):
-        raise ValueError(f"solver: unknown backend {solver!r} (choose auto, greedy, cpsat, milp)")
+        raise InputError("solver", f"unknown backend {solver!r} (choose auto, greedy, cpsat, milp)")
 
     no_home = np.flatnonzero(~program.eligible.any(axis=1) & ~program.optional)
     if no_home.size:
@@ -188,6 +192,8 @@ def solve(
     if isinstance(problem, dict):
         problem = parse_problem(problem)
     opts = problem.options if isinstance(problem, Problem) else None
+    if solver is not None and solver not in SOLVERS:
+        raise InputError("solver", f"unknown backend {solver!r} (choose {', '.join(SOLVERS)})")
     if isinstance(problem, Problem) and (problem.uses_fleet_features or _too_big(problem)):
         from gpuplan.optimizer.fleet_solve import solve_fleet
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from gpuplan.errors import VerificationError
 from gpuplan.models import GPU, GPUType, Matrix, MatrixProblem, Node, Plan, Problem, Task
 
 _REL = 1e-6
 _NOISE = 1e-12
-
-
-class VerificationError(AssertionError):
-    """The engine produced a plan that breaks the problem's rules (an internal bug)."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gpuplan.errors import InputError
 from gpuplan.solvers.base import RawSolution, SolveParams, Solver
 
 BACKENDS = ("greedy", "cpsat", "milp")
@@ -21,7 +22,7 @@ def get_solver(name: str) -> Solver:
         from gpuplan.solvers.milp import MilpSolver
 
         return MilpSolver()
-    raise ValueError(f"solver: unknown backend {name!r} (choose auto, {', '.join(BACKENDS)})")
+    raise InputError("solver", f"unknown backend {name!r} (choose auto, {', '.join(BACKENDS)})")
 
 
 __all__ = ["BACKENDS", "RawSolution", "SolveParams", "Solver", "get_solver"]

@@ -22,12 +22,12 @@ For a Problem, with :math:`d_{tg}` the duration of task t on g's type (explicit 
 :math:`b = M_g`); with a horizon H, each GPU works through its tasks in turn: ``gpu_time_h``
 (:math:`a = s_t d_{tg}`, :math:`b = H`), and memory is a per-task eligibility test.
 
-Priorities are lexicographic: with tiers :math:`1 < \dots < k` of optional tasks (by priority;
-tasks that fit on no GPU at all are left out of every plan and carry no penalty),
-:math:`p_t = P_{\mathrm{tier}(t)}` where :math:`P_1 = 2\sum_t \max_g |c_{tg}| + 1` and
-:math:`P_j = P_1 + \sum_{i<j} n_i P_i`, so one more placed task of a tier outweighs every cost and
-every lower-tier task. The optimum therefore never drops a task that could take the place of
-lower-priority work.
+Priorities are lexicographic: the drop penalties :math:`p_t` are built in
+:mod:`gpuplan.optimizer.priorities` (one formula for every program, with :math:`S = \sum_t \max_g
+|c_{tg}|`; tasks that fit on no GPU at all are left out of every plan and carry no penalty), so one
+more placed task of a tier outweighs every cost and every lower-tier task. The optimum therefore
+never drops a task that could take the place of lower-priority work. Tiers too wide to weigh
+exactly raise `TiersTooWide`: `solve` then plans the problem tier by tier on the fleet program.
 
 Integer program (CP-SAT): costs are multiplied by :math:`10^k` and rounded, the smallest k that
 makes them integral (or the largest that keeps totals below about :math:`10^{12}`). Each resource
@@ -43,8 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpuplan.errors import InputError
 from gpuplan.models import Matrix, MatrixProblem, Problem
+from gpuplan.optimizer.priorities import TiersTooWide, tier_penalties, tiers
 from gpuplan.optimizer.program import Program
 
 _COST_TOTAL_BUDGET = 1e12
@@ -120,29 +120,18 @@ def _scale_loads(
 
 
 def _penalties(
-    cost_int: np.ndarray, eligible: np.ndarray, optional: np.ndarray, priority: np.ndarray
+    cost: np.ndarray, eligible: np.ndarray, optional: np.ndarray, priority: np.ndarray, cost_scale: float
 ) -> np.ndarray:
-    """Lexicographic drop penalties (integer units), see the module docstring."""
-    pen = np.zeros(len(optional), dtype=np.int64)
+    """Lexicographic drop penalties in integer units (`gpuplan.optimizer.priorities`); raises
+    TiersTooWide when they cannot be weighed exactly, so the caller solves tier by tier."""
     # A task that fits on no GPU is left out in every plan: no penalty, the objective stays readable.
-    optional = optional & eligible.any(axis=1)
-    if not optional.any():
-        return pen
-    absmax = np.where(eligible, np.abs(cost_int), 0).max(axis=1, initial=0)
-    base = 2 * int(absmax.sum()) + 1
-    below = 0  # Σ n_i P_i over lower tiers
-    for level in np.unique(priority[optional]):
-        members = optional & (priority == level)
-        p = base + below
-        if p * int(optional.sum()) + int(absmax.sum()) >= _INT_LIMIT:
-            raise InputError(
-                "tasks.priority",
-                "too many priority levels to weigh exactly in 64-bit integers "
-                f"({len(np.unique(priority[optional]))} levels); merge some levels",
-            )
-        pen[members] = p
-        below += int(members.sum()) * p
-    return pen
+    candidates = optional & eligible.any(axis=1)
+    span = float(np.where(eligible, np.abs(cost), 0.0).max(axis=1, initial=0.0).sum())
+    pen = tier_penalties(candidates, priority, span, np.zeros(len(optional)), first_free=False)
+    if pen is None or float(pen.sum()) * cost_scale + span * cost_scale >= _INT_LIMIT:
+        n_tiers = len(tiers(candidates, priority))
+        raise TiersTooWide(f"{n_tiers} priority tiers over {int(candidates.sum())} tasks")
+    return np.round(pen * cost_scale).astype(np.int64)
 
 
 def _finish(
@@ -165,7 +154,7 @@ def _finish(
         cost[eligible], max(float(row_max.sum()), 1e-300), _COST_TOTAL_BUDGET
     )
     cost_int = np.where(eligible, np.round(cost * cost_scale), 0).astype(np.int64)
-    pen_int = _penalties(cost_int, eligible, optional, priority)
+    pen_int = _penalties(cost, eligible, optional, priority, cost_scale)
     return Program(
         cost=cost,
         eligible=eligible,

@@ -45,9 +45,11 @@ pay :math:`\phi\,\mathrm{input}_t` each), :math:`u_g \ge x_{tg}`, :math:`o_n \ge
 :math:`U \ge \sum_t a_{tg} x_{tg} / A_g`, and migration :math:`\mu_t` charged per GPU left
 (:math:`\mu_t / k_t` each; all of it when a running task is dropped). Drop penalties
 :math:`p_t = B_{\mathrm{tier}(t)} + \lambda_{\mathrm{placed}} w_t` (w: the task's GPU request, count
-or work); the tier bases make priorities lexicographic exactly as in the GAP core (:math:`B_1 = 0`
-when 'placed' is a criterion, the user's trade-off, else :math:`2M + 1` with M bounding every other
-term). A lexicographic objective takes :math:`\lambda_i = 1 + \sum_{j > i} \lambda_j \mathrm{range}_j /
+or work) with the tier bases of :mod:`gpuplan.optimizer.priorities`, the same formula as the GAP
+core (:math:`S` = M bounding every other term; :math:`B_1 = 0` when 'placed' is a criterion, the
+user's trade-off). When the tiers are too wide to weigh exactly, every tier gets :math:`B_1` and
+`solve_fleet` keeps the priority order by solving tier by tier. A lexicographic
+objective takes :math:`\lambda_i = 1 + \sum_{j > i} \lambda_j \mathrm{range}_j /
 \mathrm{unit}_i`, so one unit of an earlier criterion outweighs every later one.
 
 Costs per GPU depend on the task and the GPU's *class* (type, node bandwidth), not the GPU itself,
@@ -65,6 +67,7 @@ import numpy as np
 
 from gpuplan.models import Problem
 from gpuplan.optimizer.compile import duration_table
+from gpuplan.optimizer.priorities import TiersTooWide, flat_penalties, tier_penalties, tiers
 
 #: Marker for "no GPU" in a fleet assignment row, and "no group / dataset" in index arrays.
 NONE = -1
@@ -267,6 +270,7 @@ class FleetCompiled:
     node_ids: tuple[str, ...]
     duration: np.ndarray  # float64 [T, classes]: hours incl. transfer, NaN where undefined
     terms: tuple[tuple[str, float], ...]  # (criterion, lambda) actually used
+    flat_tiers: bool = False  # every tier weighed alike: priorities are kept by a tier-by-tier solve
 
 
 def _placed_weight(p: Problem, dur_types: np.ndarray) -> np.ndarray:
@@ -287,8 +291,10 @@ def _placed_weight(p: Problem, dur_types: np.ndarray) -> np.ndarray:
     return work * gang * share
 
 
-def compile_fleet(p: Problem) -> FleetCompiled:
-    """Problem -> FleetCompiled (see the module docstring for the math)."""
+def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
+    """Problem -> FleetCompiled (see the module docstring for the math). Raises TiersTooWide when
+    the priority tiers cannot be weighed exactly; `flat_tiers` then gives every tier the first
+    tier's penalty (for a tier-by-tier solve)."""
     pairs = p.all_gpus()
     type_index = {gt.name: k for k, gt in enumerate(p.gpu_types)}
     node_index = {n.id: i for i, n in enumerate(p.nodes)}
@@ -436,20 +442,15 @@ def compile_fleet(p: Problem) -> FleetCompiled:
         + w_nodes * n_n
         + w_balance
     )
-    penalty = np.zeros(t_n)
-    lam_placed = lam.get("placed", 0.0)
+    extra = lam.get("placed", 0.0) * weight
     opt = optional & placeable
-    below = 0.0
-    for j, level in enumerate(np.unique(priority[opt])):
-        members = opt & (priority == level)
-        base = 0.0 if (j == 0 and "placed" in kinds) else 2.0 * m_total + 1.0 + below
-        penalty[members] = base + lam_placed * weight[members]
-        below += float(penalty[members].sum())
-    if below > 1e15:
-        raise ValueError(
-            "objective: priority tiers and criteria span too wide a range to weigh exactly "
-            f"(about {below:.3g}); merge priority levels or use a weighted objective"
-        )
+    if flat_tiers:
+        penalty = flat_penalties(opt, priority, m_total, extra, first_free="placed" in kinds)
+    else:
+        exact = tier_penalties(opt, priority, m_total, extra, first_free="placed" in kinds)
+        if exact is None:
+            raise TiersTooWide(f"{len(tiers(opt, priority))} priority tiers over {int(opt.sum())} tasks")
+        penalty = exact
 
     k_max = int(gang.max(initial=1))
     current = np.full((t_n, k_max), NONE, dtype=np.int64)
@@ -498,6 +499,7 @@ def compile_fleet(p: Problem) -> FleetCompiled:
         node_ids=tuple(n.id for n in p.nodes),
         duration=np.where(elig, dur_c, np.nan),
         terms=tuple(terms),
+        flat_tiers=flat_tiers,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from gpuplan.errors import InputError
 from gpuplan.models import Assignment, GPUUsage, Incumbent, Plan, Problem, Status, Unassigned
 from gpuplan.optimizer.fleet import NONE, FleetCompiled, FleetProgram, compile_fleet
 from gpuplan.optimizer.fleet_bound import Packing, fleet_lower_bound, packing_bound
+from gpuplan.optimizer.priorities import TiersTooWide, tiers
 from gpuplan.solvers.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve, task_order
 
 log = logging.getLogger("gpuplan")
@@ -221,85 +223,74 @@ def decode_fleet(
     )
 
 
-def solve_fleet(
-    problem: Problem,
-    *,
-    solver: str,
-    time_limit_s: float,
-    workers: int | None,
-    seed: int,
-    started: float,
-) -> Plan:
-    """Compile with the fleet program and solve (see the module docstring)."""
-    from gpuplan.optimizer.verify import verify_fleet
+@dataclass
+class _Found:
+    """What one search over a fleet program found (index space)."""
 
-    if solver == "milp":
-        raise InputError(
-            "solver",
-            "'milp' covers the GAP core only (one GPU per task, share, memory, time); this "
-            "problem uses gangs, node resources, placement rules, data, migration or another "
-            "objective: use auto, cpsat or greedy",
-        )
-    deadline = started + time_limit_s
-    workers = workers or os.cpu_count() or 1
-    c = compile_fleet(problem)
-    p = c.program
+    assign: np.ndarray | None
+    status: Status
+    bound: float | None
+    warm: float | None
+    used: str
+    reason: str
+    incumbents: list[tuple[float, float]] = field(default_factory=list)
+    stats: dict[str, float | int | str] = field(default_factory=dict)
+
+
+def _bounds(
+    p: FleetProgram, until: float
+) -> tuple[float | None, Packing | None, dict[str, float | int | str]]:
+    """The aggregated LP bound and the packing bound (the larger is kept), each stopped at `until`."""
     stats: dict[str, float | int | str] = {}
-    required_homeless = np.flatnonzero(~p.eligible_c.any(axis=1) & ~p.optional)
-    if required_homeless.size:
-        plan = decode_fleet(
-            c,
-            None,
-            Status.INFEASIBLE,
-            None,
-            solver="presolve",
-            requested=solver,
-            reason="a required task fits on no GPU",
-            started=started,
-            warm=None,
-            incumbents=[],
-            stats=stats,
-            message=f"{required_homeless.size} required task(s) have no eligible GPU",
-        )
-        verify_fleet(plan, problem)
-        return plan
-    lp = fleet_lower_bound(p, deadline=started + 0.3 * time_limit_s)
+    lp = fleet_lower_bound(p, deadline=until)
     bound = None if not np.isfinite(lp.bound) else float(lp.bound)
     stats.update(lp.stats)
-    packing = packing_bound(p, deadline=started + 0.3 * time_limit_s)
+    packing = packing_bound(p, deadline=until)
     if packing is not None:
         stats["packing_bound"] = packing.bound
         bound = packing.bound if bound is None else max(bound, packing.bound)
-    st, name = _starts(
-        p, started + 0.5 * time_limit_s, deadline - 0.02 * time_limit_s, late_tasks(p, packing)
-    )
+    return bound, packing, stats
+
+
+def _search(
+    p: FleetProgram, solver: str, t0: float, span: float, workers: int, seed: int, with_bounds: bool = True
+) -> _Found:
+    """Bounds, greedy starts, moves and (when small enough or asked for) exact CP-SAT within the
+    window [t0, t0 + span]; times are fractions of the window so a stage of a tiered solve gets
+    the same phases as a whole solve."""
+    deadline = t0 + span
+    stats: dict[str, float | int | str] = {}
+    bound, packing = None, None
+    if with_bounds:
+        bound, packing, stats = _bounds(p, t0 + 0.3 * span)
+    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late_tasks(p, packing))
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
     warm = p.objective(st.assign) if feasible else None
-    if feasible:
-        incumbents.append((time.monotonic() - started, warm))
+    if warm is not None:
+        incumbents.append((time.monotonic() - t0, warm))
     used = name
     pairs = _pairs(p)
     exact = solver == "cpsat" or (solver == "auto" and pairs <= FLEET_EXACT_PAIRS)
     if solver != "greedy":
         # Moves share the time with CP-SAT when it runs; otherwise they may use it all.
-        until = started + (0.3 if exact else 0.95) * time_limit_s
-        moved = eject_improve(st, min(until, started + 0.6 * time_limit_s))
+        until = t0 + (0.3 if exact else 0.95) * span
+        moved = eject_improve(st, min(until, t0 + 0.6 * span))
         swapped = swap_improve(st, until)
         stats["eject_placed"], stats["swap_placed"] = moved, swapped
         if moved or swapped:
             used += "+moves"
-    assign = st.assign.copy()
-    feasible = not np.any((assign[:, 0] < 0) & ~p.optional)
+    assign: np.ndarray | None = st.assign.copy()
+    feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
     status = Status.FEASIBLE if feasible else Status.UNKNOWN
-    objective = p.objective(assign) if feasible else None
+    objective = p.objective(st.assign) if feasible else None
     if objective is not None and (not incumbents or objective < incumbents[-1][1]):
-        incumbents.append((time.monotonic() - started, objective))
+        incumbents.append((time.monotonic() - t0, objective))
     reason = f"{pairs:,} eligible pairs: greedy starts, LP and packing bounds, ejection and swap moves"
     if exact and time.monotonic() < deadline:
         from gpuplan.solvers.fleet_cpsat import solve_fleet_cpsat
 
-        offset = time.monotonic() - started
+        offset = time.monotonic() - t0
         res = solve_fleet_cpsat(
             p, deadline=deadline, workers=workers, seed=seed, hint=assign if feasible else None
         )
@@ -317,25 +308,180 @@ def solve_fleet(
         ):
             assign, objective, status = res.assign, res.objective, res.status
             incumbents.extend((offset + t, v) for t, v in res.incumbents)
-    proven = (
-        objective is not None and bound is not None and objective - bound <= 1e-9 * max(1.0, abs(objective))
-    )
-    if status is Status.FEASIBLE and proven:
+    if status is Status.FEASIBLE and objective is not None and _proven(objective, bound):
         status = Status.OPTIMAL
     if status.has_solution and assign is not None:
         bad = p.violations(assign)
         if bad:
             raise AssertionError(f"fleet solver produced an infeasible plan: {bad[:3]}")
+    return _Found(assign, status, bound, warm, used, reason, incumbents, stats)
+
+
+def _proven(objective: float, bound: float | None) -> bool:
+    return bound is not None and objective - bound <= 1e-9 * max(1.0, abs(objective))
+
+
+def _homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None:
+    """The infeasible plan when a required task has no eligible GPU at all, else None."""
+    p = c.program
+    homeless = np.flatnonzero(~p.eligible_c.any(axis=1) & ~p.optional)
+    if not homeless.size:
+        return None
+    return decode_fleet(
+        c,
+        None,
+        Status.INFEASIBLE,
+        None,
+        solver="presolve",
+        requested=solver,
+        reason="a required task fits on no GPU",
+        started=started,
+        warm=None,
+        incumbents=[],
+        stats={},
+        message=f"{homeless.size} required task(s) have no eligible GPU",
+    )
+
+
+def solve_fleet(
+    problem: Problem,
+    *,
+    solver: str,
+    time_limit_s: float,
+    workers: int | None,
+    seed: int,
+    started: float,
+) -> Plan:
+    """Compile with the fleet program and solve (see the module docstring); priorities too wide
+    to weigh exactly are solved tier by tier (`solve_tiered`)."""
+    from gpuplan.optimizer.verify import verify_fleet
+
+    if solver == "milp":
+        raise InputError(
+            "solver",
+            "'milp' covers the GAP core only (one GPU per task, share, memory, time); this "
+            "problem uses gangs, node resources, placement rules, data, migration or another "
+            "objective: use auto, cpsat or greedy",
+        )
+    workers = workers or os.cpu_count() or 1
+    try:
+        c = compile_fleet(problem)
+    except TiersTooWide as why:
+        return solve_tiered(
+            problem,
+            str(why),
+            solver=solver,
+            time_limit_s=time_limit_s,
+            workers=workers,
+            seed=seed,
+            started=started,
+        )
+    plan = _homeless_plan(c, solver, started)
+    if plan is None:
+        f = _search(c.program, solver, started, time_limit_s, workers, seed)
+        plan = decode_fleet(
+            c,
+            f.assign,
+            f.status,
+            f.bound,
+            solver=f.used,
+            requested=solver,
+            reason=f.reason,
+            started=started,
+            warm=f.warm,
+            incumbents=f.incumbents,
+            stats=f.stats,
+            message=""
+            if f.status.has_solution or f.status is Status.INFEASIBLE
+            else "no plan placing every required task was found within the time limit",
+        )
+    verify_fleet(plan, problem)
+    return plan
+
+
+#: Share of a tiered solve's time for the bound of the whole program.
+TIERED_BOUND_SHARE = 0.15
+
+
+def solve_tiered(
+    problem: Problem,
+    why: str,
+    *,
+    solver: str,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+    started: float,
+) -> Plan:
+    r"""Priorities as a true lexicographic order at any size: one stage per priority tier.
+
+    Stage j (tiers from the highest down) solves the program of the required tasks, the optional
+    tasks placed by the stages before it, now required (so each higher tier keeps what it won), and
+    the optional tasks of tier j; lower tiers are absent, so a stage weighs a single tier and cannot
+    overflow. Tasks placed before keep their GPUs unless the stage moves them (their placement is
+    the greedy's first choice). A stage that finds no plan with every required task keeps the
+    previous stage's plan. The plan is then priced on the whole program with every tier weighed
+    like the first (`flat_penalties`); its bound is that program's LP/packing bound, a valid lower
+    bound on the price of every plan, the tier-optimal ones included.
+    """
+    from gpuplan.optimizer.verify import verify_fleet
+
+    deadline = started + time_limit_s
+    c = compile_fleet(problem, flat_tiers=True)
+    p = c.program
+    plan = _homeless_plan(c, solver, started)
+    if plan is not None:
+        verify_fleet(plan, problem)
+        return plan
+    stats: dict[str, float | int | str] = {}
+    bound, _, bound_stats = _bounds(p, started + TIERED_BOUND_SHARE * time_limit_s)
+    stats.update(bound_stats)
+    usable = np.bincount(p.gpu_class[p.gpu_ok], minlength=p.eligible_c.shape[1]) > 0
+    candidates = p.optional & (p.eligible_c & usable[None, :]).any(axis=1)
+    levels = tiers(candidates, p.priority)
+    best: np.ndarray | None = None
+    status = Status.UNKNOWN
+    incumbents: list[tuple[float, float]] = []
+    used: list[str] = []
+    for j, level in enumerate(levels):
+        keep = ~p.optional | (candidates & (p.priority == level))
+        if best is not None:
+            keep |= best[:, 0] >= 0
+        rows = np.flatnonzero(keep)
+        sub = _stage_problem(problem, c, rows, best)
+        sc = compile_fleet(sub, flat_tiers=True)  # one optional tier: flat is exact
+        now = time.monotonic()
+        window = max(0.0, (deadline - now) / (len(levels) - j))
+        f = _search(sc.program, solver, now, window, workers, seed, with_bounds=False)
+        used.append(f.used)
+        for key, value in f.stats.items():
+            stats[f"tier{level}_{key}"] = value
+        if f.assign is not None and f.status.has_solution:
+            full = p.empty_assign()
+            full[rows, : f.assign.shape[1]] = f.assign
+            if best is not None and not _keeps(best, full, p):
+                raise AssertionError(f"tier {level}: a stage dropped a task an earlier tier placed")
+            best = full
+            status = Status.FEASIBLE
+        elif best is None:
+            status = f.status  # infeasible or unknown for the required tasks
+            break
+        if best is not None:
+            incumbents.append((time.monotonic() - started, p.objective(best)))
+    objective = None if best is None else p.objective(best)
+    if objective is not None and _proven(objective, bound):
+        status = Status.OPTIMAL
+    stats["priority_tiers"] = len(levels)
     plan = decode_fleet(
         c,
-        assign,
+        best,
         status,
         bound,
-        solver=used,
+        solver="tiered(" + "; ".join(used) + ")",
         requested=solver,
-        reason=reason,
+        reason=f"{why}: too wide to weigh exactly, solved tier by tier, highest priority first",
         started=started,
-        warm=warm,
+        warm=incumbents[0][1] if incumbents else None,
         incumbents=incumbents,
         stats=stats,
         message=""
@@ -346,4 +492,23 @@ def solve_fleet(
     return plan
 
 
-__all__ = ["FLEET_EXACT_PAIRS", "NONE", "criteria", "decode_fleet", "solve_fleet"]
+def _keeps(before: np.ndarray, after: np.ndarray, p: FleetProgram) -> bool:
+    """True when `after` places every optional task `before` placed (the higher tiers' gains)."""
+    return bool(np.all((after[:, 0] >= 0) | (before[:, 0] < 0) | ~p.optional))
+
+
+def _stage_problem(problem: Problem, c: FleetCompiled, rows: np.ndarray, best: np.ndarray | None) -> Problem:
+    """The tasks of `rows`; those placed in `best` become required and start where they are."""
+    tasks = []
+    for t in rows:
+        task = problem.tasks[t]
+        if best is not None and best[t, 0] >= 0 and task.optional:
+            update: dict[str, object] = {"optional": False}
+            if task.current_gpus is None:
+                update["current_gpus"] = [c.gpu_ids[g] for g in best[t] if g >= 0]
+            task = task.model_copy(update=update)
+        tasks.append(task)
+    return problem.model_copy(update={"tasks": tasks})
+
+
+__all__ = ["FLEET_EXACT_PAIRS", "NONE", "criteria", "decode_fleet", "solve_fleet", "solve_tiered"]

@@ -13,6 +13,7 @@ from gpuplan.errors import InputError
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
 from gpuplan.optimizer.compile import Compiled, compile_problem
 from gpuplan.optimizer.decode import decode
+from gpuplan.optimizer.priorities import TiersTooWide
 from gpuplan.optimizer.program import Program
 from gpuplan.optimizer.verify import verify
 from gpuplan.solvers import get_solver
@@ -195,24 +196,47 @@ def solve(
     if solver is not None and solver not in SOLVERS:
         raise InputError("solver", f"unknown backend {solver!r} (choose {', '.join(SOLVERS)})")
     if isinstance(problem, Problem) and (problem.uses_fleet_features or _too_big(problem)):
-        from gpuplan.optimizer.fleet_solve import solve_fleet
-
-        assert opts is not None
-        return solve_fleet(
-            problem,
-            solver=solver or opts.solver,
-            time_limit_s=time_limit_s if time_limit_s is not None else opts.time_limit_s,
-            workers=workers or opts.workers,
-            seed=seed if seed is not None else opts.seed,
-            started=started,
-        )
-    compiled = compile_problem(problem)
+        return _solve_fleet(problem, solver, time_limit_s, workers, seed, started)
+    try:
+        compiled = compile_problem(problem)
+    except TiersTooWide as why:
+        # Only a Problem has priorities. The fleet program solves them tier by tier.
+        assert isinstance(problem, Problem)
+        if (solver or problem.options.solver) == "milp":
+            raise InputError(
+                "solver",
+                f"'milp' weighs every priority tier in one program, and this problem's tiers ({why}) are "
+                "too wide to weigh exactly: use auto, cpsat or greedy",
+            ) from None
+        return _solve_fleet(problem, solver, time_limit_s, workers, seed, started)
     return solve_compiled(
         compiled,
         solver=solver or (opts.solver if opts else "auto"),
         time_limit_s=time_limit_s if time_limit_s is not None else (opts.time_limit_s if opts else 10.0),
         workers=workers or (opts.workers if opts else None),
         seed=seed if seed is not None else (opts.seed if opts else 0),
+        started=started,
+    )
+
+
+def _solve_fleet(
+    problem: Problem,
+    solver: str | None,
+    time_limit_s: float | None,
+    workers: int | None,
+    seed: int | None,
+    started: float,
+) -> Plan:
+    """`solve` on the fleet program, with the problem's options filling what the call leaves out."""
+    from gpuplan.optimizer.fleet_solve import solve_fleet
+
+    opts = problem.options
+    return solve_fleet(
+        problem,
+        solver=solver or opts.solver,
+        time_limit_s=time_limit_s if time_limit_s is not None else opts.time_limit_s,
+        workers=workers or opts.workers,
+        seed=seed if seed is not None else opts.seed,
         started=started,
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuplan.errors import InputError
+from gpuplan.models.validation import format_validation_error
 
 EXIT_OK, EXIT_INTERNAL, EXIT_INVALID, EXIT_INFEASIBLE, EXIT_NO_SOLUTION = 0, 1, 2, 3, 4
 
@@ -35,37 +36,6 @@ def _first_non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
         if found:
             return found
     return None
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def format_validation_error(exc: Any) -> InputError:
-    """First pydantic error as one line: field path, message, bad value (+ how many more)."""
-    errors = exc.errors(include_url=False)
-    e = errors[0]
-    path = _loc(tuple(p for p in e["loc"] if not (isinstance(p, str) and ("[" in p or "-" in p))))
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "extra_forbidden":
-        msg = f"unknown key (value {_short(e.get('input'))})"
-    elif e["type"] not in ("value_error", "assertion_error", "missing"):
-        msg = f"{msg} (got {_short(e.get('input'))})"
-    more = f" (+{len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    if path and msg.startswith((path + ".", path + "[")):
-        path = ""  # the message already names the full path
-    return InputError(path, msg + more)
 
 
 def load_json(source: str) -> Any:

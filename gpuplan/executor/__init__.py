@@ -2,8 +2,8 @@
 
 Pieces: `devices` (backend interface; `nvml` and `sim` implementations), `journal` (SQLite WAL
 state), `launcher` and `_wrapper` (attempt processes), `replan` (the unfinished work as a Problem),
-`runner` (the Executor loop) and `cli` (`gpuplan run | status | stop | inventory`).
-See docs/executor.md.
+`runner` (the Executor loop). Its commands (`gpuplan run | status | stop | inventory`) live in
+`gpuplan.cli.executor`. See docs/executor.md.
 """
 
 from gpuplan.executor.devices import (

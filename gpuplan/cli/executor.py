@@ -87,7 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the run's status as JSON."""
-    from gpuplan.executor.runner import ExecutorInputError, status
+    from gpuplan.executor.queries import status
+    from gpuplan.executor.state import ExecutorInputError
 
     try:
         out = status(_state_dir(args), events=args.events)
@@ -99,7 +100,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Ask the executor to stop its tasks and exit; wait for it up to --wait seconds."""
-    from gpuplan.executor.runner import ExecutorInputError, request_stop, status
+    from gpuplan.executor.queries import request_stop, status
+    from gpuplan.executor.state import ExecutorInputError
 
     state_dir = _state_dir(args)
     try:

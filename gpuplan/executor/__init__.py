@@ -2,8 +2,9 @@
 
 Pieces: `devices` (backend interface; `nvml` and `sim` implementations), `journal` (SQLite WAL
 state), `launcher` and `_wrapper` (attempt processes), `replan` (the unfinished work as a Problem),
-`runner` (the Executor loop) and `cli` (`gpuplan run | status | stop | inventory`).
-See docs/executor.md.
+`runner` (the Executor loop) with its parts `state`, `recovery`, `scheduling`, `lifecycle`, `health`
+and `replanning`, and `queries` (status and stop from outside a run). The commands
+(`gpuplan run | status | stop | inventory`) live in `gpuplan.cli.executor`. See docs/executor.md.
 """
 
 from gpuplan.executor.devices import (
@@ -14,8 +15,10 @@ from gpuplan.executor.devices import (
     inventory,
     load_backend,
 )
-from gpuplan.executor.runner import Executor, ExecutorInputError, RunResult, status
+from gpuplan.executor.queries import status
+from gpuplan.executor.runner import Executor
 from gpuplan.executor.spec import RunSpec, Settings, SimFleet, TaskRun
+from gpuplan.executor.state import ExecutorInputError, RunResult
 
 __all__ = [
     "DeviceBackend",

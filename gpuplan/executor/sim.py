@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from gpuplan.errors import InputError
 from gpuplan.executor.devices import DeviceInfo, Reading
 from gpuplan.executor.spec import SimFleet
+from gpuplan.models.validation import format_validation_error
 
 
 class SimFleetError(InputError):
@@ -33,8 +34,6 @@ def load_sim(path: Path) -> SimFleet:
     try:
         return SimFleet.model_validate(data)
     except ValidationError as exc:
-        from gpuplan.cli import format_validation_error
-
         err = format_validation_error(exc)
         raise SimFleetError(f"{path}: {err.path}" if err.path else str(path), err.message) from None
 

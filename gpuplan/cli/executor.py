@@ -1,4 +1,4 @@
-"""`gpuplan run | status | stop | inventory`: the executor's subcommands, registered by gpuplan.cli.
+"""`gpuplan run | status | stop | inventory`: the executor's subcommands.
 
 stdout carries JSON only (the run's result, the status, the inventory); progress goes to stderr.
 Exit codes of `run`: 0 every placed task completed; 2 invalid input (one line naming the field);
@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gpuplan.cli.jsonio import load_json, load_problem, validated
+from gpuplan.errors import InputError
+
 DEFAULT_STATE_DIR = ".gpuplan-run"
 
 
@@ -24,7 +27,6 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 def _backend_factory(devices: str | None) -> Any:
     """A factory epoch -> backend, with missing drivers and bad sim files turned into InputError."""
-    from gpuplan.cli import InputError
     from gpuplan.executor.devices import DeviceUnavailable, load_backend
     from gpuplan.executor.sim import SimFleetError
 
@@ -41,7 +43,6 @@ def _backend_factory(devices: str | None) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Apply a plan on this machine; resume when the state directory holds the same run."""
-    from gpuplan.cli import InputError, load_json, load_problem, validated
     from gpuplan.executor.runner import Executor, ExecutorInputError, progress_to_stderr
     from gpuplan.executor.spec import RunSpec, Settings
     from gpuplan.models import Plan, Problem
@@ -86,8 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the run's status as JSON."""
-    from gpuplan.cli import InputError
-    from gpuplan.executor.runner import ExecutorInputError, status
+    from gpuplan.executor.queries import status
+    from gpuplan.executor.state import ExecutorInputError
 
     try:
         out = status(_state_dir(args), events=args.events)
@@ -99,8 +100,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_stop(args: argparse.Namespace) -> int:
     """Ask the executor to stop its tasks and exit; wait for it up to --wait seconds."""
-    from gpuplan.cli import InputError
-    from gpuplan.executor.runner import ExecutorInputError, request_stop, status
+    from gpuplan.executor.queries import request_stop, status
+    from gpuplan.executor.state import ExecutorInputError
 
     state_dir = _state_dir(args)
     try:

@@ -13,10 +13,12 @@ import json
 import sys
 from typing import Any
 
+from gpuplan.cli.exit_codes import EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_OK
+from gpuplan.cli.jsonio import _write, load_json, validated
+from gpuplan.errors import InputError
+
 
 def _floats(text: str, flag: str) -> list[float]:
-    from gpuplan.cli import InputError
-
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -28,8 +30,6 @@ def _floats(text: str, flag: str) -> list[float]:
 
 
 def _load(model: Any, source: str, name: str) -> Any:
-    from gpuplan.cli import InputError, load_json, validated
-
     try:
         data = load_json(source)
     except InputError as exc:
@@ -44,7 +44,6 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from gpuplan.capacity.models import CapacityReport, Catalog, Workload
     from gpuplan.capacity.planner import plan_capacity
     from gpuplan.capacity.prepare import CapacityInputError, prepare
-    from gpuplan.cli import EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_OK, InputError, _write
 
     if args.schema:
         model = {"workload": Workload, "catalog": Catalog, "report": CapacityReport}[args.schema]

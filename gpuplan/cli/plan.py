@@ -1,0 +1,124 @@
+"""`gpuplan solve | validate | schema | show`: the planning subcommands.
+
+`solve` writes the plan as JSON to stdout (or -o); exit 0 a plan with a solution, 3 proven
+infeasible, 4 no solution within the time limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from gpuplan.cli.exit_codes import EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_OK
+from gpuplan.cli.jsonio import _write, load_json, load_problem
+from gpuplan.errors import InputError
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from gpuplan.models import Status
+    from gpuplan.optimizer.solve import solve
+
+    problem = load_problem(args.problem)
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise InputError("--time-limit", f"must be > 0 (got {args.time_limit})")
+    from gpuplan.models import Problem
+
+    chosen = args.solver or (problem.options.solver if isinstance(problem, Problem) else "auto")
+    if chosen == "milp" and isinstance(problem, Problem) and problem.uses_fleet_features:
+        raise InputError(
+            "--solver" if args.solver else "options.solver",
+            "'milp' covers the GAP core only; this problem uses the fleet model (gangs, node "
+            "resources, placement rules, data, migration or another objective): use auto, cpsat or greedy",
+        )
+    plan = solve(
+        problem, solver=args.solver, time_limit_s=args.time_limit, workers=args.workers, seed=args.seed
+    )
+    _write(plan.model_dump_json(indent=2), args.output)
+    if args.summary:
+        print(plan.summary(), file=sys.stderr)
+    logging.getLogger("gpuplan").info("status %s, objective %s", plan.status.value, plan.objective)
+    if plan.status.has_solution:
+        return EXIT_OK
+    return EXIT_INFEASIBLE if plan.status is Status.INFEASIBLE else EXIT_NO_SOLUTION
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from gpuplan.models import Problem
+    from gpuplan.optimizer.compile import compile_problem
+
+    problem = load_problem(args.problem)
+    if isinstance(problem, Problem) and problem.uses_fleet_features:
+        from gpuplan.optimizer.fleet import compile_fleet
+
+        fc = compile_fleet(problem)
+        fp = fc.program
+        homeless = [fc.task_ids[t] for t in range(fp.n_tasks) if not fp.eligible(t).any()]
+        print(
+            f"ok: valid problem (fleet model): {fp.n_tasks} tasks, {fp.n_gpus} GPUs on {fp.n_nodes} nodes, "
+            f"gangs {int((fp.gang > 1).sum())}, objective {', '.join(f'{k} x{w:g}' for k, w in fc.terms)}"
+        )
+        if homeless:
+            print(f"warning: {len(homeless)} task(s) fit on no GPU: {', '.join(homeless[:10])}")
+        return EXIT_OK
+    c = compile_problem(problem)
+    prog = c.program
+    homeless = [c.task_ids[t] for t in range(prog.n_tasks) if not prog.eligible[t].any()]
+    kind = "problem" if isinstance(problem, Problem) else "matrix"
+    print(
+        f"ok: valid {kind}: {prog.n_tasks} tasks, {prog.n_gpus} GPUs, "
+        f"{int(prog.eligible.sum()):,} eligible pairs, resources {', '.join(prog.resource_names)}"
+    )
+    if homeless:
+        print(f"warning: {len(homeless)} task(s) fit on no GPU: {', '.join(homeless[:10])}")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from gpuplan.models import MatrixProblem, Plan, Problem
+
+    model = {"problem": Problem, "plan": Plan, "matrix": MatrixProblem}[args.which]
+    print(json.dumps(model.model_json_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from gpuplan.models import Plan
+    from gpuplan.models.validation import format_validation_error
+
+    data = load_json(args.plan)
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        raise format_validation_error(exc) from None
+    print(plan.summary())
+    return EXIT_OK
+
+
+def add_commands(sub: Any) -> None:
+    """Register solve, validate, schema and show on gpuplan's subparsers."""
+    s = sub.add_parser("solve", help="solve a problem; the plan goes to stdout as JSON")
+    s.add_argument("problem", help="problem JSON file, or - for stdin")
+    s.add_argument("-o", "--output", help="write the plan here instead of stdout")
+    s.add_argument("--solver", choices=["auto", "greedy", "cpsat", "milp"], default=None)
+    s.add_argument("--time-limit", type=float, default=None, help="wall-clock seconds (default 10)")
+    s.add_argument("--workers", type=int, default=None, help="solver threads (default: all cores)")
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--summary", action="store_true", help="also print a readable summary to stderr")
+    s.set_defaults(func=cmd_solve)
+    v = sub.add_parser("validate", help="check a problem and report what it holds")
+    v.add_argument("problem")
+    v.set_defaults(func=cmd_validate)
+    sc = sub.add_parser("schema", help="print the JSON Schema of a problem, plan or matrix")
+    sc.add_argument("which", choices=["problem", "plan", "matrix"])
+    sc.set_defaults(func=cmd_schema)
+    sh = sub.add_parser("show", help="print a readable summary of a plan file")
+    sh.add_argument("plan")
+    sh.set_defaults(func=cmd_show)
+
+
+__all__ = ["add_commands", "cmd_schema", "cmd_show", "cmd_solve", "cmd_validate"]

@@ -1,0 +1,109 @@
+"""Resuming a run: the executor's state from the journal, and the attempts a killed executor left.
+
+An attempt recorded `starting` may or may not have been spawned: the claim file decides (see
+`launcher`); an attempt still running is adopted, one that was being stopped is stopped again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from gpuplan.executor import launcher
+from gpuplan.executor.journal import LIVE_ATTEMPT_STATES
+from gpuplan.executor.state import Attempt, ExecutorBase, TaskState
+
+
+class RecoveryMixin(ExecutorBase):
+    """Load the run's tasks and excluded GPUs from the journal; reconcile live attempts on resume."""
+
+    def _load(self) -> None:
+        """Tasks and excluded GPUs from the journal; then reconcile attempts left by a previous run."""
+        j = self.journal
+        self.tasks = {}
+        for r in j.exec("SELECT * FROM tasks ORDER BY ord").fetchall():
+            t = self._tasks_by_id.get(r["id"])
+            self.tasks[r["id"]] = TaskState(
+                id=r["id"],
+                ord=r["ord"],
+                state=r["state"],
+                gpus=json.loads(r["gpus"]),
+                failures=r["failures"],
+                moves=r["moves"],
+                reason=r["reason"],
+                share=t.gpu_share if t else 1.0,
+                memory_gb=t.gpu_memory_gb if t else 0.0,
+                priority=t.priority if t else 0,
+            )
+        self.excluded = {
+            r["id"]: (r["state"], r["reason"])
+            for r in j.exec("SELECT * FROM gpus WHERE state IN ('failed', 'hot')").fetchall()
+        }
+        if self.resumed:
+            with j.tx():
+                j.set("state", "running")
+                j.set("stop_requested", False)
+                j.event("resume", f"executor restarted (pid {os.getpid()}); reconciling attempts")
+            self._reconcile()
+
+    def _reconcile(self) -> None:
+        """Learn how the attempts of a killed executor ended; adopt the ones still running.
+
+        An attempt recorded `starting` may or may not have been spawned: whoever creates its claim
+        file first decides (the wrapper runs it, or this executor cancels it), so it runs at most once.
+        """
+        j = self.journal
+        rows = j.exec(
+            f"SELECT * FROM attempts WHERE state IN ({','.join('?' * len(LIVE_ATTEMPT_STATES))})",
+            LIVE_ATTEMPT_STATES,
+        ).fetchall()
+        to_stop: list[Attempt] = []
+        for r in rows:
+            a = Attempt(
+                id=r["id"],
+                task=r["task"],
+                n=r["n"],
+                gpus=json.loads(r["gpus"]),
+                state=r["state"],
+                dir=Path(r["dir"]),
+                log=Path(r["log"]),
+                pid=r["pid"],
+                t_start=r["t_start"],
+            )
+            task = self.tasks[a.task]
+            if launcher.cancel_if_unclaimed(a.dir):
+                with j.tx():
+                    self._end_attempt(
+                        a, "cancelled", None, "never started: cancelled before its wrapper claimed it"
+                    )
+                    self._set_task(task, "queued", "re-queued after an executor restart")
+                continue
+            claim = launcher.read_claim(a.dir) or {}
+            if claim.get("cancelled"):
+                with j.tx():
+                    self._end_attempt(a, "cancelled", None, "cancelled earlier")
+                    self._set_task(task, "queued", "re-queued after an executor restart")
+                continue
+            a.pid = int(claim["pid"]) if "pid" in claim else a.pid
+            task.attempt = a
+            alive = launcher.read_exit(a.dir) is None and bool(a.pid) and launcher.wrapper_alive(a.pid, a.dir)
+            if a.state == "stopping":
+                if alive:
+                    to_stop.append(a)
+                    continue
+                ex = launcher.read_exit(a.dir)
+                with j.tx():
+                    self._end_attempt(
+                        a, "stopped", None if ex is None else int(ex["rc"]), "stopped (before restart)"
+                    )
+                    self._set_task(task, "queued", "stopped before an executor restart")
+                continue
+            if alive:
+                with j.tx():
+                    if a.state == "starting":
+                        self._mark_running(a)
+                    j.event("adopt", f"attempt {a.n} still running (pid {a.pid}); adopted", task=a.task)
+            # finished ones are reaped by the loop like any other
+        if to_stop:
+            self._stop_attempts(to_stop, "stop resumed after an executor restart", requeue=True)

@@ -1,4 +1,7 @@
-"""Build the C core of the Lagrangian branch and bound; everything else is in pyproject.toml."""
+"""Build the C core of the Lagrangian branch and bound; everything else is in pyproject.toml.
+
+The extension is optional: without a C compiler the install still succeeds (setuptools warns), and
+gpuplan runs without the branch and bound (`gpuplan.solvers.gap_bb.available`)."""
 
 from setuptools import Extension, setup
 
@@ -8,6 +11,7 @@ setup(
             "gpuplan.solvers._gapbb",
             ["gpuplan/solvers/_gapbb.c"],
             extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
+            optional=True,
         ),
     ]
 )

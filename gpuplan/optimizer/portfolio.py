@@ -25,7 +25,10 @@ round bounded with multipliers re-optimized for its subproblem, each thread rest
 trajectory when it stops improving). On tight programs it finds plans that
 CP-SAT and SCIP do not reach in the time. When its search stalls (`BB_STALL_SHARE` of its time, and
 at least `BB_STALL_MIN_S`, without a better plan) or its share ends unproven, the exact CP-SAT phase
-follows with SCIP beside it, for their proofs.
+follows with SCIP beside it, for their proofs. The branch and bound's search is compiled
+(`gpuplan.solvers._gapbb`, an optional extension): where it is not built, these programs take SCIP
+and the phases above instead, and the plan's message and stats say that the branch and bound did
+not run.
 
 The bound reported is the best proven one: the LP's, the knapsack Lagrangian bound or the ladder's,
 or CP-SAT's or SCIP's bound on the whole program (never a bound from a restricted model).
@@ -172,6 +175,12 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
 
     # programs the Lagrangian branch and bound takes (it then has every worker, SCIP none)
     bb_program = pairs <= BB_PAIRS and gap_bb.applicable(program) and applicable(program)
+    notes: list[str] = []
+    if bb_program and not gap_bb.available():
+        bb_program = False  # the phases the program would take without it
+        notes.append(gap_bb.UNAVAILABLE)
+        st.stats["bb"] = "unavailable (C extension not built)"
+        log.warning("%s; running CP-SAT and SCIP without it", gap_bb.UNAVAILABLE)
     bb_threads = workers if bb_program else 1
     if (
         pairs <= EXACT_PAIRS
@@ -200,7 +209,11 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
             float(aim) if aim is not None else None,
             time.monotonic() + KNAPSACK_SHARE * max(0.0, deadline - time.monotonic()),
         )
-        st.stats.update(knap_iterations=kl.iterations, knap_time_s=round(kl.time_s, 3))
+        st.stats.update(
+            knap_iterations=kl.iterations,
+            knap_time_s=round(kl.time_s, 3),
+            knap_dp="compiled" if gap_bb.available() else "numpy",
+        )
         if np.isfinite(kl.bound_int) and (bound_int is None or kl.bound_int > bound_int):
             bound_int = kl.bound_int
         log.info(
@@ -312,12 +325,18 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
 
     if infeasible:
         raw = RawSolution.empty(
-            program, Status.INFEASIBLE, "CP-SAT proved that no plan places every required task"
+            program,
+            Status.INFEASIBLE,
+            "; ".join(["CP-SAT proved that no plan places every required task", *notes]),
         )
         raw.stats = st.stats
         return raw
     if st.best is None:
-        raw = RawSolution.empty(program, Status.UNKNOWN, "no plan placing every required task found in time")
+        raw = RawSolution.empty(
+            program,
+            Status.UNKNOWN,
+            "; ".join(["no plan placing every required task found in time", *notes]),
+        )
         raw.bound = cost_bound_to_user(program, bound_int) if bound_int is not None else None
         raw.stats = st.stats
         return raw
@@ -340,4 +359,4 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         status = Status.OPTIMAL  # integer costs: the bound rounds up to the objective
     if status is Status.OPTIMAL:
         bound = objective
-    return RawSolution(st.best, status, objective, bound, st.timeline, st.stats)
+    return RawSolution(st.best, status, objective, bound, st.timeline, st.stats, "; ".join(notes))

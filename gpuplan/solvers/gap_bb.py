@@ -41,7 +41,8 @@ Two uses, in `search`:
    a search, otherwise the branch and bound runs with :math:`u_F` replaced by :math:`v` (the pinned
    tasks' multipliers cancel out of every bound).
 
-Only for the programs the knapsack relaxation applies to, with every task required.
+Only for the programs the knapsack relaxation applies to, with every task required, and only
+where the compiled search is built (an optional extension: `available`).
 
 Ideas from the literature, code gpuplan's own: branch and bound on Lagrangian knapsack bounds
 (Ross & Soland 1975; Fisher, Jaikumar & Van Wassenhove 1986), fixing variables against a guessed
@@ -61,15 +62,25 @@ import numpy as np
 from gpuplan.optimizer.program import Program
 from gpuplan.solvers.gap_knapsack import KnapsackLagrangian, local_multipliers
 
+try:  # the compiled core; optional (setup.py): an install without a C compiler skips it
+    from gpuplan.solvers import _gapbb
+except ImportError:  # pragma: no cover - depends on the install
+    _gapbb = None  # type: ignore[assignment]
+
+#: What a plan says when the branch and bound would have run but the compiled core is missing.
+UNAVAILABLE = "branch and bound unavailable: the C extension gpuplan.solvers._gapbb is not built"
+
+
+def available() -> bool:
+    """Whether the compiled core (`_gapbb`) is importable: the one check every caller uses."""
+    return _gapbb is not None
+
 
 def _core():  # the compiled module
-    try:
-        from gpuplan.solvers import _gapbb
-    except ImportError as exc:  # pragma: no cover - built by `pip install`
+    if _gapbb is None:
         raise ImportError(
-            "gpuplan's compiled branch and bound (gpuplan/solvers/_gapbb.c) is not built: "
-            "reinstall gpuplan (`pip install -e .`) with a C compiler available"
-        ) from exc
+            f"{UNAVAILABLE}: reinstall gpuplan (`pip install -e .`) with a C compiler available"
+        )
     return _gapbb
 
 

@@ -65,13 +65,16 @@ def knapsacks(
     w: np.ndarray, load: np.ndarray, eligible: np.ndarray, cap: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each GPU's 0-1 knapsack min Σ w x over its eligible tasks with w < 0 within its capacity:
-    (z [G], chosen bool [T, G]). Compiled (`_gapbb.knapsacks`): the subgradient runs it every step."""
-    from gpuplan.solvers.gap_bb import _core  # gap_bb imports this module
+    (z [G], chosen bool [T, G]). Compiled (`_gapbb.knapsacks`), since the subgradient runs it every
+    step; without the compiled core, the same dynamic programs in numpy (`knapsacks_numpy`)."""
+    from gpuplan.solvers import gap_bb  # gap_bb imports this module
 
     t, g = w.shape
+    if not gap_bb.available() or t == 0 or g == 0:
+        return knapsacks_numpy(w, load, eligible, cap)
     z = np.zeros(g)
     x = np.zeros((t, g), dtype=np.uint8)
-    _core().knapsacks(
+    gap_bb._core().knapsacks(
         t,
         g,
         np.ascontiguousarray(w, dtype=np.float64),
@@ -82,6 +85,36 @@ def knapsacks(
         z,
     )
     return z, x.astype(bool)
+
+
+def knapsacks_numpy(
+    w: np.ndarray, load: np.ndarray, eligible: np.ndarray, cap: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`knapsacks` in numpy, for installs without the compiled core: the same items (eligible, w < 0,
+    load within the capacity), the same rows and the same choice on ties, one numpy row per item."""
+    t, g = w.shape
+    z = np.zeros(g)
+    x = np.zeros((t, g), dtype=bool)
+    for j in range(g):
+        c = int(cap[j])
+        if c < 0:
+            raise ValueError("knapsacks: negative capacity")
+        a = load[:, j]
+        items = np.flatnonzero(eligible[:, j] & (w[:, j] < 0) & (a <= c) & (a >= 0))
+        f = np.zeros(c + 1)
+        take = np.zeros((items.size, c + 1), dtype=bool)
+        for k, i in enumerate(items.tolist()):
+            ai = int(a[i])
+            cand = f[: c + 1 - ai] + w[i, j]  # a copy: the row reads the previous one (0-1 knapsack)
+            better = cand < f[ai:]
+            take[k, ai:] = better
+            f[ai:][better] = cand[better]
+        z[j] = f[c]
+        for k in range(items.size - 1, -1, -1):
+            if take[k, c]:
+                x[items[k], j] = True
+                c -= int(a[items[k]])
+    return z, x
 
 
 def _prefix(w: np.ndarray, a: np.ndarray, items: np.ndarray, cap: int) -> np.ndarray:

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpuplan.status import Status
+
 SCHEMA_VERSION = "1.1"  # 1.1: assignments carry `moved` (re-planning)
-
-
-class Status(StrEnum):
-    """Outcome of a solve."""
-
-    OPTIMAL = "optimal"
-    """A solution proven optimal (gap 0)."""
-    FEASIBLE = "feasible"
-    """Stopped with a solution whose optimality is not proven."""
-    INFEASIBLE = "infeasible"
-    """Proven that no solution exists."""
-    UNKNOWN = "unknown"
-    """No solution found within the limit, and no proof that none exists."""
-    INVALID = "invalid"
-    """The input was rejected."""
-
-    @property
-    def has_solution(self) -> bool:
-        return self in (Status.OPTIMAL, Status.FEASIBLE)
 
 
 class _Out(BaseModel):

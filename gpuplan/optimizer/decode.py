@@ -18,14 +18,7 @@ from gpuplan.models import (
 from gpuplan.optimizer.compile import Compiled
 from gpuplan.optimizer.program import DROPPED
 from gpuplan.solvers.base import RawSolution
-
-
-def _gap(objective: float | None, bound: float | None, status: Status) -> float | None:
-    if status is Status.OPTIMAL:
-        return 0.0
-    if objective is None or bound is None:
-        return None
-    return abs(objective - bound) / max(abs(objective), 1e-9)
+from gpuplan.status import settle
 
 
 def _problem_reason(c: Compiled, t: int, status: Status) -> str:
@@ -156,11 +149,12 @@ def decode(
     placement_cost = float(prog.cost[idx, assign[idx]].sum())
     penalty = float(prog.penalty[~placed].sum())
     objective = placement_cost + penalty
+    status, bound, gap = settle(status, objective, sol.bound)
     return Plan(
         status=status,
         objective=objective,
-        bound=sol.bound,
-        gap=_gap(objective, sol.bound, status),
+        bound=bound,
+        gap=gap,
         placement_cost=placement_cost,
         penalty=penalty,
         assignments=assignments,

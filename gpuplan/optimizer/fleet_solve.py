@@ -22,6 +22,7 @@ from gpuplan.optimizer.fleet import NONE, FleetCompiled, FleetProgram, compile_f
 from gpuplan.optimizer.fleet_bound import Packing, fleet_lower_bound, packing_bound
 from gpuplan.optimizer.priorities import TiersTooWide, tiers
 from gpuplan.solvers.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve, task_order
+from gpuplan.status import OPTIMALITY_TOLERANCE, relative_gap, settle
 
 log = logging.getLogger("gpuplan")
 
@@ -196,13 +197,7 @@ def decode_fleet(
     placed = assign[:, 0] >= 0
     objective = p.objective(assign)
     penalty = float(p.penalty[~placed].sum())
-    if bound is not None:
-        bound = min(bound, objective)
-    gap = (
-        0.0
-        if status is Status.OPTIMAL
-        else (None if bound is None else abs(objective - bound) / max(abs(objective), 1e-9))
-    )
+    status, bound, gap = settle(status, objective, bound)
     stats = dict(stats)
     stats.update({f"criterion_{k}": v for k, v in criteria(p, assign).items()})
     common["stats"] = stats
@@ -318,7 +313,7 @@ def _search(
 
 
 def _proven(objective: float, bound: float | None) -> bool:
-    return bound is not None and objective - bound <= 1e-9 * max(1.0, abs(objective))
+    return bound is not None and relative_gap(objective, bound) <= OPTIMALITY_TOLERANCE
 
 
 def _homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None:

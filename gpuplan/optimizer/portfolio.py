@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gpuplan.models.plan import Status
 from gpuplan.optimizer.bounds import LPResult, fixable, lp_relaxation, reduced_costs
 from gpuplan.optimizer.program import DROPPED, Program
 from gpuplan.solvers import gap_bb
@@ -51,6 +50,7 @@ from gpuplan.solvers.cpsat import CpSatSolver
 from gpuplan.solvers.gap_knapsack import KnapsackLagrangian, applicable, knapsack_fixable, knapsack_lagrangian
 from gpuplan.solvers.polish import polish
 from gpuplan.solvers.scip import ScipRun, scip_available
+from gpuplan.status import Status
 
 log = logging.getLogger("gpuplan")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gpuplan.errors import VerificationError
 from gpuplan.models import GPU, GPUType, Matrix, MatrixProblem, Node, Plan, Problem, Task
+from gpuplan.status import OPTIMALITY_TOLERANCE
 
 _REL = 1e-6
 _NOISE = 1e-12
@@ -167,7 +168,7 @@ def verify(plan: Plan, source: Problem | MatrixProblem | Matrix) -> None:
         fail(f"objective {plan.objective} != placement cost {total} + penalty {penalty}")
     if plan.bound is not None and plan.bound > plan.objective + _REL * max(1.0, abs(plan.objective)):
         fail(f"bound {plan.bound} above objective {plan.objective}")
-    if plan.status.value == "optimal" and plan.gap != 0:
+    if plan.status.value == "optimal" and (plan.gap is None or plan.gap > OPTIMALITY_TOLERANCE):
         fail(f"optimal plan with gap {plan.gap}")
     _check_priority(plan, view, used, on_gpu)
 

@@ -8,8 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
-from gpuplan.models.plan import Status
 from gpuplan.optimizer.program import DROPPED, Program
+from gpuplan.status import Status
 
 
 @dataclass

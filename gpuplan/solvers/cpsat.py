@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
-from gpuplan.models.plan import Status
 from gpuplan.optimizer.program import DROPPED, Program
 from gpuplan.solvers.base import RawSolution, SolveParams, int_bound_to_user, proven_status
+from gpuplan.status import Status
 
 
 def _status_map() -> dict[int, Status]:

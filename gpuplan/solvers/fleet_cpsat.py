@@ -49,9 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from gpuplan.models.plan import Status
 from gpuplan.optimizer.compile import CAPACITY_TOLERANCE, _pow10_scale
 from gpuplan.optimizer.fleet import FleetProgram
+from gpuplan.status import Status
 
 _COST_BUDGET = 1e12  # the largest plan's objective, in integer units
 _LOAD_BUDGET = float(2**40)  # the largest load or capacity value, in integer units

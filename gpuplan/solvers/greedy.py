@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
-from gpuplan.models.plan import Status
 from gpuplan.optimizer.program import DROPPED, Program
 from gpuplan.solvers.base import RawSolution, SolveParams
+from gpuplan.status import Status
 
 
 def task_order(program: Program) -> np.ndarray:

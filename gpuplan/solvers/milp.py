@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from gpuplan.models.plan import Status
 from gpuplan.optimizer.program import DROPPED, Program
 from gpuplan.solvers.base import RawSolution, SolveParams, int_bound_to_user, proven_status
+from gpuplan.status import Status
 
 _GRACE_S = 0.5
 _BEST_POSSIBLE = re.compile(r"best possible (-?[0-9.eE+]+)")

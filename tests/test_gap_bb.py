@@ -9,18 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuplan import compile_problem, parse_problem, solve
+from gpuplan import parse_problem, solve
 from gpuplan.optimizer.bounds import lp_relaxation
 from gpuplan.optimizer.program import Program
 from gpuplan.solvers import gap_bb
 from gpuplan.solvers.gap_knapsack import KnapsackLagrangian, knapsack_lagrangian, local_multipliers
 from gpuplan.solvers.gap_knapsack import applicable as knapsack_applicable
-from tests.test_gap_knapsack import _feasible, _kl
-from tests.test_properties import SETTINGS, matrices
-
-
-def _program(m: dict) -> Program:
-    return compile_problem(parse_problem(m)).program
+from tests.oracles import feasible_plans
+from tests.strategies import SETTINGS, matrices, program_of
+from tests.test_gap_knapsack import _kl
 
 
 def _usable(p: Program) -> bool:
@@ -29,10 +26,10 @@ def _usable(p: Program) -> bool:
 
 def _with_plans(m: dict) -> tuple[Program, list[tuple[np.ndarray, int]]] | None:
     """The program and every feasible plan, or None when the search does not apply or none exists."""
-    p = _program(m)
+    p = program_of(m)
     if not _usable(p):
         return None
-    sols = _feasible(p)
+    sols = feasible_plans(p)
     return (p, sols) if sols else None
 
 
@@ -49,10 +46,10 @@ def _assert_improving(p: Program, res: gap_bb.SearchResult, start: int) -> int:
 @given(matrices(homeless=False), st.lists(st.floats(-30, 30), min_size=7, max_size=7))
 def test_branch_and_bound_equals_enumeration(m, u0):
     """With a loose target the search runs to the end and returns the optimum (any multipliers)."""
-    p = _program(m)
+    p = program_of(m)
     if not _usable(p):
         return
-    sols = _feasible(p)
+    sols = feasible_plans(p)
     kl = _kl(p, u0)
     big = int(np.abs(p.cost_int).sum()) + 1
     r = gap_bb.branch_and_bound(p, kl, big, 10.0)
@@ -72,10 +69,10 @@ def test_branch_and_bound_equals_enumeration(m, u0):
 @given(matrices(homeless=False))
 def test_ladder_proves_the_optimum(m):
     """The ladder's first plan is optimal and its proven bound equals it; no plan: no false claim."""
-    p = _program(m)
+    p = program_of(m)
     if not _usable(p):
         return
-    sols = _feasible(p)
+    sols = feasible_plans(p)
     res = gap_bb.search(p, _kl(p), None, time.monotonic() + 10)
     if not sols:
         assert not res.plans and not res.optimal
@@ -170,7 +167,7 @@ def test_lns_with_and_without_local_multipliers(monkeypatch):
 
 def test_pins_are_kept_and_checked():
     m = {"matrix": {"cost": [[1, 5], [5, 1], [2, 2]], "load": [[2, 2], [2, 2], [1, 1]], "capacity": [3, 3]}}
-    p = _program(m)
+    p = program_of(m)
     kl = _kl(p)
     free = gap_bb.branch_and_bound(p, kl, 100, 5.0)
     assert free.objective_int == p.objective_int(np.array([0, 1, 0]))
@@ -193,7 +190,7 @@ def _type_d_start(
     t: int, g: int, seed: int, max_load: int
 ) -> tuple[Program, KnapsackLagrangian, gap_bb.BBResult]:
     """A type-D-like program, its knapsack Lagrangian from the LP duals and a first plan."""
-    p = _program(_type_d(t, g, seed, max_load))
+    p = program_of(_type_d(t, g, seed, max_load))
     lp = lp_relaxation(p, time.monotonic() + 5)
     assert lp is not None and lp.u is not None
     kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 5)
@@ -203,14 +200,14 @@ def _type_d_start(
 
 
 def test_node_limit_stops_without_claiming_exhaustion():
-    p = _program(_type_d(40, 6, 3, 25))
+    p = program_of(_type_d(40, 6, 3, 25))
     kl = _kl(p)
     r = gap_bb.branch_and_bound(p, kl, int(p.cost_int.sum()), 10.0, node_limit=32)
     assert not r.exhausted and r.nodes <= 64
 
 
 def test_optional_tasks_are_not_handled():
-    p = _program({"matrix": {"cost": [[1, 2]], "load": [[1, 1]], "capacity": [1, 1]}})
+    p = program_of({"matrix": {"cost": [[1, 2]], "load": [[1, 1]], "capacity": [1, 1]}})
     assert gap_bb.applicable(p)
     q = p.replace(optional=np.array([True]), penalty=np.array([3.0]), penalty_int=np.array([3]))
     assert not gap_bb.applicable(q)
@@ -242,7 +239,7 @@ def test_portfolio_routes_mid_size_programs_to_the_branch_and_bound():
 def test_discrepancy_limit_is_never_called_exhaustive_when_it_cuts(m, disc):
     """A limited-discrepancy search finds no plan cheaper than the optimum, and claims exhaustion
     only when nothing was cut (then it agrees with the complete search)."""
-    p = _program(m)
+    p = program_of(m)
     if not _usable(p):
         return
     kl = _kl(p)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
@@ -12,15 +11,15 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpuplan import compile_problem, parse_problem
 from gpuplan.optimizer.bounds import lp_relaxation
-from gpuplan.optimizer.program import DROPPED, Program
+from gpuplan.optimizer.program import Program
 from gpuplan.solvers.gap_knapsack import applicable, knapsack_fixable, knapsack_lagrangian, knapsacks
-from tests.test_properties import SETTINGS, matrices
+from tests.oracles import feasible_plans, knapsack_by_enumeration
+from tests.strategies import SETTINGS, matrices, program_of
 
 
 def _program(m: dict, optional: list[bool] | None = None, penalty: list[int] | None = None) -> Program:
-    p = compile_problem(parse_problem(m)).program
+    p = program_of(m)
     if optional is not None and penalty is not None:
         opt = np.resize(np.array(optional, dtype=bool), p.n_tasks)
         pen = np.where(opt, np.resize(np.array(penalty, dtype=np.int64), p.n_tasks), 0)
@@ -32,32 +31,10 @@ def _program(m: dict, optional: list[bool] | None = None, penalty: list[int] | N
     return p
 
 
-def _feasible(p: Program) -> list[tuple[np.ndarray, int]]:
-    """Every feasible assignment and its integer objective (tiny programs only)."""
-    options = [np.flatnonzero(p.eligible[t]).tolist() for t in range(p.n_tasks)]
-    options = [[*o, DROPPED] if p.optional[t] else o for t, o in enumerate(options)]
-    out = []
-    for combo in itertools.product(*options):
-        a = np.array(combo, dtype=np.int64)
-        if p.is_feasible(a):
-            out.append((a, p.objective_int(a)))
-    return out
-
-
 def _kl(p: Program, u0: list[float] | None = None):
     """The knapsack Lagrangian from multipliers `u0` (resized to the tasks; default zeros)."""
     u = np.zeros(p.n_tasks) if u0 is None else np.resize(np.array(u0), p.n_tasks)
     return knapsack_lagrangian(p, u, None, time.monotonic() + 2, iterations=60)
-
-
-def _knapsack_by_enumeration(w: np.ndarray, a: np.ndarray, allowed: np.ndarray, cap: int) -> float:
-    """min Σ w x over every 0-1 x within `allowed` whose load fits `cap` (0: the empty set)."""
-    best = 0.0
-    for bits in itertools.product([0, 1], repeat=w.size):
-        x = np.array(bits, dtype=bool)
-        if not (x & ~allowed).any() and a[x].sum() <= cap:
-            best = min(best, float(w[x].sum()))
-    return best
 
 
 def _tol(v: float) -> float:
@@ -77,7 +54,7 @@ def test_bound_and_penalties_hold_for_every_solution(m, u0, optional, penalty):
     p = _program(m, optional, penalty)
     if not applicable(p):
         return
-    sols = _feasible(p)
+    sols = feasible_plans(p)
     kl = knapsack_lagrangian(p, np.resize(np.array(u0), p.n_tasks), None, time.monotonic() + 2, iterations=60)
     if not sols:
         return
@@ -123,7 +100,7 @@ def test_knapsack_matches_enumeration(w, a, cap):
         np.stack([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)], axis=1),
         np.array([cap, cap]),
     )
-    best = _knapsack_by_enumeration(w_arr, a_arr, np.ones(n, dtype=bool), cap)
+    best = knapsack_by_enumeration(w_arr, a_arr, np.ones(n, dtype=bool), cap)
     assert z[0] == best and z[1] == 0.0 and not chosen[:, 1].any()
     assert a_arr[chosen[:, 0]].sum() <= cap and w_arr[chosen[:, 0]].sum() == best
 
@@ -169,7 +146,7 @@ def test_z_is_each_gpus_knapsack_optimum(m, u0):
     kl = _kl(p, u0)
     w = p.cost_int - kl.u[:, None]
     for g in range(p.n_gpus):
-        best = _knapsack_by_enumeration(
+        best = knapsack_by_enumeration(
             w[:, g], p.load_int[0, :, g], p.eligible[:, g], int(p.capacity_int[0, g])
         )
         assert abs(kl.z[g] - best) <= _tol(best)

@@ -14,6 +14,7 @@ import numpy as np
 
 from gpuplan import MatrixProblem, Problem
 from gpuplan.capacity import Catalog
+from gpuplan.optimizer.fleet import NONE, FleetProgram
 from gpuplan.optimizer.program import DROPPED, Program
 from gpuplan.solvers.fleet_brute import brute_force as fleet_brute_force
 
@@ -124,6 +125,19 @@ def knapsack_by_enumeration(w: np.ndarray, a: np.ndarray, allowed: np.ndarray, c
     return best
 
 
+def fleet_spots(p: FleetProgram, assign: np.ndarray, t: int) -> list[tuple[int, ...]]:
+    """Every set of `gang` distinct GPUs that unplaced task t could take in `assign` as it stands
+    without breaking a rule (required tasks still left out aside)."""
+    spots = []
+    for gpus in itertools.combinations(range(p.n_gpus), int(p.gang[t])):
+        trial = assign.copy()
+        trial[t] = NONE
+        trial[t, : len(gpus)] = gpus
+        if all(v.startswith("required task") and v.endswith("dropped") for v in p.violations(trial)):
+            spots.append(gpus)
+    return spots
+
+
 # --- capacity sizing -----------------------------------------------------------------------------------
 
 
@@ -179,6 +193,7 @@ __all__ = [
     "cheapest_vector",
     "feasible_plans",
     "fleet_brute_force",
+    "fleet_spots",
     "knapsack_by_enumeration",
     "matrix_brute_force",
     "packs",

@@ -3,7 +3,7 @@ tiny fleets (as models and as JSON-like dicts) and capacity offers, plus the sha
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, assume, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from gpuplan import compile_problem, parse_problem
@@ -11,11 +11,7 @@ from gpuplan.models import GPUType, Node, Objective, Problem, Task
 from gpuplan.optimizer.program import Program
 
 #: The settings of the property tests over tiny instances (solvers may take a while per example).
-SETTINGS = settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+SETTINGS = settings(max_examples=40, deadline=None)
 
 #: The single-criterion fleet objectives.
 KINDS = ["cost", "energy", "balance", "gpus_used", "nodes_used", "placed"]
@@ -80,6 +76,12 @@ def matrices(
             "capacity": caps[0] if n_r == 1 else caps,
         }
     }
+
+
+def one_resource_matrices() -> st.SearchStrategy[dict]:
+    """Single-resource matrix instances in which every task has a home: the programs the knapsack
+    Lagrangian and the branch and bound apply to."""
+    return matrices(homeless=False, max_resources=1)
 
 
 def multipliers(low: float, high: float, size: int = 7) -> st.SearchStrategy[list[float]]:
@@ -191,6 +193,7 @@ def fleets(draw: st.DrawFn) -> dict:
     for i in range(n_nodes):
         counts = {}
         for name in names:
+            # The first node has at least one GPU of the first type: no fleet is without GPUs.
             c = draw(st.integers(0 if i or name != names[0] else 1, min(2, budget)))
             budget -= c
             if c:
@@ -220,7 +223,6 @@ def fleets(draw: st.DrawFn) -> dict:
     gpu_ids = [g["id"] for n in nodes for g in n["gpus"]] + [
         f"{n['id']}/{name}/{k}" for n in nodes for name, c in n["gpu_counts"].items() for k in range(c)
     ]
-    assume(gpu_ids)
     tasks = []
     for i in range(draw(st.integers(1, 4))):
         gang = draw(st.sampled_from([1, 1, 2])) if len(gpu_ids) > 1 else 1
@@ -287,3 +289,11 @@ offer_specs = st.lists(
     min_size=1,
     max_size=3,
 )
+
+
+@st.composite
+def offers_and_works(draw: st.DrawFn, horizon: float = 40.0) -> tuple[list[tuple], list[int]]:
+    """Offer specs and 1-6 single-GPU works (hours, at most 30) that fit within `horizon` on every offer."""
+    specs = draw(offer_specs)
+    longest = min(30, int(horizon * min(s for s, *_ in specs)))
+    return specs, draw(st.lists(st.integers(1, longest), min_size=1, max_size=6))

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gpuplan import parse_problem, solve
@@ -16,21 +16,23 @@ from gpuplan.solvers import gap_bb
 from gpuplan.solvers.gap_knapsack import KnapsackLagrangian, knapsack_lagrangian, local_multipliers
 from gpuplan.solvers.gap_knapsack import applicable as knapsack_applicable
 from tests.oracles import feasible_plans
-from tests.strategies import SETTINGS, matrices, program_of
+from tests.strategies import SETTINGS, multipliers, one_resource_matrices, program_of
 from tests.test_gap_knapsack import _kl
 
 
-def _usable(p: Program) -> bool:
-    return gap_bb.applicable(p) and knapsack_applicable(p)
-
-
-def _with_plans(m: dict) -> tuple[Program, list[tuple[np.ndarray, int]]] | None:
-    """The program and every feasible plan, or None when the search does not apply or none exists."""
+def _usable(m: dict) -> Program:
+    """The program of `m`, which the branch and bound and the knapsack Lagrangian both take."""
     p = program_of(m)
-    if not _usable(p):
-        return None
+    assert gap_bb.applicable(p) and knapsack_applicable(p)
+    return p
+
+
+def _with_plans(m: dict) -> tuple[Program, list[tuple[np.ndarray, int]]]:
+    """The program and every feasible plan; an instance without one is rejected (`assume`)."""
+    p = _usable(m)
     sols = feasible_plans(p)
-    return (p, sols) if sols else None
+    assume(sols)
+    return p, sols
 
 
 def _assert_improving(p: Program, res: gap_bb.SearchResult, start: int) -> int:
@@ -43,12 +45,10 @@ def _assert_improving(p: Program, res: gap_bb.SearchResult, start: int) -> int:
 
 
 @SETTINGS
-@given(matrices(homeless=False), st.lists(st.floats(-30, 30), min_size=7, max_size=7))
+@given(one_resource_matrices(), multipliers(-30, 30))
 def test_branch_and_bound_equals_enumeration(m, u0):
     """With a loose target the search runs to the end and returns the optimum (any multipliers)."""
-    p = program_of(m)
-    if not _usable(p):
-        return
+    p = _usable(m)
     sols = feasible_plans(p)
     kl = _kl(p, u0)
     big = int(np.abs(p.cost_int).sum()) + 1
@@ -66,12 +66,10 @@ def test_branch_and_bound_equals_enumeration(m, u0):
 
 
 @SETTINGS
-@given(matrices(homeless=False))
+@given(one_resource_matrices())
 def test_ladder_proves_the_optimum(m):
     """The ladder's first plan is optimal and its proven bound equals it; no plan: no false claim."""
-    p = program_of(m)
-    if not _usable(p):
-        return
+    p = _usable(m)
     sols = feasible_plans(p)
     res = gap_bb.search(p, _kl(p), None, time.monotonic() + 10)
     if not sols:
@@ -84,13 +82,10 @@ def test_ladder_proves_the_optimum(m):
 
 
 @SETTINGS
-@given(matrices(homeless=False), st.integers(0, 2**31 - 1))
+@given(one_resource_matrices(), st.integers(0, 2**31 - 1))
 def test_lns_never_worsens_and_bound_holds(m, seed):
     """From any feasible start the LNS only offers better feasible plans; a proven bound holds."""
-    got = _with_plans(m)
-    if got is None:
-        return
-    p, sols = got
+    p, sols = _with_plans(m)
     start, start_val = max(sols, key=lambda s: s[1])
     opt = min(v for _, v in sols)
     res = gap_bb.search(p, _kl(p), start, time.monotonic() + 0.5, seed, ladder=False)
@@ -103,8 +98,8 @@ def test_lns_never_worsens_and_bound_holds(m, seed):
 
 @SETTINGS
 @given(
-    matrices(homeless=False),
-    st.lists(st.floats(-30, 30), min_size=7, max_size=7),
+    one_resource_matrices(),
+    multipliers(-30, 30),
     st.lists(st.booleans(), min_size=7, max_size=7),
     st.integers(-5, 40),
 )
@@ -112,10 +107,7 @@ def test_local_multipliers_bound_the_subproblem(m, u0, pinned, slack):
     """The re-optimized multipliers of a subproblem (some tasks pinned to an optimal plan's GPUs,
     the rest free) bound its optimum; "empty" (bound above the target) is never said of a
     subproblem that has a plan within the target; and the branch and bound with them is exact."""
-    got = _with_plans(m)
-    if got is None:
-        return
-    p, sols = got
+    p, sols = _with_plans(m)
     ref, _ = min(sols, key=lambda s: s[1])
     pin = np.resize(np.array(pinned, dtype=bool), p.n_tasks)
     fixed = np.where(pin, ref, -1)
@@ -235,13 +227,11 @@ def test_portfolio_routes_mid_size_programs_to_the_branch_and_bound():
 
 
 @SETTINGS
-@given(matrices(homeless=False), st.integers(0, 3))
+@given(one_resource_matrices(), st.integers(0, 3))
 def test_discrepancy_limit_is_never_called_exhaustive_when_it_cuts(m, disc):
     """A limited-discrepancy search finds no plan cheaper than the optimum, and claims exhaustion
     only when nothing was cut (then it agrees with the complete search)."""
-    p = program_of(m)
-    if not _usable(p):
-        return
+    p = _usable(m)
     kl = _kl(p)
     big = int(np.abs(p.cost_int).sum()) + 1
     full = gap_bb.branch_and_bound(p, kl, big, 10.0)

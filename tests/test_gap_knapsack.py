@@ -8,14 +8,14 @@ import sys
 import time
 
 import numpy as np
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gpuplan.optimizer.bounds import lp_relaxation
 from gpuplan.optimizer.program import Program
 from gpuplan.solvers.gap_knapsack import applicable, knapsack_fixable, knapsack_lagrangian, knapsacks
 from tests.oracles import feasible_plans, knapsack_by_enumeration
-from tests.strategies import SETTINGS, matrices, program_of
+from tests.strategies import SETTINGS, multipliers, one_resource_matrices, program_of
 
 
 def _program(m: dict, optional: list[bool] | None = None, penalty: list[int] | None = None) -> Program:
@@ -43,8 +43,8 @@ def _tol(v: float) -> float:
 
 @SETTINGS
 @given(
-    matrices(homeless=False),
-    st.lists(st.floats(-40, 40), min_size=7, max_size=7),
+    one_resource_matrices(),
+    multipliers(-40, 40),
     st.lists(st.booleans(), min_size=7, max_size=7),
     st.lists(st.integers(0, 60), min_size=7, max_size=7),
 )
@@ -52,12 +52,10 @@ def test_bound_and_penalties_hold_for_every_solution(m, u0, optional, penalty):
     """L(u) <= every feasible objective for any start u; L(u) + penalty[t, g] <= the objective of
     every feasible solution using (t, g); fixing at opt + 1 keeps every optimal pair."""
     p = _program(m, optional, penalty)
-    if not applicable(p):
-        return
+    assert applicable(p)
     sols = feasible_plans(p)
+    assume(sols)
     kl = knapsack_lagrangian(p, np.resize(np.array(u0), p.n_tasks), None, time.monotonic() + 2, iterations=60)
-    if not sols:
-        return
     opt = min(v for _, v in sols)
     assert kl.bound_int <= opt + _tol(opt)
     for a, v in sols:
@@ -71,13 +69,13 @@ def test_bound_and_penalties_hold_for_every_solution(m, u0, optional, penalty):
 
 
 @SETTINGS
-@given(matrices(homeless=False))
+@given(one_resource_matrices())
 def test_lp_duals_start_gives_at_least_the_lp_bound(m):
     """From the LP's assignment duals the knapsack bound is never weaker than the LP bound."""
     p = _program(m)
+    assert applicable(p)
     lp = lp_relaxation(p, time.monotonic() + 5)
-    if lp is None or not lp.complete or lp.u is None or not applicable(p):
-        return
+    assume(lp is not None and lp.complete and lp.u is not None)  # an infeasible LP has no duals
     kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 2, iterations=30)
     assert kl.bound_int >= lp.lp_value - 1e-5 * max(1.0, abs(lp.lp_value))
 
@@ -137,12 +135,11 @@ def test_auto_honours_the_deadline_on_a_tight_type_d_instance(tmp_path):
 
 
 @SETTINGS
-@given(matrices(homeless=False), st.lists(st.floats(-40, 40), min_size=7, max_size=7))
+@given(one_resource_matrices(), multipliers(-40, 40))
 def test_z_is_each_gpus_knapsack_optimum(m, u0):
     """`z[g]` is GPU g's knapsack optimum at the returned multipliers (the branch and bound's waste)."""
     p = _program(m)
-    if not applicable(p):
-        return
+    assert applicable(p)
     kl = _kl(p, u0)
     w = p.cost_int - kl.u[:, None]
     for g in range(p.n_gpus):

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import pytest
 from cap_helpers import catalog, offer, workload
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpuplan.capacity import plan_capacity
 from gpuplan.capacity.prepare import prepare
 from gpuplan.capacity.sizing import solve_sizing
 from tests.oracles import cheapest_vector, packs
-from tests.strategies import offer_specs
+from tests.strategies import offers_and_works
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(offer_specs, st.lists(st.integers(1, 30), min_size=1, max_size=6))
-def test_milp_matches_brute_force_aggregate(specs, works):
+@settings(max_examples=30, deadline=None)
+@given(offers_and_works(horizon=40.0))
+def test_milp_matches_brute_force_aggregate(case):
     """Single-GPU tasks that fit everywhere: the MILP optimum is the cheapest count vector whose
     GPU-hours (speed-adjusted) cover the work, committed offers billed at their discount."""
+    specs, works = case
     cat = catalog(
         *[
             offer(f"o{i}", speed=s, per_node=k, price=p, commit_discount=d, commit_min_nodes=m, max_nodes=mx)
@@ -26,9 +27,7 @@ def test_milp_matches_brute_force_aggregate(specs, works):
         ]
     )
     horizon = 40.0
-    wl = workload(horizon, *[{"work_h": float(w)} for w in works if w <= 40 * min(s for s, *_ in specs)])
-    if not wl.tasks:
-        return
+    wl = workload(horizon, *[{"work_h": float(w)} for w in works])
     prep = prepare(wl, cat)
     need = sum(t.work_h for t in wl.tasks)
 
@@ -46,7 +45,7 @@ def test_milp_matches_brute_force_aggregate(specs, works):
         assert lp.cost <= res.cost + 1e-6
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None)
 @given(
     st.lists(st.tuples(st.sampled_from([1.0, 2.0]), st.integers(1, 6)), min_size=1, max_size=2),
     st.lists(st.integers(5, 30), min_size=1, max_size=5),

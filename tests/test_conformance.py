@@ -474,6 +474,7 @@ def medium() -> MatrixProblem:
     return MatrixProblem.model_validate(random_matrix(300, 30, seed=0))
 
 
+@pytest.mark.clock
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tiny_time_limit_returns_in_time(medium, backend):
     """A 0.05 s limit on a 300 x 30 instance still returns a verified plan within limit + 1 s."""

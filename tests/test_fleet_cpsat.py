@@ -212,6 +212,7 @@ def test_feasible_hint_replaces_a_missing_or_worse_answer() -> None:
     assert _with_hint(p, np.array([[0], [0]]), none) is none  # an infeasible hint is ignored
 
 
+@pytest.mark.clock
 def test_short_deadline_answer_is_consistent() -> None:
     """Stopped early on a mid-size fleet, whatever the status: a feasible plan above a valid bound."""
     types = [

@@ -147,6 +147,7 @@ def test_local_multipliers_of_an_empty_subproblem():
     assert u.size == 0 and bound == 0.0
 
 
+@pytest.mark.clock
 def test_lns_with_and_without_local_multipliers(monkeypatch):
     """Both LNS variants only report feasible, strictly improving plans on a type-D-like instance."""
     p, kl, first = _type_d_start(60, 8, 5, 40)
@@ -205,6 +206,7 @@ def test_optional_tasks_are_not_handled():
     assert not gap_bb.applicable(q)
 
 
+@pytest.mark.clock
 def test_portfolio_proves_a_tight_instance_by_the_ladder():
     """A type-D-like 5x40 instance: the plan is optimal, proven by the ladder, and says so."""
     plan = solve(parse_problem(_type_d(40, 5, 11, 100)), time_limit_s=20, workers=2)
@@ -213,6 +215,7 @@ def test_portfolio_proves_a_tight_instance_by_the_ladder():
     assert plan.bound == pytest.approx(plan.objective)
 
 
+@pytest.mark.clock
 def test_portfolio_routes_mid_size_programs_to_the_branch_and_bound():
     """A 20 x 300 single-resource program (6,000 pairs: above the exact-phase limit, within
     `BB_PAIRS`) takes the knapsack Lagrangian and the branch and bound; the plan is verified."""
@@ -243,6 +246,7 @@ def test_discrepancy_limit_is_never_called_exhaustive_when_it_cuts(m, disc):
         assert lds.objective_int == full.objective_int
 
 
+@pytest.mark.clock
 def test_lns_trajectories_restart_from_the_start_plan_and_never_report_worse():
     """Once its trajectory stops improving a worker begins again from the start plan; what the
     search reports still only ever improves on the start."""

@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -108,6 +109,7 @@ def test_multi_resource_programs_are_left_alone():
     assert not applicable(_program(m))
 
 
+@pytest.mark.clock
 def test_auto_honours_the_deadline_on_a_tight_type_d_instance(tmp_path):
     """A 20x200 type-D-like instance (the knapsack phase runs): the whole process ends near its limit."""
     rng = np.random.default_rng(3)

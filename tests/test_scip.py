@@ -47,6 +47,7 @@ def _gap_program(m: int, n: int, seed: int):
     return program_of(data)
 
 
+@pytest.mark.clock
 def test_scip_honours_its_deadline_and_stop():
     """A hard program: SCIP returns by its deadline, and promptly after `stop`."""
     program = _gap_program(10, 150, seed=3)

@@ -5,45 +5,24 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import assume, given
 
-from gpuplan import compile_problem, parse_problem
 from gpuplan.optimizer.bounds import fixable, lagrangian_bound, lp_relaxation, subgradient
 from gpuplan.optimizer.program import DROPPED
 from gpuplan.solvers.base import cost_bound_to_user
 from gpuplan.solvers.local import LocalSearch
-from tests.test_properties import SETTINGS, brute_force, matrices
-
-
-def _program(m: dict):
-    return compile_problem(parse_problem(m)).program
-
-
-def _best_assignment(program) -> np.ndarray | None:
-    """An optimal assignment by enumeration (tiny programs only)."""
-    import itertools
-
-    options = [np.flatnonzero(program.eligible[t]).tolist() for t in range(program.n_tasks)]
-    best, best_value = None, None
-    for combo in itertools.product(*options):
-        a = np.array(combo, dtype=np.int64)
-        if program.is_feasible(a):
-            v = program.objective_int(a)
-            if best_value is None or v < best_value:
-                best, best_value = a, v
-    return best
+from tests.oracles import best_assignment, matrix_brute_force
+from tests.strategies import SETTINGS, matrices, multipliers, program_of
 
 
 @SETTINGS
-@given(matrices(homeless=False), st.lists(st.floats(0, 20), min_size=6, max_size=6))
+@given(matrices(homeless=False), multipliers(0, 20, size=6))
 def test_lagrangian_bound_never_exceeds_the_optimum(m, lams):
     """L(λ) is below the brute-force optimum for any λ >= 0, and so are subgradient and LP bounds."""
-    opt = brute_force(m)
-    program = _program(m)
+    opt = matrix_brute_force(m)
+    assume(opt is not None)
+    program = program_of(m)
     lam = np.resize(np.array(lams), program.capacity.shape)
-    if opt is None:
-        return
     assert cost_bound_to_user(program, lagrangian_bound(program, lam)) <= opt + 1e-6
     _, sg = subgradient(program, None, time.monotonic() + 2)
     assert cost_bound_to_user(program, sg) <= opt + 1e-6
@@ -58,11 +37,11 @@ def test_lagrangian_bound_never_exceeds_the_optimum(m, lams):
 @given(matrices(homeless=False))
 def test_fixing_keeps_every_optimal_pair(m):
     """Reduced-cost fixing at the optimal value never removes a pair of an optimal assignment."""
-    program = _program(m)
-    best = _best_assignment(program)
+    program = program_of(m)
+    best = best_assignment(program)
+    assume(best is not None)
     lp = lp_relaxation(program, time.monotonic() + 5)
-    if best is None or lp is None:
-        return
+    assert lp is not None  # a feasible program has a feasible relaxation
     fixed = fixable(program, lp, float(program.objective_int(best)))
     assert not fixed[np.arange(program.n_tasks), best].any()
 
@@ -71,9 +50,8 @@ def test_fixing_keeps_every_optimal_pair(m):
 @given(matrices(homeless=False))
 def test_local_search_returns_a_feasible_plan_when_it_can(m):
     """From an empty start, the local search places every task feasibly on instances with room to spare."""
-    program = _program(m)
-    if _best_assignment(program) is None:
-        return
+    program = program_of(m)
+    assume(best_assignment(program) is not None)
     # give every GPU twice the capacity: the penalized search must then reach feasibility
     roomy = program.replace(capacity_int=program.capacity_int * 2 + 1)
     start = np.full(program.n_tasks, DROPPED, dtype=np.int64)

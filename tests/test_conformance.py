@@ -6,7 +6,6 @@ plan no better than the optimum. Every plan is checked again with `verify`.
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 import gpuplan
 from gpuplan import MatrixProblem, Plan, Problem, Status, verify
+from tests.oracles import matrix_brute_force
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "examples" / "cluster.json"
@@ -40,24 +40,6 @@ def run(problem: dict | Problem | MatrixProblem, backend: str, **kwargs: object)
     verify(plan, source)
     assert plan.solver_requested == backend
     return plan
-
-
-def brute_force_matrix(cost, loads, caps) -> float | None:
-    """Optimum of a tiny matrix instance by enumerating every assignment (None when infeasible)."""
-    n_t, n_g = len(cost), len(cost[0])
-    best = None
-    for combo in itertools.product(range(n_g), repeat=n_t):
-        if any(cost[t][g] is None for t, g in enumerate(combo)):
-            continue
-        used = np.zeros((len(caps), n_g))
-        for t, g in enumerate(combo):
-            for r in range(len(caps)):
-                used[r, g] += loads[r][t][g]
-        if np.any(used > np.array(caps)):
-            continue
-        total = sum(cost[t][g] for t, g in enumerate(combo))
-        best = total if best is None else min(best, total)
-    return best
 
 
 def assert_reaches(plan: Plan, backend: str, optimum: float, greedy_finds: bool = True) -> None:
@@ -151,8 +133,7 @@ GREEDY_MAY_FAIL = {"heterogeneous_loads_decimals"}
 def test_reference_optima_are_right(case):
     """The hand-computed optima of the battery agree with brute force."""
     m, optimum, _ = MATRIX_CASES[case]
-    parsed = gpuplan.Matrix.model_validate(m)
-    assert brute_force_matrix(parsed.cost, parsed.loads(), parsed.capacities()) == pytest.approx(optimum)
+    assert matrix_brute_force({"matrix": m}) == pytest.approx(optimum)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -493,6 +474,7 @@ def medium() -> MatrixProblem:
     return MatrixProblem.model_validate(random_matrix(300, 30, seed=0))
 
 
+@pytest.mark.clock
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tiny_time_limit_returns_in_time(medium, backend):
     """A 0.05 s limit on a 300 x 30 instance still returns a verified plan within limit + 1 s."""

@@ -6,131 +6,23 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import assume, given, settings
 
 from gpuplan.models import Problem, Status
 from gpuplan.optimizer.fleet import NONE, FleetProgram, compile_fleet
-from gpuplan.solvers.fleet_brute import brute_force
 from gpuplan.solvers.fleet_cpsat import FleetResult, solve_fleet_cpsat
-
-SETTINGS = settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
-KINDS = ["cost", "energy", "balance", "gpus_used", "nodes_used", "placed"]
+from tests.oracles import fleet_brute_force
+from tests.strategies import SETTINGS, fleets
 
 
 def solve(program: FleetProgram, hint: np.ndarray | None = None, limit: float = 10.0) -> FleetResult:
     return solve_fleet_cpsat(program, deadline=time.monotonic() + limit, workers=1, seed=0, hint=hint)
 
 
-@st.composite
-def fleets(draw) -> dict:
-    """A tiny Problem (<= 5 GPUs, <= 4 tasks) exercising every fleet feature at random."""
-    types = [
-        {
-            "name": name,
-            "memory_gb": draw(st.sampled_from([16, 40, 80])),
-            "speed": draw(st.sampled_from([1, 2])),
-            "cost_per_hour": draw(st.sampled_from([0, 1, 2.5, 3])),
-            "power_w": draw(st.sampled_from([0, 300, 700])),
-        }
-        for name in ["A", "B"][: draw(st.integers(1, 2))]
-    ]
-    names = [t["name"] for t in types]
-    n_nodes = draw(st.integers(1, 3))
-    budget = 5
-    nodes = []
-    for i in range(n_nodes):
-        counts = {}
-        for name in names:
-            c = draw(st.integers(0 if i or name != names[0] else 1, min(2, budget)))
-            budget -= c
-            if c:
-                counts[name] = c
-        listed = []
-        if budget > 0 and draw(st.integers(0, 4)) == 0:
-            budget -= 1
-            listed.append(
-                {
-                    "id": f"n{i}-x",
-                    "type": draw(st.sampled_from(names)),
-                    "healthy": draw(st.booleans()),
-                    "temperature_c": draw(st.sampled_from([None, 60, 90])),
-                }
-            )
-        nodes.append(
-            {
-                "id": f"n{i}",
-                "gpu_counts": counts,
-                "gpus": listed,
-                "cpu_cores": draw(st.sampled_from([None, None, 4, 8, 16])),
-                "memory_gb": draw(st.sampled_from([None, None, 32, 64])),
-                "labels": draw(st.sampled_from([{}, {"zone": "a"}, {"zone": "b"}])),
-                "bandwidth_gbps": draw(st.sampled_from([None, None, 10, 100])),
-            }
-        )
-    gpu_ids = [g["id"] for n in nodes for g in n["gpus"]] + [
-        f"{n['id']}/{name}/{k}" for n in nodes for name, c in n["gpu_counts"].items() for k in range(c)
-    ]
-    assume(gpu_ids)
-    tasks = []
-    for i in range(draw(st.integers(1, 4))):
-        gang = draw(st.sampled_from([1, 1, 2])) if len(gpu_ids) > 1 else 1
-        task: dict = {
-            "id": f"t{i}",
-            "gpus": gang,
-            "same_type": draw(st.booleans()),
-            "gpu_share": 1.0 if gang > 1 else draw(st.sampled_from([0.25, 0.5, 0.75, 1.0])),
-            "gpu_memory_gb": draw(st.sampled_from([0, 0, 10, 30])),
-            "cpu_cores": draw(st.sampled_from([0, 2, 4, 8])),
-            "memory_gb": draw(st.sampled_from([0, 16, 32])),
-            "priority": draw(st.integers(0, 1)),
-            "optional": draw(st.sampled_from([True, True, False])),
-            "input_gb": draw(st.sampled_from([0, 0, 10, 50])),
-            "dataset": draw(st.sampled_from([None, None, "d1", "d2"])),
-            "anti_affinity": draw(st.sampled_from([None, None, "s"])),
-        }
-        if draw(st.booleans()):
-            task["work_h"] = draw(st.sampled_from([0.5, 1, 2, 3]))
-        else:
-            task["duration_h"] = {name: draw(st.sampled_from([0.5, 1, 1.5, 4])) for name in names}
-        if draw(st.integers(0, 3)) == 0:
-            task["allowed_types"] = [draw(st.sampled_from(names))]
-        elif draw(st.integers(0, 3)) == 0:
-            task["forbidden_types"] = [draw(st.sampled_from(names))]
-        if draw(st.integers(0, 5)) == 0:
-            task["min_gpu_memory_gb"] = 40
-        if draw(st.integers(0, 4)) == 0:
-            task["node_selector"] = {"zone": draw(st.sampled_from(["a", "b"]))}
-        if draw(st.integers(0, 2)) == 0:
-            task["current_gpus"] = draw(st.permutations(gpu_ids))[:gang]
-            task["migration_cost"] = draw(st.sampled_from([0, 1, 5]))
-        if len(task.get("current_gpus") or [None] * gang) != gang:
-            task.pop("current_gpus")
-        tasks.append(task)
-    kind = draw(st.sampled_from([*KINDS, "weighted", "lexicographic"]))
-    objective: dict = {"kind": kind, "placed_weight": draw(st.sampled_from(["gpu", "count", "work"]))}
-    if kind in ("weighted", "lexicographic"):
-        chosen = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True))
-        objective["terms"] = [{"kind": k, "weight": draw(st.sampled_from([0.5, 1, 2]))} for k in chosen]
-    return {
-        "gpu_types": types,
-        "nodes": nodes,
-        "tasks": tasks,
-        "horizon_h": draw(st.sampled_from([None, None, 2, 4])),
-        "temperature_limit_c": draw(st.sampled_from([None, 80])),
-        "transfer_cost_per_gb": draw(st.sampled_from([0, 0, 0.01, 0.1])),
-        "objective": objective,
-    }
-
-
 def check_against_brute_force(program: FleetProgram) -> None:
     """CP-SAT's status, objective and bound agree with exhaustive search."""
     res = solve(program)
-    ref = brute_force(program)
+    ref = fleet_brute_force(program)
     if ref is None:
         assert res.status is Status.INFEASIBLE, res.stats
         assert res.objective is None
@@ -152,20 +44,20 @@ def check_against_brute_force(program: FleetProgram) -> None:
 @SETTINGS
 @given(fleets())
 def test_cpsat_matches_brute_force(data: dict) -> None:
+    """On random tiny fleets CP-SAT's status, objective and bound agree with exhaustive search."""
     try:
         program = compile_fleet(Problem.model_validate(data)).program
     except ValueError:  # priority tiers too wide to weigh (compile refuses)
         assume(False)
-        return
     check_against_brute_force(program)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None)
 @given(fleets())
 def test_hint_is_kept_when_better(data: dict) -> None:
     """With a feasible optimal hint, the answer is at least as good as the hint."""
     program = compile_fleet(Problem.model_validate(data)).program
-    ref = brute_force(program)
+    ref = fleet_brute_force(program)
     assume(ref is not None)
     best, assign = ref
     res = solve(program, hint=assign, limit=5.0)
@@ -263,7 +155,7 @@ def test_lexicographic_placed_then_gpus_used() -> None:
     p = compiled(nodes, tasks, {"kind": "weighted", "terms": terms})
     res = solve(p)
     assert res.assign[4, 0] == NONE
-    assert res.objective == pytest.approx(brute_force(p)[0])
+    assert res.objective == pytest.approx(fleet_brute_force(p)[0])
 
 
 def test_dropped_required_task_without_room_is_infeasible_and_hint_is_used() -> None:
@@ -320,6 +212,7 @@ def test_feasible_hint_replaces_a_missing_or_worse_answer() -> None:
     assert _with_hint(p, np.array([[0], [0]]), none) is none  # an infeasible hint is ignored
 
 
+@pytest.mark.clock
 def test_short_deadline_answer_is_consistent() -> None:
     """Stopped early on a mid-size fleet, whatever the status: a feasible plan above a valid bound."""
     types = [

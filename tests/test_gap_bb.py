@@ -6,34 +6,33 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from gpuplan import compile_problem, parse_problem, solve
+from gpuplan import parse_problem, solve
 from gpuplan.optimizer.bounds import lp_relaxation
 from gpuplan.optimizer.program import Program
 from gpuplan.solvers import gap_bb
 from gpuplan.solvers.gap_knapsack import KnapsackLagrangian, knapsack_lagrangian, local_multipliers
 from gpuplan.solvers.gap_knapsack import applicable as knapsack_applicable
-from tests.test_gap_knapsack import _feasible, _kl
-from tests.test_properties import SETTINGS, matrices
+from tests.oracles import feasible_plans
+from tests.strategies import SETTINGS, multipliers, one_resource_matrices, program_of
+from tests.test_gap_knapsack import _kl
 
 
-def _program(m: dict) -> Program:
-    return compile_problem(parse_problem(m)).program
+def _usable(m: dict) -> Program:
+    """The program of `m`, which the branch and bound and the knapsack Lagrangian both take."""
+    p = program_of(m)
+    assert gap_bb.applicable(p) and knapsack_applicable(p)
+    return p
 
 
-def _usable(p: Program) -> bool:
-    return gap_bb.applicable(p) and knapsack_applicable(p)
-
-
-def _with_plans(m: dict) -> tuple[Program, list[tuple[np.ndarray, int]]] | None:
-    """The program and every feasible plan, or None when the search does not apply or none exists."""
-    p = _program(m)
-    if not _usable(p):
-        return None
-    sols = _feasible(p)
-    return (p, sols) if sols else None
+def _with_plans(m: dict) -> tuple[Program, list[tuple[np.ndarray, int]]]:
+    """The program and every feasible plan; an instance without one is rejected (`assume`)."""
+    p = _usable(m)
+    sols = feasible_plans(p)
+    assume(sols)
+    return p, sols
 
 
 def _assert_improving(p: Program, res: gap_bb.SearchResult, start: int) -> int:
@@ -46,13 +45,11 @@ def _assert_improving(p: Program, res: gap_bb.SearchResult, start: int) -> int:
 
 
 @SETTINGS
-@given(matrices(homeless=False), st.lists(st.floats(-30, 30), min_size=7, max_size=7))
+@given(one_resource_matrices(), multipliers(-30, 30))
 def test_branch_and_bound_equals_enumeration(m, u0):
     """With a loose target the search runs to the end and returns the optimum (any multipliers)."""
-    p = _program(m)
-    if not _usable(p):
-        return
-    sols = _feasible(p)
+    p = _usable(m)
+    sols = feasible_plans(p)
     kl = _kl(p, u0)
     big = int(np.abs(p.cost_int).sum()) + 1
     r = gap_bb.branch_and_bound(p, kl, big, 10.0)
@@ -69,13 +66,11 @@ def test_branch_and_bound_equals_enumeration(m, u0):
 
 
 @SETTINGS
-@given(matrices(homeless=False))
+@given(one_resource_matrices())
 def test_ladder_proves_the_optimum(m):
     """The ladder's first plan is optimal and its proven bound equals it; no plan: no false claim."""
-    p = _program(m)
-    if not _usable(p):
-        return
-    sols = _feasible(p)
+    p = _usable(m)
+    sols = feasible_plans(p)
     res = gap_bb.search(p, _kl(p), None, time.monotonic() + 10)
     if not sols:
         assert not res.plans and not res.optimal
@@ -87,13 +82,10 @@ def test_ladder_proves_the_optimum(m):
 
 
 @SETTINGS
-@given(matrices(homeless=False), st.integers(0, 2**31 - 1))
+@given(one_resource_matrices(), st.integers(0, 2**31 - 1))
 def test_lns_never_worsens_and_bound_holds(m, seed):
     """From any feasible start the LNS only offers better feasible plans; a proven bound holds."""
-    got = _with_plans(m)
-    if got is None:
-        return
-    p, sols = got
+    p, sols = _with_plans(m)
     start, start_val = max(sols, key=lambda s: s[1])
     opt = min(v for _, v in sols)
     res = gap_bb.search(p, _kl(p), start, time.monotonic() + 0.5, seed, ladder=False)
@@ -106,8 +98,8 @@ def test_lns_never_worsens_and_bound_holds(m, seed):
 
 @SETTINGS
 @given(
-    matrices(homeless=False),
-    st.lists(st.floats(-30, 30), min_size=7, max_size=7),
+    one_resource_matrices(),
+    multipliers(-30, 30),
     st.lists(st.booleans(), min_size=7, max_size=7),
     st.integers(-5, 40),
 )
@@ -115,10 +107,7 @@ def test_local_multipliers_bound_the_subproblem(m, u0, pinned, slack):
     """The re-optimized multipliers of a subproblem (some tasks pinned to an optimal plan's GPUs,
     the rest free) bound its optimum; "empty" (bound above the target) is never said of a
     subproblem that has a plan within the target; and the branch and bound with them is exact."""
-    got = _with_plans(m)
-    if got is None:
-        return
-    p, sols = got
+    p, sols = _with_plans(m)
     ref, _ = min(sols, key=lambda s: s[1])
     pin = np.resize(np.array(pinned, dtype=bool), p.n_tasks)
     fixed = np.where(pin, ref, -1)
@@ -158,6 +147,7 @@ def test_local_multipliers_of_an_empty_subproblem():
     assert u.size == 0 and bound == 0.0
 
 
+@pytest.mark.clock
 def test_lns_with_and_without_local_multipliers(monkeypatch):
     """Both LNS variants only report feasible, strictly improving plans on a type-D-like instance."""
     p, kl, first = _type_d_start(60, 8, 5, 40)
@@ -170,7 +160,7 @@ def test_lns_with_and_without_local_multipliers(monkeypatch):
 
 def test_pins_are_kept_and_checked():
     m = {"matrix": {"cost": [[1, 5], [5, 1], [2, 2]], "load": [[2, 2], [2, 2], [1, 1]], "capacity": [3, 3]}}
-    p = _program(m)
+    p = program_of(m)
     kl = _kl(p)
     free = gap_bb.branch_and_bound(p, kl, 100, 5.0)
     assert free.objective_int == p.objective_int(np.array([0, 1, 0]))
@@ -193,7 +183,7 @@ def _type_d_start(
     t: int, g: int, seed: int, max_load: int
 ) -> tuple[Program, KnapsackLagrangian, gap_bb.BBResult]:
     """A type-D-like program, its knapsack Lagrangian from the LP duals and a first plan."""
-    p = _program(_type_d(t, g, seed, max_load))
+    p = program_of(_type_d(t, g, seed, max_load))
     lp = lp_relaxation(p, time.monotonic() + 5)
     assert lp is not None and lp.u is not None
     kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 5)
@@ -203,19 +193,20 @@ def _type_d_start(
 
 
 def test_node_limit_stops_without_claiming_exhaustion():
-    p = _program(_type_d(40, 6, 3, 25))
+    p = program_of(_type_d(40, 6, 3, 25))
     kl = _kl(p)
     r = gap_bb.branch_and_bound(p, kl, int(p.cost_int.sum()), 10.0, node_limit=32)
     assert not r.exhausted and r.nodes <= 64
 
 
 def test_optional_tasks_are_not_handled():
-    p = _program({"matrix": {"cost": [[1, 2]], "load": [[1, 1]], "capacity": [1, 1]}})
+    p = program_of({"matrix": {"cost": [[1, 2]], "load": [[1, 1]], "capacity": [1, 1]}})
     assert gap_bb.applicable(p)
     q = p.replace(optional=np.array([True]), penalty=np.array([3.0]), penalty_int=np.array([3]))
     assert not gap_bb.applicable(q)
 
 
+@pytest.mark.clock
 def test_portfolio_proves_a_tight_instance_by_the_ladder():
     """A type-D-like 5x40 instance: the plan is optimal, proven by the ladder, and says so."""
     plan = solve(parse_problem(_type_d(40, 5, 11, 100)), time_limit_s=20, workers=2)
@@ -224,6 +215,7 @@ def test_portfolio_proves_a_tight_instance_by_the_ladder():
     assert plan.bound == pytest.approx(plan.objective)
 
 
+@pytest.mark.clock
 def test_portfolio_routes_mid_size_programs_to_the_branch_and_bound():
     """A 20 x 300 single-resource program (6,000 pairs: above the exact-phase limit, within
     `BB_PAIRS`) takes the knapsack Lagrangian and the branch and bound; the plan is verified."""
@@ -238,13 +230,11 @@ def test_portfolio_routes_mid_size_programs_to_the_branch_and_bound():
 
 
 @SETTINGS
-@given(matrices(homeless=False), st.integers(0, 3))
+@given(one_resource_matrices(), st.integers(0, 3))
 def test_discrepancy_limit_is_never_called_exhaustive_when_it_cuts(m, disc):
     """A limited-discrepancy search finds no plan cheaper than the optimum, and claims exhaustion
     only when nothing was cut (then it agrees with the complete search)."""
-    p = _program(m)
-    if not _usable(p):
-        return
+    p = _usable(m)
     kl = _kl(p)
     big = int(np.abs(p.cost_int).sum()) + 1
     full = gap_bb.branch_and_bound(p, kl, big, 10.0)
@@ -256,6 +246,7 @@ def test_discrepancy_limit_is_never_called_exhaustive_when_it_cuts(m, disc):
         assert lds.objective_int == full.objective_int
 
 
+@pytest.mark.clock
 def test_lns_trajectories_restart_from_the_start_plan_and_never_report_worse():
     """Once its trajectory stops improving a worker begins again from the start plan; what the
     search reports still only ever improves on the start."""

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
 import time
 
 import numpy as np
-from hypothesis import given
+import pytest
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from gpuplan import compile_problem, parse_problem
 from gpuplan.optimizer.bounds import lp_relaxation
-from gpuplan.optimizer.program import DROPPED, Program
+from gpuplan.optimizer.program import Program
 from gpuplan.solvers.gap_knapsack import applicable, knapsack_fixable, knapsack_lagrangian, knapsacks
-from tests.test_properties import SETTINGS, matrices
+from tests.oracles import feasible_plans, knapsack_by_enumeration
+from tests.strategies import SETTINGS, multipliers, one_resource_matrices, program_of
 
 
 def _program(m: dict, optional: list[bool] | None = None, penalty: list[int] | None = None) -> Program:
-    p = compile_problem(parse_problem(m)).program
+    p = program_of(m)
     if optional is not None and penalty is not None:
         opt = np.resize(np.array(optional, dtype=bool), p.n_tasks)
         pen = np.where(opt, np.resize(np.array(penalty, dtype=np.int64), p.n_tasks), 0)
@@ -32,32 +32,10 @@ def _program(m: dict, optional: list[bool] | None = None, penalty: list[int] | N
     return p
 
 
-def _feasible(p: Program) -> list[tuple[np.ndarray, int]]:
-    """Every feasible assignment and its integer objective (tiny programs only)."""
-    options = [np.flatnonzero(p.eligible[t]).tolist() for t in range(p.n_tasks)]
-    options = [[*o, DROPPED] if p.optional[t] else o for t, o in enumerate(options)]
-    out = []
-    for combo in itertools.product(*options):
-        a = np.array(combo, dtype=np.int64)
-        if p.is_feasible(a):
-            out.append((a, p.objective_int(a)))
-    return out
-
-
 def _kl(p: Program, u0: list[float] | None = None):
     """The knapsack Lagrangian from multipliers `u0` (resized to the tasks; default zeros)."""
     u = np.zeros(p.n_tasks) if u0 is None else np.resize(np.array(u0), p.n_tasks)
     return knapsack_lagrangian(p, u, None, time.monotonic() + 2, iterations=60)
-
-
-def _knapsack_by_enumeration(w: np.ndarray, a: np.ndarray, allowed: np.ndarray, cap: int) -> float:
-    """min Σ w x over every 0-1 x within `allowed` whose load fits `cap` (0: the empty set)."""
-    best = 0.0
-    for bits in itertools.product([0, 1], repeat=w.size):
-        x = np.array(bits, dtype=bool)
-        if not (x & ~allowed).any() and a[x].sum() <= cap:
-            best = min(best, float(w[x].sum()))
-    return best
 
 
 def _tol(v: float) -> float:
@@ -66,8 +44,8 @@ def _tol(v: float) -> float:
 
 @SETTINGS
 @given(
-    matrices(homeless=False),
-    st.lists(st.floats(-40, 40), min_size=7, max_size=7),
+    one_resource_matrices(),
+    multipliers(-40, 40),
     st.lists(st.booleans(), min_size=7, max_size=7),
     st.lists(st.integers(0, 60), min_size=7, max_size=7),
 )
@@ -75,12 +53,10 @@ def test_bound_and_penalties_hold_for_every_solution(m, u0, optional, penalty):
     """L(u) <= every feasible objective for any start u; L(u) + penalty[t, g] <= the objective of
     every feasible solution using (t, g); fixing at opt + 1 keeps every optimal pair."""
     p = _program(m, optional, penalty)
-    if not applicable(p):
-        return
-    sols = _feasible(p)
+    assert applicable(p)
+    sols = feasible_plans(p)
+    assume(sols)
     kl = knapsack_lagrangian(p, np.resize(np.array(u0), p.n_tasks), None, time.monotonic() + 2, iterations=60)
-    if not sols:
-        return
     opt = min(v for _, v in sols)
     assert kl.bound_int <= opt + _tol(opt)
     for a, v in sols:
@@ -94,13 +70,13 @@ def test_bound_and_penalties_hold_for_every_solution(m, u0, optional, penalty):
 
 
 @SETTINGS
-@given(matrices(homeless=False))
+@given(one_resource_matrices())
 def test_lp_duals_start_gives_at_least_the_lp_bound(m):
     """From the LP's assignment duals the knapsack bound is never weaker than the LP bound."""
     p = _program(m)
+    assert applicable(p)
     lp = lp_relaxation(p, time.monotonic() + 5)
-    if lp is None or not lp.complete or lp.u is None or not applicable(p):
-        return
+    assume(lp is not None and lp.complete and lp.u is not None)  # an infeasible LP has no duals
     kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 2, iterations=30)
     assert kl.bound_int >= lp.lp_value - 1e-5 * max(1.0, abs(lp.lp_value))
 
@@ -123,7 +99,7 @@ def test_knapsack_matches_enumeration(w, a, cap):
         np.stack([np.ones(n, dtype=bool), np.zeros(n, dtype=bool)], axis=1),
         np.array([cap, cap]),
     )
-    best = _knapsack_by_enumeration(w_arr, a_arr, np.ones(n, dtype=bool), cap)
+    best = knapsack_by_enumeration(w_arr, a_arr, np.ones(n, dtype=bool), cap)
     assert z[0] == best and z[1] == 0.0 and not chosen[:, 1].any()
     assert a_arr[chosen[:, 0]].sum() <= cap and w_arr[chosen[:, 0]].sum() == best
 
@@ -133,6 +109,7 @@ def test_multi_resource_programs_are_left_alone():
     assert not applicable(_program(m))
 
 
+@pytest.mark.clock
 def test_auto_honours_the_deadline_on_a_tight_type_d_instance(tmp_path):
     """A 20x200 type-D-like instance (the knapsack phase runs): the whole process ends near its limit."""
     rng = np.random.default_rng(3)
@@ -160,16 +137,15 @@ def test_auto_honours_the_deadline_on_a_tight_type_d_instance(tmp_path):
 
 
 @SETTINGS
-@given(matrices(homeless=False), st.lists(st.floats(-40, 40), min_size=7, max_size=7))
+@given(one_resource_matrices(), multipliers(-40, 40))
 def test_z_is_each_gpus_knapsack_optimum(m, u0):
     """`z[g]` is GPU g's knapsack optimum at the returned multipliers (the branch and bound's waste)."""
     p = _program(m)
-    if not applicable(p):
-        return
+    assert applicable(p)
     kl = _kl(p, u0)
     w = p.cost_int - kl.u[:, None]
     for g in range(p.n_gpus):
-        best = _knapsack_by_enumeration(
+        best = knapsack_by_enumeration(
             w[:, g], p.load_int[0, :, g], p.eligible[:, g], int(p.capacity_int[0, g])
         )
         assert abs(kl.z[g] - best) <= _tol(best)

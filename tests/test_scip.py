@@ -8,25 +8,20 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from gpuplan import compile_problem, parse_problem
 from gpuplan.solvers.base import cost_bound_to_user
 from gpuplan.solvers.scip import ScipRun, scip_available
-from tests.test_bounds import _best_assignment
-from tests.test_properties import SETTINGS, matrices
+from tests.oracles import best_assignment
+from tests.strategies import SETTINGS, matrices, program_of
 
 pytestmark = pytest.mark.skipif(not scip_available(), reason="OR-Tools built without SCIP")
-
-
-def _program(m: dict):
-    return compile_problem(parse_problem(m)).program
 
 
 @SETTINGS
 @given(matrices(homeless=False))
 def test_scip_plan_is_feasible_and_its_bound_below_the_optimum(m):
     """On tiny programs SCIP's plan is feasible, optimal when it says so, and its bound never too high."""
-    program = _program(m)
-    best = _best_assignment(program)
+    program = program_of(m)
+    best = best_assignment(program)
     run = ScipRun(program, time.monotonic() + 5)
     run.start()
     run.join()
@@ -49,9 +44,10 @@ def _gap_program(m: int, n: int, seed: int):
     cost = 111 - load + rng.integers(-10, 11, size=(n, m))
     cap = (0.8 * load.sum(axis=0) / m).astype(int)
     data = {"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}}
-    return compile_problem(parse_problem(data)).program
+    return program_of(data)
 
 
+@pytest.mark.clock
 def test_scip_honours_its_deadline_and_stop():
     """A hard program: SCIP returns by its deadline, and promptly after `stop`."""
     program = _gap_program(10, 150, seed=3)

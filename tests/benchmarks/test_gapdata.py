@@ -209,6 +209,8 @@ def test_baselines_agree_on_a_small_instance():
         assert ok and cost == r["objective"]
 
 
+@pytest.mark.clock
 def test_run_timed_kills_an_overrun():
+    """A run past its limit is killed and reported without an objective."""
     res = run_timed([sys.executable, "-c", "import time; time.sleep(60)"], 0.1, kill_s=1.0)
     assert res["status"] == "killed" and res["objective"] is None and res["wall_s"] < 10

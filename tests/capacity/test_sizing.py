@@ -2,46 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from cap_helpers import catalog, offer, workload
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpuplan.capacity import plan_capacity
 from gpuplan.capacity.prepare import prepare
 from gpuplan.capacity.sizing import solve_sizing
-
-offers_st = st.lists(
-    st.tuples(
-        st.sampled_from([0.5, 1.0, 2.0]),  # speed
-        st.sampled_from([1, 2, 4]),  # GPUs per node
-        st.integers(1, 20),  # price
-        st.sampled_from([0.0, 0.2, 0.5]),  # commit discount
-        st.integers(1, 3),  # commit minimum
-        st.integers(1, 3),  # max nodes
-    ),
-    min_size=1,
-    max_size=3,
-)
+from tests.oracles import cheapest_vector, packs
+from tests.strategies import offers_and_works
 
 
-def _vector_cost(cat, vec, horizon):
-    total = 0.0
-    for o, n in zip(cat.offers, vec, strict=True):
-        rate = o.price_per_node_hour * (
-            1 - o.commit_discount if o.commit_discount and n >= o.commit_min_nodes else 1
-        )
-        total += n * rate * horizon
-    return total
-
-
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(offers_st, st.lists(st.integers(1, 30), min_size=1, max_size=6))
-def test_milp_matches_brute_force_aggregate(specs, works):
+@settings(max_examples=30, deadline=None)
+@given(offers_and_works(horizon=40.0))
+def test_milp_matches_brute_force_aggregate(case):
     """Single-GPU tasks that fit everywhere: the MILP optimum is the cheapest count vector whose
     GPU-hours (speed-adjusted) cover the work, committed offers billed at their discount."""
+    specs, works = case
     cat = catalog(
         *[
             offer(f"o{i}", speed=s, per_node=k, price=p, commit_discount=d, commit_min_nodes=m, max_nodes=mx)
@@ -49,17 +27,15 @@ def test_milp_matches_brute_force_aggregate(specs, works):
         ]
     )
     horizon = 40.0
-    wl = workload(horizon, *[{"work_h": float(w)} for w in works if w <= 40 * min(s for s, *_ in specs)])
-    if not wl.tasks:
-        return
+    wl = workload(horizon, *[{"work_h": float(w)} for w in works])
     prep = prepare(wl, cat)
     need = sum(t.work_h for t in wl.tasks)
-    best = None
-    for vec in itertools.product(*[range(o.max_nodes + 1) for o in cat.offers]):
+
+    def covers(vec: tuple[int, ...]) -> bool:
         cap = sum(n * o.gpus_per_node * o.gpu.speed * horizon for o, n in zip(cat.offers, vec, strict=True))
-        if cap + 1e-9 >= need:
-            c = _vector_cost(cat, vec, horizon)
-            best = c if best is None else min(best, c)
+        return cap + 1e-9 >= need
+
+    best = cheapest_vector(cat, horizon, [o.max_nodes for o in cat.offers], covers)
     res = solve_sizing(prep)
     if best is None:
         assert res.status == "infeasible"
@@ -69,31 +45,7 @@ def test_milp_matches_brute_force_aggregate(specs, works):
         assert lp.cost <= res.cost + 1e-6
 
 
-def _packs(durations, caps):
-    """Exact: can single-GPU tasks (durations per GPU class) be packed into GPUs of capacity H?"""
-    loads = [0.0] * len(caps)
-
-    def go(i):
-        if i == len(durations):
-            return True
-        seen = set()
-        for g, (typ, h) in enumerate(caps):
-            key = (typ, loads[g])
-            if key in seen:
-                continue
-            seen.add(key)
-            d = durations[i][typ]
-            if loads[g] + d <= h + 1e-9:
-                loads[g] += d
-                if go(i + 1):
-                    return True
-                loads[g] -= d
-        return False
-
-    return go(0)
-
-
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None)
 @given(
     st.lists(st.tuples(st.sampled_from([1.0, 2.0]), st.integers(1, 6)), min_size=1, max_size=2),
     st.lists(st.integers(5, 30), min_size=1, max_size=5),
@@ -103,13 +55,12 @@ def test_bounds_and_proof_against_true_optimum(specs, works):
     horizon = 30.0
     cat = catalog(*[offer(f"o{i}", speed=s, price=p, max_nodes=3) for i, (s, p) in enumerate(specs)])
     wl = workload(horizon, *[{"work_h": float(w)} for w in works])
-    true = None
-    for vec in itertools.product(range(4), repeat=len(specs)):
-        caps = [(o, horizon) for o, n in enumerate(vec) for _ in range(n)]
-        durs = sorted(([w / s for s, _ in specs] for w in works), key=lambda d: -max(d))
-        if _packs(durs, caps):
-            c = _vector_cost(cat, vec, horizon)
-            true = c if true is None else min(true, c)
+    durs = sorted(([w / s for s, _ in specs] for w in works), key=lambda d: -max(d))
+
+    def fits(vec: tuple[int, ...]) -> bool:
+        return packs(durs, [(o, horizon) for o, n in enumerate(vec) for _ in range(n)])
+
+    true = cheapest_vector(cat, horizon, [3] * len(specs), fits)
     rep = plan_capacity(wl, cat, alternatives=0, max_rounds=12)
     if true is None:
         assert rep.status != "proven"

@@ -1,0 +1,299 @@
+"""Hypothesis strategies for the property tests: random matrix instances, Problems with priorities,
+tiny fleets (as models and as JSON-like dicts) and capacity offers, plus the shared settings."""
+
+from __future__ import annotations
+
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from gpuplan import compile_problem, parse_problem
+from gpuplan.models import GPUType, Node, Objective, Problem, Task
+from gpuplan.optimizer.program import Program
+
+#: The settings of the property tests over tiny instances (solvers may take a while per example).
+SETTINGS = settings(max_examples=40, deadline=None)
+
+#: The single-criterion fleet objectives.
+KINDS = ["cost", "energy", "balance", "gpus_used", "nodes_used", "placed"]
+
+#: The GPU types of `tiny_fleet_problems`.
+FLEET_TYPES = [
+    GPUType(name="A", memory_gb=40, cost_per_hour=2.0, power_w=300),
+    GPUType(name="B", memory_gb=80, cost_per_hour=3.0),
+]
+
+
+def program_of(m: dict) -> Program:
+    """The compiled program of a problem given as a dict (matrix or Problem form)."""
+    return compile_problem(parse_problem(m)).program
+
+
+# --- matrix instances ----------------------------------------------------------------------------------
+
+
+@st.composite
+def matrices(
+    draw: st.DrawFn,
+    min_tasks: int = 1,
+    max_tasks: int = 7,
+    max_gpus: int = 3,
+    cap_max: int = 14,
+    homeless: bool = True,
+    max_resources: int = 2,
+) -> dict:
+    """A random matrix instance: costs with some nulls, integer loads (1 to `max_resources`
+    resources) and capacities.
+
+    With `homeless=False` every task gets at least one GPU where its cost is given and its loads fit
+    the capacities, so any infeasibility has to be proven by the solver rather than by presolve.
+    """
+    n_t = draw(st.integers(min_tasks, max_tasks))
+    n_g = draw(st.integers(1, max_gpus))
+    n_r = draw(st.integers(1, max_resources))
+    entry = st.one_of(st.integers(-3, 30), st.integers(0, 40).map(lambda v: v / 4))
+    cost = [[None if draw(st.integers(0, 5)) == 0 else draw(entry) for _ in range(n_g)] for _ in range(n_t)]
+    loads = [[[draw(st.integers(0, 6)) for _ in range(n_g)] for _ in range(n_t)] for _ in range(n_r)]
+    caps = [[draw(st.integers(0, cap_max)) for _ in range(n_g)] for _ in range(n_r)]
+    if not homeless:
+        for t in range(n_t):
+            if not any(
+                cost[t][g] is not None and all(loads[r][t][g] <= caps[r][g] for r in range(n_r))
+                for g in range(n_g)
+            ):
+                g = draw(st.integers(0, n_g - 1))
+                cost[t][g] = draw(entry)
+                for r in range(n_r):
+                    loads[r][t][g] = min(loads[r][t][g], caps[r][g])
+    for r in range(n_r):
+        for t in range(n_t):
+            for g in range(n_g):
+                if cost[t][g] is None and draw(st.booleans()):
+                    loads[r][t][g] = None
+    return {
+        "matrix": {
+            "cost": cost,
+            "load": loads[0] if n_r == 1 else loads,
+            "capacity": caps[0] if n_r == 1 else caps,
+        }
+    }
+
+
+def one_resource_matrices() -> st.SearchStrategy[dict]:
+    """Single-resource matrix instances in which every task has a home: the programs the knapsack
+    Lagrangian and the branch and bound apply to."""
+    return matrices(homeless=False, max_resources=1)
+
+
+def multipliers(low: float, high: float, size: int = 7) -> st.SearchStrategy[list[float]]:
+    """`size` Lagrange multipliers (or starting points) in [low, high], resized to the program."""
+    return st.lists(st.floats(low, high), min_size=size, max_size=size)
+
+
+# --- Problem form with optional tasks and priorities -------------------------------------------------------
+
+
+@st.composite
+def prioritized_problems(draw: st.DrawFn) -> dict:
+    """A tiny Problem: 1-2 GPU types, 1-3 GPUs (all but the first maybe unhealthy), up to 5 tasks."""
+    n_types = draw(st.integers(1, 2))
+    types = [
+        {
+            "name": f"T{k}",
+            "memory_gb": draw(st.sampled_from([16, 24, 40, 80])),
+            "speed": draw(st.sampled_from([1, 2])),
+            "cost_per_hour": draw(st.sampled_from([0, 1, 2.5, 3])),
+        }
+        for k in range(n_types)
+    ]
+    gpus = [
+        {
+            "id": f"g{k}",
+            "type": draw(st.sampled_from([t["name"] for t in types])),
+            "healthy": k == 0 or draw(st.booleans()),
+        }
+        for k in range(draw(st.integers(1, 3)))
+    ]
+    tasks = [
+        {
+            "id": f"t{i}",
+            "work_h": draw(st.sampled_from([1, 2, 3, 4])),
+            "gpu_share": draw(st.sampled_from([0.25, 0.5, 0.75, 1.0])),
+            "gpu_memory_gb": draw(st.sampled_from([0, 8, 16, 30])),
+            "optional": draw(st.booleans().map(lambda b: b or draw(st.integers(0, 3)) > 0)),
+            "priority": draw(st.integers(0, 2)),
+        }
+        for i in range(draw(st.integers(1, 5)))
+    ]
+    problem = {"gpu_types": types, "nodes": [{"id": "n", "gpus": gpus}], "tasks": tasks}
+    horizon = draw(st.sampled_from([None, None, 2, 4, 8]))
+    if horizon is not None:
+        problem["horizon_h"] = horizon
+    return problem
+
+
+# --- tiny fleets ---------------------------------------------------------------------------------------
+
+
+@st.composite
+def tiny_fleet_problems(draw: st.DrawFn) -> Problem:
+    """A tiny fleet Problem (types A and B, 1-2 nodes, 1-4 tasks, gangs of at most 2)."""
+    n_nodes = draw(st.integers(1, 2))
+    nodes = []
+    for i in range(n_nodes):
+        counts = {"A": draw(st.integers(0, 2)), "B": draw(st.integers(0, 1))}
+        counts = {k: v for k, v in counts.items() if v} or {"A": 1}
+        nodes.append(
+            Node(
+                id=f"n{i}",
+                gpu_counts=counts,
+                cpu_cores=draw(st.sampled_from([None, 4.0, 8.0])),
+                memory_gb=draw(st.sampled_from([None, 16.0])),
+                labels={"zone": draw(st.sampled_from(["x", "y"]))},
+            )
+        )
+    tasks = []
+    for j in range(draw(st.integers(1, 4))):
+        gang = draw(st.sampled_from([1, 1, 2]))
+        tasks.append(
+            Task(
+                id=f"t{j}",
+                gpus=gang,
+                same_type=draw(st.booleans()),
+                gpu_share=1.0 if gang > 1 else draw(st.sampled_from([0.25, 0.5, 1.0])),
+                work_h=draw(st.sampled_from([1.0, 2.0])),
+                cpu_cores=draw(st.sampled_from([0.0, 2.0, 4.0])),
+                memory_gb=draw(st.sampled_from([0.0, 8.0])),
+                optional=draw(st.booleans()),
+                priority=draw(st.integers(0, 1)),
+                anti_affinity=draw(st.sampled_from([None, "svc"])),
+                node_selector=draw(st.sampled_from([{}, {"zone": "x"}])),
+            )
+        )
+    kind = draw(st.sampled_from(["cost", "placed", "gpus_used"]))
+    return Problem(gpu_types=FLEET_TYPES, nodes=nodes, tasks=tasks, objective=Objective(kind=kind))
+
+
+@st.composite
+def fleets(draw: st.DrawFn) -> dict:
+    """A tiny Problem (<= 5 GPUs, <= 4 tasks) exercising every fleet feature at random."""
+    types = [
+        {
+            "name": name,
+            "memory_gb": draw(st.sampled_from([16, 40, 80])),
+            "speed": draw(st.sampled_from([1, 2])),
+            "cost_per_hour": draw(st.sampled_from([0, 1, 2.5, 3])),
+            "power_w": draw(st.sampled_from([0, 300, 700])),
+        }
+        for name in ["A", "B"][: draw(st.integers(1, 2))]
+    ]
+    names = [t["name"] for t in types]
+    n_nodes = draw(st.integers(1, 3))
+    budget = 5
+    nodes = []
+    for i in range(n_nodes):
+        counts = {}
+        for name in names:
+            # The first node has at least one GPU of the first type: no fleet is without GPUs.
+            c = draw(st.integers(0 if i or name != names[0] else 1, min(2, budget)))
+            budget -= c
+            if c:
+                counts[name] = c
+        listed = []
+        if budget > 0 and draw(st.integers(0, 4)) == 0:
+            budget -= 1
+            listed.append(
+                {
+                    "id": f"n{i}-x",
+                    "type": draw(st.sampled_from(names)),
+                    "healthy": draw(st.booleans()),
+                    "temperature_c": draw(st.sampled_from([None, 60, 90])),
+                }
+            )
+        nodes.append(
+            {
+                "id": f"n{i}",
+                "gpu_counts": counts,
+                "gpus": listed,
+                "cpu_cores": draw(st.sampled_from([None, None, 4, 8, 16])),
+                "memory_gb": draw(st.sampled_from([None, None, 32, 64])),
+                "labels": draw(st.sampled_from([{}, {"zone": "a"}, {"zone": "b"}])),
+                "bandwidth_gbps": draw(st.sampled_from([None, None, 10, 100])),
+            }
+        )
+    gpu_ids = [g["id"] for n in nodes for g in n["gpus"]] + [
+        f"{n['id']}/{name}/{k}" for n in nodes for name, c in n["gpu_counts"].items() for k in range(c)
+    ]
+    tasks = []
+    for i in range(draw(st.integers(1, 4))):
+        gang = draw(st.sampled_from([1, 1, 2])) if len(gpu_ids) > 1 else 1
+        task: dict = {
+            "id": f"t{i}",
+            "gpus": gang,
+            "same_type": draw(st.booleans()),
+            "gpu_share": 1.0 if gang > 1 else draw(st.sampled_from([0.25, 0.5, 0.75, 1.0])),
+            "gpu_memory_gb": draw(st.sampled_from([0, 0, 10, 30])),
+            "cpu_cores": draw(st.sampled_from([0, 2, 4, 8])),
+            "memory_gb": draw(st.sampled_from([0, 16, 32])),
+            "priority": draw(st.integers(0, 1)),
+            "optional": draw(st.sampled_from([True, True, False])),
+            "input_gb": draw(st.sampled_from([0, 0, 10, 50])),
+            "dataset": draw(st.sampled_from([None, None, "d1", "d2"])),
+            "anti_affinity": draw(st.sampled_from([None, None, "s"])),
+        }
+        if draw(st.booleans()):
+            task["work_h"] = draw(st.sampled_from([0.5, 1, 2, 3]))
+        else:
+            task["duration_h"] = {name: draw(st.sampled_from([0.5, 1, 1.5, 4])) for name in names}
+        if draw(st.integers(0, 3)) == 0:
+            task["allowed_types"] = [draw(st.sampled_from(names))]
+        elif draw(st.integers(0, 3)) == 0:
+            task["forbidden_types"] = [draw(st.sampled_from(names))]
+        if draw(st.integers(0, 5)) == 0:
+            task["min_gpu_memory_gb"] = 40
+        if draw(st.integers(0, 4)) == 0:
+            task["node_selector"] = {"zone": draw(st.sampled_from(["a", "b"]))}
+        if draw(st.integers(0, 2)) == 0:
+            task["current_gpus"] = draw(st.permutations(gpu_ids))[:gang]
+            task["migration_cost"] = draw(st.sampled_from([0, 1, 5]))
+        if len(task.get("current_gpus") or [None] * gang) != gang:
+            task.pop("current_gpus")
+        tasks.append(task)
+    kind = draw(st.sampled_from([*KINDS, "weighted", "lexicographic"]))
+    objective: dict = {"kind": kind, "placed_weight": draw(st.sampled_from(["gpu", "count", "work"]))}
+    if kind in ("weighted", "lexicographic"):
+        chosen = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True))
+        objective["terms"] = [{"kind": k, "weight": draw(st.sampled_from([0.5, 1, 2]))} for k in chosen]
+    return {
+        "gpu_types": types,
+        "nodes": nodes,
+        "tasks": tasks,
+        "horizon_h": draw(st.sampled_from([None, None, 2, 4])),
+        "temperature_limit_c": draw(st.sampled_from([None, 80])),
+        "transfer_cost_per_gb": draw(st.sampled_from([0, 0, 0.01, 0.1])),
+        "objective": objective,
+    }
+
+
+# --- capacity offers -------------------------------------------------------------------------------------
+
+#: Offer specs: (speed, GPUs per node, price, commit discount, commit minimum, max nodes).
+offer_specs = st.lists(
+    st.tuples(
+        st.sampled_from([0.5, 1.0, 2.0]),  # speed
+        st.sampled_from([1, 2, 4]),  # GPUs per node
+        st.integers(1, 20),  # price
+        st.sampled_from([0.0, 0.2, 0.5]),  # commit discount
+        st.integers(1, 3),  # commit minimum
+        st.integers(1, 3),  # max nodes
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@st.composite
+def offers_and_works(draw: st.DrawFn, horizon: float = 40.0) -> tuple[list[tuple], list[int]]:
+    """Offer specs and 1-6 single-GPU works (hours, at most 30) that fit within `horizon` on every offer."""
+    specs = draw(offer_specs)
+    longest = min(30, int(horizon * min(s for s, *_ in specs)))
+    return specs, draw(st.lists(st.integers(1, longest), min_size=1, max_size=6))

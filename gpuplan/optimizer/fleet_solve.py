@@ -75,9 +75,10 @@ def _starts(
 def _reason(c: FleetCompiled, t: int, status: Status) -> str:
     p, task = c.program, c.source.tasks[t]
     if not p.eligible_c[t].any() and p.cpu_only[t]:
-        if task.node_selector:
+        sel = task.node_selector.items()
+        if not any(all(n.labels.get(k) == v for k, v in sel) for n in c.source.nodes):
             return f"no node carries the labels {task.node_selector}"
-        return f"its duration ({task.work_h} h) exceeds the horizon"
+        return f"its duration ({task.work_h} h, with data transfer) exceeds the horizon"
     if not p.eligible_c[t].any():
         prob = c.source
         present = {g.type for _, g in prob.all_gpus()}

@@ -35,8 +35,8 @@ class FleetState:
         self.spread: set[tuple[int, int]] = set()
         self.copies: dict[tuple[int, int], int] = {}
         self.peak = 0.0
-        self.gpu = prog.gpu_ok & ~prog.host  # usable GPUs (host slots are none)
-        self.free_whole = np.bincount(prog.gpu_node[self.gpu], minlength=prog.n_nodes).astype(np.int64)
+        self.is_gpu = prog.gpu_ok & ~prog.host  # usable GPUs (host slots are none)
+        self.free_whole = np.bincount(prog.gpu_node[self.is_gpu], minlength=prog.n_nodes).astype(np.int64)
         self.node_gpus = np.maximum(self.free_whole * prog.capacity, 1e-9)
         self.node_free = self.free_whole * prog.capacity  # free primary capacity per node
         self.balance = 1.0
@@ -136,7 +136,7 @@ class FleetState:
         gpus = np.asarray(gpus, dtype=np.int64)
         n = int(p.gpu_node[gpus[0]])
         self.assign[t, : gpus.size] = gpus
-        was_empty = (self.count[gpus] == 0) & self.gpu[gpus]
+        was_empty = (self.count[gpus] == 0) & self.is_gpu[gpus]
         self.load[gpus] += p.load_c[t, p.gpu_class[gpus]]
         self.node_free[n] -= float(p.load_c[t, p.gpu_class[gpus]].sum())
         self.mem[gpus] += p.gpu_mem[t]
@@ -163,7 +163,7 @@ class FleetState:
         self.node_free[n] += float(p.load_c[t, p.gpu_class[gpus]].sum())
         self.mem[gpus] -= p.gpu_mem[t]
         self.count[gpus] -= 1
-        self.free_whole[n] += int(((self.count[gpus] == 0) & self.gpu[gpus]).sum())
+        self.free_whole[n] += int(((self.count[gpus] == 0) & self.is_gpu[gpus]).sum())
         self.cpu[n] -= p.cpu[t]
         self.ram[n] -= p.ram[t]
         self.node_tasks[n] -= 1

@@ -126,6 +126,9 @@ def test_cpu_only_node_receives_cpu_tasks() -> None:
         assert [(a.gpus, a.node, a.gpu_type, a.cost) for a in plan.assignments] == [([], "c", None, 0.0)] * 2
         assert [g.gpu for g in plan.gpus] == ["g/A/0"]
         assert plan.stats["criterion_gpus_used"] == 0 and plan.stats["criterion_nodes_used"] == 1
+        summary = plan.summary()
+        assert "node (CPU-only tasks)" in summary
+        assert any(line.split() == ["c", "e0,", "e1"] for line in summary.splitlines())
         verify_fleet(plan, p)
 
 

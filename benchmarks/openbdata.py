@@ -34,6 +34,8 @@ from gpuplan import GPUType, Node, Objective, Problem, SolveOptions, Task
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OPENB_SUBDIR = Path("traces") / "alibaba-openb"
 NODE_FILE = "openb_node_list_gpu_node.csv"
+ALL_NODE_FILE = "openb_node_list_all_node.csv"
+"""Every node of the cluster: the GPU nodes and 310 nodes without GPUs (for the CPU-only pods)."""
 POD_FILE = "openb_pod_list_{}.csv"
 
 MILLI = 1000
@@ -58,7 +60,13 @@ DEFAULT_GPU_MEMORY_GB = 16.0
 BEST_FIT_WEIGHTS = (1 / 3, 1 / 3, 1 / 3)
 
 Placement = dict[str, list[str]]
-"""Pod name -> ids of the GPUs it runs on (`<node>/<model>/<k>`); pods left out are absent."""
+"""Pod name -> ids of the GPUs it runs on (`<node>/<model>/<k>`), or for a CPU-only pod the name of
+its node alone (`[<node>]`); pods left out are absent."""
+
+CPU_POD_WEIGHT = 0.5e-3
+"""With CPU-only pods, all of them together weigh this much in the objective (in GPUs): less than one
+milli-GPU, the trace's unit, so gpuplan maximizes the GPU placed first and the CPU-only pods placed
+second."""
 
 _override: Path | None = None
 
@@ -171,9 +179,10 @@ def _first_duplicate(names: list[str]) -> str | None:
     return next((n for n, c in counts.items() if c > 1), None)
 
 
-def read_nodes(path: str | os.PathLike[str] | None = None) -> NodeList:
-    """Read a node list (default: the 1213 GPU nodes). Every node's GPUs are of one model."""
-    path = Path(path) if path else data_dir() / NODE_FILE
+def read_nodes(path: str | os.PathLike[str] | None = None, *, all_nodes: bool = False) -> NodeList:
+    """Read a node list (default: the 1213 GPU nodes; `all_nodes`: all 1523, 310 without GPUs). Every
+    node's GPUs are of one model."""
+    path = Path(path) if path else data_dir() / (ALL_NODE_FILE if all_nodes else NODE_FILE)
     rows = _rows(path, ("sn", "cpu_milli", "memory_mib", "gpu", "model"))
     nodes = NodeList(
         sn=[r["sn"] for r in rows],
@@ -274,10 +283,14 @@ def to_problem(
     time_limit: float = 60.0,
     workers: int | None = None,
     seed: int = 0,
+    cpu_pods: bool = False,
 ) -> tuple[Problem, dict[str, Any]]:
     """The GPU pods as optional tasks on the GPU nodes, objective "placed" (GPUs left unplaced).
 
-    CPU-only pods are skipped (the node list holds GPU nodes only). A pod's gpu_spec keeps only models
+    CPU-only pods are skipped (the node list holds GPU nodes only), unless `cpu_pods`: then they
+    become optional CPU-only tasks (`gpus: 0`) and the objective weighs by work, a GPU pod's work
+    being 1 h (so its weight is its GPUs, as before) and a CPU-only pod's CPU_POD_WEIGHT / (number
+    of CPU-only pods): GPU placed first, then the CPU-only pods placed. A pod's gpu_spec keeps only models
     present in the node list; a pod whose spec names none of them stays in, restricted to its absent
     models (declared as GPU types no node holds), so nothing can take it. `info` counts all of this.
     CPU is given in cores (milli / 1000) and memory in GiB (MiB / 1024), on nodes and pods alike.
@@ -312,6 +325,19 @@ def to_problem(
                 work_h=1.0,
             )
         )
+    cpu_rows = np.flatnonzero(~pods.is_gpu) if cpu_pods else np.zeros(0, dtype=np.int64)
+    cpu_work = CPU_POD_WEIGHT / max(cpu_rows.size, 1)
+    tasks.extend(
+        Task(
+            id=pods.name[i],
+            gpus=0,
+            cpu_cores=int(pods.cpu_milli[i]) / MILLI,
+            memory_gb=int(pods.memory_mib[i]) / 1024,
+            optional=True,
+            work_h=cpu_work,
+        )
+        for i in cpu_rows
+    )
     gpu_types = [
         GPUType(name=m, memory_gb=GPU_MEMORY_GB.get(m, DEFAULT_GPU_MEMORY_GB))
         for m in [*present, *absent_types]
@@ -329,27 +355,30 @@ def to_problem(
         gpu_types=gpu_types,
         nodes=fleet,
         tasks=tasks,
-        objective=Objective(kind="placed", placed_weight="gpu"),
+        objective=Objective(kind="placed", placed_weight="work" if cpu_pods else "gpu"),
         options=SolveOptions(time_limit_s=time_limit, workers=workers, seed=seed),
     )
     info: dict[str, Any] = {
         "pod_list": pods.list_name,
         "scale": scale,
         "pods": len(pods),
-        "gpu_pods": len(tasks),
-        "cpu_only_skipped": int((~pods.is_gpu).sum()),
+        "gpu_pods": len(tasks) - cpu_rows.size,
+        "cpu_only_skipped": int((~pods.is_gpu).sum()) - cpu_rows.size,
         "gpu_requested": int(pods.gpu_request_milli.sum()) / MILLI,
         "nodes": len(nodes),
         "gpus": nodes.total_gpus,
         "spec_models_dropped": dict(dropped),
         "unplaceable_spec": unplaceable,
     }
+    if cpu_pods:
+        info["cpu_pods"] = int(cpu_rows.size)
+        info["cpu_pod_weight"] = cpu_work
     return problem, info
 
 
 def plan_to_placement(plan: Any) -> Placement:
-    """The placement of a gpuplan Plan: task id -> GPU ids of its assignment."""
-    return {a.task: list(a.gpus) for a in plan.assignments}
+    """The placement of a gpuplan Plan: task id -> GPU ids of its assignment (a CPU-only task: its node)."""
+    return {a.task: list(a.gpus) or [a.node] for a in plan.assignments}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -390,12 +419,13 @@ class _Cluster:
         self.gpu_free[i] -= len(gpus) * milli
 
 
-def _baseline(nodes: NodeList, pods: PodList, choose: Any) -> Placement:
-    """Offer each GPU pod in file order; `choose(cluster, feasible_nodes, pod_row)` returns the node and
-    its GPU slots. A pod with no feasible node is left out."""
+def _baseline(nodes: NodeList, pods: PodList, choose: Any, cpu_pods: bool = False) -> Placement:
+    """Offer each GPU pod (and with `cpu_pods` each CPU-only pod, by CPU and memory alone) in file
+    order; `choose(cluster, feasible_nodes, pod_row)` returns the node and its GPU slots (none for a
+    CPU-only pod). A pod with no feasible node is left out."""
     cluster = _Cluster(nodes)
     out: Placement = {}
-    for p in np.flatnonzero(pods.is_gpu):
+    for p in np.flatnonzero(pods.is_gpu | cpu_pods):
         cpu, mem = int(pods.cpu_milli[p]), int(pods.memory_mib[p])
         k, milli = int(pods.num_gpu[p]), int(pods.gpu_milli[p])
         ok = np.flatnonzero(cluster.feasible(cpu, mem, k, milli, pods.gpu_spec[p]))
@@ -403,18 +433,22 @@ def _baseline(nodes: NodeList, pods: PodList, choose: Any) -> Placement:
             continue
         i, gpus = choose(cluster, ok, p)
         cluster.place(i, gpus, cpu, mem, milli)
-        out[pods.name[p]] = [f"{nodes.sn[i]}/{nodes.model[i]}/{g}" for g in gpus]
+        out[pods.name[p]] = [f"{nodes.sn[i]}/{nodes.model[i]}/{g}" for g in gpus] if k else [nodes.sn[i]]
     return out
 
 
 def best_fit(
-    nodes: NodeList, pods: PodList, weights: tuple[float, float, float] = BEST_FIT_WEIGHTS
+    nodes: NodeList,
+    pods: PodList,
+    weights: tuple[float, float, float] = BEST_FIT_WEIGHTS,
+    cpu_pods: bool = False,
 ) -> Placement:
     """Best-fit (Weng et al., ATC'23): each pod goes to the feasible node left with the least resources,
     scored as weights . (CPU, memory, GPU left after placement / the cluster's largest node's amount);
     ties go to the first node (the request is the same for every node, so this ranks nodes by what
     they have free now). On that node a one-GPU pod takes the fullest GPU it fits on (the first
-    of equals), a k-GPU pod the first k idle GPUs."""
+    of equals), a k-GPU pod the first k idle GPUs. With `cpu_pods`, CPU-only pods are offered too
+    and scored alike (their GPU term is the node's free GPU: GPU-less and full nodes come first)."""
     w_cpu, w_mem, w_gpu = weights
     cpu_max = max(int(nodes.cpu_milli.max(initial=0)), 1)
     mem_max = max(int(nodes.memory_mib.max(initial=0)), 1)
@@ -434,22 +468,25 @@ def best_fit(
             return i, [int(np.argmin(fits))]
         return i, [int(g) for g in np.flatnonzero(row == MILLI)[:k]]
 
-    return _baseline(nodes, pods, choose)
+    return _baseline(nodes, pods, choose, cpu_pods)
 
 
-def random_fit(nodes: NodeList, pods: PodList, seed: int = 0) -> Placement:
+def random_fit(nodes: NodeList, pods: PodList, seed: int = 0, cpu_pods: bool = False) -> Placement:
     """Random-fit (Weng et al., ATC'23): each pod goes to a uniformly random feasible node and, there, to
-    a uniformly random GPU it fits on (one-GPU pod) or k random idle GPUs. Seeded, so reproducible."""
+    a uniformly random GPU it fits on (one-GPU pod) or k random idle GPUs. Seeded, so reproducible.
+    With `cpu_pods`, CPU-only pods are offered too (a random node with their CPU and memory)."""
     rng = np.random.default_rng(seed)
 
     def choose(c: _Cluster, ok: np.ndarray, p: int) -> tuple[int, list[int]]:
         k, milli = int(pods.num_gpu[p]), int(pods.gpu_milli[p])
         i = int(ok[rng.integers(ok.size)])
+        if k == 0:
+            return i, []
         row = c.free[i]
         cand = np.flatnonzero(row >= milli) if k == 1 else np.flatnonzero(row == MILLI)
         return i, sorted(int(g) for g in rng.choice(cand, size=k, replace=False))
 
-    return _baseline(nodes, pods, choose)
+    return _baseline(nodes, pods, choose, cpu_pods)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -463,6 +500,7 @@ def _gpu_index(nodes: NodeList) -> dict[str, tuple[int, int]]:
 def _gpu_use(nodes: NodeList, pods: PodList, placement: Placement) -> tuple[np.ndarray, list[str]]:
     """Used milli-GPU per GPU (nodes x widest node) and the problems found, checked from the raw data."""
     gpu_at = _gpu_index(nodes)
+    node_at = {sn: i for i, sn in enumerate(nodes.sn)}
     pod_at = {name: p for p, name in enumerate(pods.name)}
     width = max(int(nodes.gpu.max(initial=0)), 1)
     used = np.zeros((len(nodes), width), dtype=np.int64)
@@ -477,7 +515,11 @@ def _gpu_use(nodes: NodeList, pods: PodList, placement: Placement) -> tuple[np.n
             continue
         k, milli, spec = int(pods.num_gpu[p]), int(pods.gpu_milli[p]), pods.gpu_spec[p]
         if k == 0:
-            errors.append(f"pod {name}: CPU-only pod placed (only GPU pods are placed on GPU nodes)")
+            if len(gpu_ids) != 1 or gpu_ids[0] not in node_at:
+                errors.append(f"pod {name}: CPU-only pod placed on {gpu_ids}, not on one known node")
+                continue
+            cpu[node_at[gpu_ids[0]]] += pods.cpu_milli[p]
+            mem[node_at[gpu_ids[0]]] += pods.memory_mib[p]
             continue
         if len(gpu_ids) != k:
             errors.append(f"pod {name}: asks for {k} GPU(s), placed on {len(gpu_ids)}")
@@ -519,10 +561,10 @@ def _gpu_use(nodes: NodeList, pods: PodList, placement: Placement) -> tuple[np.n
 
 
 def check_placement(nodes: NodeList, pods: PodList, placement: Placement) -> None:
-    """Check a placement against the raw trace, independently of gpuplan: known pods and GPUs, each pod
-    on exactly num_gpu distinct GPUs of one node and of an allowed model, node CPU and memory, GPU share
-    <= 1000 milli, whole-GPU and multi-GPU pods alone on their GPUs. Raises PlacementError listing the
-    problems (the first 10)."""
+    """Check a placement against the raw trace, independently of gpuplan: known pods and GPUs, each GPU
+    pod on exactly num_gpu distinct GPUs of one node and of an allowed model, each CPU-only pod on one
+    known node, node CPU and memory, GPU share <= 1000 milli, whole-GPU and multi-GPU pods alone on
+    their GPUs. Raises PlacementError listing the problems (the first 10)."""
     _, errors = _gpu_use(nodes, pods, placement)
     _raise(errors)
 
@@ -548,3 +590,9 @@ def metrics(nodes: NodeList, pods: PodList, placement: Placement) -> dict[str, A
         "gpus_idle": int((exists & (used == 0)).sum()),
         "gpus_fragmented": int((exists & (used > 0) & (used < MILLI)).sum()),
     }
+
+
+def cpu_pods_placed(pods: PodList, placement: Placement) -> int:
+    """Number of CPU-only pods in a placement."""
+    pod_at = {name: p for p, name in enumerate(pods.name)}
+    return sum(1 for name in placement if name in pod_at and pods.num_gpu[pod_at[name]] == 0)

@@ -36,8 +36,16 @@ EXPECTED_WORDS = {
     "unknown_current_gpu": ["tasks[0].current_gpus[0]", "'n9/A100/0'"],
     "unknown_forbidden_type": ["tasks[0].forbidden_types[0]", "'H100'"],
     "weighted_without_terms": ["objective", "'weighted'", "terms"],
-    "zero_gang": ["tasks[0].gpus", "0"],
+    "negative_gang": ["tasks[0].gpus", "-1"],
     "terms_without_weighted": ["objective", "terms", "'cost'"],
+    "cpu_task_with_gpu_share": ["tasks[1]", "gpu_share", "CPU-only", "0.5"],
+    "cpu_task_with_gpu_memory": ["tasks[1]", "gpu_memory_gb", "CPU-only", "10"],
+    "cpu_task_with_allowed_types": ["tasks[1]", "allowed_types", "CPU-only", "A100"],
+    "cpu_task_with_forbidden_types": ["tasks[1]", "forbidden_types", "CPU-only", "A100"],
+    "cpu_task_with_min_gpu_memory": ["tasks[1]", "min_gpu_memory_gb", "CPU-only", "40"],
+    "cpu_task_with_same_type": ["tasks[1]", "same_type", "CPU-only", "True"],
+    "cpu_task_with_duration_h": ["tasks[1]", "duration_h", "CPU-only", "work_h"],
+    "cpu_task_with_current_gpus": ["tasks[1]", "current_gpus", "CPU-only", "[]"],
 }
 
 # matrix with a known optimum of 5 (task 0 -> GPU 1, task 1 -> GPU 0, task 2 -> GPU 2)

@@ -92,7 +92,8 @@ class Plan(_Out):
         return self.status.has_solution
 
     def summary(self) -> str:
-        """A short human-readable report: status, numbers, then placements per GPU."""
+        """A short human-readable report: status, numbers, then placements per GPU (and per node for
+        CPU-only tasks)."""
         fmt = "—" if self.objective is None else f"{self.objective:,.4g}"
         bound = "—" if self.bound is None else f"{self.bound:,.4g}"
         gap = "—" if self.gap is None else f"{100 * self.gap:.2f}%"
@@ -124,6 +125,16 @@ class Plan(_Out):
                 names = by_gpu.get(u.gpu, [])
                 shown = ", ".join(names[:8]) + (f", … (+{len(names) - 8})" if len(names) > 8 else "")
                 lines.append(f"{u.gpu:<24} {100 * u.utilization:5.1f}%  {shown or '-'}")
+        by_node: dict[str, list[str]] = {}  # CPU-only tasks: on a node, on no GPU
+        for a in self.assignments:
+            if not a.gpus:
+                by_node.setdefault(a.node or "-", []).append(a.task)
+        if by_node:
+            lines.append("")
+            lines.append(f"{'node (CPU-only tasks)':<31}  tasks")
+            for node, names in by_node.items():
+                shown = ", ".join(names[:8]) + (f", … (+{len(names) - 8})" if len(names) > 8 else "")
+                lines.append(f"{node:<31}  {shown}")
         if self.unassigned:
             lines.append("")
             lines.append("unassigned:")

@@ -112,8 +112,8 @@ class Problem(Spec):
 
     @property
     def uses_fleet_features(self) -> bool:
-        """True when the problem needs the fleet program (gangs, node resources, labels, spread,
-        data, migration, or an objective other than cost) rather than the GAP core."""
+        """True when the problem needs the fleet program (gangs, CPU-only tasks, node resources,
+        labels, spread, data, migration, or an objective other than cost) rather than the GAP core."""
         return (
             self.objective.kind != "cost"
             or bool(self.transfer_cost_per_gb)

@@ -14,9 +14,10 @@ class Task(Spec):
     id: str = Field(min_length=1, description="Unique task id.")
     gpus: int = Field(
         default=1,
-        ge=1,
+        ge=0,
         le=64,
-        description="Gang size: the task gets this many GPUs, all on one node (the plan lists each).",
+        description="Gang size: the task gets this many GPUs, all on one node (the plan lists each); 0 "
+        "for a CPU-only task, placed on one node (with or without GPUs) by cpu_cores and memory_gb.",
     )
     same_type: bool = Field(
         default=False, description="For a gang: all its GPUs of one type (nodes may mix types)."
@@ -87,6 +88,8 @@ class Task(Spec):
 
     @model_validator(mode="after")
     def _has_duration(self) -> Task:
+        if self.gpus == 0:
+            self._check_cpu_only()
         if self.work_h is None and not self.duration_h:
             raise ValueError("give work_h or duration_h (a task needs a duration)")
         for name, hours in (self.duration_h or {}).items():
@@ -102,11 +105,33 @@ class Task(Spec):
             )
         return self
 
+    def _check_cpu_only(self) -> None:
+        """A CPU-only task (gpus 0) takes no GPU: GPU fields would be silently meaningless, so they are
+        refused; its duration is work_h (it runs at speed 1 on any node)."""
+        gpu_only = {
+            "gpu_share": self.gpu_share != 1.0,
+            "gpu_memory_gb": self.gpu_memory_gb > 0,
+            "allowed_types": self.allowed_types is not None,
+            "forbidden_types": bool(self.forbidden_types),
+            "min_gpu_memory_gb": self.min_gpu_memory_gb > 0,
+            "same_type": self.same_type,
+            "duration_h": self.duration_h is not None,
+            "current_gpus": self.current_gpus is not None,
+        }
+        for name, bad in gpu_only.items():
+            if bad:
+                how = "give work_h instead" if name == "duration_h" else "leave it out"
+                raise ValueError(
+                    f"{name}: a CPU-only task (gpus: 0) takes no GPU, so {name} does not apply "
+                    f"(got {getattr(self, name)!r}): {how}"
+                )
+
     @property
     def uses_fleet_features(self) -> bool:
-        """True when the task needs more than the GAP core (one GPU, share, memory, time)."""
+        """True when the task needs more than the GAP core (one GPU, share, memory, time): a gang or
+        a CPU-only task, node resources, placement rules, data or migration."""
         return bool(
-            self.gpus > 1
+            self.gpus != 1
             or self.cpu_cores
             or self.memory_gb
             or self.forbidden_types

@@ -25,6 +25,17 @@ and in horizon mode :math:`s_t d_{tg} \le H`). Binary :math:`x_{tg}` (t uses g),
     \sum_t c_t z_{tn} \le C_n, \qquad \sum_t r_t z_{tn} \le R_n, \qquad
     \sum_{t \in S} z_{tn} \le 1 \;\; \forall \text{ spread group } S, n.
 
+CPU-only tasks (``gpus: 0``) take no GPU, only node CPU and host memory. When a problem has any,
+every node n gets one *host slot* :math:`h(n)`, a pseudo-GPU of type NONE (its own class, always
+usable, GPU memory 0) that only CPU-only tasks are eligible for; such a task is compiled as a gang
+of one (:math:`k_t = 1`) with :math:`s_t = m_t = 0`, so :math:`x_{t\,h(n)} = z_{tn}` and it
+meets other tasks only in the node rows (CPU, memory, spread) and the selector, on GPU nodes and
+on nodes without GPUs alike. Its duration is :math:`d_t = \mathrm{work}_t` (speed 1, plus
+transfer), which must fit in H with a horizon; it costs nothing in 'cost' and 'energy' (no
+GPU-hours), weighs :math:`w_t` = 0 GPUs, 1 by count or :math:`\mathrm{work}_t` by work in
+'placed', and counts in 'nodes_used' but not in 'gpus_used' or 'balance' (host slots are no
+GPUs, and their load is 0).
+
 Durations include data transfer: :math:`d_{tg} = d_{t,\mathrm{type}(g)} + 8\,\mathrm{input}_t /
 (3600\, \mathrm{bw}_{n(g)})` hours. With a horizon, node CPU and memory are held as if all of a node's
 tasks ran at once (conservative), and a gang's GPUs each spend its duration within their budgets; the
@@ -91,6 +102,7 @@ class FleetProgram:
     cpu: np.ndarray  # float64
     ram: np.ndarray  # float64
     same_type: np.ndarray  # bool
+    cpu_only: np.ndarray  # bool: a 0-GPU task (gang 1 here: it takes its node's host slot, share 0)
     spread: np.ndarray  # int64, NONE or group index
     dataset: np.ndarray  # int64, NONE or dataset index
     optional: np.ndarray  # bool
@@ -99,9 +111,9 @@ class FleetProgram:
     weight: np.ndarray  # float64: the placed-work measure w_t
     current: np.ndarray  # int64 [T, K]: current GPUs, NONE-padded
     move_cost: np.ndarray  # float64: mu_t / k_t per GPU left; mu_t when dropped
-    # GPUs [G]
+    # GPUs [G], then one host slot per node when some task is CPU-only
     gpu_node: np.ndarray  # int64
-    gpu_type: np.ndarray  # int64
+    gpu_type: np.ndarray  # int64, NONE for a host slot
     gpu_class: np.ndarray  # int64
     gpu_ok: np.ndarray  # bool: healthy and cool enough
     mem_cap: np.ndarray  # float64: GPU memory (a resource side by side)
@@ -144,6 +156,11 @@ class FleetProgram:
     @property
     def max_gang(self) -> int:
         return int(self.current.shape[1])
+
+    @property
+    def host(self) -> np.ndarray:
+        """bool [G]: host slots (where CPU-only tasks go), which are not GPUs."""
+        return self.gpu_type == NONE
 
     def replace(self, **changes: Any) -> FleetProgram:
         return dataclasses.replace(self, **changes)
@@ -194,7 +211,7 @@ class FleetProgram:
             pairs = np.unique(np.stack([self.dataset[ds], self.gpu_node[assign[ds, 0]]], axis=1), axis=0)
             total += float(self.dataset_charge[pairs[:, 0]].sum())
         if self.w_gpus:
-            total += self.w_gpus * int(np.unique(g).size)
+            total += self.w_gpus * int(np.unique(g[~self.host[g]]).size)
         if self.w_nodes:
             total += self.w_nodes * int(np.unique(self.gpu_node[g]).size)
         if self.w_balance:
@@ -274,6 +291,7 @@ class FleetCompiled:
 
 
 def _placed_weight(p: Problem, dur_types: np.ndarray) -> np.ndarray:
+    """w_t: GPUs requested (0 for a CPU-only task), 1 per task, or work (a CPU-only task's work_h)."""
     how = p.objective.placed_weight
     gang = np.array([t.gpus for t in p.tasks], dtype=np.float64)
     share = np.array([t.gpu_share for t in p.tasks], dtype=np.float64)
@@ -288,7 +306,7 @@ def _placed_weight(p: Problem, dur_types: np.ndarray) -> np.ndarray:
             for i, t in enumerate(p.tasks)
         ]
     )
-    return work * gang * share
+    return np.where(gang == 0, work, work * gang * share)
 
 
 def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
@@ -310,6 +328,15 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
         ],
         dtype=bool,
     )
+    gpu_ids = [g.id for _, g in pairs]
+    cpu_only = np.array([t.gpus == 0 for t in p.tasks], dtype=bool)
+    if cpu_only.any():
+        # One host slot per node (type NONE, always usable): the only place CPU-only tasks may take.
+        g_type = np.r_[g_type, np.full(n_n, NONE, dtype=np.int64)]
+        g_node = np.r_[g_node, np.arange(n_n, dtype=np.int64)]
+        g_ok = np.r_[g_ok, np.ones(n_n, dtype=bool)]
+        gpu_ids += [f"{n.id}/host" for n in p.nodes]
+        g_n += n_n
     # GPU classes: (type, node labels, node bandwidth); everything task-dependent is per class.
     node_sig = [(tuple(sorted(n.labels.items())), n.bandwidth_gbps) for n in p.nodes]
     class_of: dict[tuple[Any, ...], int] = {}
@@ -320,18 +347,25 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
     classes = list(class_of)
     c_n = len(classes)
     c_type = np.array([k[0] for k in classes], dtype=np.int64)
+    c_host = c_type == NONE
+    ct = np.where(c_host, 0, c_type)  # host classes index type 0 below, then are overridden
     c_labels = [dict(k[1][0]) for k in classes]
     c_bw = np.array([np.inf if k[1][1] is None else k[1][1] for k in classes])
 
     tasks = p.tasks
-    share = np.array([t.gpu_share for t in tasks], dtype=np.float64)
-    gang = np.array([t.gpus for t in tasks], dtype=np.int64)
+    # A CPU-only task is one slot (its node's host slot) of share 0 in the program.
+    share = np.array([0.0 if t.gpus == 0 else t.gpu_share for t in tasks], dtype=np.float64)
+    gang = np.array([max(t.gpus, 1) for t in tasks], dtype=np.int64)
     need_mem = np.array([max(t.gpu_memory_gb, t.min_gpu_memory_gb) for t in tasks])
     type_mem = np.array([gt.memory_gb for gt in p.gpu_types])
     dur_types = duration_table(p)  # [T, types]
     inp = np.array([t.input_gb for t in tasks])
     transfer_h = 8.0 * inp[:, None] / (3600.0 * c_bw[None, :])  # [T, C]
-    dur_c = dur_types[:, c_type] + transfer_h if t_n else np.zeros((0, c_n))
+    dur_c = dur_types[:, ct] + transfer_h if t_n else np.zeros((0, c_n))
+    if cpu_only.any():
+        work = np.array([t.work_h if t.gpus == 0 else np.nan for t in tasks], dtype=np.float64)
+        dur_c[:, c_host] = work[:, None] + transfer_h[:, c_host]  # speed 1; NaN for GPU tasks
+        dur_c[np.ix_(cpu_only, ~c_host)] = np.nan
 
     elig = np.isfinite(dur_c)
     for i, t in enumerate(tasks):
@@ -343,12 +377,14 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
         if t.node_selector:
             row &= np.array([all(lab.get(k) == v for k, v in t.node_selector.items()) for lab in c_labels])
         elig[i] &= row
+    type_mem_c = np.where(c_host, 0.0, type_mem[ct]) if c_n else np.zeros(0)
     if c_n:
-        elig &= need_mem[:, None] <= type_mem[c_type][None, :] + 1e-12
+        elig &= need_mem[:, None] <= type_mem_c[None, :] + 1e-12
     dur0 = np.where(elig, dur_c, 0.0)
     if p.horizon_h is not None:
         load_c = dur0 * share[:, None]
         elig &= load_c <= p.horizon_h * (1 + _TOL) + _TOL
+        elig[cpu_only] &= dur0[cpu_only] <= p.horizon_h * (1 + _TOL) + _TOL  # runs within the horizon
         capacity = float(p.horizon_h)
     else:
         load_c = np.broadcast_to(share[:, None], (t_n, c_n)).copy()
@@ -364,8 +400,8 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
 
     terms = p.objective.weights()
     kinds = {k for k, _ in terms}
-    price = np.array([gt.cost_per_hour for gt in p.gpu_types])[c_type]
-    power = np.array([gt.power_w for gt in p.gpu_types])[c_type]
+    price = np.where(c_host, 0.0, np.array([gt.cost_per_hour for gt in p.gpu_types])[ct])
+    power = np.where(c_host, 0.0, np.array([gt.power_w for gt in p.gpu_types])[ct])
     cost_term = dur0 * share[:, None] * price[None, :]
     energy_term = dur0 * share[:, None] * power[None, :] / 1000.0 * p.objective.energy_price_per_kwh
     weight = _placed_weight(p, dur_types)
@@ -464,6 +500,7 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
         cpu=np.array([t.cpu_cores for t in tasks], dtype=np.float64),
         ram=np.array([t.memory_gb for t in tasks], dtype=np.float64),
         same_type=np.array([t.same_type for t in tasks], dtype=bool),
+        cpu_only=cpu_only,
         spread=_group_index([t.anti_affinity for t in tasks]),
         dataset=dataset,
         optional=optional,
@@ -476,7 +513,7 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
         gpu_type=g_type,
         gpu_class=g_class,
         gpu_ok=g_ok,
-        mem_cap=type_mem[g_type] if g_n else np.zeros(0),
+        mem_cap=np.where(g_type == NONE, 0.0, type_mem[np.maximum(g_type, 0)]) if g_n else np.zeros(0),
         node_cpu=np.array([np.inf if n.cpu_cores is None else n.cpu_cores for n in p.nodes]),
         node_ram=np.array([np.inf if n.memory_gb is None else n.memory_gb for n in p.nodes]),
         eligible_c=elig,
@@ -495,7 +532,7 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
         program=program,
         source=p,
         task_ids=tuple(t.id for t in tasks),
-        gpu_ids=tuple(g.id for _, g in pairs),
+        gpu_ids=tuple(gpu_ids),
         node_ids=tuple(n.id for n in p.nodes),
         duration=np.where(elig, dur_c, np.nan),
         terms=tuple(terms),

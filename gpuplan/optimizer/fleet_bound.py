@@ -6,7 +6,7 @@ tasks per node class, :math:`n_{ab}`, and the GPUs they use per class, :math:`q_
 
 .. math::
 
-    \min \sum c_{ac} q_{abc} + \sum_a \tau_a n_{ab} + \lambda_{\mathrm{gpus}} \sum s_a q_{abc}
+    \min \sum c_{ac} q_{abc} + \sum_a \tau_a n_{ab} + \lambda_{\mathrm{gpus}} \sum (\ell_{ac}/A) q_{abc}
     + \sum_a p_a y_a \quad\text{s.t.}\quad \sum_b n_{ab} + y_a = N_a,\;
     \sum_c q_{abc} = k_a n_{ab},
 
@@ -14,7 +14,9 @@ tasks per node class, :math:`n_{ab}`, and the GPUs they use per class, :math:`q_
     \sum_a \mathrm{cpu}_a n_{ab} \le C_b M_b,\; \sum_a \mathrm{ram}_a n_{ab} \le R_b M_b.
 
 It drops what only raises the objective (spread groups, dataset copies, migration, nodes used,
-balance) and sums capacities over identical nodes, so every plan is a feasible point. The
+balance) and sums capacities over identical nodes, so every plan is a feasible point; a used GPU
+counts at least the loads it carries over its capacity (:math:`\ell/A`: the shares side by side,
+GPU time over H with a horizon, where shares on one GPU may add up past 1). The
 reported bound is not GLOP's floating-point optimum but the Lagrangian value :math:`L(\mu)`
 recomputed exactly from the LP's capacity duals :math:`\mu \ge 0` (the per-task-class minimum of
 dropping versus the cheapest priced placement, minus priced capacity), which is a valid bound for
@@ -115,7 +117,7 @@ def lagrangian_value(
             p.cost_c[t][None, :]
             + mu_load * p.load_c[t][None, :]
             + mu_mem * p.gpu_mem[t]
-            + p.w_gpus * p.share[t]
+            + p.w_gpus * p.load_c[t][None, :] / p.capacity
         )
         per_gpu = np.where(ok, per_gpu, np.inf)
         per_node = (
@@ -205,7 +207,7 @@ def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> Aggrega
             for c in np.flatnonzero(ok[b]):
                 q = solver.NumVar(0, inf, "")
                 link.SetCoefficient(q, 1)
-                objective.SetCoefficient(q, float(p.cost_c[t, c] + p.w_gpus * p.share[t]))
+                objective.SetCoefficient(q, float(p.cost_c[t, c] + p.w_gpus * p.load_c[t, c] / p.capacity))
                 load_rows[b, c].SetCoefficient(q, float(p.load_c[t, c]))
                 if (b, c) in mem_rows and p.gpu_mem[t]:
                     mem_rows[b, c].SetCoefficient(q, float(p.gpu_mem[t]))

@@ -77,6 +77,11 @@ def _starts(
 
 def _reason(c: FleetCompiled, t: int, status: Status) -> str:
     p, task = c.program, c.source.tasks[t]
+    if not p.eligible_c[t].any() and p.cpu_only[t]:
+        sel = task.node_selector.items()
+        if not any(all(n.labels.get(k) == v for k, v in sel) for n in c.source.nodes):
+            return f"no node carries the labels {task.node_selector}"
+        return f"its duration ({task.work_h} h, with data transfer) exceeds the horizon"
     if not p.eligible_c[t].any():
         prob = c.source
         present = {g.type for _, g in prob.all_gpus()}
@@ -101,7 +106,7 @@ def criteria(p: FleetProgram, assign: np.ndarray) -> dict[str, float]:
     placed = assign[:, 0] >= 0
     used = assign[assign >= 0]
     return {
-        "gpus_used": float(np.unique(used).size),
+        "gpus_used": float(np.unique(used[~p.host[used]]).size),
         "nodes_used": float(np.unique(p.gpu_node[used]).size),
         "max_utilization": round(p.max_utilization(assign), 9),
         "placed_weight": float(p.weight[placed].sum()),
@@ -163,11 +168,12 @@ def decode_fleet(
         cost = float(p.cost_c[t, cls].sum() + p.transfer_each[t])
         if p.current[t, 0] >= 0:
             cost += float(p.move_cost[t] * np.sum(~np.isin(gs, p.current[t])))
-        types = {p.type_names[k] for k in p.gpu_type[gs]}
+        real = gs[~p.host[gs]]  # a CPU-only task's host slot is no GPU: it lists none
+        types = {p.type_names[k] for k in p.gpu_type[real]}
         assignments.append(
             Assignment(
                 task=c.task_ids[t],
-                gpus=[c.gpu_ids[g] for g in gs],
+                gpus=[c.gpu_ids[g] for g in real],
                 node=c.node_ids[p.gpu_node[gs[0]]],
                 gpu_type=types.pop() if len(types) == 1 else None,
                 cost=cost,
@@ -178,7 +184,7 @@ def decode_fleet(
     u = p.usage(assign)
     primary = "gpu_time_h" if p.horizon else "gpu_share"
     usage = []
-    for g in range(p.n_gpus):
+    for g in np.flatnonzero(~p.host):
         used = {primary: round(float(u["load"][g]), 9)}
         cap = {primary: p.capacity}
         if not p.horizon:
@@ -329,12 +335,12 @@ def _homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None
         None,
         solver="presolve",
         requested=solver,
-        reason="a required task fits on no GPU",
+        reason="a required task fits on no GPU (or, CPU-only, on no node)",
         started=started,
         warm=None,
         incumbents=[],
         stats={},
-        message=f"{homeless.size} required task(s) have no eligible GPU",
+        message=f"{homeless.size} required task(s) have no eligible GPU or node",
     )
 
 

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from gpuplan.errors import VerificationError
-from gpuplan.models import GPU, GPUType, Matrix, MatrixProblem, Node, Plan, Problem, Task
+from gpuplan.models import GPU, Assignment, GPUType, Matrix, MatrixProblem, Node, Plan, Problem, Task
 from gpuplan.status import OPTIMALITY_TOLERANCE
 
 _REL = 1e-6
@@ -205,7 +205,8 @@ def verify_fleet(plan: Plan, p: Problem) -> None:
     allowed and not forbidden types, memory, labels, health and temperature, durations within the
     horizon, per-GPU share/time and memory, node CPU and host memory, spread groups on distinct
     nodes, running tasks' `moved` flags; and the reported criteria (GPUs and nodes used, peak
-    utilization, placed weight) recomputed. Priority dominance comes from the compiled penalties.
+    utilization, placed weight) recomputed; CPU-only tasks (gpus 0) by `_verify_cpu_only`. Priority
+    dominance comes from the compiled penalties.
     """
 
     def fail(msg: str) -> None:
@@ -234,6 +235,9 @@ def verify_fleet(plan: Plan, p: Problem) -> None:
         if a.task in seen:
             fail(f"task {a.task!r} appears twice")
         seen.add(a.task)
+        if task.gpus == 0:
+            placed_weight += _verify_cpu_only(a, task, p, node_cpu, node_ram, spread)
+            continue
         if len(a.gpus) != task.gpus or len(set(a.gpus)) != len(a.gpus):
             fail(f"task {a.task!r} needs {task.gpus} distinct GPU(s), got {a.gpus}")
         nodes = set()
@@ -320,3 +324,40 @@ def verify_fleet(plan: Plan, p: Problem) -> None:
         plan.bound is not None and plan.bound > plan.objective + _REL * max(1.0, abs(plan.objective))
     ):
         fail(f"bound {plan.bound} above objective {plan.objective}")
+
+
+def _verify_cpu_only(
+    a: Assignment,
+    task: Task,
+    p: Problem,
+    node_cpu: dict[str, float],
+    node_ram: dict[str, float],
+    spread: set[tuple[str, str]],
+) -> float:
+    """Check one CPU-only task's assignment (no GPU, a known node, its labels, its duration within
+    the horizon, its spread group) and add its CPU and memory to its node; the node totals are
+    checked with the others. Returns its placed weight ('count' 1, 'gpu' 0)."""
+
+    def fail(msg: str) -> None:
+        raise VerificationError(f"plan fails verification: {msg}")
+
+    node = next((n for n in p.nodes if n.id == a.node), None)
+    if a.gpus:
+        fail(f"CPU-only task {a.task!r} on GPU(s) {a.gpus}")
+    if node is None:
+        fail(f"CPU-only task {a.task!r} on unknown node {a.node!r}")
+        return 0.0
+    if any(node.labels.get(k) != v for k, v in task.node_selector.items()):
+        fail(f"task {a.task!r}: node {node.id!r} lacks labels {task.node_selector}")
+    hours = task.work_h or 0.0
+    if node.bandwidth_gbps is not None:
+        hours += 8.0 * task.input_gb / (3600.0 * node.bandwidth_gbps)
+    if p.horizon_h is not None and hours > p.horizon_h * (1 + _REL):
+        fail(f"CPU-only task {a.task!r}: {hours:.9g} h exceed the horizon {p.horizon_h:g} h")
+    node_cpu[node.id] += task.cpu_cores
+    node_ram[node.id] += task.memory_gb
+    if task.anti_affinity is not None:
+        if (task.anti_affinity, node.id) in spread:
+            fail(f"task {a.task!r}: spread group {task.anti_affinity!r} twice on node {node.id!r}")
+        spread.add((task.anti_affinity, node.id))
+    return 1.0 if p.objective.placed_weight == "count" else 0.0

@@ -5,7 +5,9 @@ the whole gang, :math:`z_{tn}` for nodes with at least :math:`k_t` eligible usab
 when ``same_type``) and room for the task's CPU and RAM, :math:`w_{tn\kappa}` only when a
 same-type gang has more than one candidate type on a node, :math:`y_t` for optional tasks.
 Auxiliaries appear only when their objective weight is positive: dataset copies :math:`v_{Dn}`,
-used GPUs :math:`u_g`, used nodes :math:`o_n`, peak utilization :math:`U`.
+used GPUs :math:`u_g` (not for host slots, which are no GPUs), used nodes :math:`o_n`, peak
+utilization :math:`U`. A CPU-only task has one :math:`x` per node, on its host slot, equal to
+:math:`z_{tn}`; host slots carry no load, so only the node rows hold it.
 
 Integer scaling
 ---------------
@@ -301,7 +303,7 @@ class _Model:
             m.add_implication(zv, self.v[d, n])
         if p.w_gpus > 0:
             for g, ids in enumerate(self.by_gpu):
-                if ids:
+                if ids and not p.host[g]:  # a host slot is no GPU
                     self.u[g] = m.new_bool_var(f"u{g}")
                     for i in ids:
                         m.add_implication(self.x[i], self.u[g])

@@ -35,7 +35,8 @@ class FleetState:
         self.spread: set[tuple[int, int]] = set()
         self.copies: dict[tuple[int, int], int] = {}
         self.peak = 0.0
-        self.free_whole = np.bincount(prog.gpu_node[prog.gpu_ok], minlength=prog.n_nodes).astype(np.int64)
+        self.is_gpu = prog.gpu_ok & ~prog.host  # usable GPUs (host slots are none)
+        self.free_whole = np.bincount(prog.gpu_node[self.is_gpu], minlength=prog.n_nodes).astype(np.int64)
         self.node_gpus = np.maximum(self.free_whole * prog.capacity, 1e-9)
         self.node_free = self.free_whole * prog.capacity  # free primary capacity per node
         self.balance = 1.0
@@ -75,7 +76,7 @@ class FleetState:
         if p.current[t, 0] >= 0:
             s += np.where(np.isin(gpus, p.current[t]), 0.0, p.move_cost[t])
         if p.w_gpus:
-            s += p.w_gpus * (self.count[gpus] == 0)
+            s += p.w_gpus * ((self.count[gpus] == 0) & ~p.host[gpus])
         if p.w_balance:
             util = (self.load[gpus] + p.load_c[t, p.gpu_class[gpus]]) / p.capacity
             s += p.w_balance * np.maximum(util - self.peak, 0.0)
@@ -96,6 +97,8 @@ class FleetState:
         memory stay in proportion to its free GPU capacity. Keeping nodes balanced stops CPU-hungry
         tasks from stranding the GPUs of CPU-poor nodes (what sinks plain best fit on real traces)."""
         p = self.p
+        if p.cpu_only[t]:
+            return self.host_fit_key(t, gpus)
         add = p.load_c[t, p.gpu_class[gpus]]
         room = (p.capacity - self.load[gpus] - add) / p.capacity
         nodes = p.gpu_node[gpus]
@@ -108,13 +111,32 @@ class FleetState:
             key += self.balance * np.abs(left - free_gpu)
         return key
 
+    def host_fit_key(self, t: int, slots: np.ndarray) -> np.ndarray:
+        """Tie-breaker for a CPU-only task over host slots (smaller is better): the node whose CPU
+        and host memory left come closest to (or stay) in proportion to its free GPU capacity, by
+        the change in fit_key's balance term (a GPU-less node, or one whose GPUs are full, gains
+        the most), plus the fraction of its CPU and memory left (best fit)."""
+        p = self.p
+        nodes = p.gpu_node[slots]
+        free_gpu = self.node_free[nodes] / self.node_gpus[nodes]
+        key = np.zeros(slots.shape[0])
+        for cap, used, need in ((p.node_cpu, self.cpu, p.cpu[t]), (p.node_ram, self.ram, p.ram[t])):
+            c = cap[nodes]
+            finite = np.isfinite(c) & (c > 0)
+            c = np.where(finite, c, 1.0)
+            before = np.where(finite, (c - used[nodes]) / c, free_gpu)
+            after = np.where(finite, (c - used[nodes] - need) / c, free_gpu)
+            key += np.where(finite, after, 1.0)
+            key += self.balance * (np.abs(after - free_gpu) - np.abs(before - free_gpu))
+        return key
+
     # --- moves -------------------------------------------------------------------------------
     def place(self, t: int, gpus: np.ndarray) -> None:
         p = self.p
         gpus = np.asarray(gpus, dtype=np.int64)
         n = int(p.gpu_node[gpus[0]])
         self.assign[t, : gpus.size] = gpus
-        was_empty = self.count[gpus] == 0
+        was_empty = (self.count[gpus] == 0) & self.is_gpu[gpus]
         self.load[gpus] += p.load_c[t, p.gpu_class[gpus]]
         self.node_free[n] -= float(p.load_c[t, p.gpu_class[gpus]].sum())
         self.mem[gpus] += p.gpu_mem[t]
@@ -141,7 +163,7 @@ class FleetState:
         self.node_free[n] += float(p.load_c[t, p.gpu_class[gpus]].sum())
         self.mem[gpus] -= p.gpu_mem[t]
         self.count[gpus] -= 1
-        self.free_whole[n] += int((self.count[gpus] == 0).sum())
+        self.free_whole[n] += int(((self.count[gpus] == 0) & self.is_gpu[gpus]).sum())
         self.cpu[n] -= p.cpu[t]
         self.ram[n] -= p.ram[t]
         self.node_tasks[n] -= 1
@@ -198,8 +220,10 @@ def task_order(prog: FleetProgram, how: str = "dominant", late: np.ndarray | Non
     """Priority first, then gangs, then the least flexible (fewest eligible GPUs, so tasks pinned to
     scarce types find them free), then the hardest to fit: 'dominant' by the largest share of the
     average GPU, CPU or host memory per GPU the task takes; 'gpu' by GPU share. Tasks marked `late`
-    (bool [T]) go after all others of their priority (e.g. those a packing LP leaves out)."""
-    gpus = max(int(prog.gpu_ok.sum()), 1)
+    (bool [T]) go after all others of their priority (e.g. those a packing LP leaves out); CPU-only
+    tasks go after the GPU tasks of their priority (they may use any node, GPU-less ones too, and
+    take the CPU and memory the GPU tasks leave)."""
+    gpus = max(int((prog.gpu_ok & ~prog.host).sum()), 1)
     rel = [prog.gang * prog.share]
     for cap, need in ((prog.node_cpu, prog.cpu), (prog.node_ram, prog.ram)):
         finite = cap[np.isfinite(cap)]
@@ -209,7 +233,7 @@ def task_order(prog: FleetProgram, how: str = "dominant", late: np.ndarray | Non
     late = np.zeros(prog.n_tasks, dtype=bool) if late is None else late
     per_class = np.bincount(prog.gpu_class[prog.gpu_ok], minlength=prog.eligible_c.shape[1])
     flexibility = prog.eligible_c @ per_class
-    return np.lexsort((-size, flexibility, -prog.gang, late, -prog.priority))
+    return np.lexsort((-size, flexibility, -prog.gang, prog.cpu_only, late, -prog.priority))
 
 
 def fleet_greedy(

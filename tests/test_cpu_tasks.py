@@ -15,7 +15,7 @@ from gpuplan import solve
 from gpuplan.models import Node, Problem, Status, Task
 from gpuplan.optimizer.fleet import compile_fleet
 from gpuplan.optimizer.fleet_bound import fleet_lower_bound, packing_bound
-from gpuplan.optimizer.verify import VerificationError, verify_fleet
+from gpuplan.optimizer.verify import VerificationError, verify
 from gpuplan.solvers.fleet_brute import brute_force
 from gpuplan.solvers.fleet_cpsat import solve_fleet_cpsat
 from gpuplan.solvers.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve
@@ -129,7 +129,7 @@ def test_cpu_only_node_receives_cpu_tasks() -> None:
         summary = plan.summary()
         assert "node (CPU-only tasks)" in summary
         assert any(line.split() == ["c", "e0,", "e1"] for line in summary.splitlines())
-        verify_fleet(plan, p)
+        verify(plan, p)
 
 
 def test_fleet_without_any_gpu() -> None:
@@ -211,7 +211,7 @@ def test_verifier_checks_cpu_only_tasks() -> None:
         ],
     )
     plan = solve(p, time_limit_s=5, workers=1)
-    verify_fleet(plan, p)
+    verify(plan, p)
 
     def forged(task: str, **changes) -> object:
         rows = [a.model_copy(update=changes) if a.task == task else a for a in plan.assignments]
@@ -225,7 +225,7 @@ def test_verifier_checks_cpu_only_tasks() -> None:
     }
     for words, bad in cases.items():
         with pytest.raises(VerificationError, match=words):
-            verify_fleet(bad, p)
+            verify(bad, p)
 
 
 # --- every solver against brute force on tiny random fleets -----------------------------------------------
@@ -324,7 +324,7 @@ def test_greedy_moves_and_bounds_with_cpu_only_tasks(p: Problem) -> None:
     ref = brute_force(prog)
     for solver in ("greedy", "auto"):
         plan = solve(p, solver=solver, time_limit_s=5, workers=1)
-        verify_fleet(plan, p)
+        verify(plan, p)
         if ref is not None and plan.objective is not None:
             assert plan.objective >= ref[0] - 1e-6 * max(1.0, abs(ref[0]))
         if ref is not None and plan.bound is not None:

@@ -14,7 +14,7 @@ from gpuplan import solve
 from gpuplan.models import GPU, GPUType, Node, Objective, Problem, Task
 from gpuplan.optimizer.fleet import compile_fleet
 from gpuplan.optimizer.fleet_bound import fleet_lower_bound, packing_bound
-from gpuplan.optimizer.verify import VerificationError, verify_fleet
+from gpuplan.optimizer.verify import VerificationError, verify
 from gpuplan.solvers.fleet_greedy import eject_improve, fleet_greedy, swap_improve
 from tests.oracles import fleet_brute_force, fleet_spots
 from tests.strategies import FLEET_TYPES, tiny_fleet_problems
@@ -136,7 +136,7 @@ def test_example_plan_holds_every_rule() -> None:
     assert "edge-1/l4-b" not in {g for a in plan.assignments for g in a.gpus}  # over the limit
     assert by_task["embed"].gpu_type == "L4"
     assert by_task["serve-1"].moved is False  # migration cost keeps it home
-    verify_fleet(plan, problem)
+    verify(plan, problem)
 
 
 def test_high_migration_cost_moves_nothing() -> None:
@@ -198,7 +198,7 @@ def test_verifier_rejects_broken_fleet_plans() -> None:
         cases.append(_tampered(plan, serve[1].task, gpus=serve[0].gpus, node=serve[0].node))
     for bad in cases:
         with pytest.raises(VerificationError):
-            verify_fleet(bad, problem)
+            verify(bad, problem)
 
 
 def test_verifier_rejects_node_cpu_overload() -> None:
@@ -213,7 +213,7 @@ def test_verifier_rejects_node_cpu_overload() -> None:
     extra = placed.model_copy(update={"task": "t1" if placed.task == "t0" else "t0", "gpus": ["n/A/1"]})
     forged = plan.model_copy(update={"assignments": [placed, extra], "unassigned": []})
     with pytest.raises(VerificationError, match="CPU"):
-        verify_fleet(forged, p)
+        verify(forged, p)
 
 
 def test_violations_name_each_broken_rule() -> None:

@@ -287,6 +287,8 @@ class FleetCompiled:
     node_ids: tuple[str, ...]
     duration: np.ndarray  # float64 [T, classes]: hours incl. transfer, NaN where undefined
     terms: tuple[tuple[str, float], ...]  # (criterion, lambda) actually used
+    money_c: np.ndarray  # float64 [T, classes]: GPU-hours x price of one GPU of the class (money)
+    transfer_money: np.ndarray  # float64 [T]: data transfer charged to the task alone (money)
     flat_tiers: bool = False  # every tier weighed alike: priorities are kept by a tier-by-tier solve
 
 
@@ -458,6 +460,7 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
     mu = mu * lam.get("cost", lam.get("migration", 0.0))
     move_cost = mu / gang
     cost_c = lc * cost_term + le * energy_term
+    transfer_money = transfer_each
     transfer_each = lc * transfer_each
     ds_charge = lc * ds_charge
     w_gpus, w_nodes, w_balance = (
@@ -536,6 +539,8 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
         node_ids=tuple(n.id for n in p.nodes),
         duration=np.where(elig, dur_c, np.nan),
         terms=tuple(terms),
+        money_c=np.where(elig, cost_term, 0.0),
+        transfer_money=transfer_money,
         flat_tiers=flat_tiers,
     )
 

@@ -165,9 +165,10 @@ def decode_fleet(
     for t in np.flatnonzero(assign[:, 0] >= 0):
         gs = assign[t][assign[t] >= 0]
         cls = p.gpu_class[gs]
-        cost = float(p.cost_c[t, cls].sum() + p.transfer_each[t])
+        cost = float(c.money_c[t, cls].sum() + c.transfer_money[t])  # money, whatever the objective
         if p.current[t, 0] >= 0:
-            cost += float(p.move_cost[t] * np.sum(~np.isin(gs, p.current[t])))
+            left = int(np.sum(~np.isin(p.current[t][p.current[t] >= 0], gs)))
+            cost += c.source.tasks[t].migration_cost * left / p.gang[t]
         real = gs[~p.host[gs]]  # a CPU-only task's host slot is no GPU: it lists none
         types = {p.type_names[k] for k in p.gpu_type[real]}
         assignments.append(
@@ -206,13 +207,14 @@ def decode_fleet(
     status, bound, gap = settle(status, objective, bound)
     stats = dict(stats)
     stats.update({f"criterion_{k}": v for k, v in criteria(p, assign).items()})
+    stats.update({f"weight_{k}": float(w) for k, w in c.terms})  # the objective's weights
     common["stats"] = stats
     return Plan(
         status=status,
         objective=objective,
         bound=bound,
         gap=gap,
-        placement_cost=objective - penalty,
+        placement_cost=p.replace(penalty=np.zeros(p.n_tasks)).objective(assign),  # not a difference
         penalty=penalty,
         assignments=assignments,
         unassigned=[
@@ -355,7 +357,7 @@ def solve_fleet(
 ) -> Plan:
     """Compile with the fleet program and solve (see the module docstring); priorities too wide
     to weigh exactly are solved tier by tier (`solve_tiered`)."""
-    from gpuplan.optimizer.verify import verify_fleet
+    from gpuplan.optimizer.verify import verify
 
     if solver == "milp":
         raise InputError(
@@ -396,7 +398,7 @@ def solve_fleet(
             if f.status.has_solution or f.status is Status.INFEASIBLE
             else "no plan placing every required task was found within the time limit",
         )
-    verify_fleet(plan, problem)
+    verify(plan, problem)
     return plan
 
 
@@ -425,14 +427,14 @@ def solve_tiered(
     like the first (`flat_penalties`); its bound is that program's LP/packing bound, a valid lower
     bound on the price of every plan, the tier-optimal ones included.
     """
-    from gpuplan.optimizer.verify import verify_fleet
+    from gpuplan.optimizer.verify import verify
 
     deadline = started + time_limit_s
     c = compile_fleet(problem, flat_tiers=True)
     p = c.program
     plan = _homeless_plan(c, solver, started)
     if plan is not None:
-        verify_fleet(plan, problem)
+        verify(plan, problem)
         return plan
     stats: dict[str, float | int | str] = {}
     bound, _, bound_stats = _bounds(p, started + TIERED_BOUND_SHARE * time_limit_s)
@@ -489,7 +491,7 @@ def solve_tiered(
         if status.has_solution or status is Status.INFEASIBLE
         else "no plan placing every required task was found within the time limit",
     )
-    verify_fleet(plan, problem)
+    verify(plan, problem)
     return plan
 
 

@@ -64,7 +64,7 @@ def _why_not(task: Task, gt: GPUType, node: Node, gpu: GPU, p: Problem) -> str:
         return f"type {gt.name} forbidden"
     need = max(task.gpu_memory_gb, task.min_gpu_memory_gb)
     if need > gt.memory_gb + 1e-12:
-        return f"needs {need:g} GB, type {gt.name} has {gt.memory_gb:g}"
+        return f"needs {need} GB, type {gt.name} has {gt.memory_gb} GB"
     if any(node.labels.get(k) != v for k, v in task.node_selector.items()):
         return f"node {node.id!r} lacks the labels {task.node_selector}"
     unusable = _why_unusable(gpu, p.temperature_limit_c)
@@ -88,6 +88,7 @@ class _Tally:
     node_ram: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     on_node: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     where: dict[str, list[str]] = field(default_factory=dict)  # task -> its GPUs
+    node_of: dict[str, str] = field(default_factory=dict)  # task -> its node
     cost: float = 0.0  # money: GPU-hours x price, data transfer, migration
     migration: float = 0.0
     energy: float = 0.0  # money: power x GPU-hours x energy price
@@ -124,6 +125,9 @@ class _Specs:
         size = task.gpus * task.gpu_share
         if how == "gpu":
             return size
+        if task.gpus == 0:  # a CPU-only task counts its work
+            assert task.work_h is not None
+            return task.work_h
         if task.work_h is not None:
             work = task.work_h
         else:
@@ -170,6 +174,9 @@ def _check_assignment(a: Assignment, s: _Specs, tally: _Tally) -> None:
     if a.task in tally.where:
         _fail(f"task {a.task!r} appears twice")
     tally.where[a.task] = list(a.gpus)
+    if task.gpus == 0:
+        _check_cpu_only(a, task, s, tally)
+        return
     if len(a.gpus) != task.gpus or len(set(a.gpus)) != len(a.gpus):
         _fail(f"task {a.task!r} needs {task.gpus} distinct GPU(s), got {a.gpus}")
     nodes, kinds, durs = set(), set(), []
@@ -202,21 +209,7 @@ def _check_assignment(a: Assignment, s: _Specs, tally: _Tally) -> None:
         _fail(f"task {a.task!r}: reported type {a.gpu_type!r}, its GPUs are {sorted(kinds)}")
     if a.duration_h is not None and not _close(a.duration_h, max(durs)):
         _fail(f"task {a.task!r}: reported duration {a.duration_h} h, recomputed {max(durs)} h")
-    tally.node_cpu[node_id] += task.cpu_cores
-    tally.node_ram[node_id] += task.memory_gb
-    if task.anti_affinity is not None:
-        peers = [t for t in tally.on_node[node_id] if s.tasks[t].anti_affinity == task.anti_affinity]
-        if peers:
-            _fail(
-                f"task {a.task!r}: spread group {task.anti_affinity!r} twice on node {node_id!r}"
-                f" (with {peers[0]!r})"
-            )
-    tally.on_node[node_id].append(a.task)
-    phi = s.p.transfer_cost_per_gb
-    if task.dataset is not None:
-        tally.datasets.add((task.dataset, node_id))
-    else:
-        money += phi * task.input_gb
+    _hold_node(a.task, task, node_id, tally, s)
     if task.current_gpus is not None:
         left = len(set(task.current_gpus) - set(a.gpus))
         if a.moved != (left > 0):
@@ -224,6 +217,32 @@ def _check_assignment(a: Assignment, s: _Specs, tally: _Tally) -> None:
         charge = task.migration_cost * left / task.gpus
         money += charge
         tally.migration += charge
+    _charge(a, task, money, energy, node_id, s, tally)
+
+
+def _hold_node(tid: str, task: Task, node_id: str, tally: _Tally, s: _Specs) -> None:
+    """Add a placed task's CPU, host memory and spread group to its node."""
+    tally.node_of[tid] = node_id
+    tally.node_cpu[node_id] += task.cpu_cores
+    tally.node_ram[node_id] += task.memory_gb
+    if task.anti_affinity is not None:
+        peers = [t for t in tally.on_node[node_id] if s.tasks[t].anti_affinity == task.anti_affinity]
+        if peers:
+            _fail(
+                f"task {tid!r}: spread group {task.anti_affinity!r} twice on node {node_id!r}"
+                f" (with {peers[0]!r})"
+            )
+    tally.on_node[node_id].append(tid)
+
+
+def _charge(
+    a: Assignment, task: Task, money: float, energy: float, node_id: str, s: _Specs, tally: _Tally
+) -> None:
+    """Add the task's data transfer to its money, check the reported cost, and count criteria."""
+    if task.dataset is not None:
+        tally.datasets.add((task.dataset, node_id))
+    else:
+        money += s.p.transfer_cost_per_gb * task.input_gb
     if not _close(a.cost, money, abs(money)):
         _fail(f"task {a.task!r}: reported cost {a.cost}, recomputed {money} (money)")
     tally.cost += money
@@ -231,10 +250,35 @@ def _check_assignment(a: Assignment, s: _Specs, tally: _Tally) -> None:
     tally.placed_weight += s.weight(task)
 
 
+def _check_cpu_only(a: Assignment, task: Task, s: _Specs, tally: _Tally) -> None:
+    """A CPU-only task (gpus 0): no GPU, a known node with its labels, within the horizon."""
+    node = s.nodes.get(a.node or "")
+    if a.gpus:
+        _fail(f"CPU-only task {a.task!r} on GPU(s) {a.gpus}")
+    if node is None:
+        _fail(f"CPU-only task {a.task!r} on unknown node {a.node!r}")
+        return
+    if any(node.labels.get(k) != v for k, v in task.node_selector.items()):
+        _fail(f"task {a.task!r}: node {node.id!r} lacks the labels {task.node_selector}")
+    dur = _cpu_hours(task, node)
+    if s.p.horizon_h is not None and dur > s.p.horizon_h * (1 + _REL):
+        _fail(f"CPU-only task {a.task!r}: {dur:.9g} h exceed the horizon {s.p.horizon_h:g} h")
+    _hold_node(a.task, task, node.id, tally, s)
+    _charge(a, task, 0.0, 0.0, node.id, s, tally)
+
+
+def _cpu_hours(task: Task, node: Node) -> float:
+    """A CPU-only task's duration: its work at speed 1, plus its data transfer."""
+    dur = task.work_h or 0.0
+    if node.bandwidth_gbps is not None:
+        dur += 8.0 * task.input_gb / (3600.0 * node.bandwidth_gbps)
+    return dur
+
+
 def _check_capacities(s: _Specs, tally: _Tally) -> None:
     for gid, v in tally.gpu_load.items():
         if v > s.cap * (1 + _REL) + _REL:
-            what = "GPU time" if s.p.horizon_h is not None else "GPU share"
+            what = "gpu_time_h" if s.p.horizon_h is not None else "gpu_share"
             _fail(f"GPU {gid!r} over capacity on {what}: {v:.9g} > {s.cap:g}")
         mem = s.types[s.gpus[gid][1].type].memory_gb
         if s.p.horizon_h is None and tally.gpu_mem[gid] > mem * (1 + _REL):
@@ -351,7 +395,7 @@ def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
                 for g in where:
                     load[g_pos[g]] += s.load(t, g)
                     mem[g_pos[g]] += t.gpu_memory_gb
-                n = int(g_node[g_pos[where[0]]])
+                n = n_index[tally.node_of[tid]]
                 cpu[n] += t.cpu_cores
                 ram[n] += t.memory_gb
                 if t.anti_affinity is not None:
@@ -381,6 +425,17 @@ def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
             for grp, n in groups:
                 if grp == task.anti_affinity:
                     node_ok[n] = False
+        if task.gpus == 0:
+            node_ok &= sel_ok
+            if p.horizon_h is not None:
+                node_ok &= np.array([_cpu_hours(task, n) for n in p.nodes]) <= p.horizon_h * (1 + _REL)
+            if node_ok.any():
+                n = int(np.argmax(node_ok))
+                _fail(
+                    f"CPU-only task {u.task!r} (priority {task.priority}) left out though it fits on node"
+                    f" {node_ids[n]!r} in place of lower-priority work or in free room"
+                )
+            continue
         dur = np.where(type_ok[g_type], np.nan_to_num(base[g_type]), 0.0)
         dur = dur + 8.0 * task.input_gb / (3600.0 * g_bw)
         need = task.gpu_share * (dur if p.horizon_h is not None else 1.0)

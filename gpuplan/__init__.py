@@ -2,6 +2,7 @@
 
 import logging
 
+from gpuplan.api import parse_problem, solve
 from gpuplan.errors import GpuplanError, InputError, VerificationError
 from gpuplan.models import (
     GPU,
@@ -18,14 +19,7 @@ from gpuplan.models import (
     Task,
     Unassigned,
 )
-from gpuplan.optimizer import (
-    Compiled,
-    Program,
-    compile_problem,
-    parse_problem,
-    solve,
-    verify,
-)
+from gpuplan.program import Compiled, Program, compile_problem, verify
 
 logging.getLogger("gpuplan").addHandler(logging.NullHandler())
 

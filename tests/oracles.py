@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from gpuplan import MatrixProblem, Problem
+from gpuplan.backends.fleet_brute import brute_force as fleet_brute_force
 from gpuplan.capacity import Catalog
-from gpuplan.optimizer.fleet import NONE, FleetProgram
-from gpuplan.optimizer.program import DROPPED, Program
-from gpuplan.solvers.fleet_brute import brute_force as fleet_brute_force
+from gpuplan.program.fleet import NONE, FleetProgram
+from gpuplan.program.gap import DROPPED, Program
 
 # --- matrix instances and the Problem form -------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from gpuplan import compile_problem, parse_problem
 from gpuplan.models import GPUType, Node, Objective, Problem, Task
-from gpuplan.optimizer.program import Program
+from gpuplan.program.gap import Program
 
 #: The settings of the property tests over tiny instances (solvers may take a while per example).
 SETTINGS = settings(max_examples=40, deadline=None)

@@ -7,10 +7,10 @@ import time
 import numpy as np
 from hypothesis import assume, given
 
-from gpuplan.optimizer.bounds import fixable, lagrangian_bound, lp_relaxation, subgradient
-from gpuplan.optimizer.program import DROPPED
-from gpuplan.solvers.base import cost_bound_to_user
-from gpuplan.solvers.local import LocalSearch
+from gpuplan.bounds.gap import fixable, lagrangian_bound, lp_relaxation, subgradient
+from gpuplan.heuristics.local import LocalSearch
+from gpuplan.program.gap import DROPPED
+from gpuplan.program.solution import cost_bound_to_user
 from tests.oracles import best_assignment, matrix_brute_force
 from tests.strategies import SETTINGS, matrices, multipliers, program_of
 

@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from gpuplan import solve
+from gpuplan.backends.fleet_brute import brute_force
+from gpuplan.backends.fleet_cpsat import solve_fleet_cpsat
+from gpuplan.bounds.fleet import fleet_lower_bound, packing_bound
+from gpuplan.heuristics.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve
 from gpuplan.models import Node, Problem, Status, Task
-from gpuplan.optimizer.fleet import compile_fleet
-from gpuplan.optimizer.fleet_bound import fleet_lower_bound, packing_bound
-from gpuplan.optimizer.verify import VerificationError, verify
-from gpuplan.solvers.fleet_brute import brute_force
-from gpuplan.solvers.fleet_cpsat import solve_fleet_cpsat
-from gpuplan.solvers.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve
+from gpuplan.program.fleet import compile_fleet
+from gpuplan.program.verify import VerificationError, verify
 
 TYPES = [{"name": "A", "memory_gb": 80, "cost_per_hour": 2.0, "power_w": 400}]
 

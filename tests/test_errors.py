@@ -43,7 +43,7 @@ def test_compile_step_input_errors_exit_2(tmp_path, capsys, monkeypatch) -> None
     """An InputError raised while compiling reaches the CLI as exit 2, not 'internal error'."""
     import importlib
 
-    solve_mod = importlib.import_module("gpuplan.optimizer.solve")
+    solve_mod = importlib.import_module("gpuplan.api")
 
     def boom(*args: object, **kwargs: object) -> None:
         raise InputError("tasks.priority", "too many priority levels (got 99)")

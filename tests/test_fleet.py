@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 
 from gpuplan import solve
+from gpuplan.bounds.fleet import fleet_lower_bound, packing_bound
+from gpuplan.heuristics.fleet_greedy import eject_improve, fleet_greedy, swap_improve
 from gpuplan.models import GPU, GPUType, Node, Objective, Problem, Task
-from gpuplan.optimizer.fleet import compile_fleet
-from gpuplan.optimizer.fleet_bound import fleet_lower_bound, packing_bound
-from gpuplan.optimizer.verify import VerificationError, verify
-from gpuplan.solvers.fleet_greedy import eject_improve, fleet_greedy, swap_improve
+from gpuplan.program.fleet import compile_fleet
+from gpuplan.program.verify import VerificationError, verify
 from tests.oracles import fleet_brute_force, fleet_spots
 from tests.strategies import FLEET_TYPES, tiny_fleet_problems
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from gpuplan.backends.fleet_brute import brute_force
+from gpuplan.bounds.fleet import fleet_lower_bound
 from gpuplan.models import Problem
-from gpuplan.optimizer.fleet import compile_fleet
-from gpuplan.optimizer.fleet_bound import fleet_lower_bound
-from gpuplan.solvers.fleet_brute import brute_force
+from gpuplan.program.fleet import compile_fleet
 
 
 def test_gpus_used_bound_with_a_horizon() -> None:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings
 
+from gpuplan.backends.fleet_cpsat import FleetResult, solve_fleet_cpsat
 from gpuplan.models import Problem, Status
-from gpuplan.optimizer.fleet import NONE, FleetProgram, compile_fleet
-from gpuplan.solvers.fleet_cpsat import FleetResult, solve_fleet_cpsat
+from gpuplan.program.fleet import NONE, FleetProgram, compile_fleet
 from tests.oracles import fleet_brute_force
 from tests.strategies import SETTINGS, fleets
 
@@ -198,7 +198,7 @@ def test_inexact_loads_still_fill_a_gpu_exactly() -> None:
 
 def test_feasible_hint_replaces_a_missing_or_worse_answer() -> None:
     """A solver that found nothing (or worse) hands back the caller's feasible hint."""
-    from gpuplan.solvers.fleet_cpsat import _with_hint
+    from gpuplan.backends.fleet_cpsat import _with_hint
 
     nodes = [{"id": "n0", "gpu_counts": {"A": 2}}]
     p = compiled(nodes, [{"id": "a", "work_h": 1}, {"id": "b", "work_h": 2}])

@@ -10,11 +10,11 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gpuplan import parse_problem, solve
-from gpuplan.optimizer.bounds import lp_relaxation
-from gpuplan.optimizer.program import Program
-from gpuplan.solvers import gap_bb
-from gpuplan.solvers.gap_knapsack import KnapsackLagrangian, knapsack_lagrangian, local_multipliers
-from gpuplan.solvers.gap_knapsack import applicable as knapsack_applicable
+from gpuplan.backends import gap_bb
+from gpuplan.bounds.gap import lp_relaxation
+from gpuplan.bounds.knapsack import KnapsackLagrangian, knapsack_lagrangian, local_multipliers
+from gpuplan.bounds.knapsack import applicable as knapsack_applicable
+from gpuplan.program.gap import Program
 from tests.oracles import feasible_plans
 from tests.strategies import SETTINGS, multipliers, one_resource_matrices, program_of
 from tests.test_gap_knapsack import _kl
@@ -219,7 +219,7 @@ def test_portfolio_proves_a_tight_instance_by_the_ladder():
 def test_portfolio_routes_mid_size_programs_to_the_branch_and_bound():
     """A 20 x 300 single-resource program (6,000 pairs: above the exact-phase limit, within
     `BB_PAIRS`) takes the knapsack Lagrangian and the branch and bound; the plan is verified."""
-    from gpuplan.optimizer import portfolio
+    from gpuplan.strategy import portfolio
 
     m = _type_d(300, 20, 7, 20)
     assert portfolio.EXACT_PAIRS < 300 * 20 <= portfolio.BB_PAIRS

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from gpuplan.optimizer.bounds import lp_relaxation
-from gpuplan.optimizer.program import Program
-from gpuplan.solvers.gap_knapsack import applicable, knapsack_fixable, knapsack_lagrangian, knapsacks
+from gpuplan.bounds.gap import lp_relaxation
+from gpuplan.bounds.knapsack import applicable, knapsack_fixable, knapsack_lagrangian, knapsacks
+from gpuplan.program.gap import Program
 from tests.oracles import feasible_plans, knapsack_by_enumeration
 from tests.strategies import SETTINGS, multipliers, one_resource_matrices, program_of
 

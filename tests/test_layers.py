@@ -1,8 +1,10 @@
 """Import layering of the gpuplan package, read from the source with `ast` (no module is imported).
 
-The command line (`gpuplan.cli`) sits on top: nothing else in gpuplan imports it, at module level
-or inside a function, so the library works without it. The core (models, optimizer, solvers) does
-not import the applications built on it (executor, capacity).
+Layers, lowest first (docs/architecture.md): errors and status; models (pydantic specs); program
+(build, decode, verify) and native (the compiled core); bounds, heuristics and backends; strategy;
+api (`solve`); executor and capacity; cli. A module imports only its own layer or lower ones, at
+module level or inside a function; backends, bounds and heuristics never import the pydantic
+models; and no chain of imports comes back to where it started.
 """
 
 from __future__ import annotations
@@ -13,7 +15,26 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gpuplan"
-CORE = ("gpuplan.models", "gpuplan.optimizer", "gpuplan.solvers")
+CORE = (
+    "gpuplan.models",
+    "gpuplan.program",
+    "gpuplan.bounds",
+    "gpuplan.heuristics",
+    "gpuplan.backends",
+    "gpuplan.strategy",
+    "gpuplan.api",
+)
+LAYERS = (
+    ("gpuplan.errors", "gpuplan.status"),
+    ("gpuplan.models",),
+    ("gpuplan.program", "gpuplan.native"),
+    ("gpuplan.bounds", "gpuplan.heuristics", "gpuplan.backends"),
+    ("gpuplan.strategy",),
+    ("gpuplan.api",),
+    ("gpuplan.executor", "gpuplan.capacity"),
+    ("gpuplan.cli",),
+)
+INDEX_SPACE = ("gpuplan.bounds", "gpuplan.heuristics", "gpuplan.backends")
 APPLICATIONS = ("gpuplan.executor", "gpuplan.capacity")
 
 
@@ -97,3 +118,121 @@ def test_the_core_does_not_import_executor_or_capacity() -> None:
         if _within(module, CORE)
     }
     assert {m: n for m, n in bad.items() if n} == {}
+
+
+def _layer(module: str) -> int | None:
+    for rank, prefixes in enumerate(LAYERS):
+        if _within(module, prefixes):
+            return rank
+    return None
+
+
+def import_edges(source: str, module: str, is_package: bool, known: set[str]) -> set[str]:
+    """The gpuplan modules `source` imports: `from a import b` is an edge to the module a.b when b
+    is one (a submodule), else to a."""
+    package = module if is_package else module.rpartition(".")[0]
+    edges: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            edges.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                edges.add(sub if sub in known else base)
+    return {e for e in edges if e in known and e != module}
+
+
+def _edges() -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    known = set(paths)
+    return {
+        m: import_edges(p.read_text(encoding="utf-8"), m, p.name == "__init__.py", known)
+        for m, p in paths.items()
+    }
+
+
+EDGES = _edges()
+
+
+def test_imports_point_down_the_layers() -> None:
+    """Each module imports only modules of its own layer or a lower one."""
+    up = {
+        module: sorted(n for n in names if (_layer(n) or 0) > (_layer(module) or 0))
+        for module, names in EDGES.items()
+        if _layer(module) is not None
+    }
+    assert {m: n for m, n in up.items() if n} == {}
+
+
+def test_index_space_layers_never_import_the_models() -> None:
+    """Backends, bounds and heuristics see compiled programs only, never pydantic specs."""
+    bad = {
+        module: sorted(n for n in IMPORTS[module] if _within(n, ("gpuplan.models", "pydantic")))
+        for module in IMPORTS
+        if _within(module, INDEX_SPACE)
+    }
+    assert {m: n for m, n in bad.items() if n} == {}
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles() -> None:
+    """No chain of imports (module level or inside functions) leads back to where it started."""
+    assert _cycles(EDGES) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    """The check can fail: a -> b -> c -> a is reported, a tree is not."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b", "c"}, "b": {"c"}}) == []
+
+
+def test_a_submodule_import_is_an_edge_to_the_submodule() -> None:
+    """`from gpuplan import native` points at gpuplan.native, not at the root package."""
+    known = {"gpuplan", "gpuplan.native", "gpuplan.x"}
+    assert import_edges("from gpuplan import native\n", "gpuplan.x", False, known) == {"gpuplan.native"}
+    assert import_edges("from gpuplan import solve\n", "gpuplan.x", False, known) == {"gpuplan"}
+
+
+def test_every_package_module_has_a_layer() -> None:
+    """A new subpackage must be placed in LAYERS (the root package re-exports and is exempt)."""
+    assert sorted(m for m in EDGES if m != "gpuplan" and _layer(m) is None) == []

@@ -1,4 +1,4 @@
-"""The compiled core (`gpuplan.solvers._gapbb`) is optional: without it the portfolio runs its other
+"""The compiled core (`gpuplan.native._gapbb`) is optional: without it the portfolio runs its other
 phases and the plan says that the branch and bound did not run; the knapsack subgradient falls back
 to numpy with the same results."""
 
@@ -10,19 +10,20 @@ import time
 import numpy as np
 import pytest
 
-from gpuplan import parse_problem, solve, verify
-from gpuplan.solvers import gap_bb, gap_knapsack
+from gpuplan import native, parse_problem, solve, verify
+from gpuplan.backends import gap_bb
+from gpuplan.bounds import knapsack as gap_knapsack
 from tests.test_gap_bb import _type_d
 from tests.test_gap_knapsack import _program
 
-compiled = pytest.mark.skipif(not gap_bb.available(), reason="the C extension is not built here")
+compiled = pytest.mark.skipif(not native.available(), reason="the C extension is not built here")
 
 
 @pytest.fixture
 def without_extension(monkeypatch: pytest.MonkeyPatch) -> None:
     """As if the install had no C compiler: the extension module is missing."""
-    monkeypatch.setattr(gap_bb, "_gapbb", None)
-    assert not gap_bb.available()
+    monkeypatch.setattr(native, "_gapbb", None)
+    assert not native.available()
 
 
 def test_portfolio_without_the_extension_still_plans_and_says_so(without_extension: None) -> None:
@@ -35,7 +36,7 @@ def test_portfolio_without_the_extension_still_plans_and_says_so(without_extensi
     verify(plan, problem)
     assert len(plan.assignments) == 30
     assert plan.bound is not None and plan.bound <= plan.objective
-    assert plan.message == gap_bb.UNAVAILABLE
+    assert plan.message == native.UNAVAILABLE
     assert plan.stats["bb"] == "unavailable (C extension not built)"
     assert plan.stats["knap_dp"] == "numpy"
     assert not any(k.startswith("bb_") for k in plan.stats)
@@ -54,7 +55,7 @@ def test_no_note_where_the_branch_and_bound_would_not_run(without_extension: Non
 def test_branch_and_bound_without_the_extension_names_it(without_extension: None) -> None:
     p = _program({"matrix": {"cost": [[1, 2]], "load": [[1, 1]], "capacity": [1, 1]}})
     kl = gap_knapsack.knapsack_lagrangian(p, np.zeros(1), None, time.monotonic() + 2, iterations=5)
-    with pytest.raises(ImportError, match=re.escape(gap_bb.UNAVAILABLE)):
+    with pytest.raises(ImportError, match=re.escape(native.UNAVAILABLE)):
         gap_bb.branch_and_bound(p, kl, 10, 1.0)
 
 
@@ -63,7 +64,7 @@ def test_portfolio_with_the_extension_takes_the_branch_and_bound() -> None:
     plan = solve(parse_problem(_type_d(30, 5, 3, 100)), time_limit_s=4, workers=2)
     assert plan.status.value in ("optimal", "feasible")
     assert "bb_nodes" in plan.stats and plan.stats["knap_dp"] == "compiled"
-    assert gap_bb.UNAVAILABLE not in plan.message and "bb" not in plan.stats
+    assert native.UNAVAILABLE not in plan.message and "bb" not in plan.stats
 
 
 @compiled
@@ -87,7 +88,7 @@ def test_knapsack_lagrangian_is_the_same_without_the_extension(monkeypatch: pyte
     p = _program(_type_d(30, 5, 4, 100))
     u0 = np.full(p.n_tasks, float(p.cost_int.mean()))
     a = gap_knapsack.knapsack_lagrangian(p, u0, None, time.monotonic() + 5, iterations=30)
-    monkeypatch.setattr(gap_bb, "_gapbb", None)
+    monkeypatch.setattr(native, "_gapbb", None)
     b = gap_knapsack.knapsack_lagrangian(p, u0, None, time.monotonic() + 5, iterations=30)
     assert a.iterations == b.iterations and a.bound_int == b.bound_int
     assert np.array_equal(a.u, b.u)

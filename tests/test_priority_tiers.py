@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpuplan
+from gpuplan.backends.fleet_brute import brute_force
 from gpuplan.cli import main
-from gpuplan.optimizer import priorities
-from gpuplan.optimizer.fleet import compile_fleet
-from gpuplan.optimizer.priorities import TiersTooWide, tier_penalties
-from gpuplan.solvers.fleet_brute import brute_force
+from gpuplan.program import priorities
+from gpuplan.program.fleet import compile_fleet
+from gpuplan.program.priorities import TiersTooWide, tier_penalties
 
 
 def _batch(n_tasks: int, seed: int) -> dict:

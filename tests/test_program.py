@@ -261,7 +261,7 @@ def test_inexact_loads_round_up_capacities_down(load, capacity):
 
 def test_inexact_scaling_widens_capacity_by_the_tolerance():
     """Inexact scaling: loads rounded to nearest, capacity widened by at most CAPACITY_TOLERANCE."""
-    from gpuplan.optimizer.compile import CAPACITY_TOLERANCE
+    from gpuplan.program.compile import CAPACITY_TOLERANCE
 
     p = compile_problem(matrix([[1, 1]], [[0.0123456789789, 0.2]], [1.0, 1.0])).program
     scale = p.load_scale[0]

@@ -8,6 +8,7 @@ import pytest
 
 import gpuplan
 from gpuplan import Status
+from gpuplan.status import OPTIMALITY_TOLERANCE
 
 CLUSTER = Path(__file__).resolve().parents[1] / "examples" / "cluster.json"
 
@@ -45,7 +46,7 @@ def test_inexact_costs_still_prove_optimality():
         _problem([{"id": f"t{i}", "work_h": 1 + i} for i in range(4)], horizon_h=10), time_limit_s=5
     )
     assert plan.scaling is not None and not plan.scaling.exact
-    assert plan.status is Status.OPTIMAL and plan.gap == 0
+    assert plan.status is Status.OPTIMAL and plan.gap <= OPTIMALITY_TOLERANCE
 
 
 def test_demo_example_is_optimal():
@@ -89,10 +90,10 @@ def test_cbc_proves_infeasibility_with_an_infeasible_start():
 
     import numpy as np
 
-    from gpuplan.optimizer.compile import compile_problem
-    from gpuplan.optimizer.solve import parse_problem
-    from gpuplan.solvers.base import SolveParams
-    from gpuplan.solvers.milp import MilpSolver
+    from gpuplan.api import parse_problem
+    from gpuplan.backends.milp import MilpSolver
+    from gpuplan.program.compile import compile_problem
+    from gpuplan.program.solution import SolveParams
 
     m = {"matrix": {"cost": [[0, 0]] * 3, "load": [[2, 1], [1, 3], [2, 2]], "capacity": [2, 2]}}
     program = compile_problem(parse_problem(m)).program
@@ -104,7 +105,7 @@ def test_cbc_proves_infeasibility_with_an_infeasible_start():
 def test_cbc_gets_no_thread_option_for_one_worker():
     """`-threads 1` made CBC deadlock now and then (test_cbc_with_mip_start_reaches_the_optimum
     failed about once in 20-40 runs, CBC killed at the deadline); one worker now runs CBC unthreaded."""
-    from gpuplan.solvers.milp import cbc_thread_args
+    from gpuplan.backends.milp import cbc_thread_args
 
     assert cbc_thread_args(1) == []
     assert cbc_thread_args(0) == []

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from gpuplan.solvers.base import cost_bound_to_user
-from gpuplan.solvers.scip import ScipRun, scip_available
+from gpuplan.backends.scip import ScipRun, scip_available
+from gpuplan.program.solution import cost_bound_to_user
 from tests.oracles import best_assignment
 from tests.strategies import SETTINGS, matrices, program_of
 

@@ -114,7 +114,7 @@ def _engine(
     prep: Prepared, fleet: FleetNodes, time_limit_s: float, workers: int | None, seed: int
 ) -> tuple[dict[int, int], str]:
     """gpuplan's assignment of tasks to nodes on the fleet, and its status."""
-    from gpuplan.optimizer.solve import solve
+    from gpuplan.api import solve
 
     present = set(fleet.offer.tolist())
     tasks = [

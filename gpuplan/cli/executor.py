@@ -27,7 +27,8 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 def _backend_factory(devices: str | None) -> Any:
     """A factory epoch -> backend, with missing drivers and bad sim files turned into InputError."""
-    from gpuplan.executor.devices import DeviceUnavailable, load_backend
+    from gpuplan.executor.backends import load_backend
+    from gpuplan.executor.devices import DeviceUnavailable
     from gpuplan.executor.sim import SimFleetError
 
     def make(epoch: float | None) -> Any:

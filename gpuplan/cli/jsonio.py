@@ -73,8 +73,8 @@ def load_problem(source: str) -> Any:
     """Path or '-' -> Problem or MatrixProblem; bad input raises InputError."""
     from pydantic import ValidationError
 
+    from gpuplan.api import parse_problem
     from gpuplan.models.validation import format_validation_error
-    from gpuplan.optimizer.solve import parse_problem
 
     data = load_json(source)
     if not isinstance(data, dict):

@@ -18,8 +18,8 @@ from gpuplan.errors import InputError
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
+    from gpuplan.api import solve
     from gpuplan.models import Status
-    from gpuplan.optimizer.solve import solve
 
     problem = load_problem(args.problem)
     if args.time_limit is not None and args.time_limit <= 0:
@@ -47,11 +47,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from gpuplan.models import Problem
-    from gpuplan.optimizer.compile import compile_problem
+    from gpuplan.program.compile import compile_problem
 
     problem = load_problem(args.problem)
     if isinstance(problem, Problem) and problem.uses_fleet_features:
-        from gpuplan.optimizer.fleet import compile_fleet
+        from gpuplan.program.fleet import compile_fleet
 
         fc = compile_fleet(problem)
         fp = fc.program

@@ -7,13 +7,13 @@ and `replanning`, and `queries` (status and stop from outside a run). The comman
 (`gpuplan run | status | stop | inventory`) live in `gpuplan.cli.executor`. See docs/executor.md.
 """
 
+from gpuplan.executor.backends import load_backend
 from gpuplan.executor.devices import (
     DeviceBackend,
     DeviceInfo,
     DeviceUnavailable,
     Reading,
     inventory,
-    load_backend,
 )
 from gpuplan.executor.queries import status
 from gpuplan.executor.runner import Executor

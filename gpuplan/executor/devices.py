@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -62,17 +61,6 @@ class DeviceBackend(Protocol):
     def close(self) -> None:
         """Release the backend."""
         ...
-
-
-def load_backend(devices: str | None, epoch: float | None = None) -> DeviceBackend:
-    """The simulated backend for a sim JSON path, else NVML. Raises DeviceUnavailable."""
-    if devices:
-        from gpuplan.executor.sim import SimulatedBackend, load_sim
-
-        return SimulatedBackend(load_sim(Path(devices)), epoch=epoch)
-    from gpuplan.executor.nvml import NvmlBackend
-
-    return NvmlBackend()
 
 
 def inventory(backend: DeviceBackend) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def replan(
     seed: int,
 ) -> Replan:
     """Solve the re-plan problem; if it has no solution, again with the pending tasks optional."""
-    from gpuplan.optimizer.solve import solve
+    from gpuplan.api import solve
 
     args = dict(running=running, pending=pending, excluded=excluded, migration_cost=migration_cost)
     first = build_problem(problem, **args)  # type: ignore[arg-type]

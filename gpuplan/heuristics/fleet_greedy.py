@@ -1,0 +1,451 @@
+"""Greedy for the fleet program: tasks in priority-then-size order, each to its cheapest feasible spot.
+
+Every candidate GPU (or node, for a gang) is scored by the objective it adds (cost, migration,
+dataset copy, a newly used GPU or node, a higher peak utilization) and ties go to the tightest fit
+(best fit: fullest GPU, then the node with the fewest free GPUs and least CPU left), which keeps
+whole GPUs and whole nodes free for the large tasks and gangs that come later. Tasks already
+running are first kept where they are when they still fit, so a re-plan moves nothing without
+need. Vectorized over GPUs with numpy: one pass costs O(T x G).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from gpuplan.program.fleet import NONE, FleetProgram
+
+_EPS = 1e-9
+
+
+class FleetState:
+    """Running loads of a partial assignment, updated task by task."""
+
+    def __init__(self, prog: FleetProgram) -> None:
+        self.p = prog
+        self.assign = prog.empty_assign()
+        self.load = np.zeros(prog.n_gpus)
+        self.mem = np.zeros(prog.n_gpus)
+        self.count = np.zeros(prog.n_gpus, dtype=np.int64)
+        self.cpu = np.zeros(prog.n_nodes)
+        self.ram = np.zeros(prog.n_nodes)
+        self.node_tasks = np.zeros(prog.n_nodes, dtype=np.int64)
+        self.spread: set[tuple[int, int]] = set()
+        self.copies: dict[tuple[int, int], int] = {}
+        self.peak = 0.0
+        self.is_gpu = prog.gpu_ok & ~prog.host  # usable GPUs (host slots are none)
+        self.free_whole = np.bincount(prog.gpu_node[self.is_gpu], minlength=prog.n_nodes).astype(np.int64)
+        self.node_gpus = np.maximum(self.free_whole * prog.capacity, 1e-9)
+        self.node_free = self.free_whole * prog.capacity  # free primary capacity per node
+        self.balance = 1.0
+        self.direct = 0  # tasks the improvement moves placed without moving anything
+
+    # --- feasibility -----------------------------------------------------------------------
+    def node_ok(self, t: int) -> np.ndarray:
+        """bool [N]: nodes with CPU, RAM and spread room for task t."""
+        p = self.p
+        ok = (self.cpu + p.cpu[t] <= p.node_cpu * (1 + _EPS) + _EPS) & (
+            self.ram + p.ram[t] <= p.node_ram * (1 + _EPS) + _EPS
+        )
+        if p.spread[t] >= 0:
+            grp = p.spread[t]
+            for g, n in self.spread:
+                if g == grp:
+                    ok[n] = False
+        return ok
+
+    def gpu_ok(self, t: int, node_ok: np.ndarray) -> np.ndarray:
+        """bool [G]: GPUs that can take (one GPU's worth of) task t now."""
+        p = self.p
+        cls = p.gpu_class
+        ok = p.eligible(t) & node_ok[p.gpu_node]
+        if not p.horizon and (p.gang[t] > 1 or p.share[t] >= 1.0):
+            ok &= self.count == 0  # side by side a whole GPU is exclusive (the share sum says so too)
+        ok &= self.load + p.load_c[t, cls] <= p.capacity * (1 + _EPS) + _EPS
+        if not p.horizon:
+            ok &= self.mem + p.gpu_mem[t] <= p.mem_cap * (1 + _EPS) + _EPS
+        return ok
+
+    # --- scoring -----------------------------------------------------------------------------
+    def gpu_score(self, t: int, gpus: np.ndarray) -> np.ndarray:
+        """Objective added per GPU of task t (node-level extras are added by the caller)."""
+        p = self.p
+        s = p.cost_c[t, p.gpu_class[gpus]].copy()
+        if p.current[t, 0] >= 0:
+            s += np.where(np.isin(gpus, p.current[t]), 0.0, p.move_cost[t])
+        if p.w_gpus:
+            s += p.w_gpus * ((self.count[gpus] == 0) & ~p.host[gpus])
+        if p.w_balance:
+            util = (self.load[gpus] + p.load_c[t, p.gpu_class[gpus]]) / p.capacity
+            s += p.w_balance * np.maximum(util - self.peak, 0.0)
+        return s
+
+    def node_extra(self, t: int, nodes: np.ndarray) -> np.ndarray:
+        p = self.p
+        s = np.zeros(nodes.shape[0])
+        if p.w_nodes:
+            s += p.w_nodes * (self.node_tasks[nodes] == 0)
+        d = p.dataset[t]
+        if d >= 0 and p.dataset_charge[d]:
+            s += p.dataset_charge[d] * np.array([(d, int(n)) not in self.copies for n in nodes])
+        return s
+
+    def fit_key(self, t: int, gpus: np.ndarray) -> np.ndarray:
+        """Tie-breaker (smaller is better): the tightest GPU, on the node whose free CPU and host
+        memory stay in proportion to its free GPU capacity. Keeping nodes balanced stops CPU-hungry
+        tasks from stranding the GPUs of CPU-poor nodes (what sinks plain best fit on real traces)."""
+        p = self.p
+        if p.cpu_only[t]:
+            return self.host_fit_key(t, gpus)
+        add = p.load_c[t, p.gpu_class[gpus]]
+        room = (p.capacity - self.load[gpus] - add) / p.capacity
+        nodes = p.gpu_node[gpus]
+        free_gpu = (self.node_free[nodes] - add * p.gang[t]) / self.node_gpus[nodes]
+        key = room.copy()
+        for cap, used, need in ((p.node_cpu, self.cpu, p.cpu[t]), (p.node_ram, self.ram, p.ram[t])):
+            c = cap[nodes]
+            finite = np.isfinite(c) & (c > 0)
+            left = np.where(finite, (c - used[nodes] - need) / np.where(finite, c, 1.0), free_gpu)
+            key += self.balance * np.abs(left - free_gpu)
+        return key
+
+    def host_fit_key(self, t: int, slots: np.ndarray) -> np.ndarray:
+        """Tie-breaker for a CPU-only task over host slots (smaller is better): the node whose CPU
+        and host memory left come closest to (or stay) in proportion to its free GPU capacity, by
+        the change in fit_key's balance term (a GPU-less node, or one whose GPUs are full, gains
+        the most), plus the fraction of its CPU and memory left (best fit)."""
+        p = self.p
+        nodes = p.gpu_node[slots]
+        free_gpu = self.node_free[nodes] / self.node_gpus[nodes]
+        key = np.zeros(slots.shape[0])
+        for cap, used, need in ((p.node_cpu, self.cpu, p.cpu[t]), (p.node_ram, self.ram, p.ram[t])):
+            c = cap[nodes]
+            finite = np.isfinite(c) & (c > 0)
+            c = np.where(finite, c, 1.0)
+            before = np.where(finite, (c - used[nodes]) / c, free_gpu)
+            after = np.where(finite, (c - used[nodes] - need) / c, free_gpu)
+            key += np.where(finite, after, 1.0)
+            key += self.balance * (np.abs(after - free_gpu) - np.abs(before - free_gpu))
+        return key
+
+    # --- moves -------------------------------------------------------------------------------
+    def place(self, t: int, gpus: np.ndarray) -> None:
+        p = self.p
+        gpus = np.asarray(gpus, dtype=np.int64)
+        n = int(p.gpu_node[gpus[0]])
+        self.assign[t, : gpus.size] = gpus
+        was_empty = (self.count[gpus] == 0) & self.is_gpu[gpus]
+        self.load[gpus] += p.load_c[t, p.gpu_class[gpus]]
+        self.node_free[n] -= float(p.load_c[t, p.gpu_class[gpus]].sum())
+        self.mem[gpus] += p.gpu_mem[t]
+        self.count[gpus] += 1
+        self.free_whole[n] -= int(was_empty.sum())
+        self.cpu[n] += p.cpu[t]
+        self.ram[n] += p.ram[t]
+        self.node_tasks[n] += 1
+        if p.spread[t] >= 0:
+            self.spread.add((int(p.spread[t]), n))
+        if p.dataset[t] >= 0:
+            key = (int(p.dataset[t]), n)
+            self.copies[key] = self.copies.get(key, 0) + 1
+        self.peak = max(self.peak, float(self.load[gpus].max()) / p.capacity)
+
+    def remove(self, t: int) -> None:
+        p = self.p
+        row = self.assign[t]
+        gpus = row[row >= 0]
+        if gpus.size == 0:
+            return
+        n = int(p.gpu_node[gpus[0]])
+        self.load[gpus] -= p.load_c[t, p.gpu_class[gpus]]
+        self.node_free[n] += float(p.load_c[t, p.gpu_class[gpus]].sum())
+        self.mem[gpus] -= p.gpu_mem[t]
+        self.count[gpus] -= 1
+        self.free_whole[n] += int(((self.count[gpus] == 0) & self.is_gpu[gpus]).sum())
+        self.cpu[n] -= p.cpu[t]
+        self.ram[n] -= p.ram[t]
+        self.node_tasks[n] -= 1
+        if p.spread[t] >= 0:
+            self.spread.discard((int(p.spread[t]), n))
+        if p.dataset[t] >= 0:
+            key = (int(p.dataset[t]), n)
+            self.copies[key] -= 1
+            if not self.copies[key]:
+                del self.copies[key]
+        self.assign[t] = NONE
+        if p.w_balance:
+            self.peak = float(self.load.max(initial=0.0)) / p.capacity
+
+    def best_spot(self, t: int) -> np.ndarray | None:
+        """The GPUs task t should take now, or None when it fits nowhere."""
+        p = self.p
+        nodes_ok = self.node_ok(t)
+        ok = self.gpu_ok(t, nodes_ok)
+        cand = np.flatnonzero(ok)
+        if cand.size == 0:
+            return None
+        k = int(p.gang[t])
+        score = self.gpu_score(t, cand)
+        fit = self.fit_key(t, cand)
+        if k == 1:
+            score = score + self.node_extra(t, p.gpu_node[cand])
+            best = score.min()
+            close = np.flatnonzero(score <= best + 1e-9 * max(1.0, abs(best)))
+            return cand[[close[np.argmin(fit[close])]]]
+        # Gang: per node (or node and type), the k cheapest free GPUs.
+        group = (
+            p.gpu_node[cand] * len(p.type_names) + p.gpu_type[cand] if p.same_type[t] else p.gpu_node[cand]
+        )
+        order = np.lexsort((fit, score, group))
+        cand, score, group, fit = cand[order], score[order], group[order], fit[order]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+        sizes = np.diff(np.r_[starts, group.size])
+        good = starts[sizes >= k]
+        if good.size == 0:
+            return None
+        csum = np.r_[0.0, np.cumsum(score)]
+        total = csum[good + k] - csum[good]
+        total = total + self.node_extra(t, p.gpu_node[cand[good]])
+        # Tie-break: nodes with the fewest free whole GPUs left after the gang (keep big nodes whole).
+        tie = self.free_whole[p.gpu_node[cand[good]]] - k + 0.0
+        best = total.min()
+        close = np.flatnonzero(total <= best + 1e-9 * max(1.0, abs(best)))
+        s = good[close[np.argmin(tie[close])]]
+        return cand[s : s + k]
+
+
+def task_order(prog: FleetProgram, how: str = "dominant", late: np.ndarray | None = None) -> np.ndarray:
+    """Priority first, then gangs, then the least flexible (fewest eligible GPUs, so tasks pinned to
+    scarce types find them free), then the hardest to fit: 'dominant' by the largest share of the
+    average GPU, CPU or host memory per GPU the task takes; 'gpu' by GPU share. Tasks marked `late`
+    (bool [T]) go after all others of their priority (e.g. those a packing LP leaves out); CPU-only
+    tasks go after the GPU tasks of their priority (they may use any node, GPU-less ones too, and
+    take the CPU and memory the GPU tasks leave)."""
+    gpus = max(int((prog.gpu_ok & ~prog.host).sum()), 1)
+    rel = [prog.gang * prog.share]
+    for cap, need in ((prog.node_cpu, prog.cpu), (prog.node_ram, prog.ram)):
+        finite = cap[np.isfinite(cap)]
+        if finite.size and finite.sum() > 0:
+            rel.append(need / (finite.sum() / gpus))
+    size = np.maximum.reduce(rel) if how == "dominant" else rel[0]
+    late = np.zeros(prog.n_tasks, dtype=bool) if late is None else late
+    per_class = np.bincount(prog.gpu_class[prog.gpu_ok], minlength=prog.eligible_c.shape[1])
+    flexibility = prog.eligible_c @ per_class
+    return np.lexsort((-size, flexibility, -prog.gang, prog.cpu_only, late, -prog.priority))
+
+
+def fleet_greedy(
+    prog: FleetProgram,
+    order: np.ndarray | None = None,
+    balance: float = 1.0,
+    deadline: float | None = None,
+) -> FleetState:
+    """One greedy pass; returns the state (its `assign` may leave required tasks unplaced). At the
+    `deadline` (time.monotonic()) it stops placing, so the time limit holds at any size."""
+    st = FleetState(prog)
+    st.balance = balance
+    order = task_order(prog) if order is None else order
+    # Running tasks stay put first when they still fit.
+    for t in order:
+        cur = prog.current[t]
+        cur = cur[cur >= 0]
+        if cur.size and cur.size == prog.gang[t]:
+            ok = st.gpu_ok(t, st.node_ok(t))
+            one_node = np.unique(prog.gpu_node[cur]).size == 1
+            one_type = not prog.same_type[t] or np.unique(prog.gpu_type[cur]).size == 1
+            if np.all(ok[cur]) and one_node and one_type:
+                st.place(t, cur)
+    for i, t in enumerate(order):
+        if deadline is not None and i % 64 == 0 and time.monotonic() >= deadline:
+            break
+        if st.assign[t, 0] >= 0:
+            continue
+        spot = st.best_spot(t)
+        if spot is not None:
+            # An optional task is placed only when that lowers the objective.
+            if prog.optional[t]:
+                added = float(st.gpu_score(t, spot).sum() + st.node_extra(t, prog.gpu_node[spot[:1]])[0])
+                if added + prog.transfer_each[t] >= prog.penalty[t] + prog.move_cost[t] * prog.gang[t] * (
+                    prog.current[t, 0] >= 0
+                ):
+                    continue
+            st.place(t, spot)
+    return st
+
+
+def _left_out(st: FleetState, mask: np.ndarray, deadline: float) -> Iterator[int]:
+    """Left-out tasks within `mask`, most valuable first, that still do not fit as things stand
+    (those that do are placed on the way, counted in `st.direct`); stops at the deadline."""
+    p = st.p
+    todo = np.flatnonzero((st.assign[:, 0] < 0) & mask & p.eligible_c.any(axis=1))
+    for t in todo[np.argsort(-p.penalty[todo], kind="stable")]:
+        if time.monotonic() >= deadline:
+            return
+        if st.assign[t, 0] >= 0:
+            continue
+        spot = st.best_spot(t)
+        if spot is not None:
+            st.place(t, spot)
+            st.direct += 1
+            continue
+        yield int(t)
+
+
+def _spot_on(st: FleetState, t: int, node: int) -> np.ndarray | None:
+    """The best GPUs for task t on one node, or None."""
+    mask = np.zeros(st.p.n_nodes, dtype=bool)
+    mask[node] = True
+    saved = st.node_ok
+    st.node_ok = lambda task: saved(task) & mask  # type: ignore[method-assign]
+    try:
+        return st.best_spot(t)
+    finally:
+        st.node_ok = saved  # type: ignore[method-assign]
+
+
+def eject_improve(st: FleetState, deadline: float, max_nodes: int = 12) -> int:
+    """Place left-out tasks by moving one blocking task elsewhere (an ejection chain of length 2).
+
+    For each unplaced task (most valuable first) and each node where only CPU, host memory or one
+    GPU's room is missing, try taking off one task that frees enough, placing the left-out task
+    there and the ejected one anywhere else; keep the move when the objective drops. Returns the
+    number of tasks placed.
+    """
+    p = st.p
+    st.direct = placed_count = 0
+    for t in _left_out(st, p.gang == 1, deadline):
+        on = st.assign[:, 0] >= 0
+        node_of = np.where(on, p.gpu_node[np.where(on, st.assign[:, 0], 0)], NONE)
+        elig = p.eligible(t)
+        add = p.load_c[t, p.gpu_class]
+        room_ok = elig & (st.load + add <= p.capacity * (1 + _EPS) + _EPS)
+        if not p.horizon:
+            room_ok &= st.mem + p.gpu_mem[t] <= p.mem_cap * (1 + _EPS) + _EPS
+        if p.share[t] >= 1.0 and not p.horizon:
+            room_ok &= st.count == 0
+        nodes = np.unique(p.gpu_node[room_ok])
+        if nodes.size == 0:
+            nodes = np.unique(p.gpu_node[elig])
+        cpu_def = st.cpu[nodes] + p.cpu[t] - p.node_cpu[nodes]
+        ram_def = st.ram[nodes] + p.ram[t] - p.node_ram[nodes]
+        nodes = nodes[np.argsort(np.maximum(cpu_def / max(p.cpu[t], 1e-9), ram_def / max(p.ram[t], 1e-9)))][
+            :max_nodes
+        ]
+        done = False
+        for n in nodes:
+            need_cpu = st.cpu[n] + p.cpu[t] - p.node_cpu[n]
+            need_ram = st.ram[n] + p.ram[t] - p.node_ram[n]
+            victims = np.flatnonzero(node_of == n)
+            victims = victims[(p.gang[victims] == 1) & (p.cpu[victims] >= need_cpu - _EPS)]
+            victims = victims[p.ram[victims] >= need_ram - _EPS]
+            if not room_ok[p.gpu_node == n].any():
+                # No GPU has room: the victim must sit on a GPU that then has room.
+                g_v = st.assign[victims, 0]
+                free_after = st.load[g_v] - p.load_c[victims, p.gpu_class[g_v]] + add[g_v]
+                victims = victims[elig[g_v] & (free_after <= p.capacity * (1 + _EPS) + _EPS)]
+            for u in victims[np.argsort(p.penalty[victims], kind="stable")][:6]:
+                before = p.penalty[t] + 0.0
+                old = st.assign[u, : p.gang[u]].copy()
+                cost_old = float(st.gpu_score(u, old).sum())
+                st.remove(u)
+                spot_t = _spot_on(st, t, int(n))
+                if spot_t is not None:
+                    gain_t = before - float(st.gpu_score(t, spot_t).sum())
+                    st.place(t, spot_t)
+                    spot_u = st.best_spot(u)
+                    if spot_u is not None and gain_t - (float(st.gpu_score(u, spot_u).sum()) - cost_old) > 0:
+                        st.place(u, spot_u)
+                        placed_count += 1
+                        done = True
+                        break
+                    st.remove(t)
+                st.place(u, old)
+            if done:
+                break
+    return placed_count + st.direct
+
+
+def swap_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
+    """Place left-out single-GPU tasks by swapping two placed tasks between nodes first.
+
+    For a left-out task t and a node A where a GPU has room for it but CPU or host memory is short,
+    find a task u on A and a task v elsewhere (node B) that can trade GPUs, with v lighter on CPU and
+    memory than u by at least the shortfall; trade them and place t on A. Tasks in spread groups,
+    datasets or with a current placement are left alone. Returns the number of tasks placed.
+    """
+    p = st.p
+    free_task = (p.gang == 1) & (p.spread < 0) & (p.dataset < 0) & (p.current[:, 0] < 0)
+    st.direct = placed_count = 0
+    tol = p.capacity * (1 + _EPS) + _EPS
+    for t in _left_out(st, p.gang == 1, deadline):
+        add = p.load_c[t, p.gpu_class]
+        room = p.eligible(t) & (st.load + add <= tol)
+        if p.share[t] >= 1.0 and not p.horizon:
+            room &= st.count == 0
+        nodes = np.unique(p.gpu_node[room])
+        if nodes.size == 0:
+            continue
+        short = np.maximum(st.cpu[nodes] + p.cpu[t] - p.node_cpu[nodes], 0.0)
+        short_ram = np.maximum(st.ram[nodes] + p.ram[t] - p.node_ram[nodes], 0.0)
+        nodes = nodes[np.argsort(short / max(p.cpu[t], 1e-9) + short_ram / max(p.ram[t], 1e-9))][:max_nodes]
+        on = st.assign[:, 0] >= 0
+        g_of = np.where(on, st.assign[:, 0], 0)
+        n_of = np.where(on, p.gpu_node[g_of], NONE)
+        done = False
+        for a_node in nodes:
+            d_cpu = st.cpu[a_node] + p.cpu[t] - p.node_cpu[a_node]
+            d_ram = st.ram[a_node] + p.ram[t] - p.node_ram[a_node]
+            us = np.flatnonzero((n_of == a_node) & free_task)
+            us = us[(p.cpu[us] >= d_cpu) | (d_cpu <= 0)]
+            for u in us[np.argsort(-p.cpu[us])][:8]:
+                g_u = g_of[u]
+                cls_u = p.gpu_class[g_u]
+                vs = on & free_task & (n_of != a_node) & p.eligible_c[:, cls_u]
+                vs &= p.cpu - p.cpu[u] <= -d_cpu + _EPS
+                vs &= p.ram - p.ram[u] <= -d_ram + _EPS
+                vs &= st.load[g_u] - p.load_c[u, cls_u] + p.load_c[:, cls_u] <= tol
+                if not p.horizon:
+                    vs &= st.mem[g_u] - p.gpu_mem[u] + p.gpu_mem <= p.mem_cap[g_u] * (1 + _EPS) + _EPS
+                cand = np.flatnonzero(vs)
+                if cand.size == 0:
+                    continue
+                g_v = g_of[cand]
+                b = n_of[cand]
+                ok = p.eligible_c[u, p.gpu_class[g_v]] & p.gpu_ok[g_v]
+                ok &= st.load[g_v] - p.load_c[cand, p.gpu_class[g_v]] + p.load_c[u, p.gpu_class[g_v]] <= tol
+                if not p.horizon:
+                    ok &= st.mem[g_v] - p.gpu_mem[cand] + p.gpu_mem[u] <= p.mem_cap[g_v] * (1 + _EPS) + _EPS
+                ok &= st.cpu[b] - p.cpu[cand] + p.cpu[u] <= p.node_cpu[b] * (1 + _EPS) + _EPS
+                ok &= st.ram[b] - p.ram[cand] + p.ram[u] <= p.node_ram[b] * (1 + _EPS) + _EPS
+                cand = cand[ok]
+                for v in cand[:4]:
+                    gv = int(g_of[v])
+                    before = float(
+                        st.gpu_score(u, np.array([g_u])).sum() + st.gpu_score(v, np.array([gv])).sum()
+                    )
+                    st.remove(u)
+                    st.remove(v)
+                    st.place(v, np.array([g_u]))
+                    st.place(u, np.array([gv]))
+                    spot_t = _spot_on(st, t, int(a_node))
+                    if spot_t is not None:
+                        swap_cost = float(
+                            st.gpu_score(u, np.array([gv])).sum() + st.gpu_score(v, np.array([g_u])).sum()
+                        )
+                        gain = p.penalty[t] - float(st.gpu_score(t, spot_t).sum()) - (swap_cost - before)
+                        if gain > 0:
+                            st.place(t, spot_t)
+                            placed_count += 1
+                            done = True
+                            break
+                    st.remove(u)
+                    st.remove(v)
+                    st.place(u, np.array([g_u]))
+                    st.place(v, np.array([gv]))
+                if done:
+                    break
+            if done:
+                break
+    return placed_count + st.direct

@@ -1,0 +1,293 @@
+r"""Compile a Problem (or the matrix form) into a Program: the only place the math is built.
+
+Formulation
+-----------
+Tasks :math:`t \in T`, GPUs :math:`g \in G`, resources :math:`r \in R`; :math:`E \subseteq T \times G`
+the eligible pairs (allowed type, enough GPU memory, healthy, cool enough, a duration known, and
+every load within the GPU's capacity); :math:`O \subseteq T` the optional tasks.
+
+.. math::
+
+    \min \sum_{(t,g) \in E} c_{tg}\, x_{tg} + \sum_{t \in O} p_t\, y_t
+    \quad\text{s.t.}\quad
+    \sum_{g : (t,g) \in E} x_{tg} + y_t = 1 \;\; \forall t, \qquad y_t = 0 \;\; \forall t \notin O,
+
+    \sum_{t : (t,g) \in E} a_{rtg}\, x_{tg} \le b_{rg} \;\; \forall r \in R,\, g \in G,
+    \qquad x, y \in \{0, 1\}.
+
+For a Problem, with :math:`d_{tg}` the duration of task t on g's type (explicit ``duration_h`` or
+``work_h / speed``), :math:`s_t` its GPU share and :math:`\pi_g` the GPU's hourly price:
+:math:`c_{tg} = d_{tg}\, s_t\, \pi_g`. Resources: without a horizon, tasks run side by side:
+``gpu_share`` (:math:`a = s_t`, :math:`b = 1`) and ``gpu_memory_gb`` (:math:`a = m_t`,
+:math:`b = M_g`); with a horizon H, each GPU works through its tasks in turn: ``gpu_time_h``
+(:math:`a = s_t d_{tg}`, :math:`b = H`), and memory is a per-task eligibility test.
+
+Priorities are lexicographic: the drop penalties :math:`p_t` are built in
+:mod:`gpuplan.program.priorities` (one formula for every program, with :math:`S = \sum_t \max_g
+|c_{tg}|`; tasks that fit on no GPU at all are left out of every plan and carry no penalty), so one
+more placed task of a tier outweighs every cost and every lower-tier task. The optimum therefore
+never drops a task that could take the place of lower-priority work. Tiers too wide to weigh
+exactly raise `TiersTooWide`: `solve` then plans the problem tier by tier on the fleet program.
+
+Integer program (CP-SAT): costs are multiplied by :math:`10^k` and rounded, the smallest k that
+makes them integral (or the largest that keeps totals below about :math:`10^{12}`). Each resource
+likewise (values below :math:`2^{40}`); when no power of ten makes a resource integral (a duration
+of 1/6 h, say), its loads are rounded to the nearest unit and its capacities widened by a relative
+:math:`10^{-9}` (``CAPACITY_TOLERANCE``), so exactly-full GPUs stay feasible; plans then hold each
+capacity within that tolerance plus the rounding, far inside the verifier's :math:`10^{-6}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpuplan.models import Matrix, MatrixProblem, Problem
+from gpuplan.program.gap import Program
+from gpuplan.program.priorities import TiersTooWide, tier_penalties, tiers
+
+_COST_TOTAL_BUDGET = 1e12
+_LOAD_VALUE_BUDGET = float(2**40)
+_INT_LIMIT = 2**62
+
+
+@dataclass(frozen=True, eq=False)
+class Compiled:
+    """A Program plus the names needed to decode it (kept apart from the math)."""
+
+    program: Program
+    source: Problem | Matrix
+    task_ids: tuple[str, ...]
+    gpu_ids: tuple[str, ...]
+    gpu_nodes: tuple[str | None, ...]
+    gpu_types: tuple[str | None, ...]
+    duration: np.ndarray | None  # float64 [T, G] hours, NaN where undefined (Problem only)
+
+
+#: Relative capacity tolerance granted when loads cannot be scaled exactly (see module docstring).
+CAPACITY_TOLERANCE = 1e-9
+
+
+def _integral(scaled: np.ndarray) -> bool:
+    """True when every value is an integer up to float noise (absolute, not relative, test)."""
+    return bool(np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 + 1e-13 * np.abs(scaled)))
+
+
+def _pow10_scale(values: np.ndarray, magnitude: float, budget: float, max_k: int = 9) -> tuple[float, bool]:
+    """Smallest 10^k (k <= max_k) making `values` integral, else the largest 10^k within `budget`."""
+    for k in range(max_k + 1):
+        s = 10.0**k
+        if magnitude * s > budget and k > 0:
+            break
+        if _integral(values * s):
+            return s, True
+    k = max(0, int(np.floor(np.log10(budget / max(magnitude, 1e-300)))))
+    return 10.0 ** min(k, 15), False
+
+
+def _scale_loads(
+    load: np.ndarray, capacity: np.ndarray, eligible: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, bool]:
+    """Per resource: scale, integer loads and capacities, (all exact, integer program relaxes).
+
+    Exact: loads and capacities are integers after scaling. Otherwise loads are rounded to the
+    nearest unit of the largest scale within budget and capacities widened by CAPACITY_TOLERANCE
+    (relative), which both keeps exactly-full GPUs feasible and, while the tolerance exceeds the
+    rounding of a full GPU's tasks, makes the integer program a relaxation (its bounds stay valid).
+    """
+    r_n, t_n = load.shape[0], load.shape[1]
+    scales = np.ones(r_n)
+    load_int = np.zeros(load.shape, dtype=np.int64)
+    cap_int = np.zeros(capacity.shape, dtype=np.int64)
+    exact = relaxes = True
+    for r in range(r_n):
+        vals = np.concatenate([load[r][eligible], capacity[r]])
+        mag = float(np.max(np.abs(vals))) if vals.size else 1.0
+        s, ok = _pow10_scale(vals, max(mag, 1e-300), _LOAD_VALUE_BUDGET)
+        scales[r] = s
+        scaled = np.where(eligible, load[r], 0.0) * s
+        load_int[r] = np.round(scaled).astype(np.int64)
+        cap = capacity[r] * s
+        if ok:
+            cap_int[r] = np.round(cap).astype(np.int64)
+        else:
+            exact = False
+            cap_int[r] = np.floor(cap * (1.0 + CAPACITY_TOLERANCE)).astype(np.int64)
+            slack = cap_int[r] - cap
+            relaxes &= bool(np.all(slack >= 0.5 * t_n + 1))
+    return scales, load_int, cap_int, exact, exact or relaxes
+
+
+def _penalties(
+    cost: np.ndarray, eligible: np.ndarray, optional: np.ndarray, priority: np.ndarray, cost_scale: float
+) -> np.ndarray:
+    """Lexicographic drop penalties in integer units (`gpuplan.program.priorities`); raises
+    TiersTooWide when they cannot be weighed exactly, so the caller solves tier by tier."""
+    # A task that fits on no GPU is left out in every plan: no penalty, the objective stays readable.
+    candidates = optional & eligible.any(axis=1)
+    span = float(np.where(eligible, np.abs(cost), 0.0).max(axis=1, initial=0.0).sum())
+    pen = tier_penalties(candidates, priority, span, np.zeros(len(optional)), first_free=False)
+    if pen is None or float(pen.sum()) * cost_scale + span * cost_scale >= _INT_LIMIT:
+        n_tiers = len(tiers(candidates, priority))
+        raise TiersTooWide(f"{n_tiers} priority tiers over {int(candidates.sum())} tasks")
+    return np.round(pen * cost_scale).astype(np.int64)
+
+
+def _finish(
+    cost: np.ndarray,
+    eligible: np.ndarray,
+    load: np.ndarray,
+    capacity: np.ndarray,
+    optional: np.ndarray,
+    priority: np.ndarray,
+    resource_names: tuple[str, ...],
+) -> Program:
+    cost = np.where(eligible, cost, 0.0)
+    load = np.where(eligible[None, :, :], load, 0.0)
+    load_scale, load_int, cap_int, load_exact, relaxes = _scale_loads(load, capacity, eligible)
+    # A pair whose load alone exceeds the capacity can never be used.
+    eligible = eligible & np.all(load_int <= cap_int[:, None, :], axis=0)
+    cost = np.where(eligible, cost, 0.0)
+    row_max = np.where(eligible, np.abs(cost), 0.0).max(axis=1, initial=0.0)
+    cost_scale, cost_exact = _pow10_scale(
+        cost[eligible], max(float(row_max.sum()), 1e-300), _COST_TOTAL_BUDGET
+    )
+    cost_int = np.where(eligible, np.round(cost * cost_scale), 0).astype(np.int64)
+    pen_int = _penalties(cost, eligible, optional, priority, cost_scale)
+    return Program(
+        cost=cost,
+        eligible=eligible,
+        load=np.where(eligible[None], load, 0.0),
+        capacity=capacity.astype(np.float64),
+        optional=optional,
+        priority=priority.astype(np.int64),
+        penalty=pen_int / cost_scale,
+        cost_int=cost_int,
+        penalty_int=pen_int,
+        load_int=np.where(eligible[None], load_int, 0),
+        capacity_int=cap_int,
+        cost_scale=cost_scale,
+        load_scale=load_scale,
+        resource_names=resource_names,
+        scaling_exact=bool(cost_exact and load_exact),
+        loads_exact=bool(relaxes),
+    )
+
+
+def _compile_matrix(m: Matrix) -> Compiled:
+    t_n, g_n = m.n_tasks, m.n_gpus
+    eligible = np.array([[v is not None for v in row] for row in m.cost], dtype=bool)
+    cost = np.array([[0.0 if v is None else v for v in row] for row in m.cost], dtype=np.float64)
+    loads = m.loads()
+    load = np.array(
+        [[[0.0 if v is None else v for v in row] for row in lr] for lr in loads], dtype=np.float64
+    )
+    capacity = np.array(m.capacities(), dtype=np.float64)
+    names = ("load",) if len(loads) == 1 else tuple(f"load{r}" for r in range(len(loads)))
+    program = _finish(
+        cost,
+        eligible,
+        load,
+        capacity,
+        np.zeros(t_n, dtype=bool),
+        np.zeros(t_n, dtype=np.int64),
+        names,
+    )
+    return Compiled(
+        program=program,
+        source=m,
+        task_ids=tuple(m.task_ids or (str(i) for i in range(t_n))),
+        gpu_ids=tuple(m.gpu_ids or (str(i) for i in range(g_n))),
+        gpu_nodes=(None,) * g_n,
+        gpu_types=(None,) * g_n,
+        duration=None,
+    )
+
+
+def duration_table(problem: Problem) -> np.ndarray:
+    """Hours of each task on each GPU type, float64 [T, types]; NaN where undefined."""
+    types = problem.gpu_types
+    out = np.full((len(problem.tasks), len(types)), np.nan)
+    for t, task in enumerate(problem.tasks):
+        explicit = task.duration_h or {}
+        for k, gt in enumerate(types):
+            if gt.name in explicit:
+                out[t, k] = explicit[gt.name]
+            elif task.work_h is not None:
+                out[t, k] = task.work_h / gt.speed
+    return out
+
+
+def _compile_problem(p: Problem) -> Compiled:
+    pairs = p.all_gpus()
+    type_index = {gt.name: k for k, gt in enumerate(p.gpu_types)}
+    g_type = np.array([type_index[g.type] for _, g in pairs], dtype=np.int64)
+    g_mem = np.array([p.gpu_types[k].memory_gb for k in g_type], dtype=np.float64)
+    g_price = np.array([p.gpu_types[k].cost_per_hour for k in g_type], dtype=np.float64)
+    limit = p.temperature_limit_c
+    g_ok = np.array(
+        [
+            g.healthy and not (limit is not None and g.temperature_c is not None and g.temperature_c > limit)
+            for _, g in pairs
+        ],
+        dtype=bool,
+    )
+    t_n, g_n = len(p.tasks), len(pairs)
+    share = np.array([t.gpu_share for t in p.tasks], dtype=np.float64)
+    mem = np.array([t.gpu_memory_gb for t in p.tasks], dtype=np.float64)
+    allowed = np.ones((t_n, len(p.gpu_types)), dtype=bool)
+    for t, task in enumerate(p.tasks):
+        if task.allowed_types is not None:
+            allowed[t] = False
+            allowed[t, [type_index[n] for n in task.allowed_types]] = True
+    dur = duration_table(p)[:, g_type] if g_n else np.zeros((t_n, 0))
+    eligible = (
+        allowed[:, g_type] & (mem[:, None] <= g_mem[None, :] + 1e-12) & g_ok[None, :] & np.isfinite(dur)
+    )
+    dur0 = np.where(np.isfinite(dur), dur, 0.0)
+    cost = dur0 * share[:, None] * g_price[None, :]
+    if p.horizon_h is None:
+        names: tuple[str, ...] = ("gpu_share",)
+        loads = [np.broadcast_to(share[:, None], (t_n, g_n))]
+        caps = [np.ones(g_n)]
+        if mem.any():
+            names += ("gpu_memory_gb",)
+            loads.append(np.broadcast_to(mem[:, None], (t_n, g_n)))
+            caps.append(g_mem)
+    else:
+        names = ("gpu_time_h",)
+        loads = [dur0 * share[:, None]]
+        caps = [np.full(g_n, p.horizon_h)]
+    program = _finish(
+        cost,
+        eligible,
+        np.stack(loads).astype(np.float64) if t_n else np.zeros((len(names), 0, g_n)),
+        np.stack(caps).astype(np.float64),
+        np.array([t.optional for t in p.tasks], dtype=bool),
+        np.array([t.priority for t in p.tasks], dtype=np.int64),
+        names,
+    )
+    return Compiled(
+        program=program,
+        source=p,
+        task_ids=tuple(t.id for t in p.tasks),
+        gpu_ids=tuple(g.id for _, g in pairs),
+        gpu_nodes=tuple(n.id for n, _ in pairs),
+        gpu_types=tuple(g.type for _, g in pairs),
+        duration=np.where(np.isfinite(dur), dur, np.nan),
+    )
+
+
+def compile_problem(source: Problem | MatrixProblem | Matrix) -> Compiled:
+    """Problem or matrix form -> Compiled (Program + names). Pure: the input is not touched."""
+    if isinstance(source, MatrixProblem):
+        return _compile_matrix(source.matrix)
+    if isinstance(source, Matrix):
+        return _compile_matrix(source)
+    if isinstance(source, Problem):
+        return _compile_problem(source)
+    raise TypeError(f"cannot compile {type(source).__name__}; expected Problem or MatrixProblem")
+
+
+__all__ = ["Compiled", "compile_problem", "duration_table"]

@@ -1,0 +1,164 @@
+"""Back from index space to names: RawSolution + Compiled -> Plan (with reasons for the left-out)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gpuplan.models import (
+    Assignment,
+    GPUUsage,
+    Incumbent,
+    Matrix,
+    Plan,
+    Problem,
+    Scaling,
+    Status,
+    Unassigned,
+)
+from gpuplan.program.compile import Compiled
+from gpuplan.program.gap import DROPPED
+from gpuplan.program.solution import RawSolution
+from gpuplan.status import settle
+
+
+def _problem_reason(c: Compiled, t: int, status: Status) -> str:
+    p = c.source
+    assert isinstance(p, Problem)
+    task = p.tasks[t]
+    counts = p.type_counts()
+    types = [gt for gt in p.gpu_types if counts[gt.name] > 0]
+    if task.allowed_types is not None:
+        types = [gt for gt in types if gt.name in task.allowed_types]
+        if not types:
+            return f"allowed types {', '.join(task.allowed_types)}: no such GPU in the fleet"
+    if task.work_h is None:
+        types = [gt for gt in types if gt.name in (task.duration_h or {})]
+        if not types:
+            return "duration_h names no GPU type present in the fleet, and work_h is not given"
+    if not types:
+        return "the fleet has no GPU"
+    big = max(types, key=lambda gt: gt.memory_gb)
+    if task.gpu_memory_gb > big.memory_gb:
+        return f"needs {task.gpu_memory_gb:g} GB; the largest eligible GPU has {big.memory_gb:g} GB"
+    prog = c.program
+    names = {gt.name for gt in types if gt.memory_gb >= task.gpu_memory_gb}
+    candidates = [g for g, ty in enumerate(c.gpu_types) if ty in names]
+    if not prog.eligible[t].any():
+        if candidates and p.horizon_h is not None and c.duration is not None:
+            fastest = float(np.nanmin(c.duration[t, candidates])) * task.gpu_share
+            if fastest > p.horizon_h:
+                return f"needs {fastest:g} h on its fastest eligible GPU; the horizon is {p.horizon_h:g} h"
+        return f"all {len(candidates)} eligible GPU(s) are unhealthy or over the temperature limit"
+    return _room_reason(task.optional, status)
+
+
+def _room_reason(optional: bool, status: Status) -> str:
+    if optional:
+        return "no room left: the eligible GPUs are taken by work of equal or higher priority"
+    if status is Status.INFEASIBLE:
+        return "required, but no plan places every required task (proven infeasible)"
+    return "required, but no plan placing every required task was found within the time limit"
+
+
+def _matrix_reason(c: Compiled, t: int, status: Status) -> str:
+    m = c.source
+    assert isinstance(m, Matrix)
+    if all(v is None for v in m.cost[t]):
+        return "every cost entry is null: no GPU may take this task"
+    if not c.program.eligible[t].any():
+        return "its load exceeds the capacity of every GPU it may use"
+    return _room_reason(False, status)
+
+
+def reasons(c: Compiled, assign: np.ndarray, status: Status) -> list[Unassigned]:
+    """Why each unplaced task is unplaced, in task order."""
+    out = []
+    for t in np.flatnonzero(assign == DROPPED):
+        why = _matrix_reason(c, t, status) if isinstance(c.source, Matrix) else _problem_reason(c, t, status)
+        out.append(Unassigned(task=c.task_ids[t], reason=why))
+    return out
+
+
+def decode(
+    c: Compiled,
+    sol: RawSolution,
+    *,
+    solver: str,
+    solver_requested: str,
+    solver_reason: str,
+    wall_time_s: float,
+    warm_start_objective: float | None,
+) -> Plan:
+    """Turn a solver's answer into a Plan with names, costs, usage and reasons."""
+    prog = c.program
+    status = sol.status
+    scaling = Scaling(
+        cost_scale=prog.cost_scale,
+        load_scales={n: float(s) for n, s in zip(prog.resource_names, prog.load_scale, strict=True)},
+        exact=prog.scaling_exact,
+    )
+    common = dict(
+        solver=solver,
+        solver_requested=solver_requested,
+        solver_reason=solver_reason,
+        wall_time_s=round(wall_time_s, 4),
+        warm_start_objective=warm_start_objective,
+        incumbents=[Incumbent(time_s=round(t, 4), objective=o) for t, o in sol.incumbents],
+        scaling=scaling,
+        stats=sol.stats,
+        message=sol.message,
+    )
+    if not status.has_solution:
+        empty = np.full(prog.n_tasks, DROPPED, dtype=np.int64)
+        return Plan(status=status, bound=sol.bound, unassigned=reasons(c, empty, status), **common)
+    assign = sol.assign
+    assignments = []
+    for t in np.flatnonzero(assign != DROPPED):
+        g = int(assign[t])
+        dur = None if c.duration is None else float(c.duration[t, g])
+        assignments.append(
+            Assignment(
+                task=c.task_ids[t],
+                gpus=[c.gpu_ids[g]],
+                node=c.gpu_nodes[g],
+                gpu_type=c.gpu_types[g],
+                cost=float(prog.cost[t, g]),
+                duration_h=dur,
+            )
+        )
+    placed = assign != DROPPED
+    idx = np.flatnonzero(placed)
+    used = np.zeros((prog.n_resources, prog.n_gpus))
+    counts = np.bincount(assign[idx], minlength=prog.n_gpus)
+    for r in range(prog.n_resources):
+        np.add.at(used[r], assign[idx], prog.load[r, idx, assign[idx]])
+    usage = []
+    for g in range(prog.n_gpus):
+        caps = prog.capacity[:, g]
+        ratio = np.divide(used[:, g], caps, out=np.zeros_like(caps), where=caps > 0)
+        usage.append(
+            GPUUsage(
+                gpu=c.gpu_ids[g],
+                node=c.gpu_nodes[g],
+                tasks=int(counts[g]),
+                used={n: round(float(v), 9) for n, v in zip(prog.resource_names, used[:, g], strict=True)},
+                capacity={n: float(v) for n, v in zip(prog.resource_names, caps, strict=True)},
+                utilization=round(float(ratio.max(initial=0.0)), 6),
+            )
+        )
+    placement_cost = float(prog.cost[idx, assign[idx]].sum())
+    penalty = float(prog.penalty[~placed].sum())
+    objective = placement_cost + penalty
+    status, bound, gap = settle(status, objective, sol.bound)
+    return Plan(
+        status=status,
+        objective=objective,
+        bound=bound,
+        gap=gap,
+        placement_cost=placement_cost,
+        penalty=penalty,
+        assignments=assignments,
+        unassigned=reasons(c, assign, status),
+        gpus=usage,
+        **common,
+    )

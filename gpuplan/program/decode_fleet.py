@@ -1,0 +1,166 @@
+"""Back from a fleet program's index space to a Plan: ids, money per assignment, usage, criteria,
+the objective's weights, and a reason for every task left out."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from gpuplan.models import Assignment, GPUUsage, Incumbent, Plan, Status, Unassigned
+from gpuplan.program.fleet import FleetCompiled, FleetProgram
+from gpuplan.status import settle
+
+
+def _reason(c: FleetCompiled, t: int, status: Status) -> str:
+    p, task = c.program, c.source.tasks[t]
+    if not p.eligible_c[t].any() and p.cpu_only[t]:
+        sel = task.node_selector.items()
+        if not any(all(n.labels.get(k) == v for k, v in sel) for n in c.source.nodes):
+            return f"no node carries the labels {task.node_selector}"
+        return f"its duration ({task.work_h} h, with data transfer) exceeds the horizon"
+    if not p.eligible_c[t].any():
+        prob = c.source
+        present = {g.type for _, g in prob.all_gpus()}
+        if task.allowed_types is not None and not present & set(task.allowed_types):
+            return f"allowed types {', '.join(task.allowed_types)}: no such GPU in the fleet"
+        if task.node_selector:
+            return f"no node carries the labels {task.node_selector} with an eligible GPU"
+        if task.gpus > 1:
+            return f"no node holds {task.gpus} eligible GPUs" + (" of one type" if task.same_type else "")
+        return "no GPU type in the fleet is allowed, large enough and has a duration for it"
+    if not p.eligible(t).any():
+        return "every eligible GPU is unhealthy or over the temperature limit"
+    if task.optional:
+        return "no room left: eligible GPUs or their nodes' CPU/memory are taken by other work"
+    if status is Status.INFEASIBLE:
+        return "required, but no plan places every required task (proven infeasible)"
+    return "required, but no plan placing every required task was found within the time limit"
+
+
+def criteria(p: FleetProgram, assign: np.ndarray) -> dict[str, float]:
+    """Raw values of the criteria for a plan (unweighted), for the user's report."""
+    placed = assign[:, 0] >= 0
+    used = assign[assign >= 0]
+    return {
+        "gpus_used": float(np.unique(used[~p.host[used]]).size),
+        "nodes_used": float(np.unique(p.gpu_node[used]).size),
+        "max_utilization": round(p.max_utilization(assign), 9),
+        "placed_weight": float(p.weight[placed].sum()),
+        "unplaced_weight": float(p.weight[~placed].sum()),
+        "tasks_moved": float(_moved(p, assign).sum()),
+    }
+
+
+def _moved(p: FleetProgram, assign: np.ndarray) -> np.ndarray:
+    """bool [T]: tasks with a current placement that lose at least one of their current GPUs."""
+    has = p.current[:, 0] >= 0
+    out = np.zeros(p.n_tasks, dtype=bool)
+    for t in np.flatnonzero(has):
+        cur = set(p.current[t][p.current[t] >= 0].tolist())
+        out[t] = cur != set(assign[t][assign[t] >= 0].tolist())
+    return out
+
+
+def decode_fleet(
+    c: FleetCompiled,
+    assign: np.ndarray | None,
+    status: Status,
+    bound: float | None,
+    *,
+    solver: str,
+    requested: str,
+    reason: str,
+    started: float,
+    warm: float | None,
+    incumbents: list[tuple[float, float]],
+    stats: dict[str, float | int | str],
+    message: str = "",
+) -> Plan:
+    """FleetCompiled + assignment -> Plan."""
+    p = c.program
+    common = dict(
+        solver=solver,
+        solver_requested=requested,
+        solver_reason=reason,
+        warm_start_objective=warm,
+        incumbents=[Incumbent(time_s=round(t, 4), objective=o) for t, o in incumbents],
+        stats=stats,
+        message=message,
+    )
+    if assign is None or not status.has_solution:
+        empty = [Unassigned(task=c.task_ids[t], reason=_reason(c, t, status)) for t in range(p.n_tasks)]
+        return Plan(
+            status=status,
+            bound=bound,
+            unassigned=empty,
+            wall_time_s=round(time.monotonic() - started, 4),
+            **common,
+        )
+    moved = _moved(p, assign)
+    assignments = []
+    for t in np.flatnonzero(assign[:, 0] >= 0):
+        gs = assign[t][assign[t] >= 0]
+        cls = p.gpu_class[gs]
+        cost = float(c.money_c[t, cls].sum() + c.transfer_money[t])  # money, whatever the objective
+        if p.current[t, 0] >= 0:
+            left = int(np.sum(~np.isin(p.current[t][p.current[t] >= 0], gs)))
+            cost += c.source.tasks[t].migration_cost * left / p.gang[t]
+        real = gs[~p.host[gs]]  # a CPU-only task's host slot is no GPU: it lists none
+        types = {p.type_names[k] for k in p.gpu_type[real]}
+        assignments.append(
+            Assignment(
+                task=c.task_ids[t],
+                gpus=[c.gpu_ids[g] for g in real],
+                node=c.node_ids[p.gpu_node[gs[0]]],
+                gpu_type=types.pop() if len(types) == 1 else None,
+                cost=cost,
+                duration_h=float(np.max(c.duration[t, cls])),
+                moved=bool(moved[t]) if p.current[t, 0] >= 0 else None,
+            )
+        )
+    u = p.usage(assign)
+    primary = "gpu_time_h" if p.horizon else "gpu_share"
+    usage = []
+    for g in np.flatnonzero(~p.host):
+        used = {primary: round(float(u["load"][g]), 9)}
+        cap = {primary: p.capacity}
+        if not p.horizon:
+            used["gpu_memory_gb"] = round(float(u["mem"][g]), 9)
+            cap["gpu_memory_gb"] = float(p.mem_cap[g])
+        usage.append(
+            GPUUsage(
+                gpu=c.gpu_ids[g],
+                node=c.node_ids[p.gpu_node[g]],
+                tasks=int(u["count"][g]),
+                used=used,
+                capacity=cap,
+                utilization=round(float(u["load"][g] / p.capacity), 6),
+            )
+        )
+    placed = assign[:, 0] >= 0
+    objective = p.objective(assign)
+    penalty = float(p.penalty[~placed].sum())
+    status, bound, gap = settle(status, objective, bound)
+    stats = dict(stats)
+    stats.update({f"criterion_{k}": v for k, v in criteria(p, assign).items()})
+    stats.update({f"weight_{k}": float(w) for k, w in c.terms})  # the objective's weights
+    common["stats"] = stats
+    return Plan(
+        status=status,
+        objective=objective,
+        bound=bound,
+        gap=gap,
+        placement_cost=p.replace(penalty=np.zeros(p.n_tasks)).objective(assign),  # not a difference
+        penalty=penalty,
+        assignments=assignments,
+        unassigned=[
+            Unassigned(task=c.task_ids[t], reason=_reason(c, t, status)) for t in np.flatnonzero(~placed)
+        ],
+        gpus=usage,
+        wall_time_s=round(time.monotonic() - started, 4),
+        **common,
+    )
+
+
+__all__ = ["criteria", "decode_fleet"]

@@ -1,0 +1,553 @@
+r"""The fleet program: the full model (gangs, nodes, sharing, spread, data, migration, objectives).
+
+Problems that use only one GPU per task, GPU share, GPU memory and time go through the GAP core of
+:mod:`gpuplan.program.compile`; everything else is compiled here, onto the same assignment program
+with node structure added. This docstring is the formulation.
+
+Formulation
+-----------
+Tasks :math:`t` (gang size :math:`k_t`, GPU share :math:`s_t`, GPU memory :math:`m_t`, CPU
+:math:`c_t`, host memory :math:`r_t`), GPUs :math:`g` on nodes :math:`n(g)`, eligible pairs
+:math:`E` (type allowed and not forbidden, type memory :math:`\ge \max(m_t, \text{min\_gpu\_memory})`,
+node labels match the selector, GPU healthy and not over the temperature limit, duration known,
+and in horizon mode :math:`s_t d_{tg} \le H`). Binary :math:`x_{tg}` (t uses g), :math:`z_{tn}`
+(t runs on node n), :math:`y_t` (t dropped, only for optional tasks):
+
+.. math::
+
+    \sum_n z_{tn} + y_t = 1, \qquad \sum_{g \in n} x_{tg} = k_t z_{tn}
+    \qquad (\text{gang on one node; same type: } \sum_{g \in n, \mathrm{type}(g)=\kappa} x_{tg}
+    = k_t w_{tn\kappa},\ \sum_\kappa w_{tn\kappa} = z_{tn})
+
+    \sum_t a_{tg} x_{tg} \le A_g \quad (a = s_t, A = 1 \text{ side by side, or }
+    a = s_t d_{tg}, A = H \text{ with a horizon}), \qquad \sum_t m_t x_{tg} \le M_g \text{ (side by side)}
+
+    \sum_t c_t z_{tn} \le C_n, \qquad \sum_t r_t z_{tn} \le R_n, \qquad
+    \sum_{t \in S} z_{tn} \le 1 \;\; \forall \text{ spread group } S, n.
+
+CPU-only tasks (``gpus: 0``) take no GPU, only node CPU and host memory. When a problem has any,
+every node n gets one *host slot* :math:`h(n)`, a pseudo-GPU of type NONE (its own class, always
+usable, GPU memory 0) that only CPU-only tasks are eligible for; such a task is compiled as a gang
+of one (:math:`k_t = 1`) with :math:`s_t = m_t = 0`, so :math:`x_{t\,h(n)} = z_{tn}` and it
+meets other tasks only in the node rows (CPU, memory, spread) and the selector, on GPU nodes and
+on nodes without GPUs alike. Its duration is :math:`d_t = \mathrm{work}_t` (speed 1, plus
+transfer), which must fit in H with a horizon; it costs nothing in 'cost' and 'energy' (no
+GPU-hours), weighs :math:`w_t` = 0 GPUs, 1 by count or :math:`\mathrm{work}_t` by work in
+'placed', and counts in 'nodes_used' but not in 'gpus_used' or 'balance' (host slots are no
+GPUs, and their load is 0).
+
+Durations include data transfer: :math:`d_{tg} = d_{t,\mathrm{type}(g)} + 8\,\mathrm{input}_t /
+(3600\, \mathrm{bw}_{n(g)})` hours. With a horizon, node CPU and memory are held as if all of a node's
+tasks ran at once (conservative), and a gang's GPUs each spend its duration within their budgets; the
+model does not line up the gang's start times across its GPUs (a relaxation: gangs sharing GPUs
+with other gangs may need a later start than the budgets suggest). Objective, each criterion in its
+own unit, combined with weights :math:`\lambda`:
+
+.. math::
+
+    \min \sum_{tg} (\lambda_{\mathrm{cost}} \pi_g + \lambda_{\mathrm{energy}} e\, P_g/1000)\, s_t
+    d_{tg}\, x_{tg} + \sum_{t,g \notin \mathrm{cur}(t)} \tfrac{\mu_t}{k_t} x_{tg}
+    + \lambda_{\mathrm{cost}} \sum_{D,n} \phi\, |D|\, v_{Dn}
+    + \lambda_{\mathrm{gpus}} \sum_g u_g + \lambda_{\mathrm{nodes}} \sum_n o_n + \lambda_{\mathrm{bal}} U
+    + \sum_t p_t y_t
+
+with :math:`v_{Dn} \ge z_{tn}` for t reading dataset D (one copy per node; tasks without a dataset
+pay :math:`\phi\,\mathrm{input}_t` each), :math:`u_g \ge x_{tg}`, :math:`o_n \ge z_{tn}`,
+:math:`U \ge \sum_t a_{tg} x_{tg} / A_g`, and migration :math:`\mu_t` charged per GPU left
+(:math:`\mu_t / k_t` each; all of it when a running task is dropped). Drop penalties
+:math:`p_t = B_{\mathrm{tier}(t)} + \lambda_{\mathrm{placed}} w_t` (w: the task's GPU request, count
+or work) with the tier bases of :mod:`gpuplan.program.priorities`, the same formula as the GAP
+core (:math:`S` = M bounding every other term; :math:`B_1 = 0` when 'placed' is a criterion, the
+user's trade-off). When the tiers are too wide to weigh exactly, every tier gets :math:`B_1` and
+`solve_fleet` keeps the priority order by solving tier by tier. A lexicographic
+objective takes :math:`\lambda_i = 1 + \sum_{j > i} \lambda_j \mathrm{range}_j /
+\mathrm{unit}_i`, so one unit of an earlier criterion outweighs every later one.
+
+Costs per GPU depend on the task and the GPU's *class* (type, node bandwidth), not the GPU itself,
+so the arrays are [T, classes] and scale to thousands of tasks and GPUs; migration is the only
+per-GPU term, kept as the current placement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gpuplan.models import Problem
+from gpuplan.program.compile import duration_table
+from gpuplan.program.priorities import TiersTooWide, flat_penalties, tier_penalties, tiers
+
+#: Marker for "no GPU" in a fleet assignment row, and "no group / dataset" in index arrays.
+NONE = -1
+_TOL = 1e-9
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class FleetProgram:
+    """Index-space arrays of the fleet formulation (module docstring). Floats in user units."""
+
+    # tasks [T]
+    gang: np.ndarray  # int64
+    share: np.ndarray  # float64
+    gpu_mem: np.ndarray  # float64
+    cpu: np.ndarray  # float64
+    ram: np.ndarray  # float64
+    same_type: np.ndarray  # bool
+    cpu_only: np.ndarray  # bool: a 0-GPU task (gang 1 here: it takes its node's host slot, share 0)
+    spread: np.ndarray  # int64, NONE or group index
+    dataset: np.ndarray  # int64, NONE or dataset index
+    optional: np.ndarray  # bool
+    priority: np.ndarray  # int64
+    penalty: np.ndarray  # float64: objective added when the task is dropped
+    weight: np.ndarray  # float64: the placed-work measure w_t
+    current: np.ndarray  # int64 [T, K]: current GPUs, NONE-padded
+    move_cost: np.ndarray  # float64: mu_t / k_t per GPU left; mu_t when dropped
+    # GPUs [G], then one host slot per node when some task is CPU-only
+    gpu_node: np.ndarray  # int64
+    gpu_type: np.ndarray  # int64, NONE for a host slot
+    gpu_class: np.ndarray  # int64
+    gpu_ok: np.ndarray  # bool: healthy and cool enough
+    mem_cap: np.ndarray  # float64: GPU memory (a resource side by side)
+    # nodes [N]
+    node_cpu: np.ndarray  # float64, inf when unlimited
+    node_ram: np.ndarray  # float64, inf when unlimited
+    # task x GPU class [T, C]
+    eligible_c: np.ndarray  # bool
+    cost_c: np.ndarray  # float64: objective per GPU used (cost/energy terms, weighted)
+    load_c: np.ndarray  # float64: primary load per GPU (share, or share x duration)
+    # datasets [D]
+    dataset_charge: np.ndarray  # float64: one copy on one node
+    transfer_each: np.ndarray  # float64 [T]: transfer charge of a task without a dataset
+    # scalars
+    capacity: float  # primary capacity per GPU: 1 (share) or H (hours)
+    horizon: bool
+    w_gpus: float
+    w_nodes: float
+    w_balance: float
+    type_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                object.__setattr__(self, f.name, _frozen(value))
+
+    @property
+    def n_tasks(self) -> int:
+        return int(self.gang.shape[0])
+
+    @property
+    def n_gpus(self) -> int:
+        return int(self.gpu_node.shape[0])
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.node_cpu.shape[0])
+
+    @property
+    def max_gang(self) -> int:
+        return int(self.current.shape[1])
+
+    @property
+    def host(self) -> np.ndarray:
+        """bool [G]: host slots (where CPU-only tasks go), which are not GPUs."""
+        return self.gpu_type == NONE
+
+    def replace(self, **changes: Any) -> FleetProgram:
+        return dataclasses.replace(self, **changes)
+
+    def eligible(self, t: int) -> np.ndarray:
+        """bool [G]: GPUs task t may use (capacity aside)."""
+        return self.eligible_c[t, self.gpu_class] & self.gpu_ok
+
+    def empty_assign(self) -> np.ndarray:
+        return np.full((self.n_tasks, self.max_gang), NONE, dtype=np.int64)
+
+    # --- evaluation -----------------------------------------------------------------------
+    def usage(self, assign: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-GPU primary load and memory, per-node CPU and RAM of an assignment."""
+        load = np.zeros(self.n_gpus)
+        mem = np.zeros(self.n_gpus)
+        count = np.zeros(self.n_gpus, dtype=np.int64)
+        cpu = np.zeros(self.n_nodes)
+        ram = np.zeros(self.n_nodes)
+        t_idx, k_idx = np.nonzero(assign >= 0)
+        g = assign[t_idx, k_idx]
+        np.add.at(load, g, self.load_c[t_idx, self.gpu_class[g]])
+        np.add.at(mem, g, self.gpu_mem[t_idx])
+        np.add.at(count, g, 1)
+        placed = np.flatnonzero(assign[:, 0] >= 0)
+        nodes = self.gpu_node[assign[placed, 0]]
+        np.add.at(cpu, nodes, self.cpu[placed])
+        np.add.at(ram, nodes, self.ram[placed])
+        return {"load": load, "mem": mem, "count": count, "cpu": cpu, "ram": ram}
+
+    def objective(self, assign: np.ndarray) -> float:
+        """The objective (user units, weighted) of an assignment [T, K] (NONE-padded rows)."""
+        placed = assign[:, 0] >= 0
+        t_idx, k_idx = np.nonzero(assign >= 0)
+        g = assign[t_idx, k_idx]
+        total = float(self.cost_c[t_idx, self.gpu_class[g]].sum())
+        moved = np.ones(t_idx.shape[0], dtype=bool)
+        for j in range(self.max_gang):
+            moved &= g != self.current[t_idx, j]
+        has_cur = self.current[t_idx, 0] >= 0
+        total += float(self.move_cost[t_idx][moved & has_cur].sum())
+        dropped = ~placed
+        total += float(self.penalty[dropped].sum())
+        total += float((self.move_cost * self.gang)[dropped & (self.current[:, 0] >= 0)].sum())
+        total += float(self.transfer_each[placed].sum())
+        ds = placed & (self.dataset >= 0)
+        if ds.any():
+            pairs = np.unique(np.stack([self.dataset[ds], self.gpu_node[assign[ds, 0]]], axis=1), axis=0)
+            total += float(self.dataset_charge[pairs[:, 0]].sum())
+        if self.w_gpus:
+            total += self.w_gpus * int(np.unique(g[~self.host[g]]).size)
+        if self.w_nodes:
+            total += self.w_nodes * int(np.unique(self.gpu_node[g]).size)
+        if self.w_balance:
+            total += self.w_balance * self.max_utilization(assign)
+        return total
+
+    def max_utilization(self, assign: np.ndarray) -> float:
+        """Largest primary-resource utilization over usable GPUs."""
+        load = self.usage(assign)["load"]
+        return float(load.max(initial=0.0) / self.capacity)
+
+    def violations(self, assign: np.ndarray) -> list[str]:
+        """Every broken rule of an assignment (empty when feasible); index-space messages."""
+        out: list[str] = []
+        if assign.shape != (self.n_tasks, self.max_gang):
+            return [f"assignment shape {assign.shape}, expected {(self.n_tasks, self.max_gang)}"]
+        used = assign >= 0
+        n_used = used.sum(axis=1)
+        placed = n_used > 0
+        dropped_required = np.flatnonzero(~placed & ~self.optional)
+        out.extend(f"required task {t} dropped" for t in dropped_required[:20])
+        prefix = used[:, 0] & np.all(used[:, :-1] | ~used[:, 1:], axis=1) if self.max_gang > 1 else used[:, 0]
+        bad_size = placed & ((n_used != self.gang) | ~prefix)
+        out.extend(
+            f"task {t}: {n_used[t]} GPUs for a gang of {self.gang[t]}" for t in np.flatnonzero(bad_size)[:20]
+        )
+        ok_rows = placed & ~bad_size
+        t_idx, k_idx = np.nonzero(used & ok_rows[:, None])
+        g = assign[t_idx, k_idx]
+        inelig = ~(self.eligible_c[t_idx, self.gpu_class[g]] & self.gpu_ok[g])
+        out.extend(f"task {t}: ineligible GPU" for t in np.unique(t_idx[inelig])[:20])
+        rows = np.flatnonzero(ok_rows & (self.gang > 1))
+        if rows.size:
+            sub = assign[rows]
+            mask = sub >= 0
+            first = sub[:, :1]
+            node_first = self.gpu_node[first]
+            g_safe = np.where(mask, sub, first)
+            spans = np.any(mask & (self.gpu_node[g_safe] != node_first), axis=1)
+            out.extend(f"task {t}: gang spans nodes" for t in rows[spans][:20])
+            mixes = (
+                np.any(mask & (self.gpu_type[g_safe] != self.gpu_type[first]), axis=1) & self.same_type[rows]
+            )
+            out.extend(f"task {t}: gang mixes types" for t in rows[mixes][:20])
+            srt = np.sort(np.where(mask, sub, -1 - np.arange(sub.shape[1])[None, :]), axis=1)
+            dup = np.any(srt[:, 1:] == srt[:, :-1], axis=1)
+            out.extend(f"task {t}: a GPU used twice" for t in rows[dup][:20])
+        u = self.usage(assign)
+        if np.any(u["load"] > self.capacity * (1 + _TOL) + _TOL):
+            out.append(f"GPU load over capacity on {np.flatnonzero(u['load'] > self.capacity + _TOL)[:5]}")
+        if not self.horizon and np.any(u["mem"] > self.mem_cap * (1 + _TOL) + _TOL):
+            out.append("GPU memory over capacity")
+        if np.any(u["cpu"] > self.node_cpu * (1 + _TOL) + _TOL):
+            out.append("node CPU over capacity")
+        if np.any(u["ram"] > self.node_ram * (1 + _TOL) + _TOL):
+            out.append("node memory over capacity")
+        sp = (assign[:, 0] >= 0) & (self.spread >= 0)
+        if sp.any():
+            pairs = np.stack([self.spread[sp], self.gpu_node[assign[sp, 0]]], axis=1)
+            if np.unique(pairs, axis=0).shape[0] != pairs.shape[0]:
+                out.append("two tasks of one spread group on one node")
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class FleetCompiled:
+    """A FleetProgram plus the names to decode it."""
+
+    program: FleetProgram
+    source: Problem
+    task_ids: tuple[str, ...]
+    gpu_ids: tuple[str, ...]
+    node_ids: tuple[str, ...]
+    duration: np.ndarray  # float64 [T, classes]: hours incl. transfer, NaN where undefined
+    terms: tuple[tuple[str, float], ...]  # (criterion, lambda) actually used
+    money_c: np.ndarray  # float64 [T, classes]: GPU-hours x price of one GPU of the class (money)
+    transfer_money: np.ndarray  # float64 [T]: data transfer charged to the task alone (money)
+    flat_tiers: bool = False  # every tier weighed alike: priorities are kept by a tier-by-tier solve
+
+
+def _placed_weight(p: Problem, dur_types: np.ndarray) -> np.ndarray:
+    """w_t: GPUs requested (0 for a CPU-only task), 1 per task, or work (a CPU-only task's work_h)."""
+    how = p.objective.placed_weight
+    gang = np.array([t.gpus for t in p.tasks], dtype=np.float64)
+    share = np.array([t.gpu_share for t in p.tasks], dtype=np.float64)
+    if how == "count":
+        return np.ones(len(p.tasks))
+    if how == "gpu":
+        return gang * share
+    speed = np.array([gt.speed for gt in p.gpu_types])
+    work = np.array(
+        [
+            t.work_h if t.work_h is not None else float(np.nanmin(dur_types[i] * speed))
+            for i, t in enumerate(p.tasks)
+        ]
+    )
+    return np.where(gang == 0, work, work * gang * share)
+
+
+def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
+    """Problem -> FleetCompiled (see the module docstring for the math). Raises TiersTooWide when
+    the priority tiers cannot be weighed exactly; `flat_tiers` then gives every tier the first
+    tier's penalty (for a tier-by-tier solve)."""
+    pairs = p.all_gpus()
+    type_index = {gt.name: k for k, gt in enumerate(p.gpu_types)}
+    node_index = {n.id: i for i, n in enumerate(p.nodes)}
+    gpu_index = {g.id: i for i, (_, g) in enumerate(pairs)}
+    t_n, g_n, n_n = len(p.tasks), len(pairs), len(p.nodes)
+    g_type = np.array([type_index[g.type] for _, g in pairs], dtype=np.int64)
+    g_node = np.array([node_index[n.id] for n, _ in pairs], dtype=np.int64)
+    limit = p.temperature_limit_c
+    g_ok = np.array(
+        [
+            g.healthy and not (limit is not None and g.temperature_c is not None and g.temperature_c > limit)
+            for _, g in pairs
+        ],
+        dtype=bool,
+    )
+    gpu_ids = [g.id for _, g in pairs]
+    cpu_only = np.array([t.gpus == 0 for t in p.tasks], dtype=bool)
+    if cpu_only.any():
+        # One host slot per node (type NONE, always usable): the only place CPU-only tasks may take.
+        g_type = np.r_[g_type, np.full(n_n, NONE, dtype=np.int64)]
+        g_node = np.r_[g_node, np.arange(n_n, dtype=np.int64)]
+        g_ok = np.r_[g_ok, np.ones(n_n, dtype=bool)]
+        gpu_ids += [f"{n.id}/host" for n in p.nodes]
+        g_n += n_n
+    # GPU classes: (type, node labels, node bandwidth); everything task-dependent is per class.
+    node_sig = [(tuple(sorted(n.labels.items())), n.bandwidth_gbps) for n in p.nodes]
+    class_of: dict[tuple[Any, ...], int] = {}
+    g_class = np.empty(g_n, dtype=np.int64)
+    for i in range(g_n):
+        key = (int(g_type[i]), node_sig[g_node[i]])
+        g_class[i] = class_of.setdefault(key, len(class_of))
+    classes = list(class_of)
+    c_n = len(classes)
+    c_type = np.array([k[0] for k in classes], dtype=np.int64)
+    c_host = c_type == NONE
+    ct = np.where(c_host, 0, c_type)  # host classes index type 0 below, then are overridden
+    c_labels = [dict(k[1][0]) for k in classes]
+    c_bw = np.array([np.inf if k[1][1] is None else k[1][1] for k in classes])
+
+    tasks = p.tasks
+    # A CPU-only task is one slot (its node's host slot) of share 0 in the program.
+    share = np.array([0.0 if t.gpus == 0 else t.gpu_share for t in tasks], dtype=np.float64)
+    gang = np.array([max(t.gpus, 1) for t in tasks], dtype=np.int64)
+    need_mem = np.array([max(t.gpu_memory_gb, t.min_gpu_memory_gb) for t in tasks])
+    type_mem = np.array([gt.memory_gb for gt in p.gpu_types])
+    dur_types = duration_table(p)  # [T, types]
+    inp = np.array([t.input_gb for t in tasks])
+    transfer_h = 8.0 * inp[:, None] / (3600.0 * c_bw[None, :])  # [T, C]
+    dur_c = dur_types[:, ct] + transfer_h if t_n else np.zeros((0, c_n))
+    if cpu_only.any():
+        work = np.array([t.work_h if t.gpus == 0 else np.nan for t in tasks], dtype=np.float64)
+        dur_c[:, c_host] = work[:, None] + transfer_h[:, c_host]  # speed 1; NaN for GPU tasks
+        dur_c[np.ix_(cpu_only, ~c_host)] = np.nan
+
+    elig = np.isfinite(dur_c)
+    for i, t in enumerate(tasks):
+        row = np.ones(c_n, dtype=bool)
+        if t.allowed_types is not None:
+            row &= np.isin(c_type, [type_index[x] for x in t.allowed_types])
+        if t.forbidden_types:
+            row &= ~np.isin(c_type, [type_index[x] for x in t.forbidden_types])
+        if t.node_selector:
+            row &= np.array([all(lab.get(k) == v for k, v in t.node_selector.items()) for lab in c_labels])
+        elig[i] &= row
+    type_mem_c = np.where(c_host, 0.0, type_mem[ct]) if c_n else np.zeros(0)
+    if c_n:
+        elig &= need_mem[:, None] <= type_mem_c[None, :] + 1e-12
+    dur0 = np.where(elig, dur_c, 0.0)
+    if p.horizon_h is not None:
+        load_c = dur0 * share[:, None]
+        elig &= load_c <= p.horizon_h * (1 + _TOL) + _TOL
+        elig[cpu_only] &= dur0[cpu_only] <= p.horizon_h * (1 + _TOL) + _TOL  # runs within the horizon
+        capacity = float(p.horizon_h)
+    else:
+        load_c = np.broadcast_to(share[:, None], (t_n, c_n)).copy()
+        capacity = 1.0
+    # A gang needs k usable GPUs of an eligible class on one node (of one type when same_type).
+    n_types = len(p.gpu_types)
+    for i, t in enumerate(tasks):
+        if t.gpus > 1:
+            usable = elig[i, g_class] & g_ok
+            key = g_node * n_types + g_type if t.same_type else g_node
+            if np.bincount(key[usable], minlength=1).max(initial=0) < t.gpus:
+                elig[i] = False
+
+    terms = p.objective.weights()
+    kinds = {k for k, _ in terms}
+    price = np.where(c_host, 0.0, np.array([gt.cost_per_hour for gt in p.gpu_types])[ct])
+    power = np.where(c_host, 0.0, np.array([gt.power_w for gt in p.gpu_types])[ct])
+    cost_term = dur0 * share[:, None] * price[None, :]
+    energy_term = dur0 * share[:, None] * power[None, :] / 1000.0 * p.objective.energy_price_per_kwh
+    weight = _placed_weight(p, dur_types)
+
+    ds_names = sorted({t.dataset for t in tasks if t.dataset is not None})
+    ds_index = {d: i for i, d in enumerate(ds_names)}
+    dataset = np.array([ds_index[t.dataset] if t.dataset else NONE for t in tasks], dtype=np.int64)
+    ds_size = np.zeros(len(ds_names))
+    for t in tasks:
+        if t.dataset is not None:
+            ds_size[ds_index[t.dataset]] = max(ds_size[ds_index[t.dataset]], t.input_gb)
+    phi = p.transfer_cost_per_gb
+    transfer_each = np.where(dataset < 0, inp * phi, 0.0)
+    ds_charge = ds_size * phi
+    mu = np.array([t.migration_cost for t in tasks])
+
+    # Ranges and units of each criterion (for lexicographic weights and the priority bases).
+    row_max = lambda a: float(np.where(elig, a, 0.0).max(axis=1, initial=0.0) @ gang)  # noqa: E731
+    rng = {
+        "cost": row_max(cost_term) + float(transfer_each.sum() + ds_charge.sum() * n_n),
+        "energy": row_max(energy_term),
+        "balance": 1.0,
+        "gpus_used": float(g_n),
+        "nodes_used": float(n_n),
+        "placed": float(weight.sum()),
+    }
+    # Migration belongs to 'cost' when cost is a criterion; otherwise it counts at weight 1 (the
+    # objective's own unit), as the last level of a lexicographic objective.
+    mu_total = float(np.array([t.migration_cost for t in tasks]).sum())
+    rng["cost"] += mu_total
+    rng["migration"] = mu_total
+    positive_w = weight[weight > 0]
+    unit = {
+        "cost": 1e-6 * max(rng["cost"], 1e-12),
+        "energy": 1e-6 * max(rng["energy"], 1e-12),
+        "balance": 1e-3,
+        "gpus_used": 1.0,
+        "nodes_used": 1.0,
+        "placed": float(positive_w.min()) if positive_w.size else 1.0,
+        "migration": 1e-6 * max(mu_total, 1e-12),
+    }
+    levels = [k for k, _ in terms] + ([] if "cost" in kinds or not mu_total else ["migration"])
+    if p.objective.kind == "lexicographic":
+        lam: dict[str, float] = {}
+        acc = 0.0
+        for kind in reversed(levels):
+            lam[kind] = 1.0 + acc / unit[kind] if acc else 1.0
+            acc += lam[kind] * rng[kind]
+        terms = [(k, lam[k]) for k in levels]
+    elif "migration" in levels:
+        terms = [*terms, ("migration", 1.0)]
+    lam = dict(terms)
+    lc, le = lam.get("cost", 0.0), lam.get("energy", 0.0)
+    mu = mu * lam.get("cost", lam.get("migration", 0.0))
+    move_cost = mu / gang
+    cost_c = lc * cost_term + le * energy_term
+    transfer_money = transfer_each
+    transfer_each = lc * transfer_each
+    ds_charge = lc * ds_charge
+    w_gpus, w_nodes, w_balance = (
+        lam.get("gpus_used", 0.0),
+        lam.get("nodes_used", 0.0),
+        lam.get("balance", 0.0),
+    )
+
+    optional = np.array([t.optional for t in tasks], dtype=bool)
+    priority = np.array([t.priority for t in tasks], dtype=np.int64)
+    class_usable = np.bincount(g_class[g_ok], minlength=c_n) > 0
+    placeable = (elig & class_usable[None, :]).any(axis=1)
+    m_total = (
+        float(np.where(elig, cost_c, 0.0).max(axis=1, initial=0.0) @ gang)
+        + float(transfer_each.sum() + ds_charge.sum() * n_n)
+        + float((mu).sum())
+        + w_gpus * g_n
+        + w_nodes * n_n
+        + w_balance
+    )
+    extra = lam.get("placed", 0.0) * weight
+    opt = optional & placeable
+    if flat_tiers:
+        penalty = flat_penalties(opt, priority, m_total, extra, first_free="placed" in kinds)
+    else:
+        exact = tier_penalties(opt, priority, m_total, extra, first_free="placed" in kinds)
+        if exact is None:
+            raise TiersTooWide(f"{len(tiers(opt, priority))} priority tiers over {int(opt.sum())} tasks")
+        penalty = exact
+
+    k_max = int(gang.max(initial=1))
+    current = np.full((t_n, k_max), NONE, dtype=np.int64)
+    for i, t in enumerate(tasks):
+        for j, gid in enumerate(t.current_gpus or []):
+            current[i, j] = gpu_index[gid]
+    program = FleetProgram(
+        gang=gang,
+        share=share,
+        gpu_mem=np.array([t.gpu_memory_gb for t in tasks], dtype=np.float64),
+        cpu=np.array([t.cpu_cores for t in tasks], dtype=np.float64),
+        ram=np.array([t.memory_gb for t in tasks], dtype=np.float64),
+        same_type=np.array([t.same_type for t in tasks], dtype=bool),
+        cpu_only=cpu_only,
+        spread=_group_index([t.anti_affinity for t in tasks]),
+        dataset=dataset,
+        optional=optional,
+        priority=priority,
+        penalty=penalty,
+        weight=weight,
+        current=current,
+        move_cost=move_cost,
+        gpu_node=g_node,
+        gpu_type=g_type,
+        gpu_class=g_class,
+        gpu_ok=g_ok,
+        mem_cap=np.where(g_type == NONE, 0.0, type_mem[np.maximum(g_type, 0)]) if g_n else np.zeros(0),
+        node_cpu=np.array([np.inf if n.cpu_cores is None else n.cpu_cores for n in p.nodes]),
+        node_ram=np.array([np.inf if n.memory_gb is None else n.memory_gb for n in p.nodes]),
+        eligible_c=elig,
+        cost_c=np.where(elig, cost_c, 0.0),
+        load_c=np.where(elig, load_c, 0.0),
+        dataset_charge=ds_charge,
+        transfer_each=transfer_each,
+        capacity=capacity,
+        horizon=p.horizon_h is not None,
+        w_gpus=w_gpus,
+        w_nodes=w_nodes,
+        w_balance=w_balance,
+        type_names=tuple(gt.name for gt in p.gpu_types),
+    )
+    return FleetCompiled(
+        program=program,
+        source=p,
+        task_ids=tuple(t.id for t in tasks),
+        gpu_ids=tuple(gpu_ids),
+        node_ids=tuple(n.id for n in p.nodes),
+        duration=np.where(elig, dur_c, np.nan),
+        terms=tuple(terms),
+        money_c=np.where(elig, cost_term, 0.0),
+        transfer_money=transfer_money,
+        flat_tiers=flat_tiers,
+    )
+
+
+def _group_index(names: list[str | None]) -> np.ndarray:
+    index: dict[str, int] = {}
+    return np.array([NONE if n is None else index.setdefault(n, len(index)) for n in names], dtype=np.int64)
+
+
+__all__ = ["NONE", "FleetCompiled", "FleetProgram", "compile_fleet"]

@@ -1,0 +1,474 @@
+"""The independent check of a plan for a Problem, from the user's specs alone.
+
+Every rule of the model is checked here, for every problem (the GAP core is a Problem like any
+other): each task once, required tasks placed, gang size on distinct GPUs of one node (of one
+type when asked), allowed and not forbidden types, GPU memory, node labels, health and
+temperature, a known duration, per-GPU share (side by side) or GPU time (with a horizon), GPU
+memory side by side, node CPU and host memory, spread groups on distinct nodes, `moved` flags,
+reported durations, nodes and types; then the money of each assignment, every criterion and the
+objective recomputed with the objective's weights; then priority dominance: no left-out task fits
+on a node once the lower-priority optional work there is taken off. Nothing here reads a compiled
+program, so a bug in the builder or a backend cannot vouch for itself.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpuplan.errors import VerificationError
+from gpuplan.models import GPU, Assignment, GPUType, Node, Plan, Problem, Task
+from gpuplan.status import OPTIMALITY_TOLERANCE
+
+_REL = 1e-6
+_NOISE = 1e-9
+
+
+def _fail(msg: str) -> None:
+    raise VerificationError(f"plan fails verification: {msg}")
+
+
+def _close(a: float, b: float, scale: float = 1.0) -> bool:
+    return abs(a - b) <= _REL * max(1.0, abs(a), abs(b), scale)
+
+
+def hours(task: Task, gt: GPUType, node: Node) -> float | None:
+    """Duration of `task` on a GPU of type `gt` in `node`: explicit or work / speed, plus transfer."""
+    if task.duration_h and gt.name in task.duration_h:
+        base = task.duration_h[gt.name]
+    elif task.work_h is not None:
+        base = task.work_h / gt.speed
+    else:
+        return None
+    if node.bandwidth_gbps is not None:
+        base += 8.0 * task.input_gb / (3600.0 * node.bandwidth_gbps)
+    return base
+
+
+def _why_unusable(gpu: GPU, limit: float | None) -> str:
+    """Why `gpu` receives no task at all; '' when it may."""
+    if not gpu.healthy:
+        return "GPU unhealthy"
+    if limit is not None and gpu.temperature_c is not None and gpu.temperature_c > limit:
+        return "GPU over the temperature limit"
+    return ""
+
+
+def _why_not(task: Task, gt: GPUType, node: Node, gpu: GPU, p: Problem) -> str:
+    """Why `task` may not use `gpu` at all (capacity aside); '' when it may."""
+    if task.allowed_types is not None and gt.name not in task.allowed_types:
+        return f"type {gt.name} not allowed"
+    if gt.name in task.forbidden_types:
+        return f"type {gt.name} forbidden"
+    need = max(task.gpu_memory_gb, task.min_gpu_memory_gb)
+    if need > gt.memory_gb + 1e-12:
+        return f"needs {need} GB, type {gt.name} has {gt.memory_gb} GB"
+    if any(node.labels.get(k) != v for k, v in task.node_selector.items()):
+        return f"node {node.id!r} lacks the labels {task.node_selector}"
+    unusable = _why_unusable(gpu, p.temperature_limit_c)
+    if unusable:
+        return unusable
+    dur = hours(task, gt, node)
+    if dur is None:
+        return f"no duration on type {gt.name}"
+    if p.horizon_h is not None and task.gpu_share * dur > p.horizon_h * (1 + _REL) + _REL:
+        return f"{task.gpu_share * dur:.6g} GPU-hours exceed the horizon {p.horizon_h:g}"
+    return ""
+
+
+@dataclass
+class _Tally:
+    """What the plan puts where, recomputed from the specs."""
+
+    gpu_load: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    gpu_mem: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    node_cpu: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    node_ram: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    on_node: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    where: dict[str, list[str]] = field(default_factory=dict)  # task -> its GPUs
+    node_of: dict[str, str] = field(default_factory=dict)  # task -> its node
+    cost: float = 0.0  # money: GPU-hours x price, data transfer, migration
+    migration: float = 0.0
+    energy: float = 0.0  # money: power x GPU-hours x energy price
+    placed_weight: float = 0.0
+    datasets: set[tuple[str, str]] = field(default_factory=set)
+
+
+class _Specs:
+    """The problem's specs indexed by id, and each rule's per-task quantities."""
+
+    def __init__(self, p: Problem) -> None:
+        self.p = p
+        self.types = {t.name: t for t in p.gpu_types}
+        self.gpus: dict[str, tuple[Node, GPU]] = {g.id: (n, g) for n, g in p.all_gpus()}
+        self.tasks = {t.id: t for t in p.tasks}
+        self.nodes = {n.id: n for n in p.nodes}
+        self.cap = p.horizon_h if p.horizon_h is not None else 1.0
+        self.ds_size: dict[str, float] = defaultdict(float)
+        for t in p.tasks:
+            if t.dataset is not None:
+                self.ds_size[t.dataset] = max(self.ds_size[t.dataset], t.input_gb)
+
+    def load(self, task: Task, gid: str) -> float:
+        node, gpu = self.gpus[gid]
+        dur = hours(task, self.types[gpu.type], node)
+        assert dur is not None
+        return task.gpu_share * (dur if self.p.horizon_h is not None else 1.0)
+
+    def weight(self, task: Task) -> float:
+        """The task's measure for the 'placed' criterion."""
+        how = self.p.objective.placed_weight
+        if how == "count":
+            return 1.0
+        size = task.gpus * task.gpu_share
+        if how == "gpu":
+            return size
+        if task.gpus == 0:  # a CPU-only task counts its work
+            assert task.work_h is not None
+            return task.work_h
+        if task.work_h is not None:
+            work = task.work_h
+        else:
+            assert task.duration_h
+            work = min(h * self.types[k].speed for k, h in task.duration_h.items())
+        return work * size
+
+
+def verify_problem(plan: Plan, p: Problem) -> None:
+    """Raise VerificationError unless `plan` keeps every rule of `p` and its numbers add up."""
+    if not plan.status.has_solution:
+        if plan.assignments or plan.objective is not None:
+            _fail(f"status {plan.status.value} with assignments or an objective")
+        return
+    s = _Specs(p)
+    tally = _Tally()
+    for a in plan.assignments:
+        _check_assignment(a, s, tally)
+    _check_capacities(s, tally)
+    seen = set(tally.where)
+    for u in plan.unassigned:
+        if u.task not in s.tasks or u.task in seen:
+            _fail(f"unassigned task {u.task!r} unknown or also assigned")
+        seen.add(u.task)
+        task = s.tasks[u.task]
+        if not task.optional:
+            _fail(f"required task {u.task!r} left unassigned in a {plan.status.value} plan")
+        if task.current_gpus is not None:  # a running task dropped pays all of its migration
+            tally.cost += task.migration_cost
+            tally.migration += task.migration_cost
+    if seen != set(s.tasks):
+        _fail(f"task(s) neither assigned nor unassigned: {sorted(set(s.tasks) - seen)[:5]}")
+    phi = p.transfer_cost_per_gb
+    tally.cost += sum(phi * s.ds_size[d] for d, _ in tally.datasets)
+    _check_numbers(plan, s, tally)
+    _check_dominance(plan, s, tally)
+
+
+def _check_assignment(a: Assignment, s: _Specs, tally: _Tally) -> None:
+    task = s.tasks.get(a.task)
+    if task is None:
+        _fail(f"unknown task {a.task!r}")
+        return
+    if a.task in tally.where:
+        _fail(f"task {a.task!r} appears twice")
+    tally.where[a.task] = list(a.gpus)
+    if task.gpus == 0:
+        _check_cpu_only(a, task, s, tally)
+        return
+    if len(a.gpus) != task.gpus or len(set(a.gpus)) != len(a.gpus):
+        _fail(f"task {a.task!r} needs {task.gpus} distinct GPU(s), got {a.gpus}")
+    nodes, kinds, durs = set(), set(), []
+    money = energy = 0.0
+    for gid in a.gpus:
+        if gid not in s.gpus:
+            _fail(f"task {a.task!r} on unknown GPU {gid!r}")
+        node, gpu = s.gpus[gid]
+        gt = s.types[gpu.type]
+        why = _why_not(task, gt, node, gpu, s.p)
+        if why:
+            _fail(f"task {a.task!r} may not run on GPU {gid!r}: {why}")
+        nodes.add(node.id)
+        kinds.add(gpu.type)
+        dur = hours(task, gt, node)
+        assert dur is not None
+        durs.append(dur)
+        money += dur * task.gpu_share * gt.cost_per_hour
+        energy += dur * task.gpu_share * gt.power_w / 1000.0 * s.p.objective.energy_price_per_kwh
+        tally.gpu_load[gid] += s.load(task, gid)
+        tally.gpu_mem[gid] += task.gpu_memory_gb
+    if len(nodes) != 1:
+        _fail(f"task {a.task!r}: gang spans nodes {sorted(nodes)}")
+    node_id = nodes.pop()
+    if a.node != node_id:
+        _fail(f"task {a.task!r}: reported node {a.node!r}, its GPUs are on {node_id!r}")
+    if task.same_type and len(kinds) != 1:
+        _fail(f"task {a.task!r}: gang mixes types {sorted(kinds)}")
+    if a.gpu_type is not None and kinds != {a.gpu_type}:
+        _fail(f"task {a.task!r}: reported type {a.gpu_type!r}, its GPUs are {sorted(kinds)}")
+    if a.duration_h is not None and not _close(a.duration_h, max(durs)):
+        _fail(f"task {a.task!r}: reported duration {a.duration_h} h, recomputed {max(durs)} h")
+    _hold_node(a.task, task, node_id, tally, s)
+    if task.current_gpus is not None:
+        left = len(set(task.current_gpus) - set(a.gpus))
+        if a.moved != (left > 0):
+            _fail(f"task {a.task!r}: moved flag {a.moved}, but it leaves {left} of its current GPUs")
+        charge = task.migration_cost * left / task.gpus
+        money += charge
+        tally.migration += charge
+    _charge(a, task, money, energy, node_id, s, tally)
+
+
+def _hold_node(tid: str, task: Task, node_id: str, tally: _Tally, s: _Specs) -> None:
+    """Add a placed task's CPU, host memory and spread group to its node."""
+    tally.node_of[tid] = node_id
+    tally.node_cpu[node_id] += task.cpu_cores
+    tally.node_ram[node_id] += task.memory_gb
+    if task.anti_affinity is not None:
+        peers = [t for t in tally.on_node[node_id] if s.tasks[t].anti_affinity == task.anti_affinity]
+        if peers:
+            _fail(
+                f"task {tid!r}: spread group {task.anti_affinity!r} twice on node {node_id!r}"
+                f" (with {peers[0]!r})"
+            )
+    tally.on_node[node_id].append(tid)
+
+
+def _charge(
+    a: Assignment, task: Task, money: float, energy: float, node_id: str, s: _Specs, tally: _Tally
+) -> None:
+    """Add the task's data transfer to its money, check the reported cost, and count criteria."""
+    if task.dataset is not None:
+        tally.datasets.add((task.dataset, node_id))
+    else:
+        money += s.p.transfer_cost_per_gb * task.input_gb
+    if not _close(a.cost, money, abs(money)):
+        _fail(f"task {a.task!r}: reported cost {a.cost}, recomputed {money} (money)")
+    tally.cost += money
+    tally.energy += energy
+    tally.placed_weight += s.weight(task)
+
+
+def _check_cpu_only(a: Assignment, task: Task, s: _Specs, tally: _Tally) -> None:
+    """A CPU-only task (gpus 0): no GPU, a known node with its labels, within the horizon."""
+    node = s.nodes.get(a.node or "")
+    if a.gpus:
+        _fail(f"CPU-only task {a.task!r} on GPU(s) {a.gpus}")
+    if node is None:
+        _fail(f"CPU-only task {a.task!r} on unknown node {a.node!r}")
+        return
+    if any(node.labels.get(k) != v for k, v in task.node_selector.items()):
+        _fail(f"task {a.task!r}: node {node.id!r} lacks the labels {task.node_selector}")
+    dur = _cpu_hours(task, node)
+    if s.p.horizon_h is not None and dur > s.p.horizon_h * (1 + _REL):
+        _fail(f"CPU-only task {a.task!r}: {dur:.9g} h exceed the horizon {s.p.horizon_h:g} h")
+    _hold_node(a.task, task, node.id, tally, s)
+    _charge(a, task, 0.0, 0.0, node.id, s, tally)
+
+
+def _cpu_hours(task: Task, node: Node) -> float:
+    """A CPU-only task's duration: its work at speed 1, plus its data transfer."""
+    dur = task.work_h or 0.0
+    if node.bandwidth_gbps is not None:
+        dur += 8.0 * task.input_gb / (3600.0 * node.bandwidth_gbps)
+    return dur
+
+
+def _check_capacities(s: _Specs, tally: _Tally) -> None:
+    for gid, v in tally.gpu_load.items():
+        if v > s.cap * (1 + _REL) + _REL:
+            what = "gpu_time_h" if s.p.horizon_h is not None else "gpu_share"
+            _fail(f"GPU {gid!r} over capacity on {what}: {v:.9g} > {s.cap:g}")
+        mem = s.types[s.gpus[gid][1].type].memory_gb
+        if s.p.horizon_h is None and tally.gpu_mem[gid] > mem * (1 + _REL):
+            _fail(f"GPU {gid!r} over memory: {tally.gpu_mem[gid]:.9g} GB > {mem:g} GB")
+    for nid, v in tally.node_cpu.items():
+        n = s.nodes[nid]
+        if n.cpu_cores is not None and v > n.cpu_cores * (1 + _REL) + _REL:
+            _fail(f"node {nid!r} over CPU: {v:.9g} > {n.cpu_cores:g} cores")
+        if n.memory_gb is not None and tally.node_ram[nid] > n.memory_gb * (1 + _REL) + _REL:
+            _fail(f"node {nid!r} over host memory: {tally.node_ram[nid]:.9g} > {n.memory_gb:g} GB")
+
+
+def objective_weights(plan: Plan, p: Problem) -> dict[str, float]:
+    """The weight of each criterion: 1 for a single one, the user's for 'weighted', and for
+    'lexicographic' the weights the plan reports (`weight_<criterion>` in its stats; each must be
+    positive). Migration without 'cost' among the criteria is a criterion of its own."""
+    kind = p.objective.kind
+    if kind == "lexicographic":
+        out = {}
+        for t in p.objective.terms:
+            w = plan.stats.get(f"weight_{t.kind}")
+            if not isinstance(w, int | float) or not w > 0:
+                _fail(f"lexicographic objective: weight_{t.kind} reported as {w!r}")
+            out[t.kind] = float(w)  # type: ignore[arg-type]
+        w = plan.stats.get("weight_migration")
+        if isinstance(w, int | float):
+            out["migration"] = float(w)
+        return out
+    out = dict(p.objective.weights())
+    if "cost" not in out and any(t.migration_cost and t.current_gpus for t in p.tasks):
+        out["migration"] = 1.0
+    return out
+
+
+def _check_numbers(plan: Plan, s: _Specs, tally: _Tally) -> None:
+    """Criteria, placement part and objective recomputed; bound and gap consistent."""
+    p = s.p
+    usable = [gid for gid in s.gpus]
+    max_util = max((tally.gpu_load.get(g, 0.0) / s.cap for g in usable), default=0.0)
+    crit = {
+        "cost": tally.cost,
+        "energy": tally.energy,
+        "balance": max_util,
+        "gpus_used": float(len(tally.gpu_load)),
+        "nodes_used": float(len(tally.on_node)),
+        "migration": tally.migration,
+        "placed": 0.0,  # carried by the drop penalties
+    }
+    weights = objective_weights(plan, p)
+    placement = sum(w * crit[k] for k, w in weights.items() if k != "placed")
+    if "migration" not in weights and "cost" not in weights:
+        placement += 0.0
+    reported = {
+        "criterion_gpus_used": crit["gpus_used"],
+        "criterion_nodes_used": crit["nodes_used"],
+        "criterion_max_utilization": max_util,
+        "criterion_placed_weight": tally.placed_weight,
+        "criterion_cost": tally.cost,
+        "criterion_energy": tally.energy,
+    }
+    for key, value in reported.items():
+        if key in plan.stats:
+            got = plan.stats[key]
+            if not isinstance(got, int | float) or not _close(float(got), value, abs(value)):
+                _fail(f"{key} reported {got}, recomputed {value}")
+    if plan.placement_cost is None or not _close(plan.placement_cost, placement, abs(placement)):
+        _fail(f"placement_cost {plan.placement_cost} differs from the recomputed {placement}")
+    penalty = plan.penalty or 0.0
+    if penalty < 0 or (not plan.unassigned and penalty != 0):
+        _fail(f"penalty {penalty} inconsistent with {len(plan.unassigned)} unassigned task(s)")
+    if plan.objective is None or not _close(plan.objective, placement + penalty, abs(placement) + penalty):
+        _fail(f"objective {plan.objective} != placement part {placement} + penalties {penalty}")
+    if plan.bound is not None and plan.bound > plan.objective + _REL * max(1.0, abs(plan.objective)):
+        _fail(f"bound {plan.bound} above objective {plan.objective}")
+    if plan.status.value == "optimal" and (plan.gap is None or plan.gap > OPTIMALITY_TOLERANCE):
+        _fail(f"optimal plan with gap {plan.gap}")
+
+
+def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
+    """No left-out task fits on a node once the optional tasks of lower priority there are taken off
+    (an exact fit counts; only float noise is forgiven). Vectorized over GPUs: one pass per task."""
+    if not plan.unassigned:
+        return
+    p = s.p
+    gids = list(s.gpus)
+    node_ids = [n.id for n in p.nodes]
+    n_index = {n: i for i, n in enumerate(node_ids)}
+    type_names = [t.name for t in p.gpu_types]
+    k_index = {k: i for i, k in enumerate(type_names)}
+    g_node = np.array([n_index[s.gpus[g][0].id] for g in gids], dtype=np.int64)
+    g_type = np.array([k_index[s.gpus[g][1].type] for g in gids], dtype=np.int64)
+    limit = p.temperature_limit_c
+    g_ok = np.array([not _why_unusable(s.gpus[g][1], limit) for g in gids], dtype=bool)
+    g_memcap = np.array([s.types[type_names[k]].memory_gb for k in g_type])
+    bw = [np.inf if n.bandwidth_gbps is None else n.bandwidth_gbps for n in p.nodes]
+    g_bw = np.array([bw[n] for n in g_node])
+    speed = np.array([t.speed for t in p.gpu_types])
+    tmem = np.array([t.memory_gb for t in p.gpu_types])
+    cpu_cap = np.array([np.inf if n.cpu_cores is None else n.cpu_cores for n in p.nodes])
+    ram_cap = np.array([np.inf if n.memory_gb is None else n.memory_gb for n in p.nodes])
+    g_pos = {g: i for i, g in enumerate(gids)}
+    cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[tuple[str, int]]]] = {}
+
+    def held(level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[tuple[str, int]]]:
+        """GPU load and memory, node CPU and RAM, spread groups held by work that stays at `level`."""
+        if level not in cache:
+            load, mem = np.zeros(len(gids)), np.zeros(len(gids))
+            cpu, ram = np.zeros(len(node_ids)), np.zeros(len(node_ids))
+            groups: set[tuple[str, int]] = set()
+            for tid, where in tally.where.items():
+                t = s.tasks[tid]
+                if t.optional and t.priority < level:
+                    continue
+                for g in where:
+                    load[g_pos[g]] += s.load(t, g)
+                    mem[g_pos[g]] += t.gpu_memory_gb
+                n = n_index[tally.node_of[tid]]
+                cpu[n] += t.cpu_cores
+                ram[n] += t.memory_gb
+                if t.anti_affinity is not None:
+                    groups.add((t.anti_affinity, n))
+            cache[level] = (load, mem, cpu, ram, groups)
+        return cache[level]
+
+    def fits(
+        task: Task,
+        load: np.ndarray,
+        mem: np.ndarray,
+        cpu: np.ndarray,
+        ram: np.ndarray,
+        groups: set[tuple[str, int]],
+    ) -> str:
+        """Where `task` fits beside the work held (GPUs and node), or '' when nowhere."""
+        base = np.full(len(type_names), np.nan)
+        for k, name in enumerate(type_names):
+            if task.duration_h and name in task.duration_h:
+                base[k] = task.duration_h[name]
+            elif task.work_h is not None:
+                base[k] = task.work_h / speed[k]
+        type_ok = np.isfinite(base) & (tmem + 1e-12 >= max(task.gpu_memory_gb, task.min_gpu_memory_gb))
+        if task.allowed_types is not None:
+            type_ok &= np.isin(type_names, task.allowed_types)
+        if task.forbidden_types:
+            type_ok &= ~np.isin(type_names, task.forbidden_types)
+        sel_ok = np.array([all(n.labels.get(k) == v for k, v in task.node_selector.items()) for n in p.nodes])
+        node_ok = (cpu + task.cpu_cores <= cpu_cap * (1 + _NOISE) + _NOISE) & (
+            ram + task.memory_gb <= ram_cap * (1 + _NOISE) + _NOISE
+        )
+        if task.anti_affinity is not None:
+            for grp, n in groups:
+                if grp == task.anti_affinity:
+                    node_ok[n] = False
+        if task.gpus == 0:
+            node_ok &= sel_ok
+            if p.horizon_h is not None:
+                node_ok &= np.array([_cpu_hours(task, n) for n in p.nodes]) <= p.horizon_h * (1 + _REL)
+            return f"node {node_ids[int(np.argmax(node_ok))]!r}" if node_ok.any() else ""
+        dur = np.where(type_ok[g_type], np.nan_to_num(base[g_type]), 0.0)
+        dur = dur + 8.0 * task.input_gb / (3600.0 * g_bw)
+        need = task.gpu_share * (dur if p.horizon_h is not None else 1.0)
+        fit = type_ok[g_type] & g_ok & sel_ok[g_node] & node_ok[g_node]
+        fit &= load + need <= s.cap * (1 + _NOISE) + _NOISE
+        if p.horizon_h is None:
+            fit &= mem + task.gpu_memory_gb <= g_memcap * (1 + _NOISE) + _NOISE
+        key = g_node * len(type_names) + g_type if task.same_type else g_node
+        counts = np.bincount(key[fit], minlength=1)
+        if counts.max(initial=0) < task.gpus:
+            return ""
+        k = int(np.argmax(counts))
+        n = k // len(type_names) if task.same_type else k
+        where = [gids[i] for i in np.flatnonzero(fit & (key == k))][: task.gpus]
+        return f"GPU(s) {where} of node {node_ids[n]!r}"
+
+    # Under a 'placed' criterion the lowest tier's base is 0: leaving out one of its tasks is the
+    # user's trade-off against the other criteria, not a broken priority.
+    lowest = None
+    if "placed" in dict(p.objective.weights()):
+        empty = (np.zeros(len(gids)), np.zeros(len(gids)), np.zeros(len(node_ids)), np.zeros(len(node_ids)))
+        lowest = min((t.priority for t in p.tasks if t.optional and fits(t, *empty, set())), default=None)
+    for u in plan.unassigned:
+        task = s.tasks[u.task]
+        if task.priority == lowest:
+            continue
+        where = fits(task, *held(task.priority))
+        if where:
+            kind = "CPU-only task" if task.gpus == 0 else "task"
+            _fail(
+                f"{kind} {u.task!r} (priority {task.priority}) left out though it fits on {where}"
+                " in place of lower-priority work or in free room"
+            )
+
+
+__all__ = ["hours", "objective_weights", "verify_problem"]

@@ -1,0 +1,367 @@
+"""Solve a fleet program: bound, greedy starts, ejection search, CP-SAT when small; decode; verify.
+
+auto: the aggregated LP and packing bounds first (fleet_bound), then greedy passes with several task
+orders and fit weights (the best kept), then ejection and swap moves that place left-out tasks; when the
+model is small enough for the exact CP-SAT model (at most FLEET_EXACT_PAIRS eligible task-GPU
+pairs), CP-SAT polishes the best start for the remaining time. 'greedy' stops after the greedy
+passes; 'cpsat' always runs the exact model; 'milp' covers the GAP core only and is refused here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpuplan.bounds.fleet import Packing, fleet_lower_bound, packing_bound
+from gpuplan.errors import InputError
+from gpuplan.heuristics.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve, task_order
+from gpuplan.models import Plan, Problem, Status
+from gpuplan.program.decode_fleet import decode_fleet
+from gpuplan.program.fleet import FleetCompiled, FleetProgram, compile_fleet
+from gpuplan.program.priorities import TiersTooWide, tiers
+from gpuplan.status import OPTIMALITY_TOLERANCE, relative_gap
+
+log = logging.getLogger("gpuplan")
+
+#: Largest number of eligible (task, GPU) pairs for which auto runs the exact CP-SAT model.
+FLEET_EXACT_PAIRS = 20_000
+
+
+def _pairs(p: FleetProgram) -> int:
+    per_class = np.bincount(p.gpu_class[p.gpu_ok], minlength=p.eligible_c.shape[1])
+    return int((p.eligible_c @ per_class).sum())
+
+
+def late_tasks(p: FleetProgram, packing: Packing | None) -> np.ndarray | None:
+    """bool [T]: tasks beyond what the packing LP places of their kind (larger gangs served first)."""
+    if packing is None or packing.used is None:
+        return None
+    left = np.round(packing.used).astype(np.int64)
+    late = np.zeros(p.n_tasks, dtype=bool)
+    for t in task_order(p, "gpu"):
+        i = packing.item_of_task[t]
+        if i < 0:
+            continue
+        if left[i] >= p.gang[t]:
+            left[i] -= p.gang[t]
+        else:
+            late[t] = True
+    return late if late.any() else None
+
+
+def _starts(
+    p: FleetProgram, deadline: float, hard_deadline: float, late: np.ndarray | None
+) -> tuple[FleetState, str]:
+    """Greedy passes over a few orders and fit weights, the best by objective; new passes start only
+    before `deadline`, and every pass stops at `hard_deadline`."""
+    best: FleetState | None = None
+    best_val = np.inf
+    name = ""
+    variants = [(how, balance, None) for how in ("gpu", "dominant") for balance in (1.0, 0.0)]
+    if late is not None:
+        variants = [("gpu", 1.0, late), ("dominant", 1.0, late), *variants]
+    for how, balance, lt in variants:
+        if best is not None and time.monotonic() >= deadline:
+            break
+        st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
+        val = np.inf if np.any((st.assign[:, 0] < 0) & ~p.optional) else p.objective(st.assign)
+        if best is None or val < best_val:
+            tag = ", packing order" if lt is not None else ""
+            best, best_val, name = st, val, f"greedy({how}, balance={balance:g}{tag})"
+    assert best is not None
+    return best, name
+
+
+@dataclass
+class _Found:
+    """What one search over a fleet program found (index space)."""
+
+    assign: np.ndarray | None
+    status: Status
+    bound: float | None
+    warm: float | None
+    used: str
+    reason: str
+    incumbents: list[tuple[float, float]] = field(default_factory=list)
+    stats: dict[str, float | int | str] = field(default_factory=dict)
+
+
+def _bounds(
+    p: FleetProgram, until: float
+) -> tuple[float | None, Packing | None, dict[str, float | int | str]]:
+    """The aggregated LP bound and the packing bound (the larger is kept), each stopped at `until`."""
+    stats: dict[str, float | int | str] = {}
+    lp = fleet_lower_bound(p, deadline=until)
+    bound = None if not np.isfinite(lp.bound) else float(lp.bound)
+    stats.update(lp.stats)
+    packing = packing_bound(p, deadline=until)
+    if packing is not None:
+        stats["packing_bound"] = packing.bound
+        bound = packing.bound if bound is None else max(bound, packing.bound)
+    return bound, packing, stats
+
+
+def _search(
+    p: FleetProgram, solver: str, t0: float, span: float, workers: int, seed: int, with_bounds: bool = True
+) -> _Found:
+    """Bounds, greedy starts, moves and (when small enough or asked for) exact CP-SAT within the
+    window [t0, t0 + span]; times are fractions of the window so a stage of a tiered solve gets
+    the same phases as a whole solve."""
+    deadline = t0 + span
+    stats: dict[str, float | int | str] = {}
+    bound, packing = None, None
+    if with_bounds:
+        bound, packing, stats = _bounds(p, t0 + 0.3 * span)
+    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late_tasks(p, packing))
+    incumbents: list[tuple[float, float]] = []
+    feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
+    warm = p.objective(st.assign) if feasible else None
+    if warm is not None:
+        incumbents.append((time.monotonic() - t0, warm))
+    used = name
+    pairs = _pairs(p)
+    exact = solver == "cpsat" or (solver == "auto" and pairs <= FLEET_EXACT_PAIRS)
+    if solver != "greedy":
+        # Moves share the time with CP-SAT when it runs; otherwise they may use it all.
+        until = t0 + (0.3 if exact else 0.95) * span
+        moved = eject_improve(st, min(until, t0 + 0.6 * span))
+        swapped = swap_improve(st, until)
+        stats["eject_placed"], stats["swap_placed"] = moved, swapped
+        if moved or swapped:
+            used += "+moves"
+    assign: np.ndarray | None = st.assign.copy()
+    feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
+    status = Status.FEASIBLE if feasible else Status.UNKNOWN
+    objective = p.objective(st.assign) if feasible else None
+    if objective is not None and (not incumbents or objective < incumbents[-1][1]):
+        incumbents.append((time.monotonic() - t0, objective))
+    reason = f"{pairs:,} eligible pairs: greedy starts, LP and packing bounds, ejection and swap moves"
+    if exact and time.monotonic() < deadline:
+        from gpuplan.backends.fleet_cpsat import solve_fleet_cpsat
+
+        offset = time.monotonic() - t0
+        res = solve_fleet_cpsat(
+            p, deadline=deadline, workers=workers, seed=seed, hint=assign if feasible else None
+        )
+        stats.update(res.stats)
+        used = "cpsat" if solver == "cpsat" else f"{used}+cpsat"
+        reason += ", exact CP-SAT"
+        if res.bound is not None:
+            bound = res.bound if bound is None else max(bound, res.bound)
+        if res.status is Status.INFEASIBLE:
+            status, assign, objective = Status.INFEASIBLE, None, None
+        elif (
+            res.status.has_solution
+            and res.objective is not None
+            and (objective is None or res.objective <= objective)
+        ):
+            assign, objective, status = res.assign, res.objective, res.status
+            incumbents.extend((offset + t, v) for t, v in res.incumbents)
+    if status is Status.FEASIBLE and objective is not None and _proven(objective, bound):
+        status = Status.OPTIMAL
+    if status.has_solution and assign is not None:
+        bad = p.violations(assign)
+        if bad:
+            raise AssertionError(f"fleet solver produced an infeasible plan: {bad[:3]}")
+    return _Found(assign, status, bound, warm, used, reason, incumbents, stats)
+
+
+def _proven(objective: float, bound: float | None) -> bool:
+    return bound is not None and relative_gap(objective, bound) <= OPTIMALITY_TOLERANCE
+
+
+def _homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None:
+    """The infeasible plan when a required task has no eligible GPU at all, else None."""
+    p = c.program
+    homeless = np.flatnonzero(~p.eligible_c.any(axis=1) & ~p.optional)
+    if not homeless.size:
+        return None
+    return decode_fleet(
+        c,
+        None,
+        Status.INFEASIBLE,
+        None,
+        solver="presolve",
+        requested=solver,
+        reason="a required task fits on no GPU (or, CPU-only, on no node)",
+        started=started,
+        warm=None,
+        incumbents=[],
+        stats={},
+        message=f"{homeless.size} required task(s) have no eligible GPU or node",
+    )
+
+
+def solve_fleet(
+    problem: Problem,
+    *,
+    solver: str,
+    time_limit_s: float,
+    workers: int | None,
+    seed: int,
+    started: float,
+) -> Plan:
+    """Compile with the fleet program and solve (see the module docstring); priorities too wide
+    to weigh exactly are solved tier by tier (`solve_tiered`)."""
+    from gpuplan.program.verify import verify
+
+    if solver == "milp":
+        raise InputError(
+            "solver",
+            "'milp' covers the GAP core only (one GPU per task, share, memory, time); this "
+            "problem uses gangs, node resources, placement rules, data, migration or another "
+            "objective: use auto, cpsat or greedy",
+        )
+    workers = workers or os.cpu_count() or 1
+    try:
+        c = compile_fleet(problem)
+    except TiersTooWide as why:
+        return solve_tiered(
+            problem,
+            str(why),
+            solver=solver,
+            time_limit_s=time_limit_s,
+            workers=workers,
+            seed=seed,
+            started=started,
+        )
+    plan = _homeless_plan(c, solver, started)
+    if plan is None:
+        f = _search(c.program, solver, started, time_limit_s, workers, seed)
+        plan = decode_fleet(
+            c,
+            f.assign,
+            f.status,
+            f.bound,
+            solver=f.used,
+            requested=solver,
+            reason=f.reason,
+            started=started,
+            warm=f.warm,
+            incumbents=f.incumbents,
+            stats=f.stats,
+            message=""
+            if f.status.has_solution or f.status is Status.INFEASIBLE
+            else "no plan placing every required task was found within the time limit",
+        )
+    verify(plan, problem)
+    return plan
+
+
+#: Share of a tiered solve's time for the bound of the whole program.
+TIERED_BOUND_SHARE = 0.15
+
+
+def solve_tiered(
+    problem: Problem,
+    why: str,
+    *,
+    solver: str,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+    started: float,
+) -> Plan:
+    r"""Priorities as a true lexicographic order at any size: one stage per priority tier.
+
+    Stage j (tiers from the highest down) solves the program of the required tasks, the optional
+    tasks placed by the stages before it, now required (so each higher tier keeps what it won), and
+    the optional tasks of tier j; lower tiers are absent, so a stage weighs a single tier and cannot
+    overflow. Tasks placed before keep their GPUs unless the stage moves them (their placement is
+    the greedy's first choice). A stage that finds no plan with every required task keeps the
+    previous stage's plan. The plan is then priced on the whole program with every tier weighed
+    like the first (`flat_penalties`); its bound is that program's LP/packing bound, a valid lower
+    bound on the price of every plan, the tier-optimal ones included.
+    """
+    from gpuplan.program.verify import verify
+
+    deadline = started + time_limit_s
+    c = compile_fleet(problem, flat_tiers=True)
+    p = c.program
+    plan = _homeless_plan(c, solver, started)
+    if plan is not None:
+        verify(plan, problem)
+        return plan
+    stats: dict[str, float | int | str] = {}
+    bound, _, bound_stats = _bounds(p, started + TIERED_BOUND_SHARE * time_limit_s)
+    stats.update(bound_stats)
+    usable = np.bincount(p.gpu_class[p.gpu_ok], minlength=p.eligible_c.shape[1]) > 0
+    candidates = p.optional & (p.eligible_c & usable[None, :]).any(axis=1)
+    levels = tiers(candidates, p.priority)
+    best: np.ndarray | None = None
+    status = Status.UNKNOWN
+    incumbents: list[tuple[float, float]] = []
+    used: list[str] = []
+    for j, level in enumerate(levels):
+        keep = ~p.optional | (candidates & (p.priority == level))
+        if best is not None:
+            keep |= best[:, 0] >= 0
+        rows = np.flatnonzero(keep)
+        sub = _stage_problem(problem, c, rows, best)
+        sc = compile_fleet(sub, flat_tiers=True)  # one optional tier: flat is exact
+        now = time.monotonic()
+        window = max(0.0, (deadline - now) / (len(levels) - j))
+        f = _search(sc.program, solver, now, window, workers, seed, with_bounds=False)
+        used.append(f.used)
+        for key, value in f.stats.items():
+            stats[f"tier{level}_{key}"] = value
+        if f.assign is not None and f.status.has_solution:
+            full = p.empty_assign()
+            full[rows, : f.assign.shape[1]] = f.assign
+            if best is not None and not _keeps(best, full, p):
+                raise AssertionError(f"tier {level}: a stage dropped a task an earlier tier placed")
+            best = full
+            status = Status.FEASIBLE
+        elif best is None:
+            status = f.status  # infeasible or unknown for the required tasks
+            break
+        if best is not None:
+            incumbents.append((time.monotonic() - started, p.objective(best)))
+    objective = None if best is None else p.objective(best)
+    if objective is not None and _proven(objective, bound):
+        status = Status.OPTIMAL
+    stats["priority_tiers"] = len(levels)
+    plan = decode_fleet(
+        c,
+        best,
+        status,
+        bound,
+        solver="tiered(" + "; ".join(used) + ")",
+        requested=solver,
+        reason=f"{why}: too wide to weigh exactly, solved tier by tier, highest priority first",
+        started=started,
+        warm=incumbents[0][1] if incumbents else None,
+        incumbents=incumbents,
+        stats=stats,
+        message=""
+        if status.has_solution or status is Status.INFEASIBLE
+        else "no plan placing every required task was found within the time limit",
+    )
+    verify(plan, problem)
+    return plan
+
+
+def _keeps(before: np.ndarray, after: np.ndarray, p: FleetProgram) -> bool:
+    """True when `after` places every optional task `before` placed (the higher tiers' gains)."""
+    return bool(np.all((after[:, 0] >= 0) | (before[:, 0] < 0) | ~p.optional))
+
+
+def _stage_problem(problem: Problem, c: FleetCompiled, rows: np.ndarray, best: np.ndarray | None) -> Problem:
+    """The tasks of `rows`; those placed in `best` become required and start where they are."""
+    tasks = []
+    for t in rows:
+        task = problem.tasks[t]
+        if best is not None and best[t, 0] >= 0 and task.optional:
+            update: dict[str, object] = {"optional": False}
+            if task.current_gpus is None:
+                update["current_gpus"] = [c.gpu_ids[g] for g in best[t] if g >= 0]
+            task = task.model_copy(update=update)
+        tasks.append(task)
+    return problem.model_copy(update={"tasks": tasks})
+
+
+__all__ = ["FLEET_EXACT_PAIRS", "solve_fleet", "solve_tiered"]

@@ -1,8 +1,8 @@
 """The public entry point: `solve` a Problem, the matrix form, or a dict read from JSON.
 
-A Problem that uses any fleet feature (or is too large for the dense GAP arrays, or whose priority
-tiers are too wide to weigh in one program) goes to the fleet strategy; everything else to the GAP
-strategy and its portfolio. Both end with the one verifier.
+A Problem is built into its one program (the fleet program), solved through its GAP view by the GAP
+strategy when it is a GAP, else by the fleet search; the matrix form is a GAP program by itself.
+Every plan ends with the one verifier.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from typing import Any
 from gpuplan.errors import InputError
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem
 from gpuplan.program.compile import compile_problem
-from gpuplan.program.priorities import TiersTooWide
-from gpuplan.strategy.gap import AUTO_MAX_PAIRS, solve_compiled
+from gpuplan.strategy.gap import solve_compiled
 
 #: The names `solve` takes for its `solver` argument.
 SOLVERS = ("auto", "greedy", "cpsat", "milp")
@@ -39,20 +38,9 @@ def solve(
     opts = problem.options if isinstance(problem, Problem) else None
     if solver is not None and solver not in SOLVERS:
         raise InputError("solver", f"unknown backend {solver!r} (choose {', '.join(SOLVERS)})")
-    if isinstance(problem, Problem) and (problem.uses_fleet_features or _too_big(problem)):
-        return _solve_fleet(problem, solver, time_limit_s, workers, seed, started)
-    try:
-        compiled = compile_problem(problem)
-    except TiersTooWide as why:
-        # Only a Problem has priorities. The fleet program solves them tier by tier.
-        assert isinstance(problem, Problem)
-        if (solver or problem.options.solver) == "milp":
-            raise InputError(
-                "solver",
-                f"'milp' weighs every priority tier in one program, and this problem's tiers ({why}) are "
-                "too wide to weigh exactly: use auto, cpsat or greedy",
-            ) from None
-        return _solve_fleet(problem, solver, time_limit_s, workers, seed, started)
+    if isinstance(problem, Problem):
+        return _solve_problem(problem, solver, time_limit_s, workers, seed, started)
+    compiled = compile_problem(problem)
     return solve_compiled(
         compiled,
         solver=solver or (opts.solver if opts else "auto"),
@@ -63,7 +51,7 @@ def solve(
     )
 
 
-def _solve_fleet(
+def _solve_problem(
     problem: Problem,
     solver: str | None,
     time_limit_s: float | None,
@@ -71,7 +59,8 @@ def _solve_fleet(
     seed: int | None,
     started: float,
 ) -> Plan:
-    """`solve` on the fleet program, with the problem's options filling what the call leaves out."""
+    """A Problem goes to its one program (`solve_fleet` picks the GAP view or the fleet search),
+    with the problem's options filling what the call leaves out."""
     from gpuplan.strategy.fleet import solve_fleet
 
     opts = problem.options
@@ -83,11 +72,6 @@ def _solve_fleet(
         seed=seed if seed is not None else opts.seed,
         started=started,
     )
-
-
-def _too_big(problem: Problem) -> bool:
-    """True when the dense [T, G] GAP arrays would be too large: the fleet program scales instead."""
-    return len(problem.tasks) * sum(problem.type_counts().values()) > AUTO_MAX_PAIRS
 
 
 def parse_problem(data: dict[str, Any]) -> Problem | MatrixProblem:

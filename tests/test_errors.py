@@ -43,12 +43,12 @@ def test_compile_step_input_errors_exit_2(tmp_path, capsys, monkeypatch) -> None
     """An InputError raised while compiling reaches the CLI as exit 2, not 'internal error'."""
     import importlib
 
-    solve_mod = importlib.import_module("gpuplan.api")
+    solve_mod = importlib.import_module("gpuplan.strategy.fleet")
 
     def boom(*args: object, **kwargs: object) -> None:
         raise InputError("tasks.priority", "too many priority levels (got 99)")
 
-    monkeypatch.setattr(solve_mod, "compile_problem", boom)
+    monkeypatch.setattr(solve_mod, "compile_fleet", boom)
     path = tmp_path / "p.json"
     path.write_text(json.dumps({**FLEET, "tasks": [{"id": "a", "work_h": 1}]}))
     assert main(["solve", str(path), "--time-limit", "1"]) == 2

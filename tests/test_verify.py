@@ -73,6 +73,12 @@ def with_assignments(plan: Plan, assignments: list[Assignment], **update: object
         "placement_cost": total,
         "penalty": penalty,
         "objective": total + penalty,
+        # the reported criteria, bound and gap describe the old assignments: left out, they are not checked
+        "stats": {k: v for k, v in plan.stats.items() if not k.startswith("criterion_")},
+        "bound": None,
+        "gap": None,
+        "status": Status.FEASIBLE,
+        "gpus": [],
     }
     fields.update(update)
     return plan.model_copy(update=fields)

@@ -142,7 +142,10 @@ def _finish(
     optional: np.ndarray,
     priority: np.ndarray,
     resource_names: tuple[str, ...],
+    penalty: np.ndarray | None = None,
 ) -> Program:
+    """The Program from dense arrays: integer scaling, and the drop penalties (computed here, or
+    `penalty` in user units when the caller built them, as the GAP view of a fleet program does)."""
     cost = np.where(eligible, cost, 0.0)
     load = np.where(eligible[None, :, :], load, 0.0)
     load_scale, load_int, cap_int, load_exact, relaxes = _scale_loads(load, capacity, eligible)
@@ -154,7 +157,13 @@ def _finish(
         cost[eligible], max(float(row_max.sum()), 1e-300), _COST_TOTAL_BUDGET
     )
     cost_int = np.where(eligible, np.round(cost * cost_scale), 0).astype(np.int64)
-    pen_int = _penalties(cost, eligible, optional, priority, cost_scale)
+    if penalty is None:
+        pen_int = _penalties(cost, eligible, optional, priority, cost_scale)
+    else:
+        given = np.where(optional, penalty, 0.0)
+        if float(given.sum() + np.abs(cost).max(axis=1, initial=0.0).sum()) * cost_scale >= _INT_LIMIT:
+            raise TiersTooWide("drop penalties too large for 64-bit integers at this cost scale")
+        pen_int = np.round(given * cost_scale).astype(np.int64)
     return Program(
         cost=cost,
         eligible=eligible,

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from gpuplan.models import Assignment, GPUUsage, Incumbent, Plan, Status, Unassigned
+from gpuplan.models import Assignment, GPUUsage, Incumbent, Plan, Scaling, Status, Unassigned
 from gpuplan.program.fleet import FleetCompiled, FleetProgram
 from gpuplan.status import settle
 
@@ -20,15 +20,7 @@ def _reason(c: FleetCompiled, t: int, status: Status) -> str:
             return f"no node carries the labels {task.node_selector}"
         return f"its duration ({task.work_h} h, with data transfer) exceeds the horizon"
     if not p.eligible_c[t].any():
-        prob = c.source
-        present = {g.type for _, g in prob.all_gpus()}
-        if task.allowed_types is not None and not present & set(task.allowed_types):
-            return f"allowed types {', '.join(task.allowed_types)}: no such GPU in the fleet"
-        if task.node_selector:
-            return f"no node carries the labels {task.node_selector} with an eligible GPU"
-        if task.gpus > 1:
-            return f"no node holds {task.gpus} eligible GPUs" + (" of one type" if task.same_type else "")
-        return "no GPU type in the fleet is allowed, large enough and has a duration for it"
+        return _no_home(c, t)
     if not p.eligible(t).any():
         return "every eligible GPU is unhealthy or over the temperature limit"
     if task.optional:
@@ -36,6 +28,45 @@ def _reason(c: FleetCompiled, t: int, status: Status) -> str:
     if status is Status.INFEASIBLE:
         return "required, but no plan places every required task (proven infeasible)"
     return "required, but no plan placing every required task was found within the time limit"
+
+
+def _no_home(c: FleetCompiled, t: int) -> str:
+    """Why no GPU of the fleet may take task t, whatever the others do: the first rule that rules
+    out every GPU type present (allowed types, durations, memory, horizon, labels, gang size)."""
+    prob, task = c.source, c.source.tasks[t]
+    present = {g.type for _, g in prob.all_gpus()}
+    types = [gt for gt in prob.gpu_types if gt.name in present]
+    if task.allowed_types is not None:
+        types = [gt for gt in types if gt.name in task.allowed_types]
+        if not types:
+            return f"allowed types {', '.join(task.allowed_types)}: no such GPU in the fleet"
+    types = [gt for gt in types if gt.name not in task.forbidden_types]
+    if task.work_h is None:
+        types = [gt for gt in types if gt.name in (task.duration_h or {})]
+        if not types:
+            return "duration_h names no allowed GPU type present in the fleet, and work_h is not given"
+    if not types:
+        return "every GPU type in the fleet is forbidden to it"
+    need = max(task.gpu_memory_gb, task.min_gpu_memory_gb)
+    big = max(types, key=lambda gt: gt.memory_gb)
+    if need > big.memory_gb:
+        return f"needs {need:g} GB; the largest eligible GPU has {big.memory_gb:g} GB"
+    horizon = prob.horizon_h
+    finite = c.duration[t][np.isfinite(c.duration[t])]
+    if horizon is not None and not finite.size:
+        fastest = min(
+            (task.duration_h or {}).get(gt.name, (task.work_h or np.inf) / gt.speed)
+            for gt in types
+            if gt.memory_gb >= need
+        )
+        hours = fastest * task.gpu_share
+        if hours > horizon:
+            return f"needs {hours:g} h on its fastest eligible GPU; the horizon is {horizon:g} h"
+    if task.node_selector:
+        return f"no node carries the labels {task.node_selector} with an eligible GPU"
+    if task.gpus > 1:
+        return f"no node holds {task.gpus} eligible GPUs" + (" of one type" if task.same_type else "")
+    return "no GPU of the fleet is allowed, large enough and fast enough for it"
 
 
 def criteria(p: FleetProgram, assign: np.ndarray) -> dict[str, float]:
@@ -76,6 +107,7 @@ def decode_fleet(
     incumbents: list[tuple[float, float]],
     stats: dict[str, float | int | str],
     message: str = "",
+    scaling: Scaling | None = None,
 ) -> Plan:
     """FleetCompiled + assignment -> Plan."""
     p = c.program
@@ -87,6 +119,7 @@ def decode_fleet(
         incumbents=[Incumbent(time_s=round(t, 4), objective=o) for t, o in incumbents],
         stats=stats,
         message=message,
+        scaling=scaling,
     )
     if assign is None or not status.has_solution:
         empty = [Unassigned(task=c.task_ids[t], reason=_reason(c, t, status)) for t in range(p.n_tasks)]

@@ -20,7 +20,7 @@ import numpy as np
 
 from gpuplan.errors import VerificationError
 from gpuplan.models import GPU, Assignment, GPUType, Node, Plan, Problem, Task
-from gpuplan.status import OPTIMALITY_TOLERANCE
+from gpuplan.status import OPTIMALITY_TOLERANCE, relative_gap
 
 _REL = 1e-6
 _NOISE = 1e-9
@@ -174,6 +174,8 @@ def _check_assignment(a: Assignment, s: _Specs, tally: _Tally) -> None:
     if a.task in tally.where:
         _fail(f"task {a.task!r} appears twice")
     tally.where[a.task] = list(a.gpus)
+    if task.current_gpus is None and a.moved is not None:
+        _fail(f"task {a.task!r}: moved flag {a.moved} on a task that is not running")
     if task.gpus == 0:
         _check_cpu_only(a, task, s, tally)
         return
@@ -261,6 +263,10 @@ def _check_cpu_only(a: Assignment, task: Task, s: _Specs, tally: _Tally) -> None
     if any(node.labels.get(k) != v for k, v in task.node_selector.items()):
         _fail(f"task {a.task!r}: node {node.id!r} lacks the labels {task.node_selector}")
     dur = _cpu_hours(task, node)
+    if a.gpu_type is not None:
+        _fail(f"CPU-only task {a.task!r}: reported GPU type {a.gpu_type!r}")
+    if a.duration_h is not None and not _close(a.duration_h, dur):
+        _fail(f"task {a.task!r}: reported duration {a.duration_h} h, recomputed {dur} h")
     if s.p.horizon_h is not None and dur > s.p.horizon_h * (1 + _REL):
         _fail(f"CPU-only task {a.task!r}: {dur:.9g} h exceed the horizon {s.p.horizon_h:g} h")
     _hold_node(a.task, task, node.id, tally, s)
@@ -353,8 +359,17 @@ def _check_numbers(plan: Plan, s: _Specs, tally: _Tally) -> None:
         _fail(f"objective {plan.objective} != placement part {placement} + penalties {penalty}")
     if plan.bound is not None and plan.bound > plan.objective + _REL * max(1.0, abs(plan.objective)):
         _fail(f"bound {plan.bound} above objective {plan.objective}")
+    gap = None if plan.bound is None else relative_gap(plan.objective, plan.bound)
+    if (plan.gap is None) != (gap is None) or (gap is not None and not _close(plan.gap or 0.0, gap, 1e-9)):
+        _fail(f"gap {plan.gap} inconsistent with objective {plan.objective} and bound {plan.bound} ({gap})")
     if plan.status.value == "optimal" and (plan.gap is None or plan.gap > OPTIMALITY_TOLERANCE):
         _fail(f"optimal plan with gap {plan.gap}")
+    for usage in plan.gpus:
+        if usage.gpu not in s.gpus:
+            _fail(f"usage reported for unknown GPU {usage.gpu!r}")
+        util = tally.gpu_load.get(usage.gpu, 0.0) / s.cap
+        if abs(usage.utilization - util) > 1e-5:
+            _fail(f"GPU {usage.gpu!r}: utilization reported {usage.utilization}, recomputed {util:.6g}")
 
 
 def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:

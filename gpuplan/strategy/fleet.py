@@ -19,11 +19,14 @@ import numpy as np
 from gpuplan.bounds.fleet import Packing, fleet_lower_bound, packing_bound
 from gpuplan.errors import InputError
 from gpuplan.heuristics.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve, task_order
-from gpuplan.models import Plan, Problem, Status
+from gpuplan.models import Plan, Problem, Scaling, Status
 from gpuplan.program.decode_fleet import decode_fleet
 from gpuplan.program.fleet import FleetCompiled, FleetProgram, compile_fleet
+from gpuplan.program.gap import Program
+from gpuplan.program.gap_view import gap_view
 from gpuplan.program.priorities import TiersTooWide, tiers
 from gpuplan.status import OPTIMALITY_TOLERANCE, relative_gap
+from gpuplan.strategy.gap import AUTO_MAX_PAIRS, GapOutcome, search_gap
 
 log = logging.getLogger("gpuplan")
 
@@ -205,21 +208,17 @@ def solve_fleet(
     seed: int,
     started: float,
 ) -> Plan:
-    """Compile with the fleet program and solve (see the module docstring); priorities too wide
-    to weigh exactly are solved tier by tier (`solve_tiered`)."""
+    """Build the one program of `problem` and solve it: its GAP view with the GAP strategy when the
+    program is a GAP (`gap_view`) and its dense arrays fit, else the fleet search (module docstring);
+    priorities too wide to weigh exactly are solved tier by tier (`solve_tiered`). Decoded and
+    verified as a fleet plan either way."""
     from gpuplan.program.verify import verify
 
-    if solver == "milp":
-        raise InputError(
-            "solver",
-            "'milp' covers the GAP core only (one GPU per task, share, memory, time); this "
-            "problem uses gangs, node resources, placement rules, data, migration or another "
-            "objective: use auto, cpsat or greedy",
-        )
     workers = workers or os.cpu_count() or 1
     try:
         c = compile_fleet(problem)
     except TiersTooWide as why:
+        _refuse_milp(solver, f"its priority tiers ({why}) are too wide to weigh in one program")
         return solve_tiered(
             problem,
             str(why),
@@ -229,8 +228,36 @@ def solve_fleet(
             seed=seed,
             started=started,
         )
+    view = gap_view(c) if c.program.n_tasks * c.program.n_gpus <= AUTO_MAX_PAIRS else None
+    if view is None:
+        _refuse_milp(
+            solver,
+            "it is not a GAP (gangs, node resources, spread, data, migration, CPU-only tasks or a"
+            " criterion other than cost), or too large for dense arrays",
+        )
     plan = _homeless_plan(c, solver, started)
-    if plan is None:
+    if plan is None and view is not None:
+        try:
+            out = search_gap(
+                view.program,
+                solver=solver,
+                time_limit_s=time_limit_s,
+                workers=workers,
+                seed=seed,
+                started=started,
+            )
+        except TiersTooWide as why:  # the penalties overflow the GAP view's integer scale
+            return solve_tiered(
+                problem,
+                str(why),
+                solver=solver,
+                time_limit_s=time_limit_s,
+                workers=workers,
+                seed=seed,
+                started=started,
+            )
+        plan = _decode_gap(c, view.program, out, solver, started)
+    elif plan is None:
         f = _search(c.program, solver, started, time_limit_s, workers, seed)
         plan = decode_fleet(
             c,
@@ -250,6 +277,41 @@ def solve_fleet(
         )
     verify(plan, problem)
     return plan
+
+
+def _refuse_milp(solver: str, why: str) -> None:
+    """'milp' accepts GAP programs only: asked for by name on any other program, it is refused."""
+    if solver == "milp":
+        raise InputError(
+            "solver",
+            f"'milp' accepts GAP programs only, and this problem's is not: {why}; use auto, cpsat or greedy",
+        )
+
+
+def _decode_gap(c: FleetCompiled, view: Program, out: GapOutcome, solver: str, started: float) -> Plan:
+    """A GAP strategy's answer (one GPU per task) decoded as a fleet plan, with the view's scaling."""
+    raw = out.raw
+    assign = raw.assign[:, None].copy() if raw.status.has_solution else None
+    scaling = Scaling(
+        cost_scale=view.cost_scale,
+        load_scales={n: float(s) for n, s in zip(view.resource_names, view.load_scale, strict=True)},
+        exact=view.scaling_exact,
+    )
+    return decode_fleet(
+        c,
+        assign,
+        raw.status,
+        raw.bound,
+        solver=out.name,
+        requested=solver,
+        reason=out.reason,
+        started=started,
+        warm=out.warm,
+        incumbents=raw.incumbents,
+        stats=raw.stats,
+        message=raw.message,
+        scaling=scaling,
+    )
 
 
 #: Share of a tiered solve's time for the bound of the whole program.

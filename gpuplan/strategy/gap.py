@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,6 +64,16 @@ def _better(a: RawSolution, b: RawSolution, program: Program) -> RawSolution:
     return a if program.objective_int(a.assign) <= program.objective_int(b.assign) else b
 
 
+@dataclass
+class GapOutcome:
+    """What the GAP strategy found: the solution in index space, what ran and why."""
+
+    raw: RawSolution
+    name: str
+    reason: str
+    warm: float | None
+
+
 def solve_compiled(
     compiled: Compiled,
     *,
@@ -72,10 +83,31 @@ def solve_compiled(
     seed: int = 0,
     started: float | None = None,
 ) -> Plan:
-    """Solve an already compiled problem; see `solve`."""
+    """Solve an already compiled program (the matrix form); decode and verify; see `solve`."""
     started = time.monotonic() if started is None else started
+    out = search_gap(
+        compiled.program,
+        solver=solver,
+        time_limit_s=time_limit_s,
+        workers=workers,
+        seed=seed,
+        started=started,
+    )
+    return _finish(compiled, out.raw, out.name, solver, out.reason, started, out.warm)
+
+
+def search_gap(
+    program: Program,
+    *,
+    solver: str,
+    time_limit_s: float,
+    workers: int | None,
+    seed: int,
+    started: float,
+) -> GapOutcome:
+    """The greedy warm start, then the backend `solver` names (`auto`: the portfolio) on a GAP
+    program, within `started + time_limit_s`; polished."""
     deadline = started + time_limit_s
-    program = compiled.program
     workers = workers or os.cpu_count() or 1
     if solver not in ("auto", "greedy", "cpsat", "milp"):
         raise InputError("solver", f"unknown backend {solver!r} (choose auto, greedy, cpsat, milp)")
@@ -87,7 +119,7 @@ def solve_compiled(
             Status.INFEASIBLE,
             f"{no_home.size} required task(s) have no eligible GPU",
         )
-        return _finish(compiled, raw, "presolve", solver, "a required task fits on no GPU", started, None)
+        return GapOutcome(raw, "presolve", "a required task fits on no GPU", None)
 
     warm = GreedySolver().solve(program, SolveParams(deadline=deadline, workers=workers, seed=seed))
     if warm.status.has_solution:
@@ -144,7 +176,9 @@ def solve_compiled(
             best.objective = program.objective(polished)
             if best.status is Status.OPTIMAL:
                 best.status = Status.FEASIBLE
-    return _finish(compiled, best, name, solver, reason, started, warm_obj)
+    if best.status.has_solution and best.bound is not None and best.objective is not None:
+        best.bound = min(best.bound, best.objective)
+    return GapOutcome(best, name, reason, warm_obj)
 
 
 def _finish(
@@ -156,8 +190,6 @@ def _finish(
     started: float,
     warm_obj: float | None,
 ) -> Plan:
-    if raw.status.has_solution and raw.bound is not None and raw.objective is not None:
-        raw.bound = min(raw.bound, raw.objective)
     plan = decode(
         compiled,
         raw,

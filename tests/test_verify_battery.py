@@ -12,11 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import gpuplan
 from gpuplan import Assignment, Plan, Problem, Status, Unassigned, VerificationError, verify
 from gpuplan.optimizer.fleet import NONE, FleetCompiled, compile_fleet
 from gpuplan.optimizer.fleet_solve import decode_fleet
+from tests.strategies import SETTINGS, fleets, tiny_fleet_problems
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -569,3 +572,57 @@ def test_tampered_plan_is_rejected(case: Tamper) -> None:
     assert bad != plan
     with pytest.raises(VerificationError, match=case.match):
         verify(bad, problem)
+
+
+# --- single moves: verify agrees with the fleet program's own feasibility ---------------------------
+
+#: Words of the messages about numbers (money, criteria, objective, bound) rather than placement rules.
+NUMBERS = ("reported cost", "criterion_", "placement_cost", "objective", "penalty", "bound", "gap")
+#: Words of the priority-dominance messages (a rule of the plan, not of the program's feasibility).
+DOMINANCE = "left out though it fits"
+
+
+@SETTINGS
+@given(
+    problem=st.one_of(fleets().map(Problem.model_validate), tiny_fleet_problems()),
+    solver=st.sampled_from(["auto", "greedy"]),
+    pick=st.data(),
+)
+def test_single_moves_agree_with_program_feasibility(
+    problem: Problem, solver: str, pick: st.DataObject
+) -> None:
+    """Engine plans pass verify; one GPU of one placed task moved elsewhere (numbers recomputed) is
+    accepted exactly when the compiled fleet program finds the result feasible."""
+    plan = gpuplan.solve(problem, solver=solver, time_limit_s=1, workers=1, seed=0)
+    if not plan.status.has_solution:
+        return
+    verify(plan, problem)
+    c = compile_fleet(problem)
+    assign = _assign(c, plan)
+    verify(_decoded(c, assign), problem)
+    placed = np.flatnonzero(assign[:, 0] != NONE).tolist()
+    if not placed:
+        return
+    t = pick.draw(st.sampled_from(placed), label="task")
+    k = pick.draw(st.integers(0, int(c.program.gang[t]) - 1), label="slot")
+    # Half the time among the GPUs the task may use (capacity aside), so that some moves are feasible.
+    near = pick.draw(st.booleans(), label="eligible only")
+    allowed = c.program.eligible(t) if near else np.ones(c.program.n_gpus, dtype=bool)
+    targets = [g for g in np.flatnonzero(allowed).tolist() if g != assign[t, k]]
+    if not targets:
+        return
+    g = pick.draw(st.sampled_from(targets), label="to")
+    moved = assign.copy()
+    moved[t, k] = g
+    broken = c.program.violations(moved)
+    try:
+        verify(_decoded(c, moved), problem)
+    except VerificationError as err:
+        why = str(err)
+        assert not any(w in why for w in NUMBERS), f"numbers of a decoded plan rejected: {why}"
+        if not broken:
+            assert DOMINANCE in why, f"feasible by the program, rejected by verify: {why}"
+        else:
+            assert DOMINANCE not in why, f"program finds {broken}, verify only: {why}"
+        return
+    assert not broken, f"verify accepts a move the program finds infeasible: {broken}"

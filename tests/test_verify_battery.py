@@ -208,22 +208,22 @@ def test_hand_made_plans_have_the_expected_shape() -> None:
 # --- one tamper per rule -----------------------------------------------------------------------------
 
 
-def _split_gang(p: Problem, plan: Plan) -> Plan:
-    pre = _by_task(plan)["pretrain"]
+def _free_gpu(plan: Plan, p: Problem, node: str) -> str:
+    """A GPU of `node` that no task of `plan` uses."""
     used = {g for a in plan.assignments for g in a.gpus}
+    return next(g.id for n, g in p.all_gpus() if n.id == node and g.id not in used)
+
+
+def _split_gang(p: Problem, plan: Plan) -> Plan:
+    """The 4-GPU gang 'pretrain' with its last GPU on the other DGX node."""
+    pre = _by_task(plan)["pretrain"]
     other = "dgx-1" if pre.node == "dgx-2" else "dgx-2"
-    free = next(f"{other}/A100-80G/{k}" for k in range(8) if f"{other}/A100-80G/{k}" not in used)
-    return _move(plan, p, "pretrain", [*pre.gpus[:3], free])
+    return _move(plan, p, "pretrain", [*pre.gpus[:3], _free_gpu(plan, p, other)])
 
 
 def _mixed_gang(p: Problem, plan: Plan) -> Plan:
-    gang = _by_task(plan)["gang"]
-    return _move(plan, p, "gang", [gang.gpus[0], "m/B/0"])
-
-
-def _free_gpu(plan: Plan, p: Problem, node: str) -> str:
-    used = {g for a in plan.assignments for g in a.gpus}
-    return next(g.id for n, g in p.all_gpus() if n.id == node and g.id not in used)
+    """The same_type gang with one of its A GPUs swapped for the node's B GPU."""
+    return _move(plan, p, "gang", [_by_task(plan)["gang"].gpus[0], "m/B/0"])
 
 
 def _next_to(task: str, other: str) -> Callable[[Problem, Plan], Plan]:
@@ -232,14 +232,17 @@ def _next_to(task: str, other: str) -> Callable[[Problem, Plan], Plan]:
 
 
 def _onto(task: str, gpus: list[str]) -> Callable[[Problem, Plan], Plan]:
+    """Move `task` onto `gpus`."""
     return lambda p, plan: _move(plan, p, task, gpus)
 
 
 def _edit(task: str, **changes: object) -> Callable[[Problem, Plan], Plan]:
+    """Change fields of the assignment of `task` (nothing recomputed)."""
     return lambda p, plan: _replace(plan, task, **changes)
 
 
 def _plan_edit(fn: Callable[[Plan], dict]) -> Callable[[Problem, Plan], Plan]:
+    """Change fields of the plan itself, as `fn` of the plan."""
     return lambda p, plan: plan.model_copy(update=fn(plan))
 
 
@@ -256,6 +259,7 @@ def _unassign(task: str) -> Callable[[Problem, Plan], Plan]:
 
 
 def _swap_priorities(p: Problem, plan: Plan) -> Plan:
+    """On the one-GPU fleet: the lower-priority task placed, the higher one dropped."""
     return _redecoded(p, plan, {"hi": None, "lo": ["g"]})
 
 
@@ -437,7 +441,7 @@ TAMPERS = [
         r"'serve-2': reported cost .* \(money\)",
     ),
     Tamper(
-        "wrong_cost_missing_transfer",
+        "wrong_cost_gang_with_transfer",
         "fleet",
         lambda p, plan: _replace(plan, "finetune-a", cost=_by_task(plan)["finetune-a"].cost * 0.9),
         r"'finetune-a': reported cost",

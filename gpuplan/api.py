@@ -12,7 +12,7 @@ from typing import Any
 
 from gpuplan.errors import InputError
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem
-from gpuplan.program.compile import compile_problem
+from gpuplan.program.compile import compile_matrix
 from gpuplan.strategy.gap import solve_compiled
 
 #: The names `solve` takes for its `solver` argument.
@@ -40,7 +40,7 @@ def solve(
         raise InputError("solver", f"unknown backend {solver!r} (choose {', '.join(SOLVERS)})")
     if isinstance(problem, Problem):
         return _solve_problem(problem, solver, time_limit_s, workers, seed, started)
-    compiled = compile_problem(problem)
+    compiled = compile_matrix(problem)
     return solve_compiled(
         compiled,
         solver=solver or (opts.solver if opts else "auto"),

@@ -251,9 +251,9 @@ def test_validate_problem(capsys):
     """`validate` on a good problem exits 0 and reports what it holds."""
     assert main(["validate", str(CLUSTER)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("ok: valid problem:")
+    assert out.startswith("ok: valid problem (a GAP):")
     assert "34 tasks" in out and "14 GPUs" in out
-    assert "warning: 1 task(s) fit on no GPU: llm-serve-xl" in out
+    assert "warning: 1 task(s) fit nowhere: llm-serve-xl" in out
 
 
 def test_validate_matrix(tmp_path, capsys):

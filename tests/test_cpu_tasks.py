@@ -18,6 +18,7 @@ from gpuplan.bounds.fleet import fleet_lower_bound, packing_bound
 from gpuplan.heuristics.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve
 from gpuplan.models import Node, Problem, Status, Task
 from gpuplan.program.fleet import compile_fleet
+from gpuplan.program.gap_view import gap_like
 from gpuplan.program.verify import VerificationError, verify
 
 TYPES = [{"name": "A", "memory_gb": 80, "cost_per_hour": 2.0, "power_w": 400}]
@@ -32,9 +33,8 @@ def problem(nodes: list[dict], tasks: list[dict], **extra) -> Problem:
 
 def test_cpu_only_task_is_valid_and_uses_the_fleet_program() -> None:
     t = Task(id="etl", gpus=0, cpu_cores=4, memory_gb=8, work_h=1)
-    assert t.uses_fleet_features
     p = problem([{"id": "c", "cpu_cores": 8}], [t.model_dump()])
-    assert p.uses_fleet_features
+    assert not gap_like(compile_fleet(p))  # host slots: not a GAP
     assert p.all_gpus() == []
 
 

@@ -92,7 +92,7 @@ def test_cbc_proves_infeasibility_with_an_infeasible_start():
 
     from gpuplan.api import parse_problem
     from gpuplan.backends.milp import MilpSolver
-    from gpuplan.program.compile import compile_problem
+    from gpuplan.program.gap_view import compile_problem
     from gpuplan.program.solution import SolveParams
 
     m = {"matrix": {"cost": [[0, 0]] * 3, "load": [[2, 1], [1, 3], [2, 2]], "capacity": [2, 2]}}

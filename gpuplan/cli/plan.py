@@ -24,18 +24,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
     problem = load_problem(args.problem)
     if args.time_limit is not None and args.time_limit <= 0:
         raise InputError("--time-limit", f"must be > 0 (got {args.time_limit})")
-    from gpuplan.models import Problem
-
-    chosen = args.solver or (problem.options.solver if isinstance(problem, Problem) else "auto")
-    if chosen == "milp" and isinstance(problem, Problem) and problem.uses_fleet_features:
-        raise InputError(
-            "--solver" if args.solver else "options.solver",
-            "'milp' covers the GAP core only; this problem uses the fleet model (gangs, node "
-            "resources, placement rules, data, migration or another objective): use auto, cpsat or greedy",
+    try:
+        plan = solve(
+            problem, solver=args.solver, time_limit_s=args.time_limit, workers=args.workers, seed=args.seed
         )
-    plan = solve(
-        problem, solver=args.solver, time_limit_s=args.time_limit, workers=args.workers, seed=args.seed
-    )
+    except InputError as exc:
+        if exc.path != "solver":
+            raise
+        # name the place the user chose the backend: the flag, or the problem's options
+        raise InputError("--solver" if args.solver else "options.solver", exc.message) from None
     _write(plan.model_dump_json(indent=2), args.output)
     if args.summary:
         print(plan.summary(), file=sys.stderr)
@@ -47,28 +44,36 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from gpuplan.models import Problem
-    from gpuplan.program.compile import compile_problem
+    from gpuplan.program.compile import compile_matrix
 
     problem = load_problem(args.problem)
-    if isinstance(problem, Problem) and problem.uses_fleet_features:
+    if isinstance(problem, Problem):
         from gpuplan.program.fleet import compile_fleet
+        from gpuplan.program.gap_view import gap_like
+        from gpuplan.program.priorities import TiersTooWide
 
-        fc = compile_fleet(problem)
+        try:
+            fc = compile_fleet(problem)
+            tiers = ""
+        except TiersTooWide as why:
+            fc = compile_fleet(problem, flat_tiers=True)
+            tiers = f"; {why}: solved tier by tier"
         fp = fc.program
         homeless = [fc.task_ids[t] for t in range(fp.n_tasks) if not fp.eligible(t).any()]
+        kind = "a GAP" if gap_like(fc) else "fleet model"
         print(
-            f"ok: valid problem (fleet model): {fp.n_tasks} tasks, {fp.n_gpus} GPUs on {fp.n_nodes} nodes, "
-            f"gangs {int((fp.gang > 1).sum())}, objective {', '.join(f'{k} x{w:g}' for k, w in fc.terms)}"
+            f"ok: valid problem ({kind}): {fp.n_tasks} tasks, {int((~fp.host).sum())} GPUs on {fp.n_nodes}"
+            f" nodes, gangs {int((fp.gang > 1).sum())}, CPU-only tasks {int(fp.cpu_only.sum())}, objective "
+            f"{', '.join(f'{k} x{w:g}' for k, w in fc.terms)}{tiers}"
         )
         if homeless:
-            print(f"warning: {len(homeless)} task(s) fit on no GPU: {', '.join(homeless[:10])}")
+            print(f"warning: {len(homeless)} task(s) fit nowhere: {', '.join(homeless[:10])}")
         return EXIT_OK
-    c = compile_problem(problem)
+    c = compile_matrix(problem)
     prog = c.program
     homeless = [c.task_ids[t] for t in range(prog.n_tasks) if not prog.eligible[t].any()]
-    kind = "problem" if isinstance(problem, Problem) else "matrix"
     print(
-        f"ok: valid {kind}: {prog.n_tasks} tasks, {prog.n_gpus} GPUs, "
+        f"ok: valid matrix: {prog.n_tasks} tasks, {prog.n_gpus} GPUs, "
         f"{int(prog.eligible.sum()):,} eligible pairs, resources {', '.join(prog.resource_names)}"
     )
     if homeless:

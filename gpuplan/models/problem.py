@@ -110,16 +110,6 @@ class Problem(Spec):
                 out.extend((node, GPU(id=f"{node.id}/{name}/{k}", type=name)) for k in range(count))
         return out
 
-    @property
-    def uses_fleet_features(self) -> bool:
-        """True when the problem needs the fleet program (gangs, CPU-only tasks, node resources,
-        labels, spread, data, migration, or an objective other than cost) rather than the GAP core."""
-        return (
-            self.objective.kind != "cost"
-            or bool(self.transfer_cost_per_gb)
-            or any(t.uses_fleet_features for t in self.tasks)
-        )
-
     def gpu_type(self, name: str) -> GPUType:
         """The GPU type called `name`."""
         for t in self.gpu_types:

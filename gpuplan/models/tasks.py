@@ -125,20 +125,3 @@ class Task(Spec):
                     f"{name}: a CPU-only task (gpus: 0) takes no GPU, so {name} does not apply "
                     f"(got {getattr(self, name)!r}): {how}"
                 )
-
-    @property
-    def uses_fleet_features(self) -> bool:
-        """True when the task needs more than the GAP core (one GPU, share, memory, time): a gang or
-        a CPU-only task, node resources, placement rules, data or migration."""
-        return bool(
-            self.gpus != 1
-            or self.cpu_cores
-            or self.memory_gb
-            or self.forbidden_types
-            or self.min_gpu_memory_gb
-            or self.node_selector
-            or self.anti_affinity
-            or self.input_gb
-            or self.dataset
-            or self.current_gpus
-        )

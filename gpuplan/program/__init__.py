@@ -6,9 +6,10 @@ into a Plan; `verify` checks a Plan against the user's own input. The drop penal
 priorities lexicographic are built once, in `priorities`.
 """
 
-from gpuplan.program.compile import Compiled, compile_problem
+from gpuplan.program.compile import Compiled, compile_matrix
 from gpuplan.program.fleet import NONE, FleetCompiled, FleetProgram, compile_fleet
 from gpuplan.program.gap import DROPPED, Program
+from gpuplan.program.gap_view import compile_problem, gap_view
 from gpuplan.program.solution import RawSolution, SolveParams
 from gpuplan.program.verify import verify
 
@@ -22,6 +23,8 @@ __all__ = [
     "RawSolution",
     "SolveParams",
     "compile_fleet",
+    "compile_matrix",
     "compile_problem",
+    "gap_view",
     "verify",
 ]

@@ -228,75 +228,9 @@ def duration_table(problem: Problem) -> np.ndarray:
     return out
 
 
-def _compile_problem(p: Problem) -> Compiled:
-    pairs = p.all_gpus()
-    type_index = {gt.name: k for k, gt in enumerate(p.gpu_types)}
-    g_type = np.array([type_index[g.type] for _, g in pairs], dtype=np.int64)
-    g_mem = np.array([p.gpu_types[k].memory_gb for k in g_type], dtype=np.float64)
-    g_price = np.array([p.gpu_types[k].cost_per_hour for k in g_type], dtype=np.float64)
-    limit = p.temperature_limit_c
-    g_ok = np.array(
-        [
-            g.healthy and not (limit is not None and g.temperature_c is not None and g.temperature_c > limit)
-            for _, g in pairs
-        ],
-        dtype=bool,
-    )
-    t_n, g_n = len(p.tasks), len(pairs)
-    share = np.array([t.gpu_share for t in p.tasks], dtype=np.float64)
-    mem = np.array([t.gpu_memory_gb for t in p.tasks], dtype=np.float64)
-    allowed = np.ones((t_n, len(p.gpu_types)), dtype=bool)
-    for t, task in enumerate(p.tasks):
-        if task.allowed_types is not None:
-            allowed[t] = False
-            allowed[t, [type_index[n] for n in task.allowed_types]] = True
-    dur = duration_table(p)[:, g_type] if g_n else np.zeros((t_n, 0))
-    eligible = (
-        allowed[:, g_type] & (mem[:, None] <= g_mem[None, :] + 1e-12) & g_ok[None, :] & np.isfinite(dur)
-    )
-    dur0 = np.where(np.isfinite(dur), dur, 0.0)
-    cost = dur0 * share[:, None] * g_price[None, :]
-    if p.horizon_h is None:
-        names: tuple[str, ...] = ("gpu_share",)
-        loads = [np.broadcast_to(share[:, None], (t_n, g_n))]
-        caps = [np.ones(g_n)]
-        if mem.any():
-            names += ("gpu_memory_gb",)
-            loads.append(np.broadcast_to(mem[:, None], (t_n, g_n)))
-            caps.append(g_mem)
-    else:
-        names = ("gpu_time_h",)
-        loads = [dur0 * share[:, None]]
-        caps = [np.full(g_n, p.horizon_h)]
-    program = _finish(
-        cost,
-        eligible,
-        np.stack(loads).astype(np.float64) if t_n else np.zeros((len(names), 0, g_n)),
-        np.stack(caps).astype(np.float64),
-        np.array([t.optional for t in p.tasks], dtype=bool),
-        np.array([t.priority for t in p.tasks], dtype=np.int64),
-        names,
-    )
-    return Compiled(
-        program=program,
-        source=p,
-        task_ids=tuple(t.id for t in p.tasks),
-        gpu_ids=tuple(g.id for _, g in pairs),
-        gpu_nodes=tuple(n.id for n, _ in pairs),
-        gpu_types=tuple(g.type for _, g in pairs),
-        duration=np.where(np.isfinite(dur), dur, np.nan),
-    )
+def compile_matrix(source: MatrixProblem | Matrix) -> Compiled:
+    """The matrix form -> Compiled (Program + names). Pure: the input is not touched."""
+    return _compile_matrix(source.matrix if isinstance(source, MatrixProblem) else source)
 
 
-def compile_problem(source: Problem | MatrixProblem | Matrix) -> Compiled:
-    """Problem or matrix form -> Compiled (Program + names). Pure: the input is not touched."""
-    if isinstance(source, MatrixProblem):
-        return _compile_matrix(source.matrix)
-    if isinstance(source, Matrix):
-        return _compile_matrix(source)
-    if isinstance(source, Problem):
-        return _compile_problem(source)
-    raise TypeError(f"cannot compile {type(source).__name__}; expected Problem or MatrixProblem")
-
-
-__all__ = ["Compiled", "compile_problem", "duration_table"]
+__all__ = ["Compiled", "compile_matrix", "duration_table"]

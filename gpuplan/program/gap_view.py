@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from gpuplan.program.compile import Compiled, _finish
-from gpuplan.program.fleet import FleetCompiled
+from gpuplan.errors import InputError
+from gpuplan.models import Matrix, MatrixProblem, Problem
+from gpuplan.program.compile import Compiled, _finish, compile_matrix
+from gpuplan.program.fleet import FleetCompiled, compile_fleet
 
 
 def gap_like(fc: FleetCompiled) -> bool:
@@ -78,4 +80,21 @@ def gap_view(fc: FleetCompiled) -> Compiled | None:
     )
 
 
-__all__ = ["gap_like", "gap_view"]
+def compile_problem(source: Problem | MatrixProblem | Matrix) -> Compiled:
+    """The GAP Program of a Problem (its fleet program's view) or of the matrix form. Raises
+    InputError for a Problem that is not a GAP (use `compile_fleet` for the whole program)."""
+    if isinstance(source, MatrixProblem | Matrix):
+        return compile_matrix(source)
+    if not isinstance(source, Problem):
+        raise TypeError(f"cannot compile {type(source).__name__}; expected Problem or MatrixProblem")
+    view = gap_view(compile_fleet(source))
+    if view is None:
+        raise InputError(
+            "problem",
+            "not a GAP (gangs, node resources, spread, data, migration, CPU-only tasks or a criterion"
+            " other than cost): its program is compile_fleet's",
+        )
+    return view
+
+
+__all__ = ["compile_problem", "gap_like", "gap_view"]

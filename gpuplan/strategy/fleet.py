@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gpuplan.backends import require
 from gpuplan.bounds.fleet import Packing, fleet_lower_bound, packing_bound
 from gpuplan.errors import InputError
 from gpuplan.heuristics.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve, task_order
@@ -218,7 +219,10 @@ def solve_fleet(
     try:
         c = compile_fleet(problem)
     except TiersTooWide as why:
-        _refuse_milp(solver, f"its priority tiers ({why}) are too wide to weigh in one program")
+        if solver == "milp":  # the tier-by-tier solve runs fleet programs, which milp does not take
+            raise InputError(
+                "solver", f"'milp' cannot take this program: its priority tiers ({why}) are too wide to weigh"
+            ) from None
         return solve_tiered(
             problem,
             str(why),
@@ -229,12 +233,8 @@ def solve_fleet(
             started=started,
         )
     view = gap_view(c) if c.program.n_tasks * c.program.n_gpus <= AUTO_MAX_PAIRS else None
-    if view is None:
-        _refuse_milp(
-            solver,
-            "it is not a GAP (gangs, node resources, spread, data, migration, CPU-only tasks or a"
-            " criterion other than cost), or too large for dense arrays",
-        )
+    if solver != "auto":
+        require(solver, c.program if view is None else view.program)
     plan = _homeless_plan(c, solver, started)
     if plan is None and view is not None:
         try:
@@ -277,15 +277,6 @@ def solve_fleet(
         )
     verify(plan, problem)
     return plan
-
-
-def _refuse_milp(solver: str, why: str) -> None:
-    """'milp' accepts GAP programs only: asked for by name on any other program, it is refused."""
-    if solver == "milp":
-        raise InputError(
-            "solver",
-            f"'milp' accepts GAP programs only, and this problem's is not: {why}; use auto, cpsat or greedy",
-        )
 
 
 def _decode_gap(c: FleetCompiled, view: Program, out: GapOutcome, solver: str, started: float) -> Plan:

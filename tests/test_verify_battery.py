@@ -158,6 +158,7 @@ def _decoded(c: FleetCompiled, assign: np.ndarray) -> Plan:
         Status.FEASIBLE,
         None,
         solver="tampered",
+        phases=["tampered"],
         requested="tampered",
         reason="",
         started=time.monotonic(),

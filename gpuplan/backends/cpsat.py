@@ -85,7 +85,7 @@ class CpSatSolver:
 
         code = solver.solve(model, _Recorder())
         status = _status_map().get(code, Status.UNKNOWN)
-        stats: dict[str, float | int | str] = {
+        stats: dict[str, bool | int | float | str] = {
             "build_s": round(built, 4),
             "variables": n_pairs + len(drop),
             "branches": int(solver.num_branches),

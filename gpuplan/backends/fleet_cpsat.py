@@ -72,7 +72,7 @@ class FleetResult:
     bound: float | None
     # (seconds since the call, the solver's objective in user units) per solution found
     incumbents: list[tuple[float, float]] = field(default_factory=list)
-    stats: dict[str, float | int | str] = field(default_factory=dict)
+    stats: dict[str, bool | int | float | str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class _Model:
         self.exact_loads = True
         self.scales: dict[str, float] = {}
         self.symmetry_groups = 0
-        self.stats: dict[str, float | int | str] = {}
+        self.stats: dict[str, bool | int | float | str] = {}
 
     # --- structure ---------------------------------------------------------------------------------
     def add_placement(self) -> int | None:
@@ -439,12 +439,12 @@ def solve_fleet_cpsat(
     stats.update(
         {
             "cpsat_cost_scale": mm.cost_scale,
-            "cpsat_cost_exact": mm.cost_exact,
-            "cpsat_loads_exact": mm.exact_loads,
-            "cpsat_loads_relax": mm.relaxes,
+            "cpsat_cost_exact": bool(mm.cost_exact),
+            "cpsat_loads_exact": bool(mm.exact_loads),
+            "cpsat_loads_relax": bool(mm.relaxes),
             "cpsat_load_scales": ", ".join(f"{k}={v:g}" for k, v in mm.scales.items()),
             "cpsat_balance_grid": mm.q,
-            "cpsat_balance_exact": mm.bal_slack == 0.0,
+            "cpsat_balance_exact": bool(mm.bal_slack == 0.0),
             "cpsat_symmetry_groups": mm.symmetry_groups,
         }
     )

@@ -145,7 +145,7 @@ class MilpSolver:
                         proc.wait()
                         killed = "killed at the deadline (CBC overran its time limit)"
             text = Path(log_path).read_text(errors="replace")
-            stats: dict[str, float | int | str] = {"build_s": round(built, 4)}
+            stats: dict[str, bool | int | float | str] = {"build_s": round(built, 4)}
             bound_int = None
             for pattern in (_LOWER_BOUND, _BEST_POSSIBLE):
                 found = pattern.findall(text)

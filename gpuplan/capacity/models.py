@@ -226,4 +226,4 @@ class CapacityReport(_Out):
     assignments: list[Placement] = Field(default_factory=list)
     optional_left_out: list[Issue] = Field(default_factory=list)
     infeasible: list[Issue] = Field(default_factory=list)
-    stats: dict[str, float | int | str] = Field(default_factory=dict)
+    stats: dict[str, bool | int | float | str] = Field(default_factory=dict)

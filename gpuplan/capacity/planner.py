@@ -89,7 +89,7 @@ def plan_capacity(
     cls = classes(prep)
     lp = solve_sizing(prep, integer=False, cls=cls)
     first = solve_sizing(prep, cls=cls, time_limit_s=max(1.0, 0.3 * time_limit_s))
-    stats: dict[str, float | int | str] = {
+    stats: dict[str, bool | int | float | str] = {
         "tasks": len(workload.tasks),
         "required_tasks": int((~prep.optional).sum()),
         "offers": len(catalog.offers),

@@ -6,7 +6,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gpuplan.status import Status
 
-SCHEMA_VERSION = "1.1"  # 1.1: assignments carry `moved` (re-planning)
+SCHEMA_VERSION = "1.2"
+# 1.1: assignments carry `moved` (re-planning).
+# 1.2: `solver` names one backend and `phases` lists what ran; `stats` keep booleans; `cost` of every
+#      assignment is money; `optimal` means a relative gap within 1e-6; drop penalties use one formula
+#      in user units (the GAP core's first tier was 2·S + 1/scale, now 2·S + 1).
 
 
 class _Out(BaseModel):
@@ -71,7 +75,13 @@ class Plan(_Out):
     objective: float | None = None
     bound: float | None = Field(default=None, description="Proven lower bound on the objective.")
     gap: float | None = None
-    solver: str
+    solver: str = Field(
+        description="The backend whose plan this is: greedy, cpsat, milp, portfolio (the GAP strategy's"
+        " phases together), tiered (one stage per priority tier) or presolve (nothing to search)."
+    )
+    phases: list[str] = Field(
+        default_factory=list, description="What ran, in order (greedy variants, moves, CP-SAT, ...)."
+    )
     solver_requested: str
     solver_reason: str = ""
     wall_time_s: float
@@ -83,7 +93,9 @@ class Plan(_Out):
     warm_start_objective: float | None = None
     incumbents: list[Incumbent] = Field(default_factory=list)
     scaling: Scaling | None = None
-    stats: dict[str, float | int | str] = Field(default_factory=dict)
+    stats: dict[str, bool | int | float | str] = Field(
+        default_factory=dict, description="Solver statistics: numbers as numbers, flags as booleans."
+    )
     message: str = ""
 
     @property

@@ -84,6 +84,7 @@ def decode(
     sol: RawSolution,
     *,
     solver: str,
+    phases: list[str],
     solver_requested: str,
     solver_reason: str,
     wall_time_s: float,
@@ -99,6 +100,7 @@ def decode(
     )
     common = dict(
         solver=solver,
+        phases=phases,
         solver_requested=solver_requested,
         solver_reason=solver_reason,
         wall_time_s=round(wall_time_s, 4),

@@ -100,12 +100,13 @@ def decode_fleet(
     bound: float | None,
     *,
     solver: str,
+    phases: list[str],
     requested: str,
     reason: str,
     started: float,
     warm: float | None,
     incumbents: list[tuple[float, float]],
-    stats: dict[str, float | int | str],
+    stats: dict[str, bool | int | float | str],
     message: str = "",
     scaling: Scaling | None = None,
 ) -> Plan:
@@ -113,6 +114,7 @@ def decode_fleet(
     p = c.program
     common = dict(
         solver=solver,
+        phases=phases,
         solver_requested=requested,
         solver_reason=reason,
         warm_start_objective=warm,

@@ -21,7 +21,7 @@ class RawSolution:
     objective: float | None
     bound: float | None = None
     incumbents: list[tuple[float, float]] = field(default_factory=list)
-    stats: dict[str, float | int | str] = field(default_factory=dict)
+    stats: dict[str, bool | int | float | str] = field(default_factory=dict)
     message: str = ""
 
     @classmethod

@@ -90,15 +90,16 @@ class _Found:
     warm: float | None
     used: str
     reason: str
+    phases: list[str]
     incumbents: list[tuple[float, float]] = field(default_factory=list)
-    stats: dict[str, float | int | str] = field(default_factory=dict)
+    stats: dict[str, bool | int | float | str] = field(default_factory=dict)
 
 
 def _bounds(
     p: FleetProgram, until: float
-) -> tuple[float | None, Packing | None, dict[str, float | int | str]]:
+) -> tuple[float | None, Packing | None, dict[str, bool | int | float | str]]:
     """The aggregated LP bound and the packing bound (the larger is kept), each stopped at `until`."""
-    stats: dict[str, float | int | str] = {}
+    stats: dict[str, bool | int | float | str] = {}
     lp = fleet_lower_bound(p, deadline=until)
     bound = None if not np.isfinite(lp.bound) else float(lp.bound)
     stats.update(lp.stats)
@@ -116,7 +117,7 @@ def _search(
     window [t0, t0 + span]; times are fractions of the window so a stage of a tiered solve gets
     the same phases as a whole solve."""
     deadline = t0 + span
-    stats: dict[str, float | int | str] = {}
+    stats: dict[str, bool | int | float | str] = {}
     bound, packing = None, None
     if with_bounds:
         bound, packing, stats = _bounds(p, t0 + 0.3 * span)
@@ -126,7 +127,8 @@ def _search(
     warm = p.objective(st.assign) if feasible else None
     if warm is not None:
         incumbents.append((time.monotonic() - t0, warm))
-    used = name
+    phases = [name]
+    used = "greedy"  # the backend whose plan it is
     pairs = _pairs(p)
     exact = solver == "cpsat" or (solver == "auto" and pairs <= FLEET_EXACT_PAIRS)
     if solver != "greedy":
@@ -136,7 +138,7 @@ def _search(
         swapped = swap_improve(st, until)
         stats["eject_placed"], stats["swap_placed"] = moved, swapped
         if moved or swapped:
-            used += "+moves"
+            phases.append("moves")
     assign: np.ndarray | None = st.assign.copy()
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
     status = Status.FEASIBLE if feasible else Status.UNKNOWN
@@ -152,7 +154,7 @@ def _search(
             p, deadline=deadline, workers=workers, seed=seed, hint=assign if feasible else None
         )
         stats.update(res.stats)
-        used = "cpsat" if solver == "cpsat" else f"{used}+cpsat"
+        phases.append("cpsat")
         reason += ", exact CP-SAT"
         if res.bound is not None:
             bound = res.bound if bound is None else max(bound, res.bound)
@@ -165,13 +167,14 @@ def _search(
         ):
             assign, objective, status = res.assign, res.objective, res.status
             incumbents.extend((offset + t, v) for t, v in res.incumbents)
+            used = "cpsat"
     if status is Status.FEASIBLE and objective is not None and _proven(objective, bound):
         status = Status.OPTIMAL
     if status.has_solution and assign is not None:
         bad = p.violations(assign)
         if bad:
             raise AssertionError(f"fleet solver produced an infeasible plan: {bad[:3]}")
-    return _Found(assign, status, bound, warm, used, reason, incumbents, stats)
+    return _Found(assign, status, bound, warm, used, reason, phases, incumbents, stats)
 
 
 def _proven(objective: float, bound: float | None) -> bool:
@@ -190,6 +193,7 @@ def _homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None
         Status.INFEASIBLE,
         None,
         solver="presolve",
+        phases=["presolve"],
         requested=solver,
         reason="a required task fits on no GPU (or, CPU-only, on no node)",
         started=started,
@@ -218,6 +222,8 @@ def solve_fleet(
     workers = workers or os.cpu_count() or 1
     try:
         c = compile_fleet(problem)
+        # The view scales the penalties to integers: they may overflow there even when exact in floats.
+        view = gap_view(c) if c.program.n_tasks * c.program.n_gpus <= AUTO_MAX_PAIRS else None
     except TiersTooWide as why:
         if solver == "milp":  # the tier-by-tier solve runs fleet programs, which milp does not take
             raise InputError(
@@ -232,30 +238,18 @@ def solve_fleet(
             seed=seed,
             started=started,
         )
-    view = gap_view(c) if c.program.n_tasks * c.program.n_gpus <= AUTO_MAX_PAIRS else None
     if solver != "auto":
         require(solver, c.program if view is None else view.program)
     plan = _homeless_plan(c, solver, started)
     if plan is None and view is not None:
-        try:
-            out = search_gap(
-                view.program,
-                solver=solver,
-                time_limit_s=time_limit_s,
-                workers=workers,
-                seed=seed,
-                started=started,
-            )
-        except TiersTooWide as why:  # the penalties overflow the GAP view's integer scale
-            return solve_tiered(
-                problem,
-                str(why),
-                solver=solver,
-                time_limit_s=time_limit_s,
-                workers=workers,
-                seed=seed,
-                started=started,
-            )
+        out = search_gap(
+            view.program,
+            solver=solver,
+            time_limit_s=time_limit_s,
+            workers=workers,
+            seed=seed,
+            started=started,
+        )
         plan = _decode_gap(c, view.program, out, solver, started)
     elif plan is None:
         f = _search(c.program, solver, started, time_limit_s, workers, seed)
@@ -265,6 +259,7 @@ def solve_fleet(
             f.status,
             f.bound,
             solver=f.used,
+            phases=f.phases,
             requested=solver,
             reason=f.reason,
             started=started,
@@ -294,6 +289,7 @@ def _decode_gap(c: FleetCompiled, view: Program, out: GapOutcome, solver: str, s
         raw.status,
         raw.bound,
         solver=out.name,
+        phases=out.phases,
         requested=solver,
         reason=out.reason,
         started=started,
@@ -339,7 +335,7 @@ def solve_tiered(
     if plan is not None:
         verify(plan, problem)
         return plan
-    stats: dict[str, float | int | str] = {}
+    stats: dict[str, bool | int | float | str] = {}
     bound, _, bound_stats = _bounds(p, started + TIERED_BOUND_SHARE * time_limit_s)
     stats.update(bound_stats)
     usable = np.bincount(p.gpu_class[p.gpu_ok], minlength=p.eligible_c.shape[1]) > 0
@@ -359,7 +355,7 @@ def solve_tiered(
         now = time.monotonic()
         window = max(0.0, (deadline - now) / (len(levels) - j))
         f = _search(sc.program, solver, now, window, workers, seed, with_bounds=False)
-        used.append(f.used)
+        used.extend(f"tier {level}: {phase}" for phase in f.phases)
         for key, value in f.stats.items():
             stats[f"tier{level}_{key}"] = value
         if f.assign is not None and f.status.has_solution:
@@ -383,7 +379,8 @@ def solve_tiered(
         best,
         status,
         bound,
-        solver="tiered(" + "; ".join(used) + ")",
+        solver="tiered",
+        phases=used,
         requested=solver,
         reason=f"{why}: too wide to weigh exactly, solved tier by tier, highest priority first",
         started=started,

@@ -69,9 +69,10 @@ class GapOutcome:
     """What the GAP strategy found: the solution in index space, what ran and why."""
 
     raw: RawSolution
-    name: str
+    name: str  # the backend whose plan it is
     reason: str
     warm: float | None
+    phases: list[str]
 
 
 def solve_compiled(
@@ -93,7 +94,7 @@ def solve_compiled(
         seed=seed,
         started=started,
     )
-    return _finish(compiled, out.raw, out.name, solver, out.reason, started, out.warm)
+    return _finish(compiled, out, solver, started)
 
 
 def search_gap(
@@ -119,7 +120,7 @@ def search_gap(
             Status.INFEASIBLE,
             f"{no_home.size} required task(s) have no eligible GPU",
         )
-        return GapOutcome(raw, "presolve", "a required task fits on no GPU", None)
+        return GapOutcome(raw, "presolve", "a required task fits on no GPU", None, ["presolve"])
 
     warm = GreedySolver().solve(program, SolveParams(deadline=deadline, workers=workers, seed=seed))
     if warm.status.has_solution:
@@ -127,9 +128,13 @@ def search_gap(
         warm.objective = program.objective(warm.assign)
     log.info("greedy: %s objective=%s", warm.status.value, warm.objective)
     name, reason = choose_backend(program) if solver == "auto" else (solver, "requested")
+    phases = ["greedy"]
     if name != "greedy" and not warm.status.has_solution:
         budget = min(max(REPAIR_SHARE * time_limit_s, REPAIR_MIN_S), 0.3 * time_limit_s)
         warm = _repair(program, warm, started + budget, seed)
+        phases.append("local search")
+    if name != "greedy":
+        phases.append(name)
     warm_obj = warm.objective
 
     if name == "greedy":
@@ -156,6 +161,7 @@ def search_gap(
                     raw.stats,
                     f"{name} did not improve on the greedy warm start",
                 )
+                name = "greedy"
         elif warm.status.has_solution:
             best = RawSolution(
                 warm.assign,
@@ -166,7 +172,7 @@ def search_gap(
                 raw.stats,
                 f"{name} found no solution in time ({raw.message}); returning the greedy warm start",
             )
-            name = f"{name}+greedy"
+            name = "greedy"  # the warm start is what comes back
         else:
             best = raw
     if best.status.has_solution:
@@ -178,26 +184,19 @@ def search_gap(
                 best.status = Status.FEASIBLE
     if best.status.has_solution and best.bound is not None and best.objective is not None:
         best.bound = min(best.bound, best.objective)
-    return GapOutcome(best, name, reason, warm_obj)
+    return GapOutcome(best, name, reason, warm_obj, phases)
 
 
-def _finish(
-    compiled: Compiled,
-    raw: RawSolution,
-    name: str,
-    requested: str,
-    reason: str,
-    started: float,
-    warm_obj: float | None,
-) -> Plan:
+def _finish(compiled: Compiled, out: GapOutcome, requested: str, started: float) -> Plan:
     plan = decode(
         compiled,
-        raw,
-        solver=name,
+        out.raw,
+        solver=out.name,
+        phases=out.phases,
         solver_requested=requested,
-        solver_reason=reason,
+        solver_reason=out.reason,
         wall_time_s=time.monotonic() - started,
-        warm_start_objective=warm_obj,
+        warm_start_objective=out.warm,
     )
     verify(plan, compiled.source)
     return plan

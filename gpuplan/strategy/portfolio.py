@@ -81,7 +81,7 @@ class _State:
     best: np.ndarray | None = None
     best_int: int | None = None
     timeline: list[tuple[float, float]] = field(default_factory=list)
-    stats: dict[str, float | int | str] = field(default_factory=dict)
+    stats: dict[str, bool | int | float | str] = field(default_factory=dict)
 
     def offer(self, assign: np.ndarray | None, source: str, at: float | None = None) -> bool:
         """Keep `assign` if feasible and better (found at monotonic time `at`, default now)."""
@@ -151,7 +151,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
             st.stats.update(
                 lp_rounds=lp.rounds,
                 lp_columns=lp.columns,
-                lp_complete=str(lp.complete),
+                lp_complete=bool(lp.complete),
                 lp_time_s=round(lp.time_s, 3),
             )
             log.info(

@@ -1,7 +1,7 @@
 """Build the C core of the Lagrangian branch and bound; everything else is in pyproject.toml.
 
 The extension is optional: without a C compiler the install still succeeds (setuptools warns), and
-gpuplan runs without the branch and bound (`gpuplan.backends.gap_bb.available`)."""
+gpuplan runs without the branch and bound (`gpuplan.native.available`)."""
 
 from setuptools import Extension, setup
 

@@ -1,6 +1,6 @@
 r"""Branch and bound on the knapsack Lagrangian bound, and a large-neighbourhood search around it.
 
-With the multipliers :math:`u` of `gap_knapsack` and reduced costs :math:`w_{tg} = c_{tg} - u_t`,
+With the multipliers :math:`u` of `gpuplan.bounds.knapsack` and reduced costs :math:`w_{tg} = c_{tg} - u_t`,
 every plan that places each task once costs
 
 .. math::

@@ -408,7 +408,7 @@ done:
 }
 
 /* One 0-1 knapsack per GPU: min sum w x over the allowed tasks with w < 0 whose loads fit, the
- * subproblem of the knapsack Lagrangian (gap_knapsack.py); writes each optimum and its choice. */
+ * subproblem of the knapsack Lagrangian (gpuplan/bounds/knapsack.py); writes each optimum and its choice. */
 static PyObject *knapsacks(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer w, a, ok, cap, x, z;

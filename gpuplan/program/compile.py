@@ -1,4 +1,5 @@
-r"""Compile a Problem (or the matrix form) into a Program: the only place the math is built.
+r"""The GAP Program's dense arrays: the matrix form's builder, and the integer scaling every GAP
+Program (the matrix form's, or a Problem's GAP view) goes through.
 
 Formulation
 -----------

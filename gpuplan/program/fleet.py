@@ -1,8 +1,7 @@
-r"""The fleet program: the full model (gangs, nodes, sharing, spread, data, migration, objectives).
-
-Problems that use only one GPU per task, GPU share, GPU memory and time go through the GAP core of
-:mod:`gpuplan.program.compile`; everything else is compiled here, onto the same assignment program
-with node structure added. This docstring is the formulation.
+r"""The one program of every Problem: the full model (gangs, nodes, sharing, spread, data, migration,
+objectives), built from the specs by `compile_fleet`. A program that is a GAP is recognised by
+:func:`gpuplan.program.gap_view.gap_like` and handed to the GAP backends as a view; this docstring
+is the formulation.
 
 Formulation
 -----------

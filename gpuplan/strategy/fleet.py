@@ -1,10 +1,14 @@
-"""Solve a fleet program: bound, greedy starts, ejection search, CP-SAT when small; decode; verify.
+"""The strategy for a Problem: its one program, solved through its GAP view or by the fleet search.
 
-auto: the aggregated LP and packing bounds first (fleet_bound), then greedy passes with several task
-orders and fit weights (the best kept), then ejection and swap moves that place left-out tasks; when the
-model is small enough for the exact CP-SAT model (at most FLEET_EXACT_PAIRS eligible task-GPU
-pairs), CP-SAT polishes the best start for the remaining time. 'greedy' stops after the greedy
-passes; 'cpsat' always runs the exact model; 'milp' covers the GAP core only and is refused here.
+`solve_fleet` builds the fleet program. When it is a GAP (`gap_view`) and its dense arrays fit, the
+GAP strategy solves the view. Otherwise, auto: the aggregated LP and packing bounds first
+(`gpuplan.bounds.fleet`), then greedy passes with several task orders and fit weights (the best
+kept), then ejection and swap moves that place left-out tasks; when the model is small enough for
+the exact CP-SAT model (at most FLEET_EXACT_PAIRS eligible task-GPU pairs), CP-SAT polishes the best
+start for the remaining time. 'greedy' stops after the greedy passes; 'cpsat' always runs the exact
+model; 'milp' takes GAP programs only (`backends.require`). Priorities too wide to weigh in one
+objective are solved tier by tier (`solve_tiered`). Every plan is decoded by `decode_fleet` and
+checked by the one verifier.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The solve() facade: compile, greedy warm start, exact backend, polish, decode, verify."""
+"""The GAP strategy: greedy warm start, then the backend asked for (`auto`: the portfolio), polish.
+
+It runs on a GAP Program (the matrix form's, or a Problem's GAP view); `solve_compiled` decodes and
+verifies the matrix form's plans, `strategy.fleet` those of a Problem."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@
 
 On single-resource programs with at most `EXACT_PAIRS` pairs and small knapsacks (at most
 `BB_PAIRS` when every task is required), the assignment constraints are also relaxed (one 0-1
-knapsack per GPU, `gap_knapsack`): its bound is often stronger than the LP's, and its forcing
+knapsack per GPU, `gpuplan.bounds.knapsack`): its bound is often stronger than the LP's, and its forcing
 penalties fix more pairs before the exact phase. When every task is
 required, a branch and bound on that relaxation (`gap_bb`) then takes every worker for up to
 `BB_SHARE` of the time, in place of SCIP and the restricted phases: one thread climbs a ladder of

@@ -3,10 +3,14 @@ tiny fleets (as models and as JSON-like dicts) and capacity offers, plus the sha
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st
 
 from gpuplan import compile_problem, parse_problem
+from gpuplan.bounds.knapsack import KnapsackLagrangian, knapsack_lagrangian
 from gpuplan.models import GPUType, Node, Objective, Problem, Task
 from gpuplan.program.gap import Program
 
@@ -297,3 +301,37 @@ def offers_and_works(draw: st.DrawFn, horizon: float = 40.0) -> tuple[list[tuple
     specs = draw(offer_specs)
     longest = min(30, int(horizon * min(s for s, *_ in specs)))
     return specs, draw(st.lists(st.integers(1, longest), min_size=1, max_size=6))
+
+
+# --- builders shared by several test files ---------------------------------------------------
+
+
+def type_d_matrix(t: int, g: int, seed: int, max_load: int) -> dict:
+    """A matrix instance shaped like Chu & Beasley's type D: cost falls as load rises, tight capacity."""
+    rng = np.random.default_rng(seed)
+    load = rng.integers(1, max_load + 1, size=(t, g))
+    cost = 111 - load + rng.integers(-10, 11, size=(t, g))
+    cap = (0.8 * load.sum(axis=0) / g).astype(int)
+    return {"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}}
+
+
+def program_with_drops(
+    m: dict, optional: list[bool] | None = None, penalty: list[int] | None = None
+) -> Program:
+    """The program of matrix `m`, with the tasks `optional` marks droppable at integer `penalty`."""
+    p = program_of(m)
+    if optional is not None and penalty is not None:
+        opt = np.resize(np.array(optional, dtype=bool), p.n_tasks)
+        pen = np.where(opt, np.resize(np.array(penalty, dtype=np.int64), p.n_tasks), 0)
+        p = p.replace(
+            optional=opt,
+            penalty=pen.astype(np.float64) / p.cost_scale,
+            penalty_int=pen,
+        )
+    return p
+
+
+def knapsack_from(p: Program, u0: list[float] | None = None) -> KnapsackLagrangian:
+    """The knapsack Lagrangian from multipliers `u0` (resized to the tasks; default zeros)."""
+    u = np.zeros(p.n_tasks) if u0 is None else np.resize(np.array(u0), p.n_tasks)
+    return knapsack_lagrangian(p, u, None, time.monotonic() + 2, iterations=60)

@@ -19,7 +19,7 @@ from gpuplan.program.verify import VerificationError, verify
 from tests.oracles import fleet_brute_force, fleet_spots
 from tests.strategies import FLEET_TYPES, tiny_fleet_problems
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fleet.json"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fleet.json"
 TYPES = FLEET_TYPES
 
 

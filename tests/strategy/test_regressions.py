@@ -10,7 +10,7 @@ import gpuplan
 from gpuplan import Status
 from gpuplan.status import OPTIMALITY_TOLERANCE
 
-CLUSTER = Path(__file__).resolve().parents[1] / "examples" / "cluster.json"
+CLUSTER = Path(__file__).resolve().parents[2] / "examples" / "cluster.json"
 
 
 def _problem(tasks: list[dict], **extra: object) -> dict:

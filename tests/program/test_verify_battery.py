@@ -21,7 +21,7 @@ from gpuplan.program.decode_fleet import decode_fleet
 from gpuplan.program.fleet import NONE, FleetCompiled, compile_fleet
 from tests.strategies import SETTINGS, fleets, tiny_fleet_problems
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 #: Small problems, each set up for the rules the examples do not reach.
 HAND_MADE: dict[str, dict] = {

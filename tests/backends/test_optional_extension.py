@@ -13,8 +13,7 @@ import pytest
 from gpuplan import native, parse_problem, solve, verify
 from gpuplan.backends import gap_bb
 from gpuplan.bounds import knapsack as gap_knapsack
-from tests.test_gap_bb import _type_d
-from tests.test_gap_knapsack import _program
+from tests.strategies import program_with_drops, type_d_matrix
 
 compiled = pytest.mark.skipif(not native.available(), reason="the C extension is not built here")
 
@@ -30,7 +29,7 @@ def test_portfolio_without_the_extension_still_plans_and_says_so(without_extensi
     """A type-D-like 5 x 30 program (one the branch and bound takes when built): CP-SAT and SCIP
     give a verified plan, and the plan's message and stats say that the branch and bound did not
     run."""
-    problem = parse_problem(_type_d(30, 5, 3, 100))
+    problem = parse_problem(type_d_matrix(30, 5, 3, 100))
     plan = solve(problem, time_limit_s=4, workers=2)
     assert plan.status.value in ("optimal", "feasible")
     verify(plan, problem)
@@ -53,7 +52,7 @@ def test_no_note_where_the_branch_and_bound_would_not_run(without_extension: Non
 
 
 def test_branch_and_bound_without_the_extension_names_it(without_extension: None) -> None:
-    p = _program({"matrix": {"cost": [[1, 2]], "load": [[1, 1]], "capacity": [1, 1]}})
+    p = program_with_drops({"matrix": {"cost": [[1, 2]], "load": [[1, 1]], "capacity": [1, 1]}})
     kl = gap_knapsack.knapsack_lagrangian(p, np.zeros(1), None, time.monotonic() + 2, iterations=5)
     with pytest.raises(ImportError, match=re.escape(native.UNAVAILABLE)):
         gap_bb.branch_and_bound(p, kl, 10, 1.0)
@@ -61,7 +60,7 @@ def test_branch_and_bound_without_the_extension_names_it(without_extension: None
 
 @compiled
 def test_portfolio_with_the_extension_takes_the_branch_and_bound() -> None:
-    plan = solve(parse_problem(_type_d(30, 5, 3, 100)), time_limit_s=4, workers=2)
+    plan = solve(parse_problem(type_d_matrix(30, 5, 3, 100)), time_limit_s=4, workers=2)
     assert plan.status.value in ("optimal", "feasible")
     assert "bb_nodes" in plan.stats and plan.stats["knap_dp"] == "compiled"
     assert native.UNAVAILABLE not in plan.message and "bb" not in plan.stats
@@ -85,7 +84,7 @@ def test_numpy_knapsacks_match_the_compiled_ones(seed: int) -> None:
 
 @compiled
 def test_knapsack_lagrangian_is_the_same_without_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
-    p = _program(_type_d(30, 5, 4, 100))
+    p = program_with_drops(type_d_matrix(30, 5, 4, 100))
     u0 = np.full(p.n_tasks, float(p.cost_int.mean()))
     a = gap_knapsack.knapsack_lagrangian(p, u0, None, time.monotonic() + 5, iterations=30)
     monkeypatch.setattr(native, "_gapbb", None)

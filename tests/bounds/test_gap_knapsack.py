@@ -14,28 +14,14 @@ from hypothesis import strategies as st
 
 from gpuplan.bounds.gap import lp_relaxation
 from gpuplan.bounds.knapsack import applicable, knapsack_fixable, knapsack_lagrangian, knapsacks
-from gpuplan.program.gap import Program
 from tests.oracles import feasible_plans, knapsack_by_enumeration
-from tests.strategies import SETTINGS, multipliers, one_resource_matrices, program_of
-
-
-def _program(m: dict, optional: list[bool] | None = None, penalty: list[int] | None = None) -> Program:
-    p = program_of(m)
-    if optional is not None and penalty is not None:
-        opt = np.resize(np.array(optional, dtype=bool), p.n_tasks)
-        pen = np.where(opt, np.resize(np.array(penalty, dtype=np.int64), p.n_tasks), 0)
-        p = p.replace(
-            optional=opt,
-            penalty=pen.astype(np.float64) / p.cost_scale,
-            penalty_int=pen,
-        )
-    return p
-
-
-def _kl(p: Program, u0: list[float] | None = None):
-    """The knapsack Lagrangian from multipliers `u0` (resized to the tasks; default zeros)."""
-    u = np.zeros(p.n_tasks) if u0 is None else np.resize(np.array(u0), p.n_tasks)
-    return knapsack_lagrangian(p, u, None, time.monotonic() + 2, iterations=60)
+from tests.strategies import (
+    SETTINGS,
+    knapsack_from,
+    multipliers,
+    one_resource_matrices,
+    program_with_drops,
+)
 
 
 def _tol(v: float) -> float:
@@ -52,7 +38,7 @@ def _tol(v: float) -> float:
 def test_bound_and_penalties_hold_for_every_solution(m, u0, optional, penalty):
     """L(u) <= every feasible objective for any start u; L(u) + penalty[t, g] <= the objective of
     every feasible solution using (t, g); fixing at opt + 1 keeps every optimal pair."""
-    p = _program(m, optional, penalty)
+    p = program_with_drops(m, optional, penalty)
     assert applicable(p)
     sols = feasible_plans(p)
     assume(sols)
@@ -73,7 +59,7 @@ def test_bound_and_penalties_hold_for_every_solution(m, u0, optional, penalty):
 @given(one_resource_matrices())
 def test_lp_duals_start_gives_at_least_the_lp_bound(m):
     """From the LP's assignment duals the knapsack bound is never weaker than the LP bound."""
-    p = _program(m)
+    p = program_with_drops(m)
     assert applicable(p)
     lp = lp_relaxation(p, time.monotonic() + 5)
     assume(lp is not None and lp.complete and lp.u is not None)  # an infeasible LP has no duals
@@ -106,7 +92,7 @@ def test_knapsack_matches_enumeration(w, a, cap):
 
 def test_multi_resource_programs_are_left_alone():
     m = {"matrix": {"cost": [[1, 2]], "load": [[[1, 1]], [[1, 1]]], "capacity": [[1, 1], [1, 1]]}}
-    assert not applicable(_program(m))
+    assert not applicable(program_with_drops(m))
 
 
 @pytest.mark.clock
@@ -118,7 +104,7 @@ def test_auto_honours_the_deadline_on_a_tight_type_d_instance(tmp_path):
     cost = 111 - load + rng.integers(-10, 11, size=(n, m))
     cap = (0.8 * load.sum(axis=0) / m).astype(int)
     problem = {"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}}
-    p = _program(problem)
+    p = program_with_drops(problem)
     assert applicable(p)
     path = tmp_path / "d.json"
     path.write_text(json.dumps(problem), encoding="utf-8")
@@ -140,9 +126,9 @@ def test_auto_honours_the_deadline_on_a_tight_type_d_instance(tmp_path):
 @given(one_resource_matrices(), multipliers(-40, 40))
 def test_z_is_each_gpus_knapsack_optimum(m, u0):
     """`z[g]` is GPU g's knapsack optimum at the returned multipliers (the branch and bound's waste)."""
-    p = _program(m)
+    p = program_with_drops(m)
     assert applicable(p)
-    kl = _kl(p, u0)
+    kl = knapsack_from(p, u0)
     w = p.cost_int - kl.u[:, None]
     for g in range(p.n_gpus):
         best = knapsack_by_enumeration(

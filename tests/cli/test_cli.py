@@ -12,9 +12,9 @@ import pytest
 from gpuplan import Plan
 from gpuplan.cli import main
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 INVALID = sorted((DATA / "invalid").glob("*.json"))
-CLUSTER = Path(__file__).resolve().parents[1] / "examples" / "cluster.json"
+CLUSTER = Path(__file__).resolve().parents[2] / "examples" / "cluster.json"
 
 # Each invalid fixture and words its one-line error must contain (the field, or the bad value).
 EXPECTED_WORDS = {
@@ -315,7 +315,7 @@ def test_broken_pipe_is_quiet(tmp_path, monkeypatch, capsys):
 
 # --- the fleet model through the command line -------------------------------------------------------
 
-FLEET_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "fleet.json"
+FLEET_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fleet.json"
 
 
 def test_fleet_example_plan_on_stdout(capsys):

@@ -18,7 +18,7 @@ from gpuplan import MatrixProblem, Plan, Problem, Status, verify
 from gpuplan.status import OPTIMALITY_TOLERANCE
 from tests.oracles import matrix_brute_force
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "examples" / "cluster.json"
 
 BACKENDS = ["greedy", "cpsat", "milp", "auto"]

@@ -16,8 +16,14 @@ from gpuplan.bounds.knapsack import KnapsackLagrangian, knapsack_lagrangian, loc
 from gpuplan.bounds.knapsack import applicable as knapsack_applicable
 from gpuplan.program.gap import Program
 from tests.oracles import feasible_plans
-from tests.strategies import SETTINGS, multipliers, one_resource_matrices, program_of
-from tests.test_gap_knapsack import _kl
+from tests.strategies import (
+    SETTINGS,
+    knapsack_from,
+    multipliers,
+    one_resource_matrices,
+    program_of,
+    type_d_matrix,
+)
 
 
 def _usable(m: dict) -> Program:
@@ -50,7 +56,7 @@ def test_branch_and_bound_equals_enumeration(m, u0):
     """With a loose target the search runs to the end and returns the optimum (any multipliers)."""
     p = _usable(m)
     sols = feasible_plans(p)
-    kl = _kl(p, u0)
+    kl = knapsack_from(p, u0)
     big = int(np.abs(p.cost_int).sum()) + 1
     r = gap_bb.branch_and_bound(p, kl, big, 10.0)
     assert r.exhausted
@@ -71,7 +77,7 @@ def test_ladder_proves_the_optimum(m):
     """The ladder's first plan is optimal and its proven bound equals it; no plan: no false claim."""
     p = _usable(m)
     sols = feasible_plans(p)
-    res = gap_bb.search(p, _kl(p), None, time.monotonic() + 10)
+    res = gap_bb.search(p, knapsack_from(p), None, time.monotonic() + 10)
     if not sols:
         assert not res.plans and not res.optimal
         return
@@ -88,7 +94,7 @@ def test_lns_never_worsens_and_bound_holds(m, seed):
     p, sols = _with_plans(m)
     start, start_val = max(sols, key=lambda s: s[1])
     opt = min(v for _, v in sols)
-    res = gap_bb.search(p, _kl(p), start, time.monotonic() + 0.5, seed, ladder=False)
+    res = gap_bb.search(p, knapsack_from(p), start, time.monotonic() + 0.5, seed, ladder=False)
     last = _assert_improving(p, res, start_val)
     if res.proven_bound_int is not None:
         assert res.proven_bound_int <= opt
@@ -128,7 +134,7 @@ def test_local_multipliers_bound_the_subproblem(m, u0, pinned, slack):
     assert bound <= sub_opt - offset + 1e-6
     full = np.resize(np.array(u0), p.n_tasks).astype(np.float64)
     full[free] = u
-    r = gap_bb.branch_and_bound(p, _kl(p), sub_opt + 10, 10.0, fixed=fixed, u=full)
+    r = gap_bb.branch_and_bound(p, knapsack_from(p), sub_opt + 10, 10.0, fixed=fixed, u=full)
     assert r.exhausted and r.objective_int == sub_opt
     assert r.assign is not None and np.all(r.assign[pin] == ref[pin])
 
@@ -161,7 +167,7 @@ def test_lns_with_and_without_local_multipliers(monkeypatch):
 def test_pins_are_kept_and_checked():
     m = {"matrix": {"cost": [[1, 5], [5, 1], [2, 2]], "load": [[2, 2], [2, 2], [1, 1]], "capacity": [3, 3]}}
     p = program_of(m)
-    kl = _kl(p)
+    kl = knapsack_from(p)
     free = gap_bb.branch_and_bound(p, kl, 100, 5.0)
     assert free.objective_int == p.objective_int(np.array([0, 1, 0]))
     pinned = gap_bb.branch_and_bound(p, kl, 100, 5.0, fixed=np.array([1, -1, -1]))
@@ -170,20 +176,11 @@ def test_pins_are_kept_and_checked():
         gap_bb.branch_and_bound(p, kl, 100, 5.0, fixed=np.array([-1, -1, 5]))
 
 
-def _type_d(t: int, g: int, seed: int, max_load: int) -> dict:
-    """A matrix instance shaped like Chu & Beasley's type D: cost falls as load rises, tight capacity."""
-    rng = np.random.default_rng(seed)
-    load = rng.integers(1, max_load + 1, size=(t, g))
-    cost = 111 - load + rng.integers(-10, 11, size=(t, g))
-    cap = (0.8 * load.sum(axis=0) / g).astype(int)
-    return {"matrix": {"cost": cost.tolist(), "load": load.tolist(), "capacity": cap.tolist()}}
-
-
 def _type_d_start(
     t: int, g: int, seed: int, max_load: int
 ) -> tuple[Program, KnapsackLagrangian, gap_bb.BBResult]:
     """A type-D-like program, its knapsack Lagrangian from the LP duals and a first plan."""
-    p = program_of(_type_d(t, g, seed, max_load))
+    p = program_of(type_d_matrix(t, g, seed, max_load))
     lp = lp_relaxation(p, time.monotonic() + 5)
     assert lp is not None and lp.u is not None
     kl = knapsack_lagrangian(p, lp.u, None, time.monotonic() + 5)
@@ -193,8 +190,8 @@ def _type_d_start(
 
 
 def test_node_limit_stops_without_claiming_exhaustion():
-    p = program_of(_type_d(40, 6, 3, 25))
-    kl = _kl(p)
+    p = program_of(type_d_matrix(40, 6, 3, 25))
+    kl = knapsack_from(p)
     r = gap_bb.branch_and_bound(p, kl, int(p.cost_int.sum()), 10.0, node_limit=32)
     assert not r.exhausted and r.nodes <= 64
 
@@ -209,7 +206,7 @@ def test_optional_tasks_are_not_handled():
 @pytest.mark.clock
 def test_portfolio_proves_a_tight_instance_by_the_ladder():
     """A type-D-like 5x40 instance: the plan is optimal, proven by the ladder, and says so."""
-    plan = solve(parse_problem(_type_d(40, 5, 11, 100)), time_limit_s=20, workers=2)
+    plan = solve(parse_problem(type_d_matrix(40, 5, 11, 100)), time_limit_s=20, workers=2)
     assert plan.status.value == "optimal"
     assert plan.stats["bb_optimal"] == "True"
     assert plan.bound == pytest.approx(plan.objective)
@@ -221,7 +218,7 @@ def test_portfolio_routes_mid_size_programs_to_the_branch_and_bound():
     `BB_PAIRS`) takes the knapsack Lagrangian and the branch and bound; the plan is verified."""
     from gpuplan.strategy import portfolio
 
-    m = _type_d(300, 20, 7, 20)
+    m = type_d_matrix(300, 20, 7, 20)
     assert portfolio.EXACT_PAIRS < 300 * 20 <= portfolio.BB_PAIRS
     plan = solve(parse_problem(m), time_limit_s=4, workers=2)
     assert plan.status.value in ("optimal", "feasible")
@@ -235,7 +232,7 @@ def test_discrepancy_limit_is_never_called_exhaustive_when_it_cuts(m, disc):
     """A limited-discrepancy search finds no plan cheaper than the optimum, and claims exhaustion
     only when nothing was cut (then it agrees with the complete search)."""
     p = _usable(m)
-    kl = _kl(p)
+    kl = knapsack_from(p)
     big = int(np.abs(p.cost_int).sum()) + 1
     full = gap_bb.branch_and_bound(p, kl, big, 10.0)
     lds = gap_bb.branch_and_bound(p, kl, big, 10.0, max_discrepancy=disc)

@@ -16,7 +16,7 @@ from gpuplan.models import (
     Unassigned,
 )
 from gpuplan.program.compile import Compiled
-from gpuplan.program.gap import DROPPED
+from gpuplan.program.gap import DROPPED, Program
 from gpuplan.program.solution import RawSolution
 from gpuplan.status import settle
 
@@ -79,6 +79,15 @@ def reasons(c: Compiled, assign: np.ndarray, status: Status) -> list[Unassigned]
     return out
 
 
+def scaling_of(program: Program) -> Scaling:
+    """How a GAP program was made integer, for the plan's `scaling` field."""
+    return Scaling(
+        cost_scale=program.cost_scale,
+        load_scales={n: float(s) for n, s in zip(program.resource_names, program.load_scale, strict=True)},
+        exact=program.scaling_exact,
+    )
+
+
 def decode(
     c: Compiled,
     sol: RawSolution,
@@ -93,11 +102,7 @@ def decode(
     """Turn a solver's answer into a Plan with names, costs, usage and reasons."""
     prog = c.program
     status = sol.status
-    scaling = Scaling(
-        cost_scale=prog.cost_scale,
-        load_scales={n: float(s) for n, s in zip(prog.resource_names, prog.load_scale, strict=True)},
-        exact=prog.scaling_exact,
-    )
+    scaling = scaling_of(prog)
     common = dict(
         solver=solver,
         phases=phases,

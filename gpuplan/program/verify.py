@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from gpuplan.errors import VerificationError
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem
-from gpuplan.program.verify_problem import verify_problem
-from gpuplan.status import OPTIMALITY_TOLERANCE
+from gpuplan.program.verify_problem import check_totals, verify_problem
 
 _REL = 1e-6
 
@@ -120,14 +119,4 @@ def verify(plan: Plan, source: Problem | MatrixProblem | Matrix) -> None:
     missing = set(view.tasks) - seen
     if missing:
         fail(f"task(s) neither assigned nor unassigned: {sorted(missing)[:5]}")
-    if plan.placement_cost is None or not _close(plan.placement_cost, total, abs(total)):
-        fail(f"placement_cost {plan.placement_cost} differs from recomputed {total}")
-    penalty = plan.penalty or 0.0
-    if penalty < 0 or (not plan.unassigned and penalty != 0):
-        fail(f"penalty {penalty} inconsistent with {len(plan.unassigned)} unassigned task(s)")
-    if plan.objective is None or not _close(plan.objective, total + penalty, abs(total) + penalty):
-        fail(f"objective {plan.objective} != placement cost {total} + penalty {penalty}")
-    if plan.bound is not None and plan.bound > plan.objective + _REL * max(1.0, abs(plan.objective)):
-        fail(f"bound {plan.bound} above objective {plan.objective}")
-    if plan.status.value == "optimal" and (plan.gap is None or plan.gap > OPTIMALITY_TOLERANCE):
-        fail(f"optimal plan with gap {plan.gap}")
+    check_totals(plan, total)

@@ -350,6 +350,18 @@ def _check_numbers(plan: Plan, s: _Specs, tally: _Tally) -> None:
             got = plan.stats[key]
             if not isinstance(got, int | float) or not _close(float(got), value, abs(value)):
                 _fail(f"{key} reported {got}, recomputed {value}")
+    check_totals(plan, placement)
+    for usage in plan.gpus:
+        if usage.gpu not in s.gpus:
+            _fail(f"usage reported for unknown GPU {usage.gpu!r}")
+        util = tally.gpu_load.get(usage.gpu, 0.0) / s.cap
+        if abs(usage.utilization - util) > 1e-5:
+            _fail(f"GPU {usage.gpu!r}: utilization reported {usage.utilization}, recomputed {util:.6g}")
+
+
+def check_totals(plan: Plan, placement: float) -> None:
+    """The plan's numbers against a recomputed placement part: placement cost, penalties,
+    objective, bound, gap, and `optimal` only within the tolerance (every source form)."""
     if plan.placement_cost is None or not _close(plan.placement_cost, placement, abs(placement)):
         _fail(f"placement_cost {plan.placement_cost} differs from the recomputed {placement}")
     penalty = plan.penalty or 0.0
@@ -364,12 +376,6 @@ def _check_numbers(plan: Plan, s: _Specs, tally: _Tally) -> None:
         _fail(f"gap {plan.gap} inconsistent with objective {plan.objective} and bound {plan.bound} ({gap})")
     if plan.status.value == "optimal" and (plan.gap is None or plan.gap > OPTIMALITY_TOLERANCE):
         _fail(f"optimal plan with gap {plan.gap}")
-    for usage in plan.gpus:
-        if usage.gpu not in s.gpus:
-            _fail(f"usage reported for unknown GPU {usage.gpu!r}")
-        util = tally.gpu_load.get(usage.gpu, 0.0) / s.cap
-        if abs(usage.utilization - util) > 1e-5:
-            _fail(f"GPU {usage.gpu!r}: utilization reported {usage.utilization}, recomputed {util:.6g}")
 
 
 def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
@@ -486,4 +492,4 @@ def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
             )
 
 
-__all__ = ["hours", "objective_weights", "verify_problem"]
+__all__ = ["check_totals", "hours", "objective_weights", "verify_problem"]

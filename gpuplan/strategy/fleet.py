@@ -24,7 +24,8 @@ from gpuplan.backends import require
 from gpuplan.bounds.fleet import Packing, fleet_lower_bound, packing_bound
 from gpuplan.errors import InputError
 from gpuplan.heuristics.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve, task_order
-from gpuplan.models import Plan, Problem, Scaling, Status
+from gpuplan.models import Plan, Problem, Status
+from gpuplan.program.decode import scaling_of
 from gpuplan.program.decode_fleet import decode_fleet
 from gpuplan.program.fleet import FleetCompiled, FleetProgram, compile_fleet
 from gpuplan.program.gap import Program
@@ -282,11 +283,6 @@ def _decode_gap(c: FleetCompiled, view: Program, out: GapOutcome, solver: str, s
     """A GAP strategy's answer (one GPU per task) decoded as a fleet plan, with the view's scaling."""
     raw = out.raw
     assign = raw.assign[:, None].copy() if raw.status.has_solution else None
-    scaling = Scaling(
-        cost_scale=view.cost_scale,
-        load_scales={n: float(s) for n, s in zip(view.resource_names, view.load_scale, strict=True)},
-        exact=view.scaling_exact,
-    )
     return decode_fleet(
         c,
         assign,
@@ -301,7 +297,7 @@ def _decode_gap(c: FleetCompiled, view: Program, out: GapOutcome, solver: str, s
         incumbents=raw.incumbents,
         stats=raw.stats,
         message=raw.message,
-        scaling=scaling,
+        scaling=scaling_of(view),
     )
 
 

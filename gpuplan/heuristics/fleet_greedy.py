@@ -449,3 +449,73 @@ def swap_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
             if done:
                 break
     return placed_count + st.direct
+
+
+def state_of(p: FleetProgram, assign: np.ndarray) -> FleetState:
+    """The running loads of a complete assignment [T, K]."""
+    st = FleetState(p)
+    for t in np.flatnonzero(assign[:, 0] >= 0):
+        row = assign[t]
+        st.place(int(t), row[row >= 0])
+    return st
+
+
+def honour_priorities(p: FleetProgram, assign: np.ndarray, deadline: float) -> tuple[np.ndarray, int]:
+    """Place left-out optional tasks (highest priority first) that fit as things stand, or on a node
+    once its lower-priority optional tasks are taken off (these then go wherever they still fit).
+    Each change places a task of a strictly higher tier than any it removes, so the priority order
+    only improves; the verifier's dominance rule holds after a full pass. Returns the assignment and
+    how many tasks it placed; stops at `deadline` (a partial pass is still a valid plan)."""
+    st = state_of(p, assign)
+    usable = np.bincount(p.gpu_class[p.gpu_ok], minlength=p.eligible_c.shape[1]) > 0
+    homes = (p.eligible_c & usable[None, :]).any(axis=1)
+    todo = np.flatnonzero((assign[:, 0] < 0) & p.optional & homes)
+    placed = 0
+    for t in todo[np.lexsort((-p.penalty[todo], -p.priority[todo]))]:
+        if time.monotonic() >= deadline:
+            break
+        spot = st.best_spot(int(t))
+        if spot is not None and not _worth_placing(st, int(t), spot):
+            continue  # free room, but placing costs more than leaving out (a 'placed' trade-off)
+        if spot is None:
+            spot = _promote(st, int(t))
+        if spot is not None:
+            st.place(int(t), spot)
+            placed += 1
+    return st.assign, placed
+
+
+def _worth_placing(st: FleetState, t: int, spot: np.ndarray) -> bool:
+    """The greedy's rule: an optional task goes in only when that lowers the objective."""
+    p = st.p
+    added = float(st.gpu_score(t, spot).sum() + st.node_extra(t, p.gpu_node[spot[:1]])[0])
+    return added + p.transfer_each[t] < p.penalty[t]
+
+
+def _promote(st: FleetState, t: int) -> np.ndarray | None:
+    """Take the lower-priority optional tasks off the first node where `t` then fits; re-place them
+    where they still fit (else they stay out). The GPUs for `t`, or None (nothing changed)."""
+    p = st.p
+    placed = np.flatnonzero(st.assign[:, 0] >= 0)
+    lower = placed[p.optional[placed] & (p.priority[placed] < p.priority[t])]
+    if not lower.size:
+        return None
+    nodes = p.gpu_node[st.assign[lower, 0]]
+    for n in np.unique(nodes):
+        victims = lower[nodes == n]
+        rows = st.assign[victims].copy()
+        for u in victims:
+            st.remove(int(u))
+        spot = _spot_on(st, t, int(n))
+        if spot is None:
+            for u, row in zip(victims, rows, strict=True):
+                st.place(int(u), row[row >= 0])
+            continue
+        st.place(t, spot)
+        for u in victims[np.argsort(-p.priority[victims], kind="stable")]:
+            again = st.best_spot(int(u))
+            if again is not None:
+                st.place(int(u), again)
+        st.remove(t)  # the caller places it
+        return spot
+    return None

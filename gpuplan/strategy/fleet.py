@@ -23,7 +23,14 @@ import numpy as np
 from gpuplan.backends import require
 from gpuplan.bounds.fleet import Packing, fleet_lower_bound, packing_bound
 from gpuplan.errors import InputError
-from gpuplan.heuristics.fleet_greedy import FleetState, eject_improve, fleet_greedy, swap_improve, task_order
+from gpuplan.heuristics.fleet_greedy import (
+    FleetState,
+    eject_improve,
+    fleet_greedy,
+    honour_priorities,
+    swap_improve,
+    task_order,
+)
 from gpuplan.models import Plan, Problem, Status
 from gpuplan.program.decode import scaling_of
 from gpuplan.program.decode_fleet import decode_fleet
@@ -156,7 +163,7 @@ def _search(
 
         offset = time.monotonic() - t0
         res = solve_fleet_cpsat(
-            p, deadline=deadline, workers=workers, seed=seed, hint=assign if feasible else None
+            p, deadline=deadline - 0.02 * span, workers=workers, seed=seed, hint=assign if feasible else None
         )
         stats.update(res.stats)
         phases.append("cpsat")
@@ -175,6 +182,14 @@ def _search(
             used = "cpsat"
     if status is Status.FEASIBLE and objective is not None and _proven(objective, bound):
         status = Status.OPTIMAL
+    if status is Status.FEASIBLE and assign is not None and p.optional.any():
+        # A plan cut short by the clock may leave out a task that lower-priority work keeps out.
+        assign, fixed = honour_priorities(p, assign, deadline)
+        if fixed:
+            stats["priority_repairs"] = fixed
+            phases.append("priority repair")
+            objective = p.objective(assign)
+            incumbents.append((time.monotonic() - t0, objective))
     if status.has_solution and assign is not None:
         bad = p.violations(assign)
         if bad:

@@ -1,0 +1,80 @@
+"""The priority repair: a plan cut short may leave out a task that lower-priority work keeps out."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from hypothesis import assume, given
+
+import gpuplan
+from gpuplan.heuristics.fleet_greedy import fleet_greedy, honour_priorities
+from gpuplan.program.decode_fleet import decode_fleet
+from gpuplan.program.fleet import compile_fleet
+from gpuplan.program.verify import VerificationError, verify
+from gpuplan.status import Status
+from tests.strategies import SETTINGS, fleets
+
+GANG_BLOCKED = {
+    "gpu_types": [{"name": "A", "memory_gb": 80, "cost_per_hour": 1}],
+    "nodes": [{"id": "n0", "gpu_counts": {"A": 2}}, {"id": "n1", "gpu_counts": {"A": 1}}],
+    "tasks": [
+        {"id": "small", "work_h": 1, "optional": True, "priority": 0},
+        {"id": "gang", "gpus": 2, "work_h": 1, "optional": True, "priority": 5},
+    ],
+}
+
+
+def _plan(c, assign: np.ndarray) -> gpuplan.Plan:
+    return decode_fleet(
+        c,
+        assign,
+        Status.FEASIBLE,
+        None,
+        solver="greedy",
+        phases=["greedy"],
+        requested="greedy",
+        reason="",
+        started=time.monotonic(),
+        warm=None,
+        incumbents=[],
+        stats={},
+    )
+
+
+def test_a_low_priority_task_gives_way_to_a_gang() -> None:
+    """The small task sits on the two-GPU node the gang needs: the repair moves it to the other node."""
+    c = compile_fleet(gpuplan.Problem.model_validate(GANG_BLOCKED))
+    p = c.program
+    assign = p.empty_assign()
+    assign[0, 0] = 0  # 'small' on n0's first GPU; 'gang' left out
+    try:
+        verify(_plan(c, assign), c.source)
+        raise AssertionError("the verifier should reject the blocked gang")
+    except VerificationError as exc:
+        assert "'gang' (priority 5) left out" in str(exc)
+    fixed, count = honour_priorities(p, assign, time.monotonic() + 5)
+    assert count == 1
+    assert set(fixed[1][fixed[1] >= 0].tolist()) == {0, 1}  # the gang takes n0
+    assert fixed[0, 0] == 2  # and the small task moved to n1
+    verify(_plan(c, fixed), c.source)
+
+
+@SETTINGS
+@given(fleets())
+def test_a_reversed_greedy_is_repaired_into_a_plan_the_verifier_accepts(data: dict) -> None:
+    """Greedy in the wrong order (lowest priority first), then the repair: every rule the verifier
+    checks holds, priority dominance included, and the plan is no worse for the higher tiers."""
+    problem = gpuplan.Problem.model_validate(data)
+    c = compile_fleet(problem)
+    p = c.program
+    order = np.lexsort((np.arange(p.n_tasks), p.priority))  # lowest priority first: the wrong way
+    st = fleet_greedy(p, order=order)
+    assume(not np.any((st.assign[:, 0] < 0) & ~p.optional))  # a plan with every required task
+    fixed, _ = honour_priorities(p, st.assign.copy(), time.monotonic() + 10)
+    assert p.violations(fixed) == []
+    verify(_plan(c, fixed), problem)
+    levels = np.unique(p.priority)[::-1]
+    before = tuple(int(((st.assign[:, 0] >= 0) & (p.priority == v)).sum()) for v in levels)
+    after = tuple(int(((fixed[:, 0] >= 0) & (p.priority == v)).sum()) for v in levels)
+    assert after >= before  # placed per tier, highest first: lexicographically no worse

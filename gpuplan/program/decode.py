@@ -1,4 +1,6 @@
-"""Back from index space to names: RawSolution + Compiled -> Plan (with reasons for the left-out)."""
+"""Back from index space to names for the matrix form: RawSolution + Compiled -> Plan.
+
+A Problem's plans, whichever backends solved it, are decoded by `decode_fleet`."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from gpuplan.models import (
     Incumbent,
     Matrix,
     Plan,
-    Problem,
     Scaling,
     Status,
     Unassigned,
@@ -21,40 +22,7 @@ from gpuplan.program.solution import RawSolution
 from gpuplan.status import settle
 
 
-def _problem_reason(c: Compiled, t: int, status: Status) -> str:
-    p = c.source
-    assert isinstance(p, Problem)
-    task = p.tasks[t]
-    counts = p.type_counts()
-    types = [gt for gt in p.gpu_types if counts[gt.name] > 0]
-    if task.allowed_types is not None:
-        types = [gt for gt in types if gt.name in task.allowed_types]
-        if not types:
-            return f"allowed types {', '.join(task.allowed_types)}: no such GPU in the fleet"
-    if task.work_h is None:
-        types = [gt for gt in types if gt.name in (task.duration_h or {})]
-        if not types:
-            return "duration_h names no GPU type present in the fleet, and work_h is not given"
-    if not types:
-        return "the fleet has no GPU"
-    big = max(types, key=lambda gt: gt.memory_gb)
-    if task.gpu_memory_gb > big.memory_gb:
-        return f"needs {task.gpu_memory_gb:g} GB; the largest eligible GPU has {big.memory_gb:g} GB"
-    prog = c.program
-    names = {gt.name for gt in types if gt.memory_gb >= task.gpu_memory_gb}
-    candidates = [g for g, ty in enumerate(c.gpu_types) if ty in names]
-    if not prog.eligible[t].any():
-        if candidates and p.horizon_h is not None and c.duration is not None:
-            fastest = float(np.nanmin(c.duration[t, candidates])) * task.gpu_share
-            if fastest > p.horizon_h:
-                return f"needs {fastest:g} h on its fastest eligible GPU; the horizon is {p.horizon_h:g} h"
-        return f"all {len(candidates)} eligible GPU(s) are unhealthy or over the temperature limit"
-    return _room_reason(task.optional, status)
-
-
-def _room_reason(optional: bool, status: Status) -> str:
-    if optional:
-        return "no room left: the eligible GPUs are taken by work of equal or higher priority"
+def _room_reason(status: Status) -> str:
     if status is Status.INFEASIBLE:
         return "required, but no plan places every required task (proven infeasible)"
     return "required, but no plan placing every required task was found within the time limit"
@@ -67,14 +35,14 @@ def _matrix_reason(c: Compiled, t: int, status: Status) -> str:
         return "every cost entry is null: no GPU may take this task"
     if not c.program.eligible[t].any():
         return "its load exceeds the capacity of every GPU it may use"
-    return _room_reason(False, status)
+    return _room_reason(status)
 
 
 def reasons(c: Compiled, assign: np.ndarray, status: Status) -> list[Unassigned]:
     """Why each unplaced task is unplaced, in task order."""
     out = []
     for t in np.flatnonzero(assign == DROPPED):
-        why = _matrix_reason(c, t, status) if isinstance(c.source, Matrix) else _problem_reason(c, t, status)
+        why = _matrix_reason(c, t, status)
         out.append(Unassigned(task=c.task_ids[t], reason=why))
     return out
 
@@ -99,7 +67,9 @@ def decode(
     wall_time_s: float,
     warm_start_objective: float | None,
 ) -> Plan:
-    """Turn a solver's answer into a Plan with names, costs, usage and reasons."""
+    """Turn a solver's answer on the matrix form into a Plan with names, costs, usage and reasons."""
+    if not isinstance(c.source, Matrix):
+        raise TypeError("decode takes the matrix form; a Problem's plans are decoded by decode_fleet")
     prog = c.program
     status = sol.status
     scaling = scaling_of(prog)

@@ -46,7 +46,10 @@ class GPUUsage(_Out):
     tasks: int
     used: dict[str, float]
     capacity: dict[str, float]
-    utilization: float = Field(description="Largest used/capacity ratio over the resources.")
+    utilization: float = Field(
+        description="Largest used/capacity ratio over the GPU's resources (share and memory side by"
+        " side, GPU time with a horizon; the matrix form's own resources)."
+    )
 
 
 class Incumbent(_Out):

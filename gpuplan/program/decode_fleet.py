@@ -170,7 +170,7 @@ def decode_fleet(
                 tasks=int(u["count"][g]),
                 used=used,
                 capacity=cap,
-                utilization=round(float(u["load"][g] / p.capacity), 6),
+                utilization=round(max(used[r] / cap[r] if cap[r] > 0 else 0.0 for r in used), 6),
             )
         )
     placed = assign[:, 0] >= 0

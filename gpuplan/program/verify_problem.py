@@ -355,6 +355,9 @@ def _check_numbers(plan: Plan, s: _Specs, tally: _Tally) -> None:
         if usage.gpu not in s.gpus:
             _fail(f"usage reported for unknown GPU {usage.gpu!r}")
         util = tally.gpu_load.get(usage.gpu, 0.0) / s.cap
+        if s.p.horizon_h is None:  # memory is a resource side by side: the larger ratio counts
+            mem = s.types[s.gpus[usage.gpu][1].type].memory_gb
+            util = max(util, tally.gpu_mem.get(usage.gpu, 0.0) / mem)
         if abs(usage.utilization - util) > 1e-5:
             _fail(f"GPU {usage.gpu!r}: utilization reported {usage.utilization}, recomputed {util:.6g}")
 

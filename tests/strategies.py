@@ -335,3 +335,140 @@ def knapsack_from(p: Program, u0: list[float] | None = None) -> KnapsackLagrangi
     """The knapsack Lagrangian from multipliers `u0` (resized to the tasks; default zeros)."""
     u = np.zeros(p.n_tasks) if u0 is None else np.resize(np.array(u0), p.n_tasks)
     return knapsack_lagrangian(p, u, None, time.monotonic() + 2, iterations=60)
+
+
+# --- tiny Problems for the backend conformance battery -------------------------------------------
+
+
+@st.composite
+def gap_problems(draw: st.DrawFn) -> dict:
+    """A tiny Problem that is a GAP (one GPU per task, cost only) with eligibility rules at random:
+    allowed and forbidden types, node selectors, minimum GPU memory, unhealthy or hot GPUs, node CPU
+    and memory left idle, input read over a link at no charge; shares and memory side by side, or
+    GPU time within a horizon; optional tasks with priorities. At most 5 tasks and 4 GPUs."""
+    types = [
+        {
+            "name": name,
+            "memory_gb": draw(st.sampled_from([16, 40, 80])),
+            "speed": draw(st.sampled_from([1, 2])),
+            "cost_per_hour": draw(st.sampled_from([0, 1, 2.5, 3])),
+        }
+        for name in ["A", "B"][: draw(st.integers(1, 2))]
+    ]
+    names = [t["name"] for t in types]
+    budget = 4
+    nodes = []
+    for i in range(draw(st.integers(1, 2))):
+        counts = {}
+        for name in names:
+            c = draw(st.integers(0 if i or name != names[0] else 1, min(2, budget)))
+            budget -= c
+            if c:
+                counts[name] = c
+        listed = []
+        if budget > 0 and draw(st.integers(0, 2)) == 0:
+            budget -= 1
+            listed.append(
+                {
+                    "id": f"n{i}-x",
+                    "type": draw(st.sampled_from(names)),
+                    "healthy": draw(st.booleans()),
+                    "temperature_c": draw(st.sampled_from([None, 60, 90])),
+                }
+            )
+        nodes.append(
+            {
+                "id": f"n{i}",
+                "gpu_counts": counts,
+                "gpus": listed,
+                "cpu_cores": draw(st.sampled_from([None, 4])),
+                "memory_gb": draw(st.sampled_from([None, 32])),
+                "labels": draw(st.sampled_from([{}, {"zone": "a"}, {"zone": "b"}])),
+                "bandwidth_gbps": draw(st.sampled_from([None, None, 10])),
+            }
+        )
+    tasks = []
+    for i in range(draw(st.integers(1, 5))):
+        task: dict = {
+            "id": f"t{i}",
+            "gpu_share": draw(st.sampled_from([0.25, 0.5, 0.75, 1.0])),
+            "gpu_memory_gb": draw(st.sampled_from([0, 0, 10, 30])),
+            "priority": draw(st.integers(0, 2)),
+            "optional": draw(st.sampled_from([True, False, False])),
+            "input_gb": draw(st.sampled_from([0, 0, 20])),
+        }
+        if draw(st.booleans()):
+            task["work_h"] = draw(st.sampled_from([0.5, 1, 2, 3]))
+        else:
+            task["duration_h"] = {name: draw(st.sampled_from([0.5, 1, 1.5, 4])) for name in names}
+        if draw(st.integers(0, 3)) == 0:
+            task["allowed_types"] = [draw(st.sampled_from(names))]
+        elif draw(st.integers(0, 3)) == 0:
+            task["forbidden_types"] = [draw(st.sampled_from(names))]
+        if draw(st.integers(0, 4)) == 0:
+            task["min_gpu_memory_gb"] = 40
+        if draw(st.integers(0, 3)) == 0:
+            task["node_selector"] = {"zone": draw(st.sampled_from(["a", "b"]))}
+        tasks.append(task)
+    return {
+        "gpu_types": types,
+        "nodes": nodes,
+        "tasks": tasks,
+        "horizon_h": draw(st.sampled_from([None, None, 2, 4])),
+        "temperature_limit_c": draw(st.sampled_from([None, 80])),
+        "objective": {"kind": "cost"},
+    }
+
+
+@st.composite
+def cpu_fleets(draw: st.DrawFn) -> dict:
+    """A tiny Problem with CPU-only tasks (`gpus: 0`) beside GPU tasks and gangs of 2, on nodes with
+    and without GPUs sharing CPU and memory; spread groups, datasets, selectors; every single
+    criterion or a weighted sum. At most 5 tasks (one CPU-only at least) and 4 GPUs."""
+    types = [{"name": "A", "memory_gb": 80, "cost_per_hour": 2.0, "power_w": 400}]
+    nodes = []
+    for i in range(draw(st.integers(1, 3))):
+        gpus = draw(st.integers(0, 2))
+        node: dict = {
+            "id": f"n{i}",
+            "cpu_cores": draw(st.sampled_from([None, 4, 8])),
+            "memory_gb": draw(st.sampled_from([None, 16, 32])),
+            "labels": draw(st.sampled_from([{}, {"zone": "a"}])),
+            "bandwidth_gbps": draw(st.sampled_from([None, 10])),
+        }
+        if gpus:
+            node["gpu_counts"] = {"A": gpus}
+        nodes.append(node)
+    tasks = []
+    for i in range(draw(st.integers(1, 5))):
+        gpus = 0 if i == 0 else draw(st.sampled_from([0, 1, 1, 2]))
+        task: dict = {
+            "id": f"t{i}",
+            "gpus": gpus,
+            "cpu_cores": draw(st.sampled_from([0, 2, 4, 6])),
+            "memory_gb": draw(st.sampled_from([0, 8, 16])),
+            "work_h": draw(st.sampled_from([0.5, 1, 3])),
+            "priority": draw(st.integers(0, 1)),
+            "optional": draw(st.sampled_from([True, True, False])),
+            "anti_affinity": draw(st.sampled_from([None, None, "s"])),
+            "input_gb": draw(st.sampled_from([0, 0, 50])),
+            "dataset": draw(st.sampled_from([None, None, "d"])),
+        }
+        if gpus == 1:
+            task["gpu_share"] = draw(st.sampled_from([0.5, 1.0]))
+        if draw(st.integers(0, 3)) == 0:
+            task["node_selector"] = {"zone": "a"}
+        tasks.append(task)
+    kind = draw(st.sampled_from([*KINDS, "weighted"]))
+    objective: dict = {"kind": kind, "placed_weight": draw(st.sampled_from(["gpu", "count", "work"]))}
+    if kind == "weighted":
+        chosen = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True))
+        objective["terms"] = [{"kind": k, "weight": draw(st.sampled_from([0.5, 1, 2]))} for k in chosen]
+    return {
+        "gpu_types": types,
+        "nodes": nodes,
+        "tasks": tasks,
+        "objective": objective,
+        "horizon_h": draw(st.sampled_from([None, None, 2])),
+        "transfer_cost_per_gb": draw(st.sampled_from([0, 0.1])),
+    }

@@ -61,8 +61,13 @@ def build_model(program: Program, hint: np.ndarray | None) -> tuple[Any, list[An
             cap = float(program.capacity_int[r, g])
             if not ks or float(coefs.sum()) <= cap:
                 continue
-            e = pulp.LpAffineExpression([(x[k], float(c)) for k, c in zip(ks, coefs.tolist(), strict=True)])
-            prob += pulp.LpConstraint(e, pulp.LpConstraintLE, f"cap{r}_{g}", cap)
+            # Rows divided by their capacity: integer loads reach 2^40, and CBC's tolerances are
+            # absolute, so at that scale it took 0.002 of a task for 0 (a fractional "optimum").
+            unit = cap if cap > 0 else float(coefs.max())
+            e = pulp.LpAffineExpression(
+                [(x[k], float(c) / unit) for k, c in zip(ks, coefs.tolist(), strict=True)]
+            )
+            prob += pulp.LpConstraint(e, pulp.LpConstraintLE, f"cap{r}_{g}", cap / unit)
     if hint is not None:
         for k in range(ts.size):
             x[k].setInitialValue(1 if hint[ts[k]] == gs[k] else 0)

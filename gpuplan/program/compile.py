@@ -182,6 +182,7 @@ def _finish(
         resource_names=resource_names,
         scaling_exact=bool(cost_exact and load_exact),
         loads_exact=bool(relaxes),
+        costs_exact=bool(cost_exact),
     )
 
 

@@ -43,6 +43,7 @@ class Program:
     resource_names: tuple[str, ...]
     scaling_exact: bool  # costs and loads both exact
     loads_exact: bool = True  # integer program contains every user-feasible plan: its bounds hold
+    costs_exact: bool = True  # every cost is an integer after scaling: integer objectives are exact
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

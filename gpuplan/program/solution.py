@@ -54,7 +54,7 @@ class Solver(Protocol):
 def cost_bound_to_user(program: Program, bound_int: float) -> float:
     """A bound in integer cost units -> user units, lowered by the cost rounding when inexact."""
     bound = bound_int / program.cost_scale
-    if not program.scaling_exact:
+    if not program.costs_exact:
         bound -= 0.5 * program.n_tasks / program.cost_scale
     return bound
 
@@ -72,11 +72,12 @@ def proven_status(program: Program, objective: float) -> Status:
     """OPTIMAL for an optimum of the integer program, unless cost rounding could matter.
 
     With inexact cost scaling the integer optimum is within n_tasks / scale of the true one; it
-    is reported optimal only when that slack is below 1e-9 of the objective.
+    is reported optimal only when that slack is below 1e-9 of the objective. Loads rounded within
+    the capacity tolerance keep the integer program a relaxation, so exact costs suffice.
     """
-    if program.scaling_exact:
-        return Status.OPTIMAL
     if not program.loads_exact:
         return Status.FEASIBLE
+    if program.costs_exact:
+        return Status.OPTIMAL
     slack = 0.5 * program.n_tasks / program.cost_scale
     return Status.OPTIMAL if slack <= 1e-9 * max(1.0, abs(objective)) else Status.FEASIBLE

@@ -353,7 +353,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         status = proven_status(program, objective)
     elif (
         bound is not None
-        and program.scaling_exact
+        and program.costs_exact
         and st.best_int is not None
         and np.ceil(bound * program.cost_scale - 1e-6) >= st.best_int
     ):

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gpuplan
-from gpuplan import InputError, MatrixProblem, Plan, Problem, Status, VerificationError, verify
+from gpuplan import InputError, MatrixProblem, Plan, Problem, Status, verify
 from gpuplan.backends import REGISTRY
 from gpuplan.program.compile import compile_matrix
 from gpuplan.program.fleet import FleetProgram, compile_fleet
@@ -273,21 +273,7 @@ RUNNING_GANG_BLOCKS_PRIORITY = {
     [INEXACT_LOADS_EXACT_COSTS, INEXACT_LOADS_ZERO_COSTS],
     ids=["costs_x1000", "zero_costs"],
 )
-@pytest.mark.parametrize(
-    "backend",
-    [
-        pytest.param(
-            b,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="GAP view with exact costs and inexact loads: the optimum is reported feasible, its"
-                " bound lowered by n_tasks / (2 x cost scale) (INEXACT_LOADS_EXACT_COSTS: 3.385, bound"
-                " 3.3845; INEXACT_LOADS_ZERO_COSTS: 0.0, bound -0.5)",
-            ),
-        )
-        for b in EXACT
-    ],
-)
+@pytest.mark.parametrize("backend", EXACT)
 def test_exact_backends_prove_optimum_with_inexact_loads(backend: str, data: dict) -> None:
     """One task whose GPU time includes a transfer (inexact loads, exact costs) is proven optimal."""
     check_exact(data, backend)
@@ -295,30 +281,13 @@ def test_exact_backends_prove_optimum_with_inexact_loads(backend: str, data: dic
 
 @pytest.mark.parametrize(
     "backend",
-    [
-        "cpsat",
-        pytest.param(
-            "milp",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="CBC returns a fractional optimum at load scale 1e11; milp falls back to greedy,"
-                " feasible without bound (HUGE_LOAD_SCALE)",
-            ),
-        ),
-        "auto",
-    ],
+    ["cpsat", "milp", "auto"],
 )
 def test_exact_backends_prove_optimum_at_a_huge_load_scale(backend: str) -> None:
     """Two tasks that each fill one GPU's horizon, with loads scaled by 1e11, are proven optimal."""
     check_exact(HUGE_LOAD_SCALE, backend)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=VerificationError,
-    reason="greedy keeps a running priority-0 gang and leaves out a priority-1 task that fits"
-    " (RUNNING_GANG_BLOCKS_PRIORITY)",
-)
 def test_greedy_places_a_higher_priority_task_before_a_running_gang() -> None:
     """Greedy drops the running lower-priority gang rather than the higher-priority task."""
     check_greedy(RUNNING_GANG_BLOCKS_PRIORITY)

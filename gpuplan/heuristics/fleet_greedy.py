@@ -471,18 +471,40 @@ def honour_priorities(p: FleetProgram, assign: np.ndarray, deadline: float) -> t
     homes = (p.eligible_c & usable[None, :]).any(axis=1)
     todo = np.flatnonzero((assign[:, 0] < 0) & p.optional & homes)
     placed = 0
+    stuck: set[tuple[object, ...]] = set()  # kinds of task that found no room: the state only fills up
     for t in todo[np.lexsort((-p.penalty[todo], -p.priority[todo]))]:
         if time.monotonic() >= deadline:
             break
+        kind = _kind(p, int(t))
+        if kind in stuck:
+            continue
         spot = st.best_spot(int(t))
         if spot is not None and not _worth_placing(st, int(t), spot):
             continue  # free room, but placing costs more than leaving out (a 'placed' trade-off)
         if spot is None:
             spot = _promote(st, int(t))
-        if spot is not None:
-            st.place(int(t), spot)
-            placed += 1
+        if spot is None:
+            stuck.add(kind)
+            continue
+        st.place(int(t), spot)
+        placed += 1
     return st.assign, placed
+
+
+def _kind(p: FleetProgram, t: int) -> tuple[object, ...]:
+    """What decides where task t fits: two tasks of one kind fit in the same places."""
+    return (
+        int(p.gang[t]),
+        float(p.share[t]),
+        float(p.gpu_mem[t]),
+        float(p.cpu[t]),
+        float(p.ram[t]),
+        int(p.priority[t]),
+        int(p.spread[t]),
+        bool(p.same_type[t]),
+        p.load_c[t].tobytes(),
+        p.eligible_c[t].tobytes(),
+    )
 
 
 def _worth_placing(st: FleetState, t: int, spot: np.ndarray) -> bool:

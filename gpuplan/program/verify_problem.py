@@ -447,7 +447,11 @@ def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
             type_ok &= np.isin(type_names, task.allowed_types)
         if task.forbidden_types:
             type_ok &= ~np.isin(type_names, task.forbidden_types)
-        sel_ok = np.array([all(n.labels.get(k) == v for k, v in task.node_selector.items()) for n in p.nodes])
+        sel_ok = (
+            np.array([all(n.labels.get(k) == v for k, v in task.node_selector.items()) for n in p.nodes])
+            if task.node_selector
+            else np.ones(len(p.nodes), dtype=bool)
+        )
         node_ok = (cpu + task.cpu_cores <= cpu_cap * (1 + _NOISE) + _NOISE) & (
             ram + task.memory_gb <= ram_cap * (1 + _NOISE) + _NOISE
         )
@@ -481,7 +485,10 @@ def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
     lowest = None
     if "placed" in dict(p.objective.weights()):
         empty = (np.zeros(len(gids)), np.zeros(len(gids)), np.zeros(len(node_ids)), np.zeros(len(node_ids)))
-        lowest = min((t.priority for t in p.tasks if t.optional and fits(t, *empty, set())), default=None)
+        for t in sorted((t for t in p.tasks if t.optional), key=lambda t: t.priority):
+            if fits(t, *empty, set()):  # the first with a home has the lowest such priority
+                lowest = t.priority
+                break
     for u in plan.unassigned:
         task = s.tasks[u.task]
         if task.priority == lowest:

@@ -79,6 +79,10 @@ from gpuplan.models import Problem
 from gpuplan.program.compile import duration_table
 from gpuplan.program.priorities import TiersTooWide, flat_penalties, tier_penalties, tiers
 
+#: Past this many units of the last criterion, a lexicographic objective's weights lose that
+#: criterion in float64 (about 2^53 / 10): the plan says so rather than claim an exact order.
+LEXICOGRAPHIC_EXACT = 1e15
+
 #: Marker for "no GPU" in a fleet assignment row, and "no group / dataset" in index arrays.
 NONE = -1
 _TOL = 1e-9
@@ -289,6 +293,7 @@ class FleetCompiled:
     money_c: np.ndarray  # float64 [T, classes]: GPU-hours x price of one GPU of the class (money)
     transfer_money: np.ndarray  # float64 [T]: data transfer charged to the task alone (money)
     flat_tiers: bool = False  # every tier weighed alike: priorities are kept by a tier-by-tier solve
+    note: str = ""  # a limit of the weighting the plan must state (lexicographic criteria past float64)
 
 
 def _placed_weight(p: Problem, dur_types: np.ndarray) -> np.ndarray:
@@ -445,6 +450,7 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
         "migration": 1e-6 * max(mu_total, 1e-12),
     }
     levels = [k for k, _ in terms] + ([] if "cost" in kinds or not mu_total else ["migration"])
+    note = ""
     if p.objective.kind == "lexicographic":
         lam: dict[str, float] = {}
         acc = 0.0
@@ -452,6 +458,12 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
             lam[kind] = 1.0 + acc / unit[kind] if acc else 1.0
             acc += lam[kind] * rng[kind]
         terms = [(k, lam[k]) for k in levels]
+        if acc / unit[levels[-1]] > LEXICOGRAPHIC_EXACT:
+            note = (
+                f"lexicographic weights span {acc / unit[levels[-1]]:.1e} units of {levels[-1]!r}: past"
+                f" {LEXICOGRAPHIC_EXACT:.0e}, the last criteria are weighed only as far as float64 tells"
+                " them apart"
+            )
     elif "migration" in levels:
         terms = [*terms, ("migration", 1.0)]
     lam = dict(terms)
@@ -541,6 +553,7 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
         money_c=np.where(elig, cost_term, 0.0),
         transfer_money=transfer_money,
         flat_tiers=flat_tiers,
+        note=note,
     )
 
 

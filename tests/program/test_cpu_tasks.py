@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -20,6 +20,7 @@ from gpuplan.models import Node, Problem, Status, Task
 from gpuplan.program.fleet import compile_fleet
 from gpuplan.program.gap_view import gap_like
 from gpuplan.program.verify import VerificationError, verify
+from tests.strategies import SETTINGS, cpu_fleets
 
 TYPES = [{"name": "A", "memory_gb": 80, "cost_per_hour": 2.0, "power_w": 400}]
 
@@ -231,65 +232,9 @@ def test_verifier_checks_cpu_only_tasks() -> None:
 # --- every solver against brute force on tiny random fleets -----------------------------------------------
 
 
-@st.composite
-def mixed_fleets(draw) -> Problem:
-    """Up to 3 nodes (some without GPUs), up to 4 GPUs, up to 5 tasks of which some are CPU-only."""
-    n_nodes = draw(st.integers(1, 3))
-    nodes = []
-    budget = 4
-    for i in range(n_nodes):
-        count = draw(st.integers(0, min(2, budget)))
-        budget -= count
-        nodes.append(
-            {
-                "id": f"n{i}",
-                "gpu_counts": {"A": count} if count else {},
-                "cpu_cores": draw(st.sampled_from([None, 4, 8, 12])),
-                "memory_gb": draw(st.sampled_from([None, 16, 32])),
-                "labels": draw(st.sampled_from([{}, {"zone": "a"}])),
-                "bandwidth_gbps": draw(st.sampled_from([None, 10])),
-            }
-        )
-    tasks = []
-    for i in range(draw(st.integers(1, 5))):
-        gpus = draw(st.sampled_from([0, 0, 1, 2]))
-        task: dict = {
-            "id": f"t{i}",
-            "gpus": gpus,
-            "cpu_cores": draw(st.sampled_from([0, 2, 4, 6, 8])),
-            "memory_gb": draw(st.sampled_from([0, 8, 16])),
-            "work_h": draw(st.sampled_from([0.5, 1, 3])),
-            "priority": draw(st.integers(0, 1)),
-            "optional": draw(st.sampled_from([True, True, False])),
-            "anti_affinity": draw(st.sampled_from([None, None, "s"])),
-            "input_gb": draw(st.sampled_from([0, 0, 50])),
-            "dataset": draw(st.sampled_from([None, None, "d"])),
-        }
-        if gpus == 1:
-            task["gpu_share"] = draw(st.sampled_from([0.5, 1.0]))
-        if draw(st.integers(0, 3)) == 0:
-            task["node_selector"] = {"zone": "a"}
-        tasks.append(task)
-    kinds = ["cost", "energy", "balance", "gpus_used", "nodes_used", "placed"]
-    kind = draw(st.sampled_from([*kinds, "weighted"]))
-    objective: dict = {"kind": kind, "placed_weight": draw(st.sampled_from(["gpu", "count", "work"]))}
-    if kind == "weighted":
-        chosen = draw(st.lists(st.sampled_from(kinds), min_size=1, max_size=3, unique=True))
-        objective["terms"] = [{"kind": k, "weight": draw(st.sampled_from([0.5, 1, 2]))} for k in chosen]
-    return problem(
-        nodes,
-        tasks,
-        objective=objective,
-        horizon_h=draw(st.sampled_from([None, None, 2])),
-        transfer_cost_per_gb=draw(st.sampled_from([0, 0.1])),
-    )
-
-
-SETTINGS = settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+def mixed_fleets() -> st.SearchStrategy[Problem]:
+    """Tiny Problems with CPU-only tasks beside GPU tasks (the shared `cpu_fleets` strategy)."""
+    return cpu_fleets().map(Problem.model_validate)
 
 
 @SETTINGS

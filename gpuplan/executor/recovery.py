@@ -35,6 +35,7 @@ class RecoveryMixin(ExecutorBase):
                 share=t.gpu_share if t else 1.0,
                 memory_gb=t.gpu_memory_gb if t else 0.0,
                 priority=t.priority if t else 0,
+                cpu_only=bool(t and t.gpus == 0),
             )
         self.excluded = {
             r["id"]: (r["state"], r["reason"])

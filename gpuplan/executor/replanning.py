@@ -17,7 +17,7 @@ class ReplanningMixin(ExecutorBase):
 
     def _needs_placement(self) -> bool:
         return any(
-            t.state == "queued" and (not t.gpus or any(g in self.excluded for g in t.gpus))
+            t.state == "queued" and (not t.placed or any(g in self.excluded for g in t.gpus))
             for t in self.tasks.values()
         )
 

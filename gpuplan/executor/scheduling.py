@@ -25,7 +25,7 @@ class SchedulingMixin(ExecutorBase):
 
         Returns True when the time box ran out with tasks still to try (the loop then skips its sleep).
         """
-        queued = [t for t in self.tasks.values() if t.state == "queued" and t.gpus]
+        queued = [t for t in self.tasks.values() if t.state == "queued" and t.placed]
         if not queued:
             return False
         share, mem = self._room()

@@ -66,6 +66,12 @@ class TaskState:
     share: float = 1.0
     memory_gb: float = 0.0
     priority: int = 0
+    cpu_only: bool = False  # gpus 0: placed with no GPU (an empty `gpus` is its placement)
+
+    @property
+    def placed(self) -> bool:
+        """Whether the plan gave the task where to run (GPUs, or none for a CPU-only task)."""
+        return bool(self.gpus) or self.cpu_only
 
 
 @dataclass

@@ -177,6 +177,51 @@ def tiny_fleet_problems(draw: st.DrawFn) -> Problem:
     return Problem(gpu_types=FLEET_TYPES, nodes=nodes, tasks=tasks, objective=Objective(kind=kind))
 
 
+def _nodes(
+    draw: st.DrawFn,
+    names: list[str],
+    n_nodes: int,
+    budget: int,
+    listed_one_in: int,
+    cpu: list[float | None],
+    mem: list[float | None],
+    bandwidth: list[float | None],
+) -> list[dict]:
+    """Nodes with at most `budget` GPUs in all, counted by type and sometimes one listed with its
+    health and temperature; the first node has a GPU of the first type (no fleet is without GPUs)."""
+    nodes = []
+    for i in range(n_nodes):
+        counts = {}
+        for name in names:
+            c = draw(st.integers(0 if i or name != names[0] else 1, min(2, budget)))
+            budget -= c
+            if c:
+                counts[name] = c
+        listed = []
+        if budget > 0 and draw(st.integers(0, listed_one_in)) == 0:
+            budget -= 1
+            listed.append(
+                {
+                    "id": f"n{i}-x",
+                    "type": draw(st.sampled_from(names)),
+                    "healthy": draw(st.booleans()),
+                    "temperature_c": draw(st.sampled_from([None, 60, 90])),
+                }
+            )
+        nodes.append(
+            {
+                "id": f"n{i}",
+                "gpu_counts": counts,
+                "gpus": listed,
+                "cpu_cores": draw(st.sampled_from(cpu)),
+                "memory_gb": draw(st.sampled_from(mem)),
+                "labels": draw(st.sampled_from([{}, {"zone": "a"}, {"zone": "b"}])),
+                "bandwidth_gbps": draw(st.sampled_from(bandwidth)),
+            }
+        )
+    return nodes
+
+
 @st.composite
 def fleets(draw: st.DrawFn) -> dict:
     """A tiny Problem (<= 5 GPUs, <= 4 tasks) exercising every fleet feature at random."""
@@ -192,38 +237,9 @@ def fleets(draw: st.DrawFn) -> dict:
     ]
     names = [t["name"] for t in types]
     n_nodes = draw(st.integers(1, 3))
-    budget = 5
-    nodes = []
-    for i in range(n_nodes):
-        counts = {}
-        for name in names:
-            # The first node has at least one GPU of the first type: no fleet is without GPUs.
-            c = draw(st.integers(0 if i or name != names[0] else 1, min(2, budget)))
-            budget -= c
-            if c:
-                counts[name] = c
-        listed = []
-        if budget > 0 and draw(st.integers(0, 4)) == 0:
-            budget -= 1
-            listed.append(
-                {
-                    "id": f"n{i}-x",
-                    "type": draw(st.sampled_from(names)),
-                    "healthy": draw(st.booleans()),
-                    "temperature_c": draw(st.sampled_from([None, 60, 90])),
-                }
-            )
-        nodes.append(
-            {
-                "id": f"n{i}",
-                "gpu_counts": counts,
-                "gpus": listed,
-                "cpu_cores": draw(st.sampled_from([None, None, 4, 8, 16])),
-                "memory_gb": draw(st.sampled_from([None, None, 32, 64])),
-                "labels": draw(st.sampled_from([{}, {"zone": "a"}, {"zone": "b"}])),
-                "bandwidth_gbps": draw(st.sampled_from([None, None, 10, 100])),
-            }
-        )
+    nodes = _nodes(
+        draw, names, n_nodes, 5, 4, [None, None, 4, 8, 16], [None, None, 32, 64], [None, None, 10, 100]
+    )
     gpu_ids = [g["id"] for n in nodes for g in n["gpus"]] + [
         f"{n['id']}/{name}/{k}" for n in nodes for name, c in n["gpu_counts"].items() for k in range(c)
     ]
@@ -356,37 +372,7 @@ def gap_problems(draw: st.DrawFn) -> dict:
         for name in ["A", "B"][: draw(st.integers(1, 2))]
     ]
     names = [t["name"] for t in types]
-    budget = 4
-    nodes = []
-    for i in range(draw(st.integers(1, 2))):
-        counts = {}
-        for name in names:
-            c = draw(st.integers(0 if i or name != names[0] else 1, min(2, budget)))
-            budget -= c
-            if c:
-                counts[name] = c
-        listed = []
-        if budget > 0 and draw(st.integers(0, 2)) == 0:
-            budget -= 1
-            listed.append(
-                {
-                    "id": f"n{i}-x",
-                    "type": draw(st.sampled_from(names)),
-                    "healthy": draw(st.booleans()),
-                    "temperature_c": draw(st.sampled_from([None, 60, 90])),
-                }
-            )
-        nodes.append(
-            {
-                "id": f"n{i}",
-                "gpu_counts": counts,
-                "gpus": listed,
-                "cpu_cores": draw(st.sampled_from([None, 4])),
-                "memory_gb": draw(st.sampled_from([None, 32])),
-                "labels": draw(st.sampled_from([{}, {"zone": "a"}, {"zone": "b"}])),
-                "bandwidth_gbps": draw(st.sampled_from([None, None, 10])),
-            }
-        )
+    nodes = _nodes(draw, names, draw(st.integers(1, 2)), 4, 2, [None, 4], [None, 32], [None, None, 10])
     tasks = []
     for i in range(draw(st.integers(1, 5))):
         task: dict = {

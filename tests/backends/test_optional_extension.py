@@ -91,3 +91,12 @@ def test_knapsack_lagrangian_is_the_same_without_the_extension(monkeypatch: pyte
     b = gap_knapsack.knapsack_lagrangian(p, u0, None, time.monotonic() + 5, iterations=30)
     assert a.iterations == b.iterations and a.bound_int == b.bound_int
     assert np.array_equal(a.u, b.u)
+
+
+def test_the_extension_is_built_wherever_a_c_compiler_is() -> None:
+    """Skipping the branch-and-bound tests is for installs without a compiler only: where `cc` exists
+    (as on CI), `make test` must have built the extension, so a broken build cannot hide as skips."""
+    import shutil
+
+    if shutil.which("cc") or shutil.which("gcc"):
+        assert native.available(), native.UNAVAILABLE

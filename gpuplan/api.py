@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gpuplan.backends import BACKENDS
 from gpuplan.errors import InputError
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem
 from gpuplan.program.compile import compile_matrix
 from gpuplan.strategy.gap import solve_compiled
 
 #: The names `solve` takes for its `solver` argument.
-SOLVERS = ("auto", "greedy", "cpsat", "milp")
+SOLVERS = ("auto", *BACKENDS)
 
 
 def solve(
@@ -35,18 +36,16 @@ def solve(
     started = time.monotonic()
     if isinstance(problem, dict):
         problem = parse_problem(problem)
-    opts = problem.options if isinstance(problem, Problem) else None
     if solver is not None and solver not in SOLVERS:
         raise InputError("solver", f"unknown backend {solver!r} (choose {', '.join(SOLVERS)})")
     if isinstance(problem, Problem):
         return _solve_problem(problem, solver, time_limit_s, workers, seed, started)
-    compiled = compile_matrix(problem)
-    return solve_compiled(
-        compiled,
-        solver=solver or (opts.solver if opts else "auto"),
-        time_limit_s=time_limit_s if time_limit_s is not None else (opts.time_limit_s if opts else 10.0),
-        workers=workers or (opts.workers if opts else None),
-        seed=seed if seed is not None else (opts.seed if opts else 0),
+    return solve_compiled(  # the matrix form carries no options: the defaults fill in
+        compile_matrix(problem),
+        solver=solver or "auto",
+        time_limit_s=10.0 if time_limit_s is None else time_limit_s,
+        workers=workers,
+        seed=0 if seed is None else seed,
         started=started,
     )
 

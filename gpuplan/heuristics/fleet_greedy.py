@@ -231,8 +231,7 @@ def task_order(prog: FleetProgram, how: str = "dominant", late: np.ndarray | Non
             rel.append(need / (finite.sum() / gpus))
     size = np.maximum.reduce(rel) if how == "dominant" else rel[0]
     late = np.zeros(prog.n_tasks, dtype=bool) if late is None else late
-    per_class = np.bincount(prog.gpu_class[prog.gpu_ok], minlength=prog.eligible_c.shape[1])
-    flexibility = prog.eligible_c @ per_class
+    flexibility = prog.eligible_c @ prog.usable_per_class()
     return np.lexsort((-size, flexibility, -prog.gang, prog.cpu_only, late, -prog.priority))
 
 
@@ -467,9 +466,7 @@ def honour_priorities(p: FleetProgram, assign: np.ndarray, deadline: float) -> t
     only improves; the verifier's dominance rule holds after a full pass. Returns the assignment and
     how many tasks it placed; stops at `deadline` (a partial pass is still a valid plan)."""
     st = state_of(p, assign)
-    usable = np.bincount(p.gpu_class[p.gpu_ok], minlength=p.eligible_c.shape[1]) > 0
-    homes = (p.eligible_c & usable[None, :]).any(axis=1)
-    todo = np.flatnonzero((assign[:, 0] < 0) & p.optional & homes)
+    todo = np.flatnonzero((assign[:, 0] < 0) & p.optional & p.has_home())
     placed = 0
     stuck: set[tuple[object, ...]] = set()  # kinds of task that found no room: the state only fills up
     for t in todo[np.lexsort((-p.penalty[todo], -p.priority[todo]))]:

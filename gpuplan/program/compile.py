@@ -23,12 +23,11 @@ For a Problem, with :math:`d_{tg}` the duration of task t on g's type (explicit 
 :math:`b = M_g`); with a horizon H, each GPU works through its tasks in turn: ``gpu_time_h``
 (:math:`a = s_t d_{tg}`, :math:`b = H`), and memory is a per-task eligibility test.
 
-Priorities are lexicographic: the drop penalties :math:`p_t` are built in
-:mod:`gpuplan.program.priorities` (one formula for every program, with :math:`S = \sum_t \max_g
-|c_{tg}|`; tasks that fit on no GPU at all are left out of every plan and carry no penalty), so one
-more placed task of a tier outweighs every cost and every lower-tier task. The optimum therefore
-never drops a task that could take the place of lower-priority work. Tiers too wide to weigh
-exactly raise `TiersTooWide`: `solve` then plans the problem tier by tier on the fleet program.
+Priorities are lexicographic: the drop penalties :math:`p_t` come with the arrays, built once in
+:mod:`gpuplan.program.priorities` for the fleet program whose GAP view this is (the matrix form has
+no optional tasks), so one more placed task of a tier outweighs every cost and every lower-tier
+task. Penalties that overflow 64-bit integers at the cost scale raise `TiersTooWide`: `solve` then
+plans the problem tier by tier on the fleet program.
 
 Integer program (CP-SAT): costs are multiplied by :math:`10^k` and rounded, the smallest k that
 makes them integral (or the largest that keeps totals below about :math:`10^{12}`). Each resource
@@ -46,7 +45,7 @@ import numpy as np
 
 from gpuplan.models import Matrix, MatrixProblem, Problem
 from gpuplan.program.gap import Program
-from gpuplan.program.priorities import TiersTooWide, tier_penalties, tiers
+from gpuplan.program.priorities import TiersTooWide
 
 _COST_TOTAL_BUDGET = 1e12
 _LOAD_VALUE_BUDGET = float(2**40)
@@ -120,21 +119,6 @@ def _scale_loads(
     return scales, load_int, cap_int, exact, exact or relaxes
 
 
-def _penalties(
-    cost: np.ndarray, eligible: np.ndarray, optional: np.ndarray, priority: np.ndarray, cost_scale: float
-) -> np.ndarray:
-    """Lexicographic drop penalties in integer units (`gpuplan.program.priorities`); raises
-    TiersTooWide when they cannot be weighed exactly, so the caller solves tier by tier."""
-    # A task that fits on no GPU is left out in every plan: no penalty, the objective stays readable.
-    candidates = optional & eligible.any(axis=1)
-    span = float(np.where(eligible, np.abs(cost), 0.0).max(axis=1, initial=0.0).sum())
-    pen = tier_penalties(candidates, priority, span, np.zeros(len(optional)), first_free=False)
-    if pen is None or float(pen.sum()) * cost_scale + span * cost_scale >= _INT_LIMIT:
-        n_tiers = len(tiers(candidates, priority))
-        raise TiersTooWide(f"{n_tiers} priority tiers over {int(candidates.sum())} tasks")
-    return np.round(pen * cost_scale).astype(np.int64)
-
-
 def _finish(
     cost: np.ndarray,
     eligible: np.ndarray,
@@ -143,10 +127,11 @@ def _finish(
     optional: np.ndarray,
     priority: np.ndarray,
     resource_names: tuple[str, ...],
-    penalty: np.ndarray | None = None,
+    penalty: np.ndarray,
 ) -> Program:
-    """The Program from dense arrays: integer scaling, and the drop penalties (computed here, or
-    `penalty` in user units when the caller built them, as the GAP view of a fleet program does)."""
+    """The Program from dense arrays and drop penalties in user units (the fleet program's, for a
+    Problem's GAP view; none for the matrix form, whose tasks are all required), scaled to integers.
+    Raises TiersTooWide when the penalties overflow 64-bit integers at the cost scale."""
     cost = np.where(eligible, cost, 0.0)
     load = np.where(eligible[None, :, :], load, 0.0)
     load_scale, load_int, cap_int, load_exact, relaxes = _scale_loads(load, capacity, eligible)
@@ -158,13 +143,10 @@ def _finish(
         cost[eligible], max(float(row_max.sum()), 1e-300), _COST_TOTAL_BUDGET
     )
     cost_int = np.where(eligible, np.round(cost * cost_scale), 0).astype(np.int64)
-    if penalty is None:
-        pen_int = _penalties(cost, eligible, optional, priority, cost_scale)
-    else:
-        given = np.where(optional, penalty, 0.0)
-        if float(given.sum() + np.abs(cost).max(axis=1, initial=0.0).sum()) * cost_scale >= _INT_LIMIT:
-            raise TiersTooWide("drop penalties too large for 64-bit integers at this cost scale")
-        pen_int = np.round(given * cost_scale).astype(np.int64)
+    given = np.where(optional, penalty, 0.0)
+    if float(given.sum() + np.abs(cost).max(axis=1, initial=0.0).sum()) * cost_scale >= _INT_LIMIT:
+        raise TiersTooWide("drop penalties too large for 64-bit integers at this cost scale")
+    pen_int = np.round(given * cost_scale).astype(np.int64)
     return Program(
         cost=cost,
         eligible=eligible,
@@ -204,6 +186,7 @@ def _compile_matrix(m: Matrix) -> Compiled:
         np.zeros(t_n, dtype=bool),
         np.zeros(t_n, dtype=np.int64),
         names,
+        penalty=np.zeros(t_n),
     )
     return Compiled(
         program=program,

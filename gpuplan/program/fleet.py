@@ -172,6 +172,14 @@ class FleetProgram:
         """bool [G]: GPUs task t may use (capacity aside)."""
         return self.eligible_c[t, self.gpu_class] & self.gpu_ok
 
+    def usable_per_class(self) -> np.ndarray:
+        """int [classes]: healthy, cool-enough GPUs (and host slots) of each class."""
+        return np.bincount(self.gpu_class[self.gpu_ok], minlength=self.eligible_c.shape[1])
+
+    def has_home(self) -> np.ndarray:
+        """bool [T]: tasks with an eligible class that holds a usable GPU (or host slot)."""
+        return (self.eligible_c & (self.usable_per_class() > 0)[None, :]).any(axis=1)
+
     def empty_assign(self) -> np.ndarray:
         return np.full((self.n_tasks, self.max_gang), NONE, dtype=np.int64)
 

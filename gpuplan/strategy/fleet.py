@@ -48,8 +48,7 @@ FLEET_EXACT_PAIRS = 20_000
 
 
 def _pairs(p: FleetProgram) -> int:
-    per_class = np.bincount(p.gpu_class[p.gpu_ok], minlength=p.eligible_c.shape[1])
-    return int((p.eligible_c @ per_class).sum())
+    return int((p.eligible_c @ p.usable_per_class()).sum())
 
 
 def late_tasks(p: FleetProgram, packing: Packing | None) -> np.ndarray | None:
@@ -353,8 +352,7 @@ def solve_tiered(
     stats: dict[str, bool | int | float | str] = {}
     bound, _, bound_stats = _bounds(p, started + TIERED_BOUND_SHARE * time_limit_s)
     stats.update(bound_stats)
-    usable = np.bincount(p.gpu_class[p.gpu_ok], minlength=p.eligible_c.shape[1]) > 0
-    candidates = p.optional & (p.eligible_c & usable[None, :]).any(axis=1)
+    candidates = p.optional & p.has_home()
     levels = tiers(candidates, p.priority)
     best: np.ndarray | None = None
     status = Status.UNKNOWN

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpuplan.backends import get_solver
-from gpuplan.errors import InputError
+from gpuplan.backends import get_solver, require
 from gpuplan.heuristics.greedy import GreedySolver
 from gpuplan.heuristics.polish import polish
 from gpuplan.models import Plan, Status
@@ -113,8 +112,8 @@ def search_gap(
     program, within `started + time_limit_s`; polished."""
     deadline = started + time_limit_s
     workers = workers or os.cpu_count() or 1
-    if solver not in ("auto", "greedy", "cpsat", "milp"):
-        raise InputError("solver", f"unknown backend {solver!r} (choose auto, greedy, cpsat, milp)")
+    if solver != "auto":
+        require(solver, program)
 
     no_home = np.flatnonzero(~program.eligible.any(axis=1) & ~program.optional)
     if no_home.size:

@@ -222,6 +222,25 @@ def _nodes(
     return nodes
 
 
+def _duration_and_rules(
+    draw: st.DrawFn, task: dict, names: list[str], min_memory_one_in: int, selector_one_in: int
+) -> None:
+    """Give `task` a duration (work_h, or duration_h per type) and, at random, its eligibility rules:
+    allowed or forbidden types, a minimum GPU memory, a node selector."""
+    if draw(st.booleans()):
+        task["work_h"] = draw(st.sampled_from([0.5, 1, 2, 3]))
+    else:
+        task["duration_h"] = {name: draw(st.sampled_from([0.5, 1, 1.5, 4])) for name in names}
+    if draw(st.integers(0, 3)) == 0:
+        task["allowed_types"] = [draw(st.sampled_from(names))]
+    elif draw(st.integers(0, 3)) == 0:
+        task["forbidden_types"] = [draw(st.sampled_from(names))]
+    if draw(st.integers(0, min_memory_one_in)) == 0:
+        task["min_gpu_memory_gb"] = 40
+    if draw(st.integers(0, selector_one_in)) == 0:
+        task["node_selector"] = {"zone": draw(st.sampled_from(["a", "b"]))}
+
+
 @st.composite
 def fleets(draw: st.DrawFn) -> dict:
     """A tiny Problem (<= 5 GPUs, <= 4 tasks) exercising every fleet feature at random."""
@@ -260,18 +279,7 @@ def fleets(draw: st.DrawFn) -> dict:
             "dataset": draw(st.sampled_from([None, None, "d1", "d2"])),
             "anti_affinity": draw(st.sampled_from([None, None, "s"])),
         }
-        if draw(st.booleans()):
-            task["work_h"] = draw(st.sampled_from([0.5, 1, 2, 3]))
-        else:
-            task["duration_h"] = {name: draw(st.sampled_from([0.5, 1, 1.5, 4])) for name in names}
-        if draw(st.integers(0, 3)) == 0:
-            task["allowed_types"] = [draw(st.sampled_from(names))]
-        elif draw(st.integers(0, 3)) == 0:
-            task["forbidden_types"] = [draw(st.sampled_from(names))]
-        if draw(st.integers(0, 5)) == 0:
-            task["min_gpu_memory_gb"] = 40
-        if draw(st.integers(0, 4)) == 0:
-            task["node_selector"] = {"zone": draw(st.sampled_from(["a", "b"]))}
+        _duration_and_rules(draw, task, names, min_memory_one_in=5, selector_one_in=4)
         if draw(st.integers(0, 2)) == 0:
             task["current_gpus"] = draw(st.permutations(gpu_ids))[:gang]
             task["migration_cost"] = draw(st.sampled_from([0, 1, 5]))
@@ -383,18 +391,7 @@ def gap_problems(draw: st.DrawFn) -> dict:
             "optional": draw(st.sampled_from([True, False, False])),
             "input_gb": draw(st.sampled_from([0, 0, 20])),
         }
-        if draw(st.booleans()):
-            task["work_h"] = draw(st.sampled_from([0.5, 1, 2, 3]))
-        else:
-            task["duration_h"] = {name: draw(st.sampled_from([0.5, 1, 1.5, 4])) for name in names}
-        if draw(st.integers(0, 3)) == 0:
-            task["allowed_types"] = [draw(st.sampled_from(names))]
-        elif draw(st.integers(0, 3)) == 0:
-            task["forbidden_types"] = [draw(st.sampled_from(names))]
-        if draw(st.integers(0, 4)) == 0:
-            task["min_gpu_memory_gb"] = 40
-        if draw(st.integers(0, 3)) == 0:
-            task["node_selector"] = {"zone": draw(st.sampled_from(["a", "b"]))}
+        _duration_and_rules(draw, task, names, min_memory_one_in=4, selector_one_in=3)
         tasks.append(task)
     return {
         "gpu_types": types,

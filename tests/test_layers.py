@@ -45,26 +45,35 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def _import_statements(source: str, module: str, is_package: bool) -> list[tuple[str, list[str]]]:
+    """(module named, names imported from it) for every import statement anywhere in `source`
+    (functions included); relative imports resolved against `module`. `import a.b` gives (a.b, [])."""
+    package = module if is_package else module.rpartition(".")[0]
+    out: list[tuple[str, list[str]]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.extend((alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            out.append((base, [alias.name for alias in node.names if alias.name != "*"]))
+    return out
+
+
 def imported_modules(source: str, module: str, is_package: bool = False) -> set[str]:
     """Every module an import statement anywhere in `source` may load (functions included).
 
     `from a.b import c` counts as `a.b` and `a.b.c` (c may be a submodule); relative imports are
     resolved against `module`.
     """
-    package = module if is_package else module.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base_parts = package.split(".")
-                base_parts = base_parts[: len(base_parts) - (node.level - 1)]
-                base = ".".join(base_parts + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    for base, names in _import_statements(source, module, is_package):
+        found.add(base)
+        found.update(f"{base}.{name}" for name in names)
     return found
 
 
@@ -130,21 +139,9 @@ def _layer(module: str) -> int | None:
 def import_edges(source: str, module: str, is_package: bool, known: set[str]) -> set[str]:
     """The gpuplan modules `source` imports: `from a import b` is an edge to the module a.b when b
     is one (a submodule), else to a."""
-    package = module if is_package else module.rpartition(".")[0]
     edges: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            edges.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                parts = parts[: len(parts) - (node.level - 1)]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            for alias in node.names:
-                sub = f"{base}.{alias.name}"
-                edges.add(sub if sub in known else base)
+    for base, names in _import_statements(source, module, is_package):
+        edges.update(f"{base}.{n}" if f"{base}.{n}" in known else base for n in names or [""])
     return {e for e in edges if e in known and e != module}
 
 

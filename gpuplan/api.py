@@ -1,8 +1,8 @@
 """The public entry point: `solve` a Problem, the matrix form, or a dict read from JSON.
 
-A Problem is built into its one program (the fleet program), solved through its GAP view by the GAP
-strategy when it is a GAP, else by the fleet search; the matrix form is a GAP program by itself.
-Every plan ends with the one verifier.
+A Problem or the matrix form is built into its one program, solved through its GAP view by the GAP
+strategy when it is a GAP (the matrix form always is), else by the fleet search. Every plan ends
+with the one verifier.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from typing import Any
 from gpuplan.backends import BACKENDS
 from gpuplan.errors import InputError
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem
-from gpuplan.program.compile import compile_matrix
-from gpuplan.strategy.gap import solve_compiled
 
 #: The names `solve` takes for its `solver` argument.
 SOLVERS = ("auto", *BACKENDS)
@@ -40,8 +38,10 @@ def solve(
         raise InputError("solver", f"unknown backend {solver!r} (choose {', '.join(SOLVERS)})")
     if isinstance(problem, Problem):
         return _solve_problem(problem, solver, time_limit_s, workers, seed, started)
-    return solve_compiled(  # the matrix form carries no options: the defaults fill in
-        compile_matrix(problem),
+    from gpuplan.strategy.fleet import solve_fleet
+
+    return solve_fleet(  # the matrix form carries no options: the defaults fill in
+        problem,
         solver=solver or "auto",
         time_limit_s=10.0 if time_limit_s is None else time_limit_s,
         workers=workers,

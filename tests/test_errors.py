@@ -48,7 +48,7 @@ def test_compile_step_input_errors_exit_2(tmp_path, capsys, monkeypatch) -> None
     def boom(*args: object, **kwargs: object) -> None:
         raise InputError("tasks.priority", "too many priority levels (got 99)")
 
-    monkeypatch.setattr(solve_mod, "compile_fleet", boom)
+    monkeypatch.setattr(solve_mod, "build", boom)
     path = tmp_path / "p.json"
     path.write_text(json.dumps({**FLEET, "tasks": [{"id": "a", "work_h": 1}]}))
     assert main(["solve", str(path), "--time-limit", "1"]) == 2

@@ -44,7 +44,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from gpuplan.models import Problem
-    from gpuplan.program.compile import compile_matrix
+    from gpuplan.program.gap_view import compile_problem
 
     problem = load_problem(args.problem)
     if isinstance(problem, Problem):
@@ -69,7 +69,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if homeless:
             print(f"warning: {len(homeless)} task(s) fit nowhere: {', '.join(homeless[:10])}")
         return EXIT_OK
-    c = compile_matrix(problem)
+    c = compile_problem(problem)
     prog = c.program
     homeless = [c.task_ids[t] for t in range(prog.n_tasks) if not prog.eligible[t].any()]
     print(

@@ -1,5 +1,5 @@
-r"""The GAP Program's dense arrays: the matrix form's builder, and the integer scaling every GAP
-Program (the matrix form's, or a Problem's GAP view) goes through.
+r"""The GAP Program's dense arrays and the integer scaling every GAP view (of a Problem or of the
+matrix form) goes through.
 
 Formulation
 -----------
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpuplan.models import Matrix, MatrixProblem, Problem
+from gpuplan.models import Matrix, Problem, Scaling
 from gpuplan.program.gap import Program
 from gpuplan.program.priorities import TiersTooWide
 
@@ -168,37 +168,6 @@ def _finish(
     )
 
 
-def _compile_matrix(m: Matrix) -> Compiled:
-    t_n, g_n = m.n_tasks, m.n_gpus
-    eligible = np.array([[v is not None for v in row] for row in m.cost], dtype=bool)
-    cost = np.array([[0.0 if v is None else v for v in row] for row in m.cost], dtype=np.float64)
-    loads = m.loads()
-    load = np.array(
-        [[[0.0 if v is None else v for v in row] for row in lr] for lr in loads], dtype=np.float64
-    )
-    capacity = np.array(m.capacities(), dtype=np.float64)
-    names = ("load",) if len(loads) == 1 else tuple(f"load{r}" for r in range(len(loads)))
-    program = _finish(
-        cost,
-        eligible,
-        load,
-        capacity,
-        np.zeros(t_n, dtype=bool),
-        np.zeros(t_n, dtype=np.int64),
-        names,
-        penalty=np.zeros(t_n),
-    )
-    return Compiled(
-        program=program,
-        source=m,
-        task_ids=tuple(m.task_ids or (str(i) for i in range(t_n))),
-        gpu_ids=tuple(m.gpu_ids or (str(i) for i in range(g_n))),
-        gpu_nodes=(None,) * g_n,
-        gpu_types=(None,) * g_n,
-        duration=None,
-    )
-
-
 def duration_table(problem: Problem) -> np.ndarray:
     """Hours of each task on each GPU type, float64 [T, types]; NaN where undefined."""
     types = problem.gpu_types
@@ -213,9 +182,13 @@ def duration_table(problem: Problem) -> np.ndarray:
     return out
 
 
-def compile_matrix(source: MatrixProblem | Matrix) -> Compiled:
-    """The matrix form -> Compiled (Program + names). Pure: the input is not touched."""
-    return _compile_matrix(source.matrix if isinstance(source, MatrixProblem) else source)
+def scaling_of(program: Program) -> Scaling:
+    """How a GAP program was made integer, for the plan's `scaling` field."""
+    return Scaling(
+        cost_scale=program.cost_scale,
+        load_scales={n: float(s) for n, s in zip(program.resource_names, program.load_scale, strict=True)},
+        exact=program.scaling_exact,
+    )
 
 
-__all__ = ["Compiled", "compile_matrix", "duration_table"]
+__all__ = ["Compiled", "duration_table", "scaling_of"]

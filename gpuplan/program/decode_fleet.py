@@ -1,5 +1,6 @@
-"""Back from a fleet program's index space to a Plan: ids, money per assignment, usage, criteria,
-the objective's weights, and a reason for every task left out."""
+"""The one decode: from a program's index space back to a Plan (of a Problem, or of the matrix
+form): ids, money per assignment, usage per resource, criteria, the objective's weights, and a
+reason for every task left out."""
 
 from __future__ import annotations
 
@@ -7,12 +8,24 @@ import time
 
 import numpy as np
 
-from gpuplan.models import Assignment, GPUUsage, Incumbent, Plan, Scaling, Status, Unassigned
+from gpuplan.models import Assignment, GPUUsage, Incumbent, Matrix, Plan, Scaling, Status, Unassigned
 from gpuplan.program.fleet import FleetCompiled, FleetProgram
 from gpuplan.status import settle
 
 
+def _room(status: Status) -> str:
+    if status is Status.INFEASIBLE:
+        return "required, but no plan places every required task (proven infeasible)"
+    return "required, but no plan placing every required task was found within the time limit"
+
+
 def _reason(c: FleetCompiled, t: int, status: Status) -> str:
+    if isinstance(c.source, Matrix):
+        if all(v is None for v in c.source.cost[t]):
+            return "every cost entry is null: no GPU may take this task"
+        if not c.program.eligible_c[t].any():
+            return "its load exceeds the capacity of every GPU it may use"
+        return _room(status)
     p, task = c.program, c.source.tasks[t]
     if not p.eligible_c[t].any() and p.cpu_only[t]:
         sel = task.node_selector.items()
@@ -25,15 +38,15 @@ def _reason(c: FleetCompiled, t: int, status: Status) -> str:
         return "every eligible GPU is unhealthy or over the temperature limit"
     if task.optional:
         return "no room left: eligible GPUs or their nodes' CPU/memory are taken by other work"
-    if status is Status.INFEASIBLE:
-        return "required, but no plan places every required task (proven infeasible)"
-    return "required, but no plan placing every required task was found within the time limit"
+    return _room(status)
 
 
 def _no_home(c: FleetCompiled, t: int) -> str:
     """Why no GPU of the fleet may take task t, whatever the others do: the first rule that rules
     out every GPU type present (allowed types, durations, memory, horizon, labels, gang size)."""
-    prob, task = c.source, c.source.tasks[t]
+    prob = c.source
+    assert not isinstance(prob, Matrix)
+    task = prob.tasks[t]
     present = {g.type for _, g in prob.all_gpus()}
     types = [gt for gt in prob.gpu_types if gt.name in present]
     if task.allowed_types is not None:
@@ -140,9 +153,10 @@ def decode_fleet(
         cost = float(c.money_c[t, cls].sum() + c.transfer_money[t])  # money, whatever the objective
         if p.current[t, 0] >= 0:
             left = int(np.sum(~np.isin(p.current[t][p.current[t] >= 0], gs)))
-            cost += c.source.tasks[t].migration_cost * left / p.gang[t]
+            cost += c.source.tasks[t].migration_cost * left / p.gang[t]  # type: ignore[union-attr]
         real = gs[~p.host[gs]]  # a CPU-only task's host slot is no GPU: it lists none
-        types = {p.type_names[k] for k in p.gpu_type[real]}
+        types = {p.type_names[k] for k in p.gpu_type[real]} if p.shares else set()
+        hours = float(np.max(c.duration[t, cls]))
         assignments.append(
             Assignment(
                 task=c.task_ids[t],
@@ -150,19 +164,30 @@ def decode_fleet(
                 node=c.node_ids[p.gpu_node[gs[0]]],
                 gpu_type=types.pop() if len(types) == 1 else None,
                 cost=cost,
-                duration_h=float(np.max(c.duration[t, cls])),
+                duration_h=hours if np.isfinite(hours) else None,
                 moved=bool(moved[t]) if p.current[t, 0] >= 0 else None,
             )
         )
     u = p.usage(assign)
-    primary = "gpu_time_h" if p.horizon else "gpu_share"
+    names: list[str] = []
+    used_rows: list[np.ndarray] = []
+    cap_rows: list[np.ndarray] = []
+    if p.shares:
+        names.append("gpu_time_h" if p.horizon else "gpu_share")
+        used_rows.append(u["load"])
+        cap_rows.append(np.full(p.n_gpus, p.capacity))
+        if not p.horizon:
+            names.append("gpu_memory_gb")
+            used_rows.append(u["mem"])
+            cap_rows.append(p.mem_cap)
+    names += p.extra_names
+    used_rows += list(u["extra"])
+    cap_rows += list(p.extra_cap)
     usage = []
     for g in np.flatnonzero(~p.host):
-        used = {primary: round(float(u["load"][g]), 9)}
-        cap = {primary: p.capacity}
-        if not p.horizon:
-            used["gpu_memory_gb"] = round(float(u["mem"][g]), 9)
-            cap["gpu_memory_gb"] = float(p.mem_cap[g])
+        used = {n: round(float(v[g]), 9) for n, v in zip(names, used_rows, strict=True)}
+        cap = {n: float(v[g]) for n, v in zip(names, cap_rows, strict=True)}
+        ratio = max((used[r] / cap[r] if cap[r] > 0 else 0.0 for r in used), default=0.0)
         usage.append(
             GPUUsage(
                 gpu=c.gpu_ids[g],
@@ -170,7 +195,7 @@ def decode_fleet(
                 tasks=int(u["count"][g]),
                 used=used,
                 capacity=cap,
-                utilization=round(max(used[r] / cap[r] if cap[r] > 0 else 0.0 for r in used), 6),
+                utilization=round(ratio, 6),
             )
         )
     placed = assign[:, 0] >= 0

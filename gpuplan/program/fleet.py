@@ -24,6 +24,11 @@ and in horizon mode :math:`s_t d_{tg} \le H`). Binary :math:`x_{tg}` (t uses g),
     \sum_t c_t z_{tn} \le C_n, \qquad \sum_t r_t z_{tn} \le R_n, \qquad
     \sum_{t \in S} z_{tn} \le 1 \;\; \forall \text{ spread group } S, n.
 
+Further resources r, each with its own per-GPU capacity, may come with the program (the matrix
+form's: :math:`\sum_t a_{rtg} x_{tg} \le b_{rg}`, loads per GPU class); the matrix form is the
+program with one class and one pseudo-node per GPU, no shares (``shares`` False), every task
+required and its cost table as :math:`c_{tg}` (built in :mod:`gpuplan.program.build`).
+
 CPU-only tasks (``gpus: 0``) take no GPU, only node CPU and host memory. When a problem has any,
 every node n gets one *host slot* :math:`h(n)`, a pseudo-GPU of type NONE (its own class, always
 usable, GPU memory 0) that only CPU-only tasks are eligible for; such a task is compiled as a gang
@@ -70,12 +75,12 @@ per-GPU term, kept as the current placement.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from gpuplan.models import Problem
+from gpuplan.models import Matrix, Problem
 from gpuplan.program.compile import duration_table
 from gpuplan.program.priorities import TiersTooWide, flat_penalties, tier_penalties, tiers
 
@@ -137,6 +142,12 @@ class FleetProgram:
     w_nodes: float
     w_balance: float
     type_names: tuple[str, ...]
+    # further resources per GPU, each with its own capacity (the matrix form's R resources):
+    # loads [R, T, C], capacities [R, G]; none for a Problem
+    extra_load_c: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 0)))
+    extra_cap: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    extra_names: tuple[str, ...] = ()
+    shares: bool = True  # tasks take GPU shares and memory; False for the matrix form (extras only)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -200,7 +211,10 @@ class FleetProgram:
         nodes = self.gpu_node[assign[placed, 0]]
         np.add.at(cpu, nodes, self.cpu[placed])
         np.add.at(ram, nodes, self.ram[placed])
-        return {"load": load, "mem": mem, "count": count, "cpu": cpu, "ram": ram}
+        extra = np.zeros((len(self.extra_names), self.n_gpus))
+        for r in range(extra.shape[0]):
+            np.add.at(extra[r], g, self.extra_load_c[r, t_idx, self.gpu_class[g]])
+        return {"load": load, "mem": mem, "count": count, "cpu": cpu, "ram": ram, "extra": extra}
 
     def objective(self, assign: np.ndarray) -> float:
         """The objective (user units, weighted) of an assignment [T, K] (NONE-padded rows)."""
@@ -230,9 +244,13 @@ class FleetProgram:
         return total
 
     def max_utilization(self, assign: np.ndarray) -> float:
-        """Largest primary-resource utilization over usable GPUs."""
-        load = self.usage(assign)["load"]
-        return float(load.max(initial=0.0) / self.capacity)
+        """Largest utilization over GPUs: of the primary resource, or of the further resources when
+        tasks take no shares (the matrix form)."""
+        u = self.usage(assign)
+        if self.shares:
+            return float(u["load"].max(initial=0.0) / self.capacity)
+        ratio = np.divide(u["extra"], self.extra_cap, out=np.zeros_like(u["extra"]), where=self.extra_cap > 0)
+        return float(ratio.max(initial=0.0))
 
     def violations(self, assign: np.ndarray) -> list[str]:
         """Every broken rule of an assignment (empty when feasible); index-space messages."""
@@ -279,6 +297,9 @@ class FleetProgram:
             out.append("node CPU over capacity")
         if np.any(u["ram"] > self.node_ram * (1 + _TOL) + _TOL):
             out.append("node memory over capacity")
+        for r, name in enumerate(self.extra_names):
+            if np.any(u["extra"][r] > self.extra_cap[r] * (1 + _TOL) + _TOL):
+                out.append(f"GPU {name} over capacity")
         sp = (assign[:, 0] >= 0) & (self.spread >= 0)
         if sp.any():
             pairs = np.stack([self.spread[sp], self.gpu_node[assign[sp, 0]]], axis=1)
@@ -289,13 +310,13 @@ class FleetProgram:
 
 @dataclass(frozen=True, eq=False)
 class FleetCompiled:
-    """A FleetProgram plus the names to decode it."""
+    """A FleetProgram plus the names to decode it (of a Problem, or of the matrix form)."""
 
     program: FleetProgram
-    source: Problem
+    source: Problem | Matrix
     task_ids: tuple[str, ...]
     gpu_ids: tuple[str, ...]
-    node_ids: tuple[str, ...]
+    node_ids: tuple[str | None, ...]  # None for the matrix form's one-GPU pseudo-nodes
     duration: np.ndarray  # float64 [T, classes]: hours incl. transfer, NaN where undefined
     terms: tuple[tuple[str, float], ...]  # (criterion, lambda) actually used
     money_c: np.ndarray  # float64 [T, classes]: GPU-hours x price of one GPU of the class (money)

@@ -8,7 +8,8 @@ either share and memory side by side or GPU time within the horizon. `gap_view` 
 dense [tasks, GPUs] arrays of :class:`~gpuplan.program.gap.Program` that the GAP backends (the
 portfolio, the LP and knapsack bounds, the branch and bound) accept, with the fleet program's own
 drop penalties. Its solutions are decoded and verified as fleet plans, so a Problem has one builder,
-one decode and one verifier whichever backends solve it.
+one decode and one verifier whichever backends solve it. The matrix form's program is a GAP by
+construction: its view lays out its own resources (``load``, or ``load0`` ... ``loadR-1``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 
 from gpuplan.errors import InputError
 from gpuplan.models import Matrix, MatrixProblem, Problem
-from gpuplan.program.compile import Compiled, _finish, compile_matrix
-from gpuplan.program.fleet import FleetCompiled, compile_fleet
+from gpuplan.program.build import build
+from gpuplan.program.compile import Compiled, _finish
+from gpuplan.program.fleet import FleetCompiled
 
 
 def gap_like(fc: FleetCompiled) -> bool:
@@ -47,11 +49,14 @@ def gap_view(fc: FleetCompiled) -> Compiled | None:
     cls = p.gpu_class
     t_n, g_n = p.n_tasks, p.n_gpus
     eligible = p.eligible_c[:, cls] & p.gpu_ok[None, :]
-    if p.horizon:
-        names: tuple[str, ...] = ("gpu_time_h",)
+    names: tuple[str, ...] = ()
+    loads: list[np.ndarray] = []
+    caps: list[np.ndarray] = []
+    if p.shares and p.horizon:
+        names = ("gpu_time_h",)
         loads = [p.load_c[:, cls]]
         caps = [np.full(g_n, p.capacity)]
-    else:
+    elif p.shares:
         names = ("gpu_share",)
         loads = [np.broadcast_to(p.share[:, None], (t_n, g_n))]
         caps = [np.ones(g_n)]
@@ -59,6 +64,9 @@ def gap_view(fc: FleetCompiled) -> Compiled | None:
             names += ("gpu_memory_gb",)
             loads.append(np.broadcast_to(p.gpu_mem[:, None], (t_n, g_n)))
             caps.append(p.mem_cap)
+    names += p.extra_names
+    loads += [p.extra_load_c[r][:, cls] for r in range(len(p.extra_names))]
+    caps += [p.extra_cap[r] for r in range(len(p.extra_names))]
     program = _finish(
         p.cost_c[:, cls],
         eligible,
@@ -75,19 +83,15 @@ def gap_view(fc: FleetCompiled) -> Compiled | None:
         task_ids=fc.task_ids,
         gpu_ids=fc.gpu_ids,
         gpu_nodes=tuple(fc.node_ids[n] for n in p.gpu_node),
-        gpu_types=tuple(p.type_names[k] for k in p.gpu_type),
-        duration=fc.duration[:, cls],
+        gpu_types=tuple(p.type_names[k] if p.shares else None for k in p.gpu_type),
+        duration=fc.duration[:, cls] if p.shares else None,
     )
 
 
 def compile_problem(source: Problem | MatrixProblem | Matrix) -> Compiled:
-    """The GAP Program of a Problem (its fleet program's view) or of the matrix form. Raises
+    """The GAP Program of a Problem or of the matrix form: the view of its one program. Raises
     InputError for a Problem that is not a GAP (use `compile_fleet` for the whole program)."""
-    if isinstance(source, MatrixProblem | Matrix):
-        return compile_matrix(source)
-    if not isinstance(source, Problem):
-        raise TypeError(f"cannot compile {type(source).__name__}; expected Problem or MatrixProblem")
-    view = gap_view(compile_fleet(source))
+    view = gap_view(build(source))
     if view is None:
         raise InputError(
             "problem",

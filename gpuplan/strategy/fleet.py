@@ -31,8 +31,9 @@ from gpuplan.heuristics.fleet_greedy import (
     swap_improve,
     task_order,
 )
-from gpuplan.models import Plan, Problem, Status
-from gpuplan.program.decode import scaling_of
+from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
+from gpuplan.program.build import build
+from gpuplan.program.compile import scaling_of
 from gpuplan.program.decode_fleet import decode_fleet
 from gpuplan.program.fleet import FleetCompiled, FleetProgram, compile_fleet
 from gpuplan.program.gap import Program
@@ -224,7 +225,7 @@ def _homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None
 
 
 def solve_fleet(
-    problem: Problem,
+    problem: Problem | MatrixProblem | Matrix,
     *,
     solver: str,
     time_limit_s: float,
@@ -232,18 +233,21 @@ def solve_fleet(
     seed: int,
     started: float,
 ) -> Plan:
-    """Build the one program of `problem` and solve it: its GAP view with the GAP strategy when the
-    program is a GAP (`gap_view`) and its dense arrays fit, else the fleet search (module docstring);
-    priorities too wide to weigh exactly are solved tier by tier (`solve_tiered`). Decoded and
-    verified as a fleet plan either way."""
+    """Build the one program of `problem` (a Problem or the matrix form) and solve it: its GAP view
+    with the GAP strategy when the program is a GAP (`gap_view`) and its dense arrays fit (the
+    matrix form's always: they are its input), else the fleet search (module docstring); priorities
+    too wide to weigh exactly are solved tier by tier (`solve_tiered`). One decode and the one
+    verifier either way."""
     from gpuplan.program.verify import verify
 
     workers = workers or os.cpu_count() or 1
     try:
-        c = compile_fleet(problem)
+        c = build(problem)
         # The view scales the penalties to integers: they may overflow there even when exact in floats.
-        view = gap_view(c) if c.program.n_tasks * c.program.n_gpus <= AUTO_MAX_PAIRS else None
+        dense = c.program.n_tasks * c.program.n_gpus <= AUTO_MAX_PAIRS or not c.program.shares
+        view = gap_view(c) if dense else None
     except TiersTooWide as why:
+        assert isinstance(problem, Problem)  # the matrix form has no optional tasks
         if solver == "milp":  # the tier-by-tier solve runs fleet programs, which milp does not take
             raise InputError(
                 "solver", f"'milp' cannot take this program: its priority tiers ({why}) are too wide to weigh"
@@ -271,6 +275,8 @@ def solve_fleet(
         )
         plan = _decode_gap(c, view.program, out, solver, started)
     elif plan is None:
+        if not c.program.shares:
+            raise AssertionError("the matrix form's program is a GAP; the fleet search does not take it")
         f = _search(c.program, solver, started, time_limit_s, workers, seed)
         plan = decode_fleet(
             c,

@@ -1,7 +1,7 @@
 """The GAP strategy: greedy warm start, then the backend asked for (`auto`: the portfolio), polish.
 
-It runs on a GAP Program (the matrix form's, or a Problem's GAP view); `solve_compiled` decodes and
-verifies the matrix form's plans, `strategy.fleet` those of a Problem."""
+It runs on a GAP Program, the view of a program (a Problem's or the matrix form's) that is a GAP;
+`strategy.fleet` decodes and verifies its plans."""
 
 from __future__ import annotations
 
@@ -15,12 +15,9 @@ import numpy as np
 from gpuplan.backends import get_solver, require
 from gpuplan.heuristics.greedy import GreedySolver
 from gpuplan.heuristics.polish import polish
-from gpuplan.models import Plan, Status
-from gpuplan.program.compile import Compiled
-from gpuplan.program.decode import decode
+from gpuplan.models import Status
 from gpuplan.program.gap import Program
 from gpuplan.program.solution import RawSolution, SolveParams
-from gpuplan.program.verify import verify
 
 log = logging.getLogger("gpuplan")
 
@@ -75,28 +72,6 @@ class GapOutcome:
     reason: str
     warm: float | None
     phases: list[str]
-
-
-def solve_compiled(
-    compiled: Compiled,
-    *,
-    solver: str = "auto",
-    time_limit_s: float = 10.0,
-    workers: int | None = None,
-    seed: int = 0,
-    started: float | None = None,
-) -> Plan:
-    """Solve an already compiled program (the matrix form); decode and verify; see `solve`."""
-    started = time.monotonic() if started is None else started
-    out = search_gap(
-        compiled.program,
-        solver=solver,
-        time_limit_s=time_limit_s,
-        workers=workers,
-        seed=seed,
-        started=started,
-    )
-    return _finish(compiled, out, solver, started)
 
 
 def search_gap(
@@ -187,18 +162,3 @@ def search_gap(
     if best.status.has_solution and best.bound is not None and best.objective is not None:
         best.bound = min(best.bound, best.objective)
     return GapOutcome(best, name, reason, warm_obj, phases)
-
-
-def _finish(compiled: Compiled, out: GapOutcome, requested: str, started: float) -> Plan:
-    plan = decode(
-        compiled,
-        out.raw,
-        solver=out.name,
-        phases=out.phases,
-        solver_requested=requested,
-        solver_reason=out.reason,
-        wall_time_s=time.monotonic() - started,
-        warm_start_objective=out.warm,
-    )
-    verify(plan, compiled.source)
-    return plan

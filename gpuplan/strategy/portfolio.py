@@ -240,8 +240,8 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
             bb_lns_rounds=sr.lns_rounds,
             bb_lns_restarts=sr.restarts,
             bb_nodes=sr.nodes,
-            bb_optimal=str(sr.optimal),
-            bb_stalled=str(sr.stalled),
+            bb_optimal=bool(sr.optimal),
+            bb_stalled=bool(sr.stalled),
             bb_time_s=round(time.monotonic() - bb_started, 3),
         )
         if sr.proven_bound_int is not None and (bound_int is None or sr.proven_bound_int > bound_int):

@@ -212,7 +212,7 @@ def test_portfolio_proves_a_tight_instance_by_the_ladder():
     """A type-D-like 5x40 instance: the plan is optimal, proven by the ladder, and says so."""
     plan = solve(parse_problem(type_d_matrix(40, 5, 11, 100)), time_limit_s=20, workers=2)
     assert plan.status.value == "optimal"
-    assert plan.stats["bb_optimal"] == "True"
+    assert plan.stats["bb_optimal"] is True
     assert plan.bound == pytest.approx(plan.objective)
 
 

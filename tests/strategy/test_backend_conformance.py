@@ -24,10 +24,9 @@ from hypothesis import strategies as st
 import gpuplan
 from gpuplan import InputError, MatrixProblem, Plan, Problem, Status, verify
 from gpuplan.backends import REGISTRY
-from gpuplan.program.compile import compile_matrix
 from gpuplan.program.fleet import FleetProgram, compile_fleet
 from gpuplan.program.gap import Program
-from gpuplan.program.gap_view import gap_view
+from gpuplan.program.gap_view import compile_problem, gap_view
 from gpuplan.program.priorities import TiersTooWide
 from tests.oracles import fleet_brute_force, matrix_brute_force
 from tests.strategies import cpu_fleets, fleets, gap_problems, matrices, prioritized_problems
@@ -87,7 +86,7 @@ def case_of(data: dict) -> Case | None:
     (such a Problem is solved tier by tier, and its one-objective program does not exist)."""
     source = gpuplan.parse_problem(data)
     if isinstance(source, MatrixProblem):
-        return Case(source, compile_matrix(source).program, matrix_brute_force(data))
+        return Case(source, compile_problem(source).program, matrix_brute_force(data))
     try:
         fc = compile_fleet(source)
     except TiersTooWide:

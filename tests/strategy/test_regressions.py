@@ -110,3 +110,17 @@ def test_cbc_gets_no_thread_option_for_one_worker():
     assert cbc_thread_args(1) == []
     assert cbc_thread_args(0) == []
     assert cbc_thread_args(2) == ["-threads", "2"]
+
+
+def test_stats_flags_are_booleans() -> None:
+    """Plan.stats is typed: the branch and bound's flags were reported as the strings 'True' and
+    'False'."""
+    from gpuplan.native import available
+
+    if not available():
+        pytest.skip("the branch and bound's C extension is not built here")
+    m = {"matrix": {"cost": [[1, 2], [2, 1], [3, 3]], "load": [[2, 1], [1, 2], [1, 1]], "capacity": [3, 3]}}
+    plan = gpuplan.solve(m, time_limit_s=2)
+    assert "bb_optimal" in plan.stats
+    assert not [k for k, v in plan.stats.items() if v in ("True", "False")]
+    assert isinstance(plan.stats["bb_optimal"], bool)

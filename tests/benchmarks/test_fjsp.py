@@ -1,0 +1,77 @@
+"""Flexible job shop benchmark: the reader, the problem it builds, the plain CP-SAT model and the
+independent schedule checker. Tests that read ../shared/data skip when it is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import fjspdata
+from benchmarks.fjsp import check_schedule, solve_plain_cpsat
+from benchmarks.fjspdata import FjspInstance, read_fjsp, to_problem
+
+
+def _has_data() -> bool:
+    try:
+        fjspdata.fjsp_dir()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+needs_data = pytest.mark.skipif(not _has_data(), reason="shared fjsp data (../shared/data) not present")
+
+#: Two jobs on two machines: job 0 = (m0:3 | m1:5) then (m1:2); job 1 = (m0:2).
+TINY = FjspInstance("tiny", 2, [[[(0, 3), (1, 5)], [(1, 2)]], [[(0, 2)]]])
+
+
+def test_reader_parses_the_format(tmp_path: Path) -> None:
+    """The first line may carry a third number; leftovers are refused."""
+    f = tmp_path / "x.txt"
+    f.write_text("2 2 1.5\n2 2 0 3 1 5 1 1 2\n1 1 0 2\n")
+    assert read_fjsp(f).jobs == TINY.jobs
+    f.write_text("1 2\n1 1 0 2 7\n")
+    with pytest.raises(ValueError, match="left over"):
+        read_fjsp(f)
+    f.write_text("1 2\n1 1 5 2\n")
+    with pytest.raises(ValueError, match="machine index"):
+        read_fjsp(f)
+
+
+def test_problem_maps_jobs_to_chains_and_machines_to_types() -> None:
+    p = to_problem(TINY)
+    tasks = {t["id"]: t for t in p["tasks"]}
+    assert tasks["j0o0"]["duration_h"] == {"M0": 3.0, "M1": 5.0} and "after" not in tasks["j0o0"]
+    assert tasks["j0o1"]["after"] == ["j0o0"] and tasks["j0o1"]["duration_h"] == {"M1": 2.0}
+    assert [n["gpus"][0]["type"] for n in p["nodes"]] == ["M0", "M1"]
+    assert p["objective"] == {"kind": "makespan"}
+
+
+def test_checker_rejects_each_broken_rule() -> None:
+    good = {"j0o0": [0, 0, 3], "j0o1": [1, 3, 5], "j1o0": [0, 3, 5]}
+    assert check_schedule(TINY, good) == ("ok", 5)
+    cases = {
+        "not scheduled": {k: v for k, v in good.items() if k != "j1o0"},
+        "cannot run it": {**good, "j0o1": [0, 5, 7]},
+        "its time": {**good, "j0o0": [0, 0, 4], "j0o1": [1, 4, 6], "j1o0": [0, 4, 6]},
+        "previous operation": {**good, "j0o1": [1, 2, 4]},
+        "overlap": {**good, "j1o0": [0, 2, 4]},
+    }
+    for why, schedule in cases.items():
+        verdict, makespan = check_schedule(TINY, schedule)
+        assert verdict.startswith("BAD") and why in verdict and makespan is None
+
+
+def test_plain_cpsat_solves_the_tiny_shop() -> None:
+    res = solve_plain_cpsat(TINY, 5.0, 1, 0)
+    assert res["status"] == "optimal" and res["objective"] == 5
+    assert check_schedule(TINY, res["schedule"]) == ("ok", 5)
+
+
+@needs_data
+def test_instances_load_with_their_bounds() -> None:
+    insts = {i.name: i for i in fjspdata.load_instances()}
+    assert len(insts) == 19
+    assert insts["mk01"].optimum == 40 and insts["mk01"].operations == 55
+    assert (insts["mk10"].lower, insts["mk10"].upper) == (175, 197)

@@ -51,12 +51,11 @@ from typing import Any
 
 import numpy as np
 
-from gpuplan.program.compile import CAPACITY_TOLERANCE, _pow10_scale
+from gpuplan.program.compile import CAPACITY_TOLERANCE, IntResource, _pow10_scale, scale_resource
 from gpuplan.program.fleet import FleetProgram
 from gpuplan.status import Status
 
 _COST_BUDGET = 1e12  # the largest plan's objective, in integer units
-_LOAD_BUDGET = float(2**40)  # the largest load or capacity value, in integer units
 _EXACT_BALANCE_MAX = 100_000  # largest integer capacity used directly as the balance grid
 _BALANCE_GRID = 1000  # otherwise: 0.1 % of capacity
 _TOL = CAPACITY_TOLERANCE  # = the relative tolerance of FleetProgram.violations
@@ -73,34 +72,6 @@ class FleetResult:
     # (seconds since the call, the solver's objective in user units) per solution found
     incumbents: list[tuple[float, float]] = field(default_factory=list)
     stats: dict[str, bool | int | float | str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _IntResource:
-    """One resource in integers: value_int = value x scale (rounded as the module docstring says)."""
-
-    load: np.ndarray  # int64, shape of the float loads
-    cap: np.ndarray  # int64, shape of the float capacities
-    scale: float
-    exact: bool  # every value scaled to an exact integer
-    relaxes: bool  # every plan within the exact capacities stays integer-feasible
-
-
-def _scale_resource(load: np.ndarray, cap: np.ndarray, n_tasks: int) -> _IntResource:
-    """Scale one resource (loads >= 0, finite capacities) to integers; see the module docstring."""
-    vals = np.concatenate([load.ravel(), cap.ravel()])
-    mag = max(float(np.abs(vals).max(initial=0.0)), 1e-300)
-    s, exact = _pow10_scale(vals, mag, _LOAD_BUDGET)
-    if exact:
-        return _IntResource(
-            np.round(load * s).astype(np.int64), np.round(cap * s).astype(np.int64), s, True, True
-        )
-    load_int = np.ceil(load * s).astype(np.int64)
-    cap_int = np.floor(cap * s * (1.0 + _TOL)).astype(np.int64)
-    # Tasks that fit a capacity exactly (at most n_tasks of them, none with a positive load when it
-    # is 0) lose at most one unit each to the rounding up.
-    relaxes = bool(np.all((cap_int >= cap * s + n_tasks) | (cap == 0)))
-    return _IntResource(load_int, cap_int, s, False, relaxes)
 
 
 def _cap_ok(value: float, cap: float) -> bool:
@@ -193,7 +164,7 @@ class _Model:
         self.x.append(self.model.new_bool_var(f"x{t},{g}"))
         return self.x[-1]
 
-    def _note(self, name: str, res: _IntResource) -> None:
+    def _note(self, name: str, res: IntResource) -> None:
         self.scales[name] = res.scale
         self.relaxes &= res.relaxes
         self.exact_loads &= res.exact
@@ -207,14 +178,14 @@ class _Model:
         """Primary load and memory per GPU, CPU and RAM per node, in integers."""
         p = self.p
         cls = p.gpu_class[self.xg_a]
-        self.prim = _scale_resource(p.load_c[self.xt_a, cls], np.array([p.capacity]), p.n_tasks)
+        self.prim = scale_resource(p.load_c[self.xt_a, cls], np.array([p.capacity]), p.n_tasks)
         self._note("load", self.prim)
         self.cap_prim = int(self.prim.cap[0])
         load = self.prim.load.tolist()
         for ids in self.by_gpu:
             self._knapsack([self.x[i] for i in ids], [load[i] for i in ids], self.cap_prim)
         if not p.horizon and self.x:
-            mem = _scale_resource(p.gpu_mem[self.xt_a], p.mem_cap, p.n_tasks)
+            mem = scale_resource(p.gpu_mem[self.xt_a], p.mem_cap, p.n_tasks)
             self._note("mem", mem)
             need = mem.load.tolist()
             for g, ids in enumerate(self.by_gpu):
@@ -224,7 +195,7 @@ class _Model:
             finite = np.flatnonzero(np.isfinite(have))
             if not finite.size or not tasks:
                 continue
-            res = _scale_resource(use[tasks], have[finite], p.n_tasks)
+            res = scale_resource(use[tasks], have[finite], p.n_tasks)
             self._note(name, res)
             need = dict(zip(tasks, res.load.tolist(), strict=True))
             for n, cap in zip(finite.tolist(), res.cap.tolist(), strict=True):

@@ -31,10 +31,12 @@ plans the problem tier by tier on the fleet program.
 
 Integer program (CP-SAT): costs are multiplied by :math:`10^k` and rounded, the smallest k that
 makes them integral (or the largest that keeps totals below about :math:`10^{12}`). Each resource
-likewise (values below :math:`2^{40}`); when no power of ten makes a resource integral (a duration
-of 1/6 h, say), its loads are rounded to the nearest unit and its capacities widened by a relative
-:math:`10^{-9}` (``CAPACITY_TOLERANCE``), so exactly-full GPUs stay feasible; plans then hold each
-capacity within that tolerance plus the rounding, far inside the verifier's :math:`10^{-6}`.
+likewise (values below :math:`2^{40}`; `scale_resource`, the one rule every integer model uses);
+when no power of ten makes a resource integral (a duration of 1/6 h, say), loads are rounded *up*
+and capacities *down* from :math:`\mathrm{cap}\, s\, (1 + 10^{-9})` (``CAPACITY_TOLERANCE``, the
+relative tolerance of the fleet program's checks), so every integer-feasible plan holds each
+capacity within that tolerance; the integer program is also a relaxation of the exact one (its
+bounds stay valid) when that slack covers one unit per task, which is checked (``loads_exact``).
 """
 
 from __future__ import annotations
@@ -86,37 +88,50 @@ def _pow10_scale(values: np.ndarray, magnitude: float, budget: float, max_k: int
     return 10.0 ** min(k, 15), False
 
 
+@dataclass(frozen=True)
+class IntResource:
+    """One resource in integers: value_int = value x scale (module docstring)."""
+
+    load: np.ndarray  # int64, shape of the float loads
+    cap: np.ndarray  # int64, shape of the float capacities
+    scale: float
+    exact: bool  # every value scaled to an exact integer
+    relaxes: bool  # every plan within the exact capacities stays integer-feasible
+
+
+def scale_resource(load: np.ndarray, cap: np.ndarray, n_tasks: int) -> IntResource:
+    """The one integer scaling of a resource (loads >= 0, finite capacities), for every integer
+    model (the GAP view here, the fleet CP-SAT model): a power of ten making every value integral,
+    else the largest within budget, loads rounded up and capacities down from cap x s x (1 + 1e-9)."""
+    vals = np.concatenate([np.ravel(load), np.ravel(cap)])
+    mag = max(float(np.abs(vals).max(initial=0.0)), 1e-300)
+    s, exact = _pow10_scale(vals, mag, _LOAD_VALUE_BUDGET)
+    if exact:
+        return IntResource(
+            np.round(load * s).astype(np.int64), np.round(cap * s).astype(np.int64), s, True, True
+        )
+    load_int = np.ceil(load * s - 1e-9).astype(np.int64)
+    cap_int = np.floor(cap * s * (1.0 + CAPACITY_TOLERANCE)).astype(np.int64)
+    # Each task loses less than one unit to the rounding up: the capacity's slack must cover them.
+    relaxes = bool(np.all((cap_int >= cap * s + n_tasks) | (cap == 0)))
+    return IntResource(load_int, cap_int, s, False, relaxes)
+
+
 def _scale_loads(
     load: np.ndarray, capacity: np.ndarray, eligible: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, bool]:
-    """Per resource: scale, integer loads and capacities, (all exact, integer program relaxes).
-
-    Exact: loads and capacities are integers after scaling. Otherwise loads are rounded to the
-    nearest unit of the largest scale within budget and capacities widened by CAPACITY_TOLERANCE
-    (relative), which both keeps exactly-full GPUs feasible and, while the tolerance exceeds the
-    rounding of a full GPU's tasks, makes the integer program a relaxation (its bounds stay valid).
-    """
+    """Per resource: scale, integer loads and capacities, (all exact, integer program relaxes)."""
     r_n, t_n = load.shape[0], load.shape[1]
     scales = np.ones(r_n)
     load_int = np.zeros(load.shape, dtype=np.int64)
     cap_int = np.zeros(capacity.shape, dtype=np.int64)
     exact = relaxes = True
     for r in range(r_n):
-        vals = np.concatenate([load[r][eligible], capacity[r]])
-        mag = float(np.max(np.abs(vals))) if vals.size else 1.0
-        s, ok = _pow10_scale(vals, max(mag, 1e-300), _LOAD_VALUE_BUDGET)
-        scales[r] = s
-        scaled = np.where(eligible, load[r], 0.0) * s
-        load_int[r] = np.round(scaled).astype(np.int64)
-        cap = capacity[r] * s
-        if ok:
-            cap_int[r] = np.round(cap).astype(np.int64)
-        else:
-            exact = False
-            cap_int[r] = np.floor(cap * (1.0 + CAPACITY_TOLERANCE)).astype(np.int64)
-            slack = cap_int[r] - cap
-            relaxes &= bool(np.all(slack >= 0.5 * t_n + 1))
-    return scales, load_int, cap_int, exact, exact or relaxes
+        res = scale_resource(np.where(eligible, load[r], 0.0), capacity[r], t_n)
+        scales[r], load_int[r], cap_int[r] = res.scale, res.load, res.cap
+        exact &= res.exact
+        relaxes &= res.relaxes
+    return scales, load_int, cap_int, exact, relaxes
 
 
 def _finish(

@@ -319,3 +319,15 @@ def test_problem_share_scaling_exact():
     assert prog.load_int[:, 0, 0].tolist() == [25, 8]
     assert prog.capacity_int[:, 0].tolist() == [100, 24]
     assert prog.cost_int[0, 0] == round(prog.cost[0, 0] * prog.cost_scale)
+
+
+def test_one_scaling_rule_rounds_inexact_loads_up() -> None:
+    """The one integer scaling (`scale_resource`, also the fleet CP-SAT model's): when no power of ten
+    makes a resource integral, loads round up and capacities down from cap x s x (1 + 1e-9), so an
+    integer-feasible plan never exceeds a capacity beyond that tolerance."""
+    p = compile_problem(matrix([[1, 1], [1, 1]], [[1 / 3, 2 / 3], [2 / 3, 1 / 7]], [1.0, 1.0])).program
+    assert not p.scaling_exact and p.loads_exact  # inexact, yet still a relaxation
+    s = p.load_scale[0]
+    assert np.all(p.load_int[0] >= p.load[0] * s)
+    assert np.all(p.capacity_int[0] <= p.capacity[0] * s * (1 + 1e-9))
+    assert np.all(p.load_int[0] <= p.load[0] * s + 1)

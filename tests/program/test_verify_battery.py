@@ -696,6 +696,22 @@ def test_hand_made_schedule_is_accepted() -> None:
     verify(plan.model_copy(update={"stats": {}}), problem)
 
 
+@pytest.mark.parametrize(("deadline", "accepted"), [(4.5, True), (5.0, False)])
+def test_dropped_task_is_judged_within_its_time_window(deadline: float, accepted: bool) -> None:
+    """An optional task that may start only once 'post' ends (4 h) and must end by its deadline is
+    left out: with 4.5 h its 1 h of work has no room (accepted); with 5 h it fits on the free GPU."""
+    data = json.loads(json.dumps(SCHEDULED))
+    extra = next(t for t in data["tasks"] if t["id"] == "extra")
+    extra.update({"after": ["post"], "deadline_h": deadline})
+    problem = Problem.model_validate(data)
+    plan = _scheduled_plan(problem, {k: v for k, v in SCHEDULE.items() if k != "extra"})
+    if accepted:
+        verify(plan, problem)
+    else:
+        with pytest.raises(VerificationError, match=r"'extra' \(priority 0\) left out though it fits"):
+            verify(plan, problem)
+
+
 def test_solve_refuses_a_scheduled_problem_for_now() -> None:
     """Until the scheduling solvers are wired in, solve() names the first time field instead of
     planning without the times."""

@@ -61,10 +61,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         fp = fc.program
         homeless = [fc.task_ids[t] for t in range(fp.n_tasks) if not fp.eligible(t).any()]
         kind = "a GAP" if gap_like(fc) else "fleet model"
+        when = problem.time_field()
+        if when is not None:
+            tiers += f"; scheduled (from {when}): solve does not schedule in this build"
         print(
             f"ok: valid problem ({kind}): {fp.n_tasks} tasks, {int((~fp.host).sum())} GPUs on {fp.n_nodes}"
             f" nodes, gangs {int((fp.gang > 1).sum())}, CPU-only tasks {int(fp.cpu_only.sum())}, objective "
-            f"{', '.join(f'{k} x{w:g}' for k, w in fc.terms)}{tiers}"
+            f"{', '.join(f'{k} x{w:g}' for k, w in fc.terms) or problem.objective.kind}{tiers}"
         )
         if homeless:
             print(f"warning: {len(homeless)} task(s) fit nowhere: {', '.join(homeless[:10])}")

@@ -11,7 +11,20 @@ from gpuplan.models.base import Spec
 SolverName = Literal["auto", "greedy", "cpsat", "milp"]
 
 #: One criterion. Each is minimized; "placed" is minimized as the requested amount left unplaced.
-TermKind = Literal["cost", "energy", "balance", "gpus_used", "nodes_used", "placed"]
+TermKind = Literal[
+    "cost",
+    "energy",
+    "balance",
+    "gpus_used",
+    "nodes_used",
+    "placed",
+    "makespan",
+    "completion_time",
+    "tardiness",
+]
+
+#: The criteria that need start times: a problem using one is scheduled (`Problem.scheduled`).
+TIME_KINDS = ("makespan", "completion_time", "tardiness")
 
 
 class Term(Spec):
@@ -27,16 +40,34 @@ class Objective(Spec):
     """The objective. Priorities always come first; then the chosen criterion.
 
     Criteria: 'cost' (GPU-hours x price, plus migration and data transfer costs), 'energy' (GPU power x
-    GPU-hours x energy price), 'balance' (the largest GPU utilization, in [0, 1]), 'gpus_used' and
-    'nodes_used' (consolidation: fewer busy GPUs or nodes, less fragmentation), 'placed' (the
-    requested amount left unplaced, for overloaded fleets: every optional task counts by
-    `placed_weight`). 'weighted' sums its terms times their weights; 'lexicographic' optimizes its
-    terms in order, each one only among the optima of those before it.
+    GPU-hours x energy price), 'balance' (the largest GPU utilization, in [0, 1]; in a scheduled
+    problem, the largest sum of shares a GPU carries at any instant), 'gpus_used' and 'nodes_used'
+    (consolidation: fewer busy GPUs or nodes, less fragmentation), 'placed' (the requested amount
+    left unplaced, for overloaded fleets: every optional task counts by `placed_weight`). Time
+    criteria (they make the problem scheduled): 'makespan' (the latest end of a placed task, in
+    hours), 'completion_time' (the sum of weight x end over placed tasks) and 'tardiness' (the sum of
+    weight x max(0, end - due_h) over placed tasks with a due_h); a task's weight is its `weight`.
+    'weighted' sums its terms times their weights; 'lexicographic' optimizes its terms in order, each
+    one only among the optima of those before it.
     """
 
     kind: Literal[
-        "cost", "energy", "balance", "gpus_used", "nodes_used", "placed", "weighted", "lexicographic"
-    ] = Field(default="cost", description="The criterion, or 'weighted' / 'lexicographic' over `terms`.")
+        "cost",
+        "energy",
+        "balance",
+        "gpus_used",
+        "nodes_used",
+        "placed",
+        "makespan",
+        "completion_time",
+        "tardiness",
+        "weighted",
+        "lexicographic",
+    ] = Field(
+        default="cost",
+        description="The criterion, or 'weighted' / 'lexicographic' over `terms`. 'makespan', "
+        "'completion_time' and 'tardiness' are time criteria: they schedule the tasks (start times).",
+    )
     terms: list[Term] = Field(
         default_factory=list, description="Criteria for 'weighted' and 'lexicographic'."
     )
@@ -58,6 +89,12 @@ class Objective(Spec):
         elif self.terms:
             raise ValueError(f"terms is only for kind 'weighted' or 'lexicographic' (kind is {self.kind!r})")
         return self
+
+    def time_field(self) -> str | None:
+        """Where this objective uses a time criterion ('kind' or 'terms[i].kind'), or None."""
+        if self.kind in TIME_KINDS:
+            return "kind"
+        return next((f"terms[{i}].kind" for i, t in enumerate(self.terms) if t.kind in TIME_KINDS), None)
 
     def weights(self) -> list[tuple[str, float]]:
         """(criterion, weight) pairs; lexicographic weights are decided at compile time (weight 0 here)."""

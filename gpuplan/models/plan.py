@@ -6,11 +6,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gpuplan.status import Status
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 # 1.1: assignments carry `moved` (re-planning).
 # 1.2: `solver` names one backend and `phases` lists what ran; `stats` keep booleans; `cost` of every
 #      assignment is money; `optimal` means a relative gap within 1e-6; drop penalties use one formula
 #      in user units (the GAP core's first tier was 2·S + 1/scale, now 2·S + 1).
+# 1.3: assignments carry `start_h` and `end_h` (hours from the plan's time zero) for scheduled problems
+#      (tasks with release_h, deadline_h, due_h or after; time criteria), None otherwise.
 
 
 class _Out(BaseModel):
@@ -28,6 +30,16 @@ class Assignment(_Out):
     duration_h: float | None = None
     moved: bool | None = Field(
         default=None, description="Re-planning: True when a running task leaves one of its current GPUs."
+    )
+    start_h: float | None = Field(
+        default=None,
+        description="Scheduled problems: when the task starts, in hours from the plan's time zero (all its"
+        " GPUs at once). None for a plan without times.",
+    )
+    end_h: float | None = Field(
+        default=None,
+        description="Scheduled problems: when the task ends, start_h + duration_h (it runs without pause)."
+        " None for a plan without times.",
     )
 
 
@@ -68,6 +80,13 @@ class Scaling(_Out):
         description="True when every scaled value is an exact integer; otherwise loads were "
         "rounded up and capacities down (a safe approximation)."
     )
+
+
+def _label(a: Assignment) -> str:
+    """A task as the summary shows it: its id, and when it runs in a plan with times."""
+    if a.start_h is None or a.end_h is None:
+        return a.task
+    return f"{a.task} [{a.start_h:g}-{a.end_h:g} h]"
 
 
 class Plan(_Out):
@@ -132,7 +151,7 @@ class Plan(_Out):
         by_gpu: dict[str, list[str]] = {}
         for a in self.assignments:
             for g in a.gpus:
-                by_gpu.setdefault(g, []).append(a.task)
+                by_gpu.setdefault(g, []).append(_label(a))
         if self.gpus:
             lines.append("")
             lines.append(f"{'GPU':<24} {'util':>6}  tasks")
@@ -143,7 +162,7 @@ class Plan(_Out):
         by_node: dict[str, list[str]] = {}  # CPU-only tasks: on a node, on no GPU
         for a in self.assignments:
             if not a.gpus:
-                by_node.setdefault(a.node or "-", []).append(a.task)
+                by_node.setdefault(a.node or "-", []).append(_label(a))
         if by_node:
             lines.append("")
             lines.append(f"{'node (CPU-only tasks)':<31}  tasks")

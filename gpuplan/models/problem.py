@@ -21,9 +21,75 @@ def _first_duplicate(ids: list[str]) -> tuple[int, str] | None:
     return None
 
 
+def _check_after(tasks: list[Task]) -> None:
+    """Each `after` names other, known tasks once, and the precedences have no cycle. Linear time and
+    no recursion (Kahn's algorithm), so chains of any length are fine."""
+    index = {t.id: i for i, t in enumerate(tasks)}
+    preds: list[list[int]] = []
+    for i, task in enumerate(tasks):
+        row: list[int] = []
+        for k, tid in enumerate(task.after):
+            j = index.get(tid)
+            if j is None:
+                raise ValueError(f"tasks[{i}].after[{k}]: unknown task {tid!r} in task {task.id!r}")
+            if j == i:
+                raise ValueError(f"tasks[{i}].after[{k}]: task {task.id!r} lists itself")
+            row.append(j)
+        dup = _first_duplicate(task.after)
+        if dup:
+            raise ValueError(f"tasks[{i}].after[{dup[0]}]: task {dup[1]!r} listed twice in task {task.id!r}")
+        preds.append(row)
+    cycle = _find_cycle(preds)
+    if cycle:
+        ids = [tasks[j].id for j in cycle]
+        shown = ids if len(ids) <= 8 else [*ids[:6], "...", ids[-1]]
+        size = "" if len(ids) <= 8 else f", {len(ids)} tasks"
+        raise ValueError(
+            f"tasks[{cycle[0]}].after: cycle {' -> '.join([*shown, ids[0]])}"
+            f" (each must end before the next starts{size})"
+        )
+
+
+def _find_cycle(preds: list[list[int]]) -> list[int]:
+    """A cycle of the precedence graph (`preds[b]` holds each a that ends before b starts), in running
+    order and starting at its lowest index; [] when there is none."""
+    n = len(preds)
+    succs: list[list[int]] = [[] for _ in range(n)]
+    indegree = [len(row) for row in preds]
+    for b, row in enumerate(preds):
+        for a in row:
+            succs[a].append(b)
+    ready = [i for i in range(n) if indegree[i] == 0]
+    while ready:  # Kahn: take off every task whose predecessors are all gone
+        a = ready.pop()
+        for b in succs[a]:
+            indegree[b] -= 1
+            if indegree[b] == 0:
+                ready.append(b)
+    left = [i for i in range(n) if indegree[i] > 0]
+    if not left:
+        return []
+    # Every task left has a predecessor left: walking back through them must come round again.
+    position: dict[int, int] = {}
+    walk: list[int] = []
+    v = left[0]
+    while v not in position:
+        position[v] = len(walk)
+        walk.append(v)
+        v = next(a for a in preds[v] if indegree[a] > 0)
+    cycle = walk[position[v] :][::-1]  # walked backwards: reverse into running order
+    start = cycle.index(min(cycle))
+    return cycle[start:] + cycle[:start]
+
+
 class Problem(Spec):
     """Fleet plus tasks. Without `horizon_h` tasks run side by side (shares and memory add up on a
-    GPU); with it, each GPU works through its tasks within the horizon (GPU-hours add up)."""
+    GPU); with it, each GPU works through its tasks within the horizon (GPU-hours add up).
+
+    A *scheduled* problem (a task uses release_h > 0, deadline_h, due_h or after, or the objective a
+    time criterion) also says when each task runs: every placed task gets a start and runs its
+    duration without pause; shares and GPU memory on each GPU, CPU and host memory on each node add
+    up over the tasks running at each instant; with `horizon_h`, every placed task ends by it."""
 
     gpu_types: list[GPUType] = Field(min_length=1, description="GPU models used by the nodes.")
     nodes: list[Node] = Field(min_length=1, description="Machines and the GPUs they hold.")
@@ -31,7 +97,8 @@ class Problem(Spec):
     horizon_h: float | None = Field(
         default=None,
         gt=0,
-        description="Planning horizon in hours: each GPU's tasks must fit in this time budget.",
+        description="Planning horizon in hours. Unscheduled problem: each GPU's tasks must fit in this "
+        "time budget (GPU-hours add up per GPU). Scheduled problem: every placed task ends by the horizon.",
     )
     temperature_limit_c: float | None = Field(
         default=None, description="GPUs hotter than this receive no task."
@@ -99,7 +166,23 @@ class Problem(Spec):
                         f"tasks[{i}].duration_h: unknown GPU type {name!r} in task {task.id!r}"
                         f" (known: {', '.join(sorted(known))})"
                     )
+        _check_after(self.tasks)
         return self
+
+    @property
+    def scheduled(self) -> bool:
+        """True when the plan must say when each task runs (see the class docstring)."""
+        return self.time_field() is not None
+
+    def time_field(self) -> str | None:
+        """The first field that makes the problem scheduled, as a path (`tasks[2].deadline_h`,
+        `objective.kind`), or None for a placement-only problem."""
+        for i, task in enumerate(self.tasks):
+            name = task.time_field()
+            if name is not None:
+                return f"tasks[{i}].{name}"
+        where = self.objective.time_field()
+        return None if where is None else f"objective.{where}"
 
     def all_gpus(self) -> list[tuple[Node, GPU]]:
         """Every GPU in fleet order: listed GPUs first, then counted ones, node by node."""

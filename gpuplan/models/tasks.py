@@ -26,8 +26,8 @@ class Task(Spec):
         default=1.0,
         gt=0,
         le=1,
-        description="Fraction of each of its GPUs the task uses, in (0, 1]; shares on one GPU sum to <= 1,"
-        " so a whole-GPU task (1) has its GPUs to itself.",
+        description="Fraction of each of its GPUs the task uses, in (0, 1]; shares on one GPU sum to <= 1"
+        " (at every instant, in a scheduled problem), so a whole-GPU task (1) has its GPUs to itself.",
     )
     gpu_memory_gb: float = Field(
         default=0.0, ge=0, description="GPU memory the task needs on each of its GPUs, in GB."
@@ -64,7 +64,9 @@ class Task(Spec):
     )
     anti_affinity: str | None = Field(
         default=None,
-        description="Spread group: tasks naming the same group go on distinct nodes (service replicas).",
+        description="Spread group: tasks naming the same group go on distinct nodes (service replicas). "
+        "In a scheduled problem the rule holds at any instant: two of them never run on one node at the "
+        "same time, but may use one node one after the other.",
     )
     input_gb: float = Field(
         default=0.0,
@@ -85,6 +87,35 @@ class Task(Spec):
         ge=0,
         description="Cost of moving a running task off its current GPUs (split evenly over its gang).",
     )
+    release_h: float = Field(
+        default=0.0,
+        ge=0,
+        description="Earliest start, in hours from the plan's time zero (scheduling: the plan then says "
+        "when each task runs).",
+    )
+    deadline_h: float | None = Field(
+        default=None,
+        gt=0,
+        description="Hard deadline in hours from time zero: the task must end by then, or be left out "
+        "(optional) / the plan is infeasible (required). None: no deadline. Must be later than release_h.",
+    )
+    due_h: float | None = Field(
+        default=None,
+        ge=0,
+        description="Soft due time in hours from time zero: ending later costs weight x (end - due_h) "
+        "under the 'tardiness' criterion, and is otherwise allowed. None: never tardy.",
+    )
+    after: list[str] = Field(
+        default_factory=list,
+        description="Ids of tasks that must end before this one starts (precedence, no cycles); when one "
+        "of them is left out, so is this task.",
+    )
+    weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight of this task's end time in the 'completion_time' criterion (weight x end) "
+        "and of its lateness in 'tardiness'.",
+    )
 
     @model_validator(mode="after")
     def _has_duration(self) -> Task:
@@ -99,11 +130,26 @@ class Task(Spec):
             raise ValueError(
                 f"a gang of {self.gpus} GPUs takes whole GPUs: gpu_share must be 1 (got {self.gpu_share})"
             )
+        if self.deadline_h is not None and self.deadline_h <= self.release_h:
+            raise ValueError(
+                f"deadline_h: {self.deadline_h:g} h is not later than release_h {self.release_h:g} h, so "
+                "the task has no time to run"
+            )
         if self.current_gpus is not None and len(self.current_gpus) != self.gpus:
             raise ValueError(
                 f"current_gpus lists {len(self.current_gpus)} GPU(s) for a task of {self.gpus} GPU(s)"
             )
         return self
+
+    def time_field(self) -> str | None:
+        """The first scheduling field this task uses (release_h > 0, deadline_h, due_h, after), or None."""
+        used = {
+            "release_h": self.release_h > 0,
+            "deadline_h": self.deadline_h is not None,
+            "due_h": self.due_h is not None,
+            "after": bool(self.after),
+        }
+        return next((name for name, on in used.items() if on), None)
 
     def _check_cpu_only(self) -> None:
         """A CPU-only task (gpus 0) takes no GPU: GPU fields would be silently meaningless, so they are

@@ -7,11 +7,15 @@ bad field reads the same wherever it is found.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
 
 from gpuplan.errors import InputError
+
+#: A message that starts by naming a field of the model that raised it: `deadline_h: ...`.
+_FIELD = re.compile(r"([A-Za-z_]\w*(?:\[\d+\])*): ")
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -44,6 +48,8 @@ def format_validation_error(exc: ValidationError) -> InputError:
     more = f" (+{len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     if path and msg.startswith((path + ".", path + "[")):
         path = ""  # the message already names the full path
+    elif path and (field := _FIELD.match(msg)):
+        path, msg = f"{path}.{field.group(1)}", msg[field.end() :]  # a model's check names its field
     return InputError(path, msg + more)
 
 

@@ -81,6 +81,7 @@ from typing import Any
 import numpy as np
 
 from gpuplan.models import Matrix, Problem
+from gpuplan.models.objective import TIME_KINDS
 from gpuplan.program.compile import duration_table
 from gpuplan.program.priorities import TiersTooWide, flat_penalties, tier_penalties, tiers
 
@@ -433,7 +434,8 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
             if np.bincount(key[usable], minlength=1).max(initial=0) < t.gpus:
                 elig[i] = False
 
-    terms = p.objective.weights()
+    # Time criteria weigh the schedule (program/schedule.py), not the placement: left out here.
+    terms = [(k, w) for k, w in p.objective.weights() if k not in TIME_KINDS]
     kinds = {k for k, _ in terms}
     price = np.where(c_host, 0.0, np.array([gt.cost_per_hour for gt in p.gpu_types])[ct])
     power = np.where(c_host, 0.0, np.array([gt.power_w for gt in p.gpu_types])[ct])
@@ -487,7 +489,7 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
             lam[kind] = 1.0 + acc / unit[kind] if acc else 1.0
             acc += lam[kind] * rng[kind]
         terms = [(k, lam[k]) for k in levels]
-        if acc / unit[levels[-1]] > LEXICOGRAPHIC_EXACT:
+        if levels and acc / unit[levels[-1]] > LEXICOGRAPHIC_EXACT:
             note = (
                 f"lexicographic weights span {acc / unit[levels[-1]]:.1e} units of {levels[-1]!r}: past"
                 f" {LEXICOGRAPHIC_EXACT:.0e}, the last criteria are weighed only as far as float64 tells"

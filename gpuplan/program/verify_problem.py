@@ -9,10 +9,22 @@ reported durations, nodes and types; then the money of each assignment, every cr
 objective recomputed with the objective's weights; then priority dominance: no left-out task fits
 on a node once the lower-priority optional work there is taken off. Nothing here reads a compiled
 program, so a bug in the builder or a backend cannot vouch for itself.
+
+A scheduled problem (`Problem.scheduled`) is checked at every instant instead: each assignment
+carries `start_h` and `end_h`, end = start + its duration, start >= release_h, end <= deadline_h and
+<= horizon_h, each predecessor (`after`) placed and ended by the start; a sweep over the sorted start
+and end events (intervals [start, end), float noise forgiven) bounds shares and memory per GPU, CPU
+and host memory per node, and one task per spread group and node at a time; the time criteria
+(makespan, completion time, tardiness) join the objective. Priority dominance there is the
+conservative form: a left-out task must not fit beside all the placed work at once, on a GPU its
+time window (release, predecessors' ends, deadline, horizon) leaves room on. A plan of an
+unscheduled problem may carry times: they are checked for consistency (both given, end = start +
+duration, start >= 0, end <= horizon_h) and the load rules stay the unscheduled ones.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -56,8 +68,14 @@ def _why_unusable(gpu: GPU, limit: float | None) -> str:
     return ""
 
 
-def _why_not(task: Task, gt: GPUType, node: Node, gpu: GPU, p: Problem) -> str:
-    """Why `task` may not use `gpu` at all (capacity aside); '' when it may."""
+def _tol(x: float) -> float:
+    """The float noise forgiven on a time or amount of magnitude x."""
+    return _REL * max(1.0, abs(x))
+
+
+def _why_not(task: Task, gt: GPUType, node: Node, gpu: GPU, p: Problem, budget: bool) -> str:
+    """Why `task` may not use `gpu` at all (capacity aside); '' when it may. `budget`: the horizon is
+    a GPU-hours budget per GPU (an unscheduled problem with a horizon)."""
     if task.allowed_types is not None and gt.name not in task.allowed_types:
         return f"type {gt.name} not allowed"
     if gt.name in task.forbidden_types:
@@ -73,7 +91,7 @@ def _why_not(task: Task, gt: GPUType, node: Node, gpu: GPU, p: Problem) -> str:
     dur = hours(task, gt, node)
     if dur is None:
         return f"no duration on type {gt.name}"
-    if p.horizon_h is not None and task.gpu_share * dur > p.horizon_h * (1 + _REL) + _REL:
+    if budget and p.horizon_h is not None and task.gpu_share * dur > p.horizon_h * (1 + _REL) + _REL:
         return f"{task.gpu_share * dur:.6g} GPU-hours exceed the horizon {p.horizon_h:g}"
     return ""
 
@@ -94,6 +112,9 @@ class _Tally:
     energy: float = 0.0  # money: power x GPU-hours x energy price
     placed_weight: float = 0.0
     datasets: set[tuple[str, str]] = field(default_factory=set)
+    times: dict[str, tuple[float, float]] = field(default_factory=dict)  # task -> (start, end)
+    peak_share: dict[str, float] = field(default_factory=dict)  # scheduled: per GPU, at any instant
+    peak_mem: dict[str, float] = field(default_factory=dict)
 
 
 class _Specs:
@@ -105,7 +126,9 @@ class _Specs:
         self.gpus: dict[str, tuple[Node, GPU]] = {g.id: (n, g) for n, g in p.all_gpus()}
         self.tasks = {t.id: t for t in p.tasks}
         self.nodes = {n.id: n for n in p.nodes}
-        self.cap = p.horizon_h if p.horizon_h is not None else 1.0
+        self.sched = p.scheduled
+        self.budget = p.horizon_h is not None and not self.sched  # GPU-hours per GPU within the horizon
+        self.cap = p.horizon_h if self.budget and p.horizon_h is not None else 1.0
         self.ds_size: dict[str, float] = defaultdict(float)
         for t in p.tasks:
             if t.dataset is not None:
@@ -115,7 +138,7 @@ class _Specs:
         node, gpu = self.gpus[gid]
         dur = hours(task, self.types[gpu.type], node)
         assert dur is not None
-        return task.gpu_share * (dur if self.p.horizon_h is not None else 1.0)
+        return task.gpu_share * (dur if self.budget else 1.0)
 
     def weight(self, task: Task) -> float:
         """The task's measure for the 'placed' criterion."""
@@ -146,7 +169,10 @@ def verify_problem(plan: Plan, p: Problem) -> None:
     tally = _Tally()
     for a in plan.assignments:
         _check_assignment(a, s, tally)
-    _check_capacities(s, tally)
+    if s.sched:
+        _check_schedule(s, tally)
+    else:
+        _check_capacities(s, tally)
     seen = set(tally.where)
     for u in plan.unassigned:
         if u.task not in s.tasks or u.task in seen:
@@ -188,7 +214,7 @@ def _check_assignment(a: Assignment, s: _Specs, tally: _Tally) -> None:
             _fail(f"task {a.task!r} on unknown GPU {gid!r}")
         node, gpu = s.gpus[gid]
         gt = s.types[gpu.type]
-        why = _why_not(task, gt, node, gpu, s.p)
+        why = _why_not(task, gt, node, gpu, s.p, s.budget)
         if why:
             _fail(f"task {a.task!r} may not run on GPU {gid!r}: {why}")
         nodes.add(node.id)
@@ -211,6 +237,7 @@ def _check_assignment(a: Assignment, s: _Specs, tally: _Tally) -> None:
         _fail(f"task {a.task!r}: reported type {a.gpu_type!r}, its GPUs are {sorted(kinds)}")
     if a.duration_h is not None and not _close(a.duration_h, max(durs)):
         _fail(f"task {a.task!r}: reported duration {a.duration_h} h, recomputed {max(durs)} h")
+    _check_times(a, task, max(durs), s, tally)
     _hold_node(a.task, task, node_id, tally, s)
     if task.current_gpus is not None:
         left = len(set(task.current_gpus) - set(a.gpus))
@@ -227,7 +254,7 @@ def _hold_node(tid: str, task: Task, node_id: str, tally: _Tally, s: _Specs) -> 
     tally.node_of[tid] = node_id
     tally.node_cpu[node_id] += task.cpu_cores
     tally.node_ram[node_id] += task.memory_gb
-    if task.anti_affinity is not None:
+    if task.anti_affinity is not None and not s.sched:  # scheduled: at each instant (_check_schedule)
         peers = [t for t in tally.on_node[node_id] if s.tasks[t].anti_affinity == task.anti_affinity]
         if peers:
             _fail(
@@ -267,10 +294,143 @@ def _check_cpu_only(a: Assignment, task: Task, s: _Specs, tally: _Tally) -> None
         _fail(f"CPU-only task {a.task!r}: reported GPU type {a.gpu_type!r}")
     if a.duration_h is not None and not _close(a.duration_h, dur):
         _fail(f"task {a.task!r}: reported duration {a.duration_h} h, recomputed {dur} h")
-    if s.p.horizon_h is not None and dur > s.p.horizon_h * (1 + _REL):
+    if s.budget and s.p.horizon_h is not None and dur > s.p.horizon_h * (1 + _REL):
         _fail(f"CPU-only task {a.task!r}: {dur:.9g} h exceed the horizon {s.p.horizon_h:g} h")
+    _check_times(a, task, dur, s, tally)
     _hold_node(a.task, task, node.id, tally, s)
     _charge(a, task, 0.0, 0.0, node.id, s, tally)
+
+
+def _check_times(a: Assignment, task: Task, dur: float, s: _Specs, tally: _Tally) -> None:
+    """The assignment's start and end: required in a scheduled problem, optional otherwise; when
+    given, end = start + duration, start >= release_h, end <= deadline_h and the horizon."""
+    start, end = a.start_h, a.end_h
+    if start is None or end is None:
+        if s.sched:
+            _fail(f"task {a.task!r}: a scheduled plan gives start_h and end_h (got {start}, {end})")
+        if start is not None or end is not None:
+            _fail(f"task {a.task!r}: start_h and end_h come together (got {start}, {end})")
+        return
+    if not _close(end, start + dur, dur):
+        _fail(f"task {a.task!r}: end_h {end:.9g} != start_h {start:.9g} + duration {dur:.9g} h")
+    if start < task.release_h - _tol(task.release_h):
+        _fail(f"task {a.task!r}: starts at {start:.9g} h, before its release_h {task.release_h:g} h")
+    if task.deadline_h is not None and end > task.deadline_h + _tol(task.deadline_h):
+        _fail(f"task {a.task!r}: ends at {end:.9g} h, after its deadline_h {task.deadline_h:g} h")
+    horizon = s.p.horizon_h
+    if horizon is not None and end > horizon + _tol(horizon):
+        _fail(f"task {a.task!r}: ends at {end:.9g} h, after the horizon {horizon:g} h")
+    tally.times[a.task] = (start, end)
+
+
+def _sweep(
+    holder: np.ndarray, start: np.ndarray, end: np.ndarray, amount: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What each holder (a GPU, a node, ...) carries over time, from intervals [start, end) taking
+    `amount` of it: the events sorted by holder, then time (ends before starts at one instant, and
+    ends moved earlier by the float noise, so back-to-back use is fine), as (holder, time, level held
+    from that event on). O(n log n)."""
+    back = end - _REL * np.maximum(1.0, np.abs(end))
+    h = np.concatenate([holder, holder])
+    t = np.concatenate([start, back])
+    d = np.concatenate([amount, -amount])
+    is_start = np.concatenate([np.ones(len(start), dtype=np.int8), np.zeros(len(end), dtype=np.int8)])
+    order = np.lexsort((is_start, t, h))
+    h, t, d = h[order], t[order], d[order]
+    level = np.cumsum(d)
+    first = np.flatnonzero(np.r_[True, h[1:] != h[:-1]]) if len(h) else np.zeros(0, dtype=np.int64)
+    before = (level - d)[first]  # what earlier holders left in the running sum (float noise): restart
+    level -= np.repeat(before, np.diff(np.r_[first, len(h)]))
+    return h, t, level
+
+
+def _over(
+    holder: np.ndarray, start: np.ndarray, end: np.ndarray, amount: np.ndarray, cap: np.ndarray
+) -> tuple[int, float, float] | None:
+    """The first (holder, instant, level) where the level held passes the holder's capacity."""
+    h, t, level = _sweep(holder, start, end, amount)
+    bad = np.flatnonzero(level > cap[h] * (1 + _REL) + _REL)
+    if not bad.size:
+        return None
+    i = int(bad[0])
+    return int(h[i]), float(t[i]), float(level[i])
+
+
+def _peaks(holder: np.ndarray, start: np.ndarray, end: np.ndarray, amount: np.ndarray) -> dict[int, float]:
+    """The largest level each holder carries at any instant."""
+    h, _, level = _sweep(holder, start, end, amount)
+    if not len(h):
+        return {}
+    first = np.flatnonzero(np.r_[True, h[1:] != h[:-1]])
+    return dict(zip(h[first].tolist(), np.maximum.reduceat(level, first).tolist(), strict=True))
+
+
+def _check_schedule(s: _Specs, tally: _Tally) -> None:
+    """A scheduled plan's rules over time: precedences, then the resources at every instant (shares
+    and GPU memory per GPU, CPU and host memory per node, one task per spread group and node)."""
+    for tid, (start, _) in tally.times.items():
+        for pred in s.tasks[tid].after:
+            if pred not in tally.times:
+                _fail(f"task {tid!r} is placed, but its predecessor {pred!r} (after) is left out")
+            if tally.times[pred][1] > start + _tol(start):
+                _fail(
+                    f"task {tid!r} starts at {start:.9g} h, before its predecessor {pred!r} (after)"
+                    f" ends at {tally.times[pred][1]:.9g} h"
+                )
+    gids = list(s.gpus)
+    g_pos = {g: i for i, g in enumerate(gids)}
+    rows = [(g_pos[g], *tally.times[tid], s.tasks[tid]) for tid, where in tally.where.items() for g in where]
+    gpu = np.array([r[0] for r in rows], dtype=np.int64)
+    g_start = np.array([r[1] for r in rows], dtype=float)
+    g_end = np.array([r[2] for r in rows], dtype=float)
+    share = np.array([r[3].gpu_share for r in rows], dtype=float)
+    mem = np.array([r[3].gpu_memory_gb for r in rows], dtype=float)
+    mem_cap = np.array([s.types[s.gpus[g][1].type].memory_gb for g in gids])
+    hit = _over(gpu, g_start, g_end, share, np.ones(len(gids)))
+    if hit:
+        _fail(f"GPU {gids[hit[0]]!r} over capacity on gpu_share at {hit[1]:.9g} h: {hit[2]:.9g} > 1")
+    hit = _over(gpu, g_start, g_end, mem, mem_cap)
+    if hit:
+        _fail(f"GPU {gids[hit[0]]!r} over memory at {hit[1]:.9g} h: {hit[2]:.9g} GB > {mem_cap[hit[0]]:g} GB")
+    tally.peak_share = {gids[k]: v for k, v in _peaks(gpu, g_start, g_end, share).items()}
+    tally.peak_mem = {gids[k]: v for k, v in _peaks(gpu, g_start, g_end, mem).items()}
+
+    node_ids = [n.id for n in s.p.nodes]
+    n_pos = {n: i for i, n in enumerate(node_ids)}
+    placed = list(tally.times)
+    node = np.array([n_pos[tally.node_of[t]] for t in placed], dtype=np.int64)
+    start = np.array([tally.times[t][0] for t in placed], dtype=float)
+    end = np.array([tally.times[t][1] for t in placed], dtype=float)
+    for what, unit, need, have in (
+        ("CPU", "cores", [s.tasks[t].cpu_cores for t in placed], [n.cpu_cores for n in s.p.nodes]),
+        ("host memory", "GB", [s.tasks[t].memory_gb for t in placed], [n.memory_gb for n in s.p.nodes]),
+    ):
+        cap = np.array([math.inf if c is None else c for c in have], dtype=float)
+        hit = _over(node, start, end, np.array(need, dtype=float), cap)
+        if hit:
+            nid, at, level = node_ids[hit[0]], hit[1], hit[2]
+            _fail(f"node {nid!r} over {what} at {at:.9g} h: {level:.9g} > {cap[hit[0]]:g} {unit}")
+    spread = [i for i, t in enumerate(placed) if s.tasks[t].anti_affinity is not None]
+    groups = {g: k for k, g in enumerate(sorted({s.tasks[placed[i]].anti_affinity or "" for i in spread}))}
+    key = np.array(
+        [groups[s.tasks[placed[i]].anti_affinity or ""] * len(node_ids) + node[i] for i in spread],
+        dtype=np.int64,
+    )
+    sel = np.array(spread, dtype=np.int64)
+    hit = _over(key, start[sel], end[sel], np.ones(len(sel)), np.ones(len(groups) * len(node_ids)))
+    if hit:
+        nid, at = node_ids[hit[0] % len(node_ids)], hit[1]
+        running = [  # the spread tasks of that group and node running at that instant, by start
+            placed[i]
+            for j, i in enumerate(spread)
+            if key[j] == hit[0] and start[i] <= at and end[i] - _tol(end[i]) > at
+        ]
+        running.sort(key=lambda t: tally.times[t][0])
+        group = s.tasks[running[-1]].anti_affinity
+        _fail(
+            f"task {running[-1]!r}: spread group {group!r} twice on node {nid!r} at {at:.9g} h"
+            f" (with {running[0]!r})"
+        )
 
 
 def _cpu_hours(task: Task, node: Node) -> float:
@@ -322,7 +482,12 @@ def objective_weights(plan: Plan, p: Problem) -> dict[str, float]:
 def _check_numbers(plan: Plan, s: _Specs, tally: _Tally) -> None:
     """Criteria, placement part and objective recomputed; bound and gap consistent."""
     p = s.p
-    max_util = max(tally.gpu_load.values(), default=0.0) / s.cap
+    if s.sched:  # the largest sum of shares on a GPU at any instant
+        max_util = max(tally.peak_share.values(), default=0.0)
+    else:
+        max_util = max(tally.gpu_load.values(), default=0.0) / s.cap
+    ends = {tid: end for tid, (_, end) in tally.times.items()}
+    late = {tid: max(0.0, end - due) for tid, end in ends.items() if (due := s.tasks[tid].due_h) is not None}
     crit = {
         "cost": tally.cost,
         "energy": tally.energy,
@@ -331,6 +496,9 @@ def _check_numbers(plan: Plan, s: _Specs, tally: _Tally) -> None:
         "nodes_used": float(len(tally.on_node)),
         "migration": tally.migration,
         "placed": 0.0,  # carried by the drop penalties
+        "makespan": max(ends.values(), default=0.0),
+        "completion_time": sum(s.tasks[tid].weight * end for tid, end in ends.items()),
+        "tardiness": sum(s.tasks[tid].weight * lateness for tid, lateness in late.items()),
     }
     weights = objective_weights(plan, p)
     placement = sum(w * crit[k] for k, w in weights.items() if k != "placed")
@@ -341,6 +509,9 @@ def _check_numbers(plan: Plan, s: _Specs, tally: _Tally) -> None:
         "criterion_placed_weight": tally.placed_weight,
         "criterion_cost": tally.cost,
         "criterion_energy": tally.energy,
+        "criterion_makespan": crit["makespan"],
+        "criterion_completion_time": crit["completion_time"],
+        "criterion_tardiness": crit["tardiness"],
     }
     for key, value in reported.items():
         if key in plan.stats:
@@ -351,10 +522,13 @@ def _check_numbers(plan: Plan, s: _Specs, tally: _Tally) -> None:
     for usage in plan.gpus:
         if usage.gpu not in s.gpus:
             _fail(f"usage reported for unknown GPU {usage.gpu!r}")
-        util = tally.gpu_load.get(usage.gpu, 0.0) / s.cap
-        if s.p.horizon_h is None:  # memory is a resource side by side: the larger ratio counts
-            mem = s.types[s.gpus[usage.gpu][1].type].memory_gb
-            util = max(util, tally.gpu_mem.get(usage.gpu, 0.0) / mem)
+        mem = s.types[s.gpus[usage.gpu][1].type].memory_gb
+        if s.sched:  # the larger ratio of share and memory at any instant
+            util = max(tally.peak_share.get(usage.gpu, 0.0), tally.peak_mem.get(usage.gpu, 0.0) / mem)
+        else:
+            util = tally.gpu_load.get(usage.gpu, 0.0) / s.cap
+            if s.p.horizon_h is None:  # memory is a resource side by side: the larger ratio counts
+                util = max(util, tally.gpu_mem.get(usage.gpu, 0.0) / mem)
         if abs(usage.utilization - util) > 1e-5:
             _fail(f"GPU {usage.gpu!r}: utilization reported {usage.utilization}, recomputed {util:.6g}")
 
@@ -380,7 +554,8 @@ def check_totals(plan: Plan, placement: float) -> None:
 
 def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
     """No left-out task fits on a node once the optional tasks of lower priority there are taken off
-    (an exact fit counts; only float noise is forgiven). Vectorized over GPUs: one pass per task."""
+    (an exact fit counts; only float noise is forgiven). Vectorized over GPUs: one pass per task.
+    Scheduled: no left-out task fits beside all the placed work at once, within its time window."""
     if not plan.unassigned:
         return
     p = s.p
@@ -401,9 +576,9 @@ def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
     cpu_cap = np.array([np.inf if n.cpu_cores is None else n.cpu_cores for n in p.nodes])
     ram_cap = np.array([np.inf if n.memory_gb is None else n.memory_gb for n in p.nodes])
     g_pos = {g: i for i, g in enumerate(gids)}
-    cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[tuple[str, int]]]] = {}
+    cache: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[tuple[str, int]]]] = {}
 
-    def held(level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[tuple[str, int]]]:
+    def held(level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, set[tuple[str, int]]]:
         """GPU load and memory, node CPU and RAM, spread groups held by work that stays at `level`."""
         if level not in cache:
             load, mem = np.zeros(len(gids)), np.zeros(len(gids))
@@ -431,8 +606,10 @@ def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
         cpu: np.ndarray,
         ram: np.ndarray,
         groups: set[tuple[str, int]],
+        span: tuple[float, float] | None = None,
     ) -> str:
-        """Where `task` fits beside the work held (GPUs and node), or '' when nowhere."""
+        """Where `task` fits beside the work held (GPUs and node), or '' when nowhere. Scheduled: `span`
+        is the earliest start and latest end the task may have."""
         base = np.full(len(type_names), np.nan)
         for k, name in enumerate(type_names):
             if task.duration_h and name in task.duration_h:
@@ -458,16 +635,22 @@ def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
                     node_ok[n] = False
         if task.gpus == 0:
             node_ok &= sel_ok
-            if p.horizon_h is not None:
+            if s.budget and p.horizon_h is not None:
                 node_ok &= np.array([_cpu_hours(task, n) for n in p.nodes]) <= p.horizon_h * (1 + _REL)
+            if span is not None:
+                node_ok &= span[0] + np.array([_cpu_hours(task, n) for n in p.nodes]) <= span[1] + _tol(
+                    span[1]
+                )
             return f"node {node_ids[int(np.argmax(node_ok))]!r}" if node_ok.any() else ""
         dur = np.where(type_ok[g_type], np.nan_to_num(base[g_type]), 0.0)
         dur = dur + 8.0 * task.input_gb / (3600.0 * g_bw)
-        need = task.gpu_share * (dur if p.horizon_h is not None else 1.0)
+        need = task.gpu_share * (dur if s.budget else 1.0)
         fit = type_ok[g_type] & g_ok & sel_ok[g_node] & node_ok[g_node]
         fit &= load + need <= s.cap * (1 + _NOISE) + _NOISE
-        if p.horizon_h is None:
+        if not s.budget:
             fit &= mem + task.gpu_memory_gb <= g_memcap * (1 + _NOISE) + _NOISE
+        if span is not None:
+            fit &= span[0] + dur <= span[1] + _tol(span[1])
         key = g_node * len(type_names) + g_type if task.same_type else g_node
         counts = np.bincount(key[fit], minlength=1)
         if counts.max(initial=0) < task.gpus:
@@ -477,20 +660,37 @@ def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
         where = [gids[i] for i in np.flatnonzero(fit & (key == k))][: task.gpus]
         return f"GPU(s) {where} of node {node_ids[n]!r}"
 
+    def latest(task: Task) -> float:
+        """The latest end a scheduled task may have: its deadline and the horizon."""
+        return min(x for x in (task.deadline_h, p.horizon_h, math.inf) if x is not None)
+
+    def window(task: Task) -> tuple[float, float] | None:
+        """Scheduled: the earliest start (release, predecessors' ends) and latest end a left-out task
+        has beside the plan as it is; None when a predecessor is left out (so must the task be)."""
+        ends = [tally.times.get(a) for a in task.after]
+        if any(e is None for e in ends):
+            return None
+        return max([task.release_h, *(e[1] for e in ends if e is not None)]), latest(task)
+
     # Under a 'placed' criterion the lowest tier's base is 0: leaving out one of its tasks is the
     # user's trade-off against the other criteria, not a broken priority.
     lowest = None
     if "placed" in dict(p.objective.weights()):
         empty = (np.zeros(len(gids)), np.zeros(len(gids)), np.zeros(len(node_ids)), np.zeros(len(node_ids)))
         for t in sorted((t for t in p.tasks if t.optional), key=lambda t: t.priority):
-            if fits(t, *empty, set()):  # the first with a home has the lowest such priority
+            span = (t.release_h, latest(t)) if s.sched else None
+            if fits(t, *empty, set(), span):  # the first with a home has the lowest such priority
                 lowest = t.priority
                 break
     for u in plan.unassigned:
         task = s.tasks[u.task]
         if task.priority == lowest:
             continue
-        where = fits(task, *held(task.priority))
+        if s.sched:  # conservative: beside everything placed, as if it all ran at once
+            span = window(task)
+            where = fits(task, *held(-math.inf), span) if span is not None else ""
+        else:
+            where = fits(task, *held(task.priority))
         if where:
             kind = "CPU-only task" if task.gpus == 0 else "task"
             _fail(

@@ -46,6 +46,17 @@ EXPECTED_WORDS = {
     "cpu_task_with_same_type": ["tasks[1]", "same_type", "CPU-only", "True"],
     "cpu_task_with_duration_h": ["tasks[1]", "duration_h", "CPU-only", "work_h"],
     "cpu_task_with_current_gpus": ["tasks[1]", "current_gpus", "CPU-only", "[]"],
+    "after_cycle": ["tasks[1].after: cycle a -> b -> c -> a"],
+    "after_unknown_task": ["tasks[1].after[0]", "unknown task 'ghost'"],
+    "after_self": ["tasks[0].after[0]", "'train' lists itself"],
+    "after_listed_twice": ["tasks[1].after[1]", "'prep' listed twice"],
+    "after_duplicated_task_id": ["tasks[1].id", "duplicate task id 'prep'"],
+    "release_after_deadline": ["tasks[0].deadline_h", "2 h is not later than release_h 3 h"],
+    "release_at_deadline": ["tasks[0].deadline_h", "2 h is not later than release_h 2 h"],
+    "negative_release": ["tasks[0].release_h", "-1"],
+    "zero_deadline": ["tasks[0].deadline_h", "greater than 0", "0"],
+    "negative_due": ["tasks[0].due_h", "-2"],
+    "negative_weight": ["tasks[0].weight", "-1"],
 }
 
 # matrix with a known optimum of 5 (task 0 -> GPU 1, task 1 -> GPU 0, task 2 -> GPU 2)
@@ -343,6 +354,26 @@ def test_milp_on_a_fleet_problem_is_invalid_input(capsys):
     assert main(["solve", str(FLEET_EXAMPLE), "--solver", "milp"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "milp" in err
+
+
+SCHEDULED = {
+    "gpu_types": [{"name": "A100", "memory_gb": 80}],
+    "nodes": [{"id": "n1", "gpu_counts": {"A100": 2}}],
+    "tasks": [{"id": "prep", "work_h": 1}, {"id": "train", "work_h": 2, "after": ["prep"]}],
+}
+
+
+def test_scheduled_problem_is_valid_but_not_solved_yet(tmp_path, capsys):
+    """A scheduled problem passes `validate`; `solve` refuses it (exit 2) naming the first time field,
+    rather than planning it without its times."""
+    path = write(tmp_path, "scheduled.json", SCHEDULED)
+    assert main(["validate", path]) == 0
+    assert "scheduled (from tasks[1].after)" in capsys.readouterr().out
+    assert main(["solve", path]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("gpuplan: error: tasks[1].after: scheduling") and err.count("\n") == 1
+    assert "not available in this build" in err
+    assert json.loads(out)["status"] == "invalid"
 
 
 def test_python_dash_m_reports_subcommand_input_errors_as_invalid(tmp_path):

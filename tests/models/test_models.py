@@ -376,3 +376,140 @@ def test_plan_round_trips_through_json():
     assert Plan.model_validate_json(plan.model_dump_json()) == plan
     assert plan.is_feasible
     assert not Status.INFEASIBLE.has_solution
+
+
+# --- time: scheduled problems ---------------------------------------------------------------------
+
+
+def test_task_time_fields_default_to_unscheduled():
+    """Without time fields a problem is placement-only; the time fields take their defaults."""
+    p = Problem.model_validate(problem())
+    task = p.tasks[0]
+    assert (task.release_h, task.deadline_h, task.due_h, task.after, task.weight) == (
+        0.0,
+        None,
+        None,
+        [],
+        1.0,
+    )
+    assert not p.scheduled and p.time_field() is None
+
+
+@pytest.mark.parametrize(
+    ("task_changes", "objective", "field"),
+    [
+        ({"release_h": 2}, None, "tasks[1].release_h"),
+        ({"deadline_h": 5}, None, "tasks[1].deadline_h"),
+        ({"due_h": 0}, None, "tasks[1].due_h"),
+        ({"after": ["train"]}, None, "tasks[1].after"),
+        ({}, {"kind": "makespan"}, "objective.kind"),
+        ({}, {"kind": "completion_time"}, "objective.kind"),
+        (
+            {},
+            {"kind": "weighted", "terms": [{"kind": "cost"}, {"kind": "tardiness"}]},
+            "objective.terms[1].kind",
+        ),
+        ({}, {"kind": "lexicographic", "terms": [{"kind": "makespan"}]}, "objective.terms[0].kind"),
+    ],
+)
+def test_scheduled_names_the_first_time_field(task_changes, objective, field):
+    """Each time field, and each time criterion (alone or as a term), makes the problem scheduled."""
+    data = problem()
+    data["tasks"][1].update(task_changes)
+    if objective is not None:
+        data["objective"] = objective
+    p = Problem.model_validate(data)
+    assert p.scheduled and p.time_field() == field
+
+
+def test_release_zero_and_weight_alone_do_not_schedule():
+    """release_h 0 is the default start, and a weight alone weighs nothing: still placement-only."""
+    data = problem()
+    data["tasks"][0].update({"release_h": 0, "weight": 3})
+    assert not Problem.model_validate(data).scheduled
+
+
+def test_objective_weights_carry_time_criteria():
+    """Time criteria are terms like the others in weights()."""
+    obj = Problem.model_validate(
+        problem(
+            objective={"kind": "weighted", "terms": [{"kind": "makespan", "weight": 2}, {"kind": "cost"}]}
+        )
+    ).objective
+    assert obj.weights() == [("makespan", 2.0), ("cost", 1.0)]
+
+
+def _chain(n: int) -> list[dict]:
+    return [{"id": f"t{i}", "work_h": 1, **({"after": [f"t{i - 1}"]} if i else {})} for i in range(n)]
+
+
+def test_long_chain_is_valid_without_recursion():
+    """A 100,000-task chain of `after` validates (the cycle check is iterative and linear)."""
+    p = Problem.model_validate(problem(tasks=_chain(100_000)))
+    assert p.scheduled and p.tasks[-1].after == ["t99998"]
+
+
+def test_long_cycle_is_named_briefly():
+    """A cycle through 100,000 tasks is found and shown by its first tasks and its size."""
+    tasks = _chain(100_000)
+    tasks[0]["after"] = ["t99999"]
+    with pytest.raises(ValidationError) as exc:
+        Problem.model_validate(problem(tasks=tasks))
+    msg = error_text(exc)
+    assert "tasks[0].after: cycle t0 -> t1 -> t2 -> t3 -> t4 -> t5 -> ... -> t99999 -> t0" in msg
+    assert "100000 tasks" in msg and len(msg) < 200
+
+
+def test_cycle_is_shown_in_running_order_from_its_first_task():
+    """The cycle starts at its task listed first and follows 'ends before': c before b before a."""
+    tasks = [
+        {"id": "x", "work_h": 1},
+        {"id": "a", "work_h": 1, "after": ["b"]},
+        {"id": "b", "work_h": 1, "after": ["x", "c"]},
+        {"id": "c", "work_h": 1, "after": ["a"]},
+        {"id": "y", "work_h": 1, "after": ["c"]},  # hangs off the cycle, not in it
+    ]
+    with pytest.raises(ValidationError) as exc:
+        Problem.model_validate(problem(tasks=tasks))
+    assert "tasks[1].after: cycle a -> c -> b -> a" in error_text(exc)
+
+
+def test_diamond_is_not_a_cycle():
+    """Two paths to one task are fine."""
+    tasks = [
+        {"id": "a", "work_h": 1},
+        {"id": "b", "work_h": 1, "after": ["a"]},
+        {"id": "c", "work_h": 1, "after": ["a"]},
+        {"id": "d", "work_h": 1, "after": ["b", "c"]},
+    ]
+    assert Problem.model_validate(problem(tasks=tasks)).tasks[3].after == ["b", "c"]
+
+
+def test_task_field_check_is_reported_at_the_field():
+    """A task's own check that names its field reads as that field's path on the command line."""
+    from gpuplan.models.validation import format_validation_error
+
+    data = problem()
+    data["tasks"][1].update({"release_h": 4, "deadline_h": 1.5})
+    with pytest.raises(ValidationError) as exc:
+        Problem.model_validate(data)
+    err = format_validation_error(exc.value)
+    assert (err.path, err.message) == (
+        "tasks[1].deadline_h",
+        "1.5 h is not later than release_h 4 h, so the task has no time to run",
+    )
+
+
+def test_time_fields_in_the_schema():
+    """The schema documents the time fields, the time criteria and the plan's times."""
+    task = Problem.model_json_schema()["$defs"]["Task"]["properties"]
+    for name in ("release_h", "deadline_h", "due_h", "after", "weight"):
+        assert task[name]["description"]
+    assert "at any instant" in task["anti_affinity"]["description"]
+    kinds = Problem.model_json_schema()["$defs"]["Term"]["properties"]["kind"]["enum"]
+    assert {"makespan", "completion_time", "tardiness"} <= set(kinds)
+    assignment = Plan.model_json_schema()["$defs"]["Assignment"]["properties"]
+    assert assignment["start_h"]["description"] and assignment["end_h"]["description"]
+    assert (
+        Plan(status=Status.FEASIBLE, solver="x", solver_requested="x", wall_time_s=0).schema_version == "1.3"
+    )

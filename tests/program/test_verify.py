@@ -377,6 +377,104 @@ def test_rejects_horizon_overrun():
         verify(with_assignments(plan, together), p)
 
 
+# --- times on a plan of an unscheduled problem: optional, checked when given -----------------------
+
+HORIZON = {
+    "gpu_types": [{"name": "A", "memory_gb": 80, "cost_per_hour": 1}],
+    "nodes": [{"id": "n", "gpu_counts": {"A": 1}}],
+    "tasks": [{"id": "t1", "work_h": 2, "gpu_share": 0.5}, {"id": "t2", "work_h": 3, "gpu_share": 0.5}],
+    "horizon_h": 5,
+}
+
+
+def _timed(plan: Plan, times: dict[str, tuple[float | None, float | None]]) -> Plan:
+    """`plan` with start and end times on the named tasks."""
+    out = [
+        a.model_copy(update={"start_h": times[a.task][0], "end_h": times[a.task][1]})
+        if a.task in times
+        else a
+        for a in plan.assignments
+    ]
+    return plan.model_copy(update={"assignments": out})
+
+
+def test_unscheduled_plan_accepts_consistent_times(problem_plan):
+    """An unscheduled problem's plan may carry times: consistent ones pass, and the load rules stay the
+    unscheduled ones (side by side here: tasks on one GPU may share an instant)."""
+    assert not PROBLEM.scheduled
+    times = {a.task: (0.0, a.duration_h) for a in problem_plan.assignments}
+    verify(_timed(problem_plan, times), PROBLEM)
+    p = Problem.model_validate(HORIZON)  # GPU-hours: 0.5 x 2 + 0.5 x 3 <= 5 on the one GPU
+    plan = gpuplan.solve(p, solver="greedy")
+    verify(_timed(plan, {"t1": (3.0, 5.0), "t2": (0.0, 3.0)}), p)
+
+
+@pytest.mark.parametrize(
+    ("times", "needle"),
+    [
+        ({"t1": (0.0, None)}, r"'t1': start_h and end_h come together \(got 0.0, None\)"),
+        ({"t1": (0.0, 2.5)}, r"'t1': end_h 2.5 != start_h 0 \+ duration 2 h"),
+        ({"t1": (-1.0, 1.0)}, r"'t1': starts at -1 h, before its release_h 0 h"),
+        ({"t2": (2.5, 5.5)}, r"'t2': ends at 5.5 h, after the horizon 5 h"),
+    ],
+)
+def test_unscheduled_plan_rejects_inconsistent_times(times, needle):
+    """Times on an unscheduled plan, when given, come as a pair, span the duration, start at 0 or
+    later and end within the horizon."""
+    p = Problem.model_validate(HORIZON)
+    plan = gpuplan.solve(p, solver="greedy")
+    with pytest.raises(VerificationError, match=needle):
+        verify(_timed(plan, times), p)
+
+
+def test_schedule_sweep_over_many_gpus():
+    """20,000 scheduled tasks, two at a time on each of 1,000 GPUs for 10 hours, back to back: the
+    sweep accepts it, and finds the one GPU and instant where a task moved half an hour earlier
+    makes three run at once."""
+    n, per_node, n_nodes = 20_000, 8, 125
+    n_gpus = per_node * n_nodes
+    p = Problem.model_validate(
+        {
+            "gpu_types": [{"name": "A", "memory_gb": 80}],
+            "nodes": [{"id": f"n{k}", "gpu_counts": {"A": per_node}} for k in range(n_nodes)],
+            "tasks": [{"id": f"t{i}", "work_h": 1, "gpu_share": 0.5} for i in range(n)],
+            "objective": {"kind": "makespan"},
+        }
+    )
+    rows = []
+    for i in range(n):
+        g, start = i % n_gpus, float(i // (2 * n_gpus))
+        node = f"n{g // per_node}"
+        rows.append(
+            Assignment(
+                task=f"t{i}",
+                gpus=[f"{node}/A/{g % per_node}"],
+                node=node,
+                gpu_type="A",
+                cost=0.0,
+                duration_h=1.0,
+                start_h=start,
+                end_h=start + 1.0,
+            )
+        )
+    plan = Plan(
+        status=Status.FEASIBLE,
+        objective=10.0,
+        placement_cost=10.0,
+        penalty=0.0,
+        solver="hand",
+        solver_requested="hand",
+        wall_time_s=0.0,
+        assignments=rows,
+    )
+    verify(plan, p)
+    early = rows[-1].model_copy(update={"start_h": 8.5, "end_h": 9.5})
+    with pytest.raises(
+        VerificationError, match=r"GPU 'n124/A/7' over capacity on gpu_share at 8.5 h: 1.5 > 1"
+    ):
+        verify(plan.model_copy(update={"assignments": [*rows[:-1], early]}), p)
+
+
 def test_verification_error_is_assertion_error():
     """VerificationError subclasses AssertionError (a broken plan is an internal bug)."""
     assert issubclass(VerificationError, AssertionError)

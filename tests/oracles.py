@@ -1,5 +1,6 @@
 """Brute-force references for the tests: optima of tiny GAP programs, matrix instances, Problems with
-priorities, fleet programs (the library's own oracle, re-exported), knapsacks and capacity sizing.
+priorities, fleet programs (the library's own oracle, re-exported; every plan and the lexicographic
+optimum), knapsacks and capacity sizing.
 
 Each enumerates every candidate and judges it plainly, sharing no modelling with the solvers beyond
 the program's own feasibility and objective methods; meant for a handful of tasks and GPUs only.
@@ -15,7 +16,7 @@ import numpy as np
 from gpuplan import MatrixProblem, Problem
 from gpuplan.backends.fleet_brute import brute_force as fleet_brute_force
 from gpuplan.capacity import Catalog
-from gpuplan.program.fleet import NONE, FleetProgram
+from gpuplan.program.fleet import NONE, FleetProgram, compile_fleet
 from gpuplan.program.gap import DROPPED, Program
 
 # --- matrix instances and the Problem form -------------------------------------------------------------
@@ -136,6 +137,51 @@ def fleet_spots(p: FleetProgram, assign: np.ndarray, t: int) -> list[tuple[int, 
         if all(v.startswith("required task") and v.endswith("dropped") for v in p.violations(trial)):
             spots.append(gpus)
     return spots
+
+
+def fleet_assignments(p: FleetProgram) -> list[np.ndarray]:
+    """Every feasible assignment of a tiny fleet program: each task dropped (when optional) or on
+    every set of `gang` distinct eligible GPUs, judged by `FleetProgram.violations` alone."""
+    options: list[list[tuple[int, ...]]] = []
+    for t in range(p.n_tasks):
+        opts: list[tuple[int, ...]] = [()] if p.optional[t] else []
+        opts.extend(itertools.combinations(np.flatnonzero(p.eligible(t)).tolist(), int(p.gang[t])))
+        options.append(opts)
+    out = []
+    for combo in itertools.product(*options):
+        assign = np.full((p.n_tasks, p.max_gang), NONE, dtype=np.int64)
+        for t, gpus in enumerate(combo):
+            assign[t, : len(gpus)] = gpus
+        if not p.violations(assign):
+            out.append(assign)
+    return out
+
+
+def lexicographic_key(problem: Problem, assign: np.ndarray) -> tuple[float, ...]:
+    """The values a lexicographic objective compares, in its order, of an assignment of a problem
+    whose optional tasks share one priority: without 'placed' among the criteria the optional tasks
+    left out come first (priorities above every criterion); then each criterion, measured alone
+    (each through the program of that single criterion, penalties set to 0)."""
+    kinds = [t.kind for t in problem.objective.terms]
+    dropped = assign[:, 0] < 0
+    key: list[float] = []
+    if "placed" not in kinds:
+        key.append(float(np.sum(dropped & np.array([t.optional for t in problem.tasks]))))
+    for kind in kinds:
+        single = problem.objective.model_copy(update={"kind": kind, "terms": []})
+        q = compile_fleet(problem.model_copy(update={"objective": single})).program
+        if kind == "placed":
+            key.append(float(q.weight[dropped].sum()))
+        else:
+            key.append(q.replace(penalty=np.zeros(q.n_tasks)).objective(assign))
+    return tuple(key)
+
+
+def lexicographic_optimum(problem: Problem) -> tuple[float, ...] | None:
+    """The least `lexicographic_key` over every feasible plan of a tiny problem (None: none)."""
+    p = compile_fleet(problem, flat_tiers=True).program  # the plans only: no penalty counts here
+    keys = [lexicographic_key(problem, a) for a in fleet_assignments(p)]
+    return min(keys) if keys else None
 
 
 # --- capacity sizing -----------------------------------------------------------------------------------

@@ -177,6 +177,40 @@ def tiny_fleet_problems(draw: st.DrawFn) -> Problem:
     return Problem(gpu_types=FLEET_TYPES, nodes=nodes, tasks=tasks, objective=Objective(kind=kind))
 
 
+@st.composite
+def lexicographic_fleets(draw: st.DrawFn, kinds: list[str] | None = None) -> Problem:
+    """A tiny fleet Problem (types A and B, 1-2 nodes, 1-4 tasks of one priority, gangs of at most
+    2, no migration) under a lexicographic objective over `kinds` (default: 2-6 criteria drawn in
+    a random order)."""
+    n_nodes = draw(st.integers(1, 2))
+    nodes = []
+    for i in range(n_nodes):
+        counts = {"A": draw(st.integers(0, 2)), "B": draw(st.integers(0, 1))}
+        nodes.append(Node(id=f"n{i}", gpu_counts={k: v for k, v in counts.items() if v} or {"A": 1}))
+    tasks = []
+    for j in range(draw(st.integers(1, 4))):
+        gang = draw(st.sampled_from([1, 1, 2]))
+        tasks.append(
+            Task(
+                id=f"t{j}",
+                gpus=gang,
+                gpu_share=1.0 if gang > 1 else draw(st.sampled_from([0.25, 0.5, 1.0])),
+                gpu_memory_gb=draw(st.sampled_from([0.0, 30.0, 50.0])),
+                work_h=draw(st.sampled_from([1.0, 2.0, 3.0])),
+                optional=draw(st.booleans()),
+            )
+        )
+    if kinds is None:
+        kinds = draw(st.permutations(KINDS))[: draw(st.integers(2, 6))]
+    objective = Objective(
+        kind="lexicographic",
+        terms=[{"kind": k} for k in kinds],
+        placed_weight=draw(st.sampled_from(["gpu", "count", "work"])),
+    )
+    types = [FLEET_TYPES[0], FLEET_TYPES[1].model_copy(update={"power_w": 200.0, "speed": 2.0})]
+    return Problem(gpu_types=types, nodes=nodes, tasks=tasks, objective=objective)
+
+
 def _nodes(
     draw: st.DrawFn,
     names: list[str],

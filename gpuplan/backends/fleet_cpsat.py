@@ -46,6 +46,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,7 @@ from gpuplan.program.fleet import FleetProgram
 from gpuplan.status import Status
 
 _COST_BUDGET = 1e12  # the largest plan's objective, in integer units
+_HOLD_BUDGET = 1e15  # the largest value of a held objective, in integer units (exact in float64)
 _EXACT_BALANCE_MAX = 100_000  # largest integer capacity used directly as the balance grid
 _BALANCE_GRID = 1000  # otherwise: 0.1 % of capacity
 _TOL = CAPACITY_TOLERANCE  # = the relative tolerance of FleetProgram.violations
@@ -105,6 +107,7 @@ class _Model:
         self.exact_loads = True
         self.scales: dict[str, float] = {}
         self.symmetry_groups = 0
+        self.hint_value: dict[int, int] | None = None  # variable index -> its hinted value
         self.stats: dict[str, bool | int | float | str] = {}
 
     # --- structure ---------------------------------------------------------------------------------
@@ -233,72 +236,24 @@ class _Model:
         self.symmetry_groups = len(self.groups)
 
     # --- objective -----------------------------------------------------------------------------------
-    def add_objective(self) -> None:
-        """Every objective term with float coefficients, then one power-of-ten scaling to integers."""
-        p, m = self.p, self.model
-        terms: list[tuple[Any, float, int]] = []  # (variable, coefficient, upper bound)
-        magnitude = 0.0  # bound on |objective| of any plan
-        slots = 0  # most Boolean terms that can be 1 at once
-        xt, xg = self.xt_a, self.xg_a
-        x_coef = p.cost_c[xt, p.gpu_class[xg]]
-        moved = ~np.any(p.current[xt] == xg[:, None], axis=1)
-        x_coef = x_coef + np.where(moved & (p.current[xt, 0] >= 0), p.move_cost[xt], 0.0)
-        terms += [(self.x[i], float(x_coef[i]), 1) for i in np.flatnonzero(x_coef).tolist()]
-        per_task = np.zeros(p.n_tasks)
-        np.maximum.at(per_task, xt, np.abs(x_coef))
-        terms += [(zv, float(p.transfer_each[t]), 1) for (t, _), zv in self.z.items() if p.transfer_each[t]]
-        y_coef = {
-            t: float(p.penalty[t] + (p.move_cost[t] * p.gang[t] if p.current[t, 0] >= 0 else 0.0))
-            for t in self.y
-        }
-        terms += [(yv, y_coef[t], 1) for t, yv in self.y.items() if y_coef[t]]
+    def add_objective(self, holds: Sequence[FleetProgram] = ()) -> None:
+        """Every objective term with float coefficients, then one power-of-ten scaling to integers.
+        The auxiliaries are made for the objective and for every program in `holds` (`add_holds`)."""
+        p = self.p
+        self._add_aux([p, *holds])
+        terms, magnitude, slots, x_coef, y_coef = self._terms(p)
         # Every plan pays at least each task's cheapest option (all coefficients are >= 0); CP-SAT's
         # own bound can be weaker than this early on, after presolve shifts the objective.
         per_task_min = np.full(p.n_tasks, np.inf)
-        np.minimum.at(per_task_min, xt, x_coef)
+        np.minimum.at(per_task_min, self.xt_a, x_coef)
         place_min = p.gang * per_task_min + p.transfer_each
         self.trivial_bound = float(sum(min(place_min[t], y_coef.get(t, np.inf)) for t in range(p.n_tasks)))
-        for t in range(p.n_tasks):
-            magnitude += max(
-                p.gang[t] * per_task[t] + abs(float(p.transfer_each[t])), abs(y_coef.get(t, 0.0))
-            )
-            slots += int(p.gang[t]) + 1
-        for (t, n), zv in self.z.items():
-            d = int(p.dataset[t])
-            if d < 0 or p.dataset_charge[d] <= 0:
-                continue
-            if (d, n) not in self.v:
-                self.v[d, n] = m.new_bool_var(f"v{d},{n}")
-                terms.append((self.v[d, n], float(p.dataset_charge[d]), 1))
-                magnitude += float(p.dataset_charge[d])
-            m.add_implication(zv, self.v[d, n])
-        if p.w_gpus > 0:
-            for g, ids in enumerate(self.by_gpu):
-                if ids and not p.host[g]:  # a host slot is no GPU
-                    self.u[g] = m.new_bool_var(f"u{g}")
-                    for i in ids:
-                        m.add_implication(self.x[i], self.u[g])
-                    terms.append((self.u[g], float(p.w_gpus), 1))
-            magnitude += p.w_gpus * len(self.u)
-        if p.w_nodes > 0:
-            for n, pairs in enumerate(self.by_node):
-                if pairs:
-                    self.o[n] = m.new_bool_var(f"o{n}")
-                    for _, zv in pairs:
-                        m.add_implication(zv, self.o[n])
-                    terms.append((self.o[n], float(p.w_nodes), 1))
-            magnitude += p.w_nodes * len(self.o)
-        slots += len(self.v) + len(self.u) + len(self.o)
-        if p.w_balance > 0:
-            self._add_balance()
-            terms.append((self.big_u, float(p.w_balance) / self.q, self.q))
-            magnitude += float(p.w_balance)
         coef = np.array([c for _, c, _ in terms], dtype=np.float64)
         ub = np.array([b for _, _, b in terms], dtype=np.float64)
         scale, exact = _pow10_scale(coef, max(magnitude, 1e-300), _COST_BUDGET)
         coef_int = np.round(coef * scale).astype(np.int64)
         if terms:
-            m.minimize(self.cp.LinearExpr.weighted_sum([v for v, _, _ in terms], coef_int.tolist()))
+            self.model.minimize(self.cp.LinearExpr.weighted_sum([v for v, _, _ in terms], coef_int.tolist()))
         self.cost_scale, self.cost_exact = scale, exact
         # Rounding raises a plan's integer objective by at most this much (user units); so a bound
         # on the integer program, lowered by it, bounds the float program.
@@ -306,6 +261,96 @@ class _Model:
         self.cost_slack = (
             0.0 if exact else min(float(np.maximum(err, 0.0) @ ub), 0.5 * (slots + self.q) / scale)
         )
+
+    def _add_aux(self, programs: list[FleetProgram]) -> None:
+        """Dataset copies v, used GPUs u, used nodes o and the peak U, where some program weighs them."""
+        p, m = self.p, self.model
+        for (t, n), zv in self.z.items():
+            d = int(p.dataset[t])
+            if d < 0 or not any(q.dataset_charge[d] > 0 for q in programs):
+                continue
+            if (d, n) not in self.v:
+                self.v[d, n] = m.new_bool_var(f"v{d},{n}")
+            m.add_implication(zv, self.v[d, n])
+        if any(q.w_gpus > 0 for q in programs):
+            for g, ids in enumerate(self.by_gpu):
+                if ids and not p.host[g]:  # a host slot is no GPU
+                    self.u[g] = m.new_bool_var(f"u{g}")
+                    for i in ids:
+                        m.add_implication(self.x[i], self.u[g])
+        if any(q.w_nodes > 0 for q in programs):
+            for n, pairs in enumerate(self.by_node):
+                if pairs:
+                    self.o[n] = m.new_bool_var(f"o{n}")
+                    for _, zv in pairs:
+                        m.add_implication(zv, self.o[n])
+        if any(q.w_balance > 0 for q in programs):
+            self._add_balance()
+
+    def _terms(
+        self, q: FleetProgram
+    ) -> tuple[list[tuple[Any, float, int]], float, int, np.ndarray, dict[int, float]]:
+        """The objective of program `q` (this model's structure, its own coefficients) as
+        (variable, coefficient, upper bound) terms; a bound on its value over all plans; the most
+        Boolean terms that can be 1 at once; the x and y coefficients."""
+        terms: list[tuple[Any, float, int]] = []
+        magnitude = 0.0
+        slots = 0
+        xt, xg = self.xt_a, self.xg_a
+        x_coef = q.cost_c[xt, q.gpu_class[xg]]
+        moved = ~np.any(q.current[xt] == xg[:, None], axis=1)
+        x_coef = x_coef + np.where(moved & (q.current[xt, 0] >= 0), q.move_cost[xt], 0.0)
+        terms += [(self.x[i], float(x_coef[i]), 1) for i in np.flatnonzero(x_coef).tolist()]
+        per_task = np.zeros(q.n_tasks)
+        np.maximum.at(per_task, xt, np.abs(x_coef))
+        terms += [(zv, float(q.transfer_each[t]), 1) for (t, _), zv in self.z.items() if q.transfer_each[t]]
+        y_coef = {
+            t: float(q.penalty[t] + (q.move_cost[t] * q.gang[t] if q.current[t, 0] >= 0 else 0.0))
+            for t in self.y
+        }
+        terms += [(yv, y_coef[t], 1) for t, yv in self.y.items() if y_coef[t]]
+        for t in range(q.n_tasks):
+            magnitude += max(
+                q.gang[t] * per_task[t] + abs(float(q.transfer_each[t])), abs(y_coef.get(t, 0.0))
+            )
+            slots += int(q.gang[t]) + 1
+        for (d, _), vv in self.v.items():
+            if q.dataset_charge[d] > 0:
+                terms.append((vv, float(q.dataset_charge[d]), 1))
+                magnitude += float(q.dataset_charge[d])
+        if q.w_gpus > 0:
+            terms += [(uv, float(q.w_gpus), 1) for uv in self.u.values()]
+            magnitude += q.w_gpus * len(self.u)
+        if q.w_nodes > 0:
+            terms += [(ov, float(q.w_nodes), 1) for ov in self.o.values()]
+            magnitude += q.w_nodes * len(self.o)
+        slots += len(self.v) + len(self.u) + len(self.o)
+        if q.w_balance > 0:
+            terms.append((self.big_u, float(q.w_balance) / self.q, self.q))
+            magnitude += float(q.w_balance)
+        return terms, magnitude, slots, x_coef, y_coef
+
+    def add_holds(self, holds: Sequence[tuple[FleetProgram, float]]) -> None:
+        """Each (program q, value V): q's objective may not exceed V (the stages of a lexicographic
+        solve). In integers at a finer scale than the objective's (`_HOLD_BUDGET`): with a hint, at
+        most the hint's own integer value, so the hint (the earlier stage's plan) stays feasible and
+        every solution is no worse in q's rounded objective; without one, V rounded up by the most
+        the rounding of all terms can add. `FleetProgram.objective` is what the caller checks."""
+        for q, value in holds:
+            terms, magnitude, slots, _, _ = self._terms(q)
+            if not terms:
+                continue
+            coef = np.array([c for _, c, _ in terms], dtype=np.float64)
+            scale, _ = _pow10_scale(coef, max(magnitude, 1e-300), _HOLD_BUDGET)
+            coef_int = np.round(coef * scale).astype(np.int64)
+            variables = [v for v, _, _ in terms]
+            if self.hint_value is not None:
+                hinted = [self.hint_value.get(v.index, 0) for v in variables]
+                rhs = int(sum(int(c) * h for c, h in zip(coef_int.tolist(), hinted, strict=True)))
+            else:
+                rhs = math.ceil(value * scale + 0.5 * (slots + self.q))
+            self.model.add(self.cp.LinearExpr.weighted_sum(variables, coef_int.tolist()) <= rhs)
+        self.stats["cpsat_holds"] = len(holds)
 
     def _add_balance(self) -> None:
         """U >= the utilization of every GPU, on a grid of q steps (see the module docstring)."""
@@ -342,26 +387,33 @@ class _Model:
         load[relabel] = load.copy()
         used = {(t, int(g)) for t in range(p.n_tasks) for g in hint[t] if g >= 0}
         node_of = {t: int(p.gpu_node[hint[t, 0]]) for t in range(p.n_tasks) if hint[t, 0] >= 0}
+        values: dict[int, int] = {}
+
+        def put(var: Any, value: bool | int) -> None:
+            values[var.index] = int(value)
+            m.add_hint(var, value)
+
         for (t, g), i in self.x_of.items():
-            m.add_hint(self.x[i], (t, g) in used)
+            put(self.x[i], (t, g) in used)
         for (t, n), zv in self.z.items():
-            m.add_hint(zv, node_of.get(t) == n)
+            put(zv, node_of.get(t) == n)
         for (t, n, kappa), wv in self.w.items():
-            m.add_hint(wv, node_of.get(t) == n and int(p.gpu_type[hint[t, 0]]) == kappa)
+            put(wv, node_of.get(t) == n and int(p.gpu_type[hint[t, 0]]) == kappa)
         for t, yv in self.y.items():
-            m.add_hint(yv, t not in node_of)
+            put(yv, t not in node_of)
         copies = {(int(p.dataset[t]), n) for t, n in node_of.items()}
         for key, vv in self.v.items():
-            m.add_hint(vv, key in copies)
+            put(vv, key in copies)
         gpus = {g for _, g in used}
         for g, uv in self.u.items():
-            m.add_hint(uv, g in gpus)
+            put(uv, g in gpus)
         nodes = set(node_of.values())
         for n, ov in self.o.items():
-            m.add_hint(ov, n in nodes)
+            put(ov, n in nodes)
         if self.big_u is not None:
             peak = int(load.max(initial=0))
-            m.add_hint(self.big_u, min(self.q, -(-peak * self.q // max(self.cap_prim, 1))))
+            put(self.big_u, min(self.q, -(-peak * self.q // max(self.cap_prim, 1))))
+        self.hint_value = values
 
     def decode(self, solver: Any) -> np.ndarray:
         """The solver's assignment [T, K]."""
@@ -381,12 +433,15 @@ def solve_fleet_cpsat(
     workers: int = 1,
     seed: int = 0,
     hint: np.ndarray | None = None,
+    hold: Sequence[tuple[FleetProgram, float]] = (),
 ) -> FleetResult:
     """Solve the fleet program exactly with CP-SAT until `deadline` (a time.monotonic() instant).
 
     `hint` (an assignment [T, K]) seeds the search; when it is feasible and better than what the
     solver found (or the solver found nothing), it is returned instead. Status OPTIMAL means the
-    returned objective is within 1e-9 (relative) of the proven bound.
+    returned objective is within 1e-9 (relative) of the proven bound. `hold`: programs of the same
+    structure (earlier stages of a lexicographic solve) whose objectives may not exceed the hint's
+    (`_Model.add_holds`); the bound is then one over the plans that keep them.
     """
     from ortools.sat.python import cp_model
 
@@ -404,9 +459,11 @@ def solve_fleet_cpsat(
     mm.add_resources()
     mm.add_spread()
     mm.add_symmetry()
-    mm.add_objective()
+    mm.add_objective([q for q, _ in hold])
     if hint is not None and hint.shape == (p.n_tasks, p.max_gang):
         mm.add_hint(hint)
+    if hold:
+        mm.add_holds(hold)
     stats.update(
         {
             "cpsat_cost_scale": mm.cost_scale,

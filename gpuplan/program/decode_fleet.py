@@ -133,7 +133,7 @@ def decode_fleet(
         warm_start_objective=warm,
         incumbents=[Incumbent(time_s=round(t, 4), objective=o) for t, o in incumbents],
         stats=stats,
-        message="; ".join(m for m in (message, c.note) if m),
+        message=message,
         scaling=scaling,
     )
     if assign is None or not status.has_solution:

@@ -64,8 +64,15 @@ or work) with the tier bases of :mod:`gpuplan.program.priorities`, the same form
 core (:math:`S` = M bounding every other term; :math:`B_1 = 0` when 'placed' is a criterion, the
 user's trade-off). When the tiers are too wide to weigh exactly, every tier gets :math:`B_1` and
 `solve_fleet` keeps the priority order by solving tier by tier. A lexicographic
-objective takes :math:`\lambda_i = 1 + \sum_{j > i} \lambda_j \mathrm{range}_j /
-\mathrm{unit}_i`, so one unit of an earlier criterion outweighs every later one.
+objective is cut into *stages* of consecutive criteria (:mod:`gpuplan.program.lexicographic`):
+within a stage ending with criterion b, :math:`\lambda_b = 1` and :math:`\lambda_i = 1 + \sum_{i <
+j \le b} \lambda_j \mathrm{range}_j / \mathrm{unit}_i`, so one unit of an earlier criterion
+outweighs every later one of the stage, and no stage spans more than float64 tells apart
+(`LEXICOGRAPHIC_EXACT` units of its last criterion). Usually that is one stage, the whole
+objective. Otherwise `compile_fleet(p, stage=k)` weighs stage k's criteria only (the others get
+:math:`\lambda = 0`, the tier bases are built over that stage's span) and `solve_lexicographic`
+solves the stages in order, each holding the objectives of the ones before it; the plan's objective
+is then stage 1's.
 
 Costs per GPU depend on the task and the GPU's *class* (type, node bandwidth), not the GPU itself,
 so the arrays are [T, classes] and scale to thousands of tasks and GPUs; migration is the only
@@ -83,11 +90,8 @@ import numpy as np
 from gpuplan.models import Matrix, Problem
 from gpuplan.models.objective import TIME_KINDS
 from gpuplan.program.compile import duration_table
+from gpuplan.program.lexicographic import lexicographic_stages, one_stage_span
 from gpuplan.program.priorities import TiersTooWide, flat_penalties, tier_penalties, tiers
-
-#: Past this many units of the last criterion, a lexicographic objective's weights lose that
-#: criterion in float64 (about 2^53 / 10): the plan says so rather than claim an exact order.
-LEXICOGRAPHIC_EXACT = 1e15
 
 #: Marker for "no GPU" in a fleet assignment row, and "no group / dataset" in index arrays.
 NONE = -1
@@ -323,7 +327,9 @@ class FleetCompiled:
     money_c: np.ndarray  # float64 [T, classes]: GPU-hours x price of one GPU of the class (money)
     transfer_money: np.ndarray  # float64 [T]: data transfer charged to the task alone (money)
     flat_tiers: bool = False  # every tier weighed alike: priorities are kept by a tier-by-tier solve
-    note: str = ""  # a limit of the weighting the plan must state (lexicographic criteria past float64)
+    stage: int = 0  # the stage of a lexicographic objective whose levels `terms` weigh (others weigh 0)
+    stages: int = 1  # stages of a lexicographic objective (program/lexicographic.py); 1 otherwise
+    span_units: float = 0.0  # when stages > 1: the span one weighted sum would need (units of the last)
 
 
 def _placed_weight(p: Problem, dur_types: np.ndarray) -> np.ndarray:
@@ -345,10 +351,12 @@ def _placed_weight(p: Problem, dur_types: np.ndarray) -> np.ndarray:
     return np.where(gang == 0, work, work * gang * share)
 
 
-def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
+def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> FleetCompiled:
     """Problem -> FleetCompiled (see the module docstring for the math). Raises TiersTooWide when
     the priority tiers cannot be weighed exactly; `flat_tiers` then gives every tier the first
-    tier's penalty (for a tier-by-tier solve)."""
+    tier's penalty (for a tier-by-tier solve). A lexicographic objective too wide for one weighted
+    sum has `stages` > 1; `stage` picks the one whose levels are weighed (the program of that stage
+    of `solve_lexicographic`)."""
     pairs = p.all_gpus()
     type_index = {gt.name: k for k, gt in enumerate(p.gpu_types)}
     node_index = {n.id: i for i, n in enumerate(p.nodes)}
@@ -481,20 +489,15 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
         "migration": 1e-6 * max(mu_total, 1e-12),
     }
     levels = [k for k, _ in terms] + ([] if "cost" in kinds or not mu_total else ["migration"])
-    note = ""
+    stages, span_units = 1, 0.0
     if p.objective.kind == "lexicographic":
-        lam: dict[str, float] = {}
-        acc = 0.0
-        for kind in reversed(levels):
-            lam[kind] = 1.0 + acc / unit[kind] if acc else 1.0
-            acc += lam[kind] * rng[kind]
-        terms = [(k, lam[k]) for k in levels]
-        if levels and acc / unit[levels[-1]] > LEXICOGRAPHIC_EXACT:
-            note = (
-                f"lexicographic weights span {acc / unit[levels[-1]]:.1e} units of {levels[-1]!r}: past"
-                f" {LEXICOGRAPHIC_EXACT:.0e}, the last criteria are weighed only as far as float64 tells"
-                " them apart"
-            )
+        weights = lexicographic_stages(levels, rng, unit) or [{}]  # time criteria alone: none here
+        stages = len(weights)
+        if not 0 <= stage < stages:
+            raise ValueError(f"stage {stage} of a lexicographic objective in {stages} stage(s)")
+        terms = [(k, weights[stage].get(k, 0.0)) for k in levels]  # other stages' levels weigh 0
+        if stages > 1:
+            span_units = one_stage_span(levels, rng, unit)
     elif "migration" in levels:
         terms = [*terms, ("migration", 1.0)]
     lam = dict(terms)
@@ -584,7 +587,9 @@ def compile_fleet(p: Problem, flat_tiers: bool = False) -> FleetCompiled:
         money_c=np.where(elig, cost_term, 0.0),
         transfer_money=transfer_money,
         flat_tiers=flat_tiers,
-        note=note,
+        stage=stage,
+        stages=stages,
+        span_units=span_units,
     )
 
 

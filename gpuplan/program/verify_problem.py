@@ -460,13 +460,17 @@ def _check_capacities(s: _Specs, tally: _Tally) -> None:
 def objective_weights(plan: Plan, p: Problem) -> dict[str, float]:
     """The weight of each criterion: 1 for a single one, the user's for 'weighted', and for
     'lexicographic' the weights the plan reports (`weight_<criterion>` in its stats; each must be
-    positive). Migration without 'cost' among the criteria is a criterion of its own."""
+    positive, except that a plan solved in stages (`lexicographic_stages` > 1) weighs in its
+    objective only the first stage's criteria, the first of them always: the others weigh 0).
+    Migration without 'cost' among the criteria is a criterion of its own."""
     kind = p.objective.kind
     if kind == "lexicographic":
         out = {}
-        for t in p.objective.terms:
+        staged = plan.stats.get("lexicographic_stages", 1)
+        for i, t in enumerate(p.objective.terms):
             w = plan.stats.get(f"weight_{t.kind}")
-            if not isinstance(w, int | float) or not w > 0:
+            zero_ok = isinstance(staged, int) and staged > 1 and i > 0
+            if not isinstance(w, int | float) or not (w > 0 or (zero_ok and w == 0)):
                 _fail(f"lexicographic objective: weight_{t.kind} reported as {w!r}")
             out[t.kind] = float(w)  # type: ignore[arg-type]
         w = plan.stats.get("weight_migration")

@@ -7,7 +7,8 @@ kept), then ejection and swap moves that place left-out tasks; when the model is
 the exact CP-SAT model (at most FLEET_EXACT_PAIRS eligible task-GPU pairs), CP-SAT polishes the best
 start for the remaining time. 'greedy' stops after the greedy passes; 'cpsat' always runs the exact
 model; 'milp' takes GAP programs only (`backends.require`). Priorities too wide to weigh in one
-objective are solved tier by tier (`solve_tiered`). Every plan is decoded by `decode_fleet` and
+objective are solved tier by tier (`solve_tiered`), and a lexicographic objective too wide for one
+weighted sum stage by stage (`solve_lexicographic`). Every plan is decoded by `decode_fleet` and
 checked by the one verifier.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +30,7 @@ from gpuplan.heuristics.fleet_greedy import (
     eject_improve,
     fleet_greedy,
     honour_priorities,
+    state_of,
     swap_improve,
     task_order,
 )
@@ -38,6 +41,7 @@ from gpuplan.program.decode_fleet import decode_fleet
 from gpuplan.program.fleet import FleetCompiled, FleetProgram, compile_fleet
 from gpuplan.program.gap import Program
 from gpuplan.program.gap_view import gap_view
+from gpuplan.program.lexicographic import LEXICOGRAPHIC_EXACT
 from gpuplan.program.priorities import TiersTooWide, tiers
 from gpuplan.status import OPTIMALITY_TOLERANCE, relative_gap
 from gpuplan.strategy.gap import AUTO_MAX_PAIRS, GapOutcome, search_gap
@@ -70,13 +74,21 @@ def late_tasks(p: FleetProgram, packing: Packing | None) -> np.ndarray | None:
 
 
 def _starts(
-    p: FleetProgram, deadline: float, hard_deadline: float, late: np.ndarray | None
+    p: FleetProgram,
+    deadline: float,
+    hard_deadline: float,
+    late: np.ndarray | None,
+    hold: Hold = (),
+    start: np.ndarray | None = None,
 ) -> tuple[FleetState, str]:
     """Greedy passes over a few orders and fit weights, the best by objective; new passes start only
-    before `deadline`, and every pass stops at `hard_deadline`."""
+    before `deadline`, and every pass stops at `hard_deadline`. With `start` (the plan of an earlier
+    stage, which keeps `hold`), it competes too, and a pass that breaks `hold` does not count."""
     best: FleetState | None = None
     best_val = np.inf
     name = ""
+    if start is not None:
+        best, best_val, name = state_of(p, start), p.objective(start), "previous stage"
     variants = [(how, balance, None) for how in ("gpu", "dominant") for balance in (1.0, 0.0)]
     if late is not None:
         variants = [("gpu", 1.0, late), ("dominant", 1.0, late), *variants]
@@ -84,7 +96,8 @@ def _starts(
         if best is not None and time.monotonic() >= deadline:
             break
         st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
-        val = np.inf if np.any((st.assign[:, 0] < 0) & ~p.optional) else p.objective(st.assign)
+        broken = np.any((st.assign[:, 0] < 0) & ~p.optional) or not _within(hold, st.assign)
+        val = np.inf if broken else p.objective(st.assign)
         if best is None or val < best_val:
             tag = ", packing order" if lt is not None else ""
             best, best_val, name = st, val, f"greedy({how}, balance={balance:g}{tag})"
@@ -123,17 +136,28 @@ def _bounds(
 
 
 def _search(
-    p: FleetProgram, solver: str, t0: float, span: float, workers: int, seed: int, with_bounds: bool = True
+    p: FleetProgram,
+    solver: str,
+    t0: float,
+    span: float,
+    workers: int,
+    seed: int,
+    with_bounds: bool = True,
+    hold: Hold = (),
+    start: np.ndarray | None = None,
 ) -> _Found:
     """Bounds, greedy starts, moves and (when small enough or asked for) exact CP-SAT within the
     window [t0, t0 + span]; times are fractions of the window so a stage of a tiered solve gets
-    the same phases as a whole solve."""
+    the same phases as a whole solve. `hold` (a stage of a lexicographic solve): the earlier
+    stages' objectives may not get worse (`_within`); CP-SAT holds them as constraints, and a
+    start, a round of moves or a priority repair that breaks them is not kept. `start`: a plan
+    that keeps them (the earlier stage's), a start among the greedy ones."""
     deadline = t0 + span
     stats: dict[str, bool | int | float | str] = {}
     bound, packing = None, None
     if with_bounds:
         bound, packing, stats = _bounds(p, t0 + 0.3 * span)
-    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late_tasks(p, packing))
+    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late_tasks(p, packing), hold, start)
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
     warm = p.objective(st.assign) if feasible else None
@@ -146,8 +170,12 @@ def _search(
     if solver != "greedy":
         # Moves share the time with CP-SAT when it runs; otherwise they may use it all.
         until = t0 + (0.3 if exact else 0.95) * span
+        before = st.assign.copy()
         moved = eject_improve(st, min(until, t0 + 0.6 * span))
         swapped = swap_improve(st, until)
+        if (moved or swapped) and not _within(hold, st.assign):
+            st, moved, swapped = state_of(p, before), 0, 0
+            stats["moves_undone"] = True  # they worsened an earlier stage
         stats["eject_placed"], stats["swap_placed"] = moved, swapped
         if moved or swapped:
             phases.append("moves")
@@ -163,7 +191,12 @@ def _search(
 
         offset = time.monotonic() - t0
         res = solve_fleet_cpsat(
-            p, deadline=deadline - 0.02 * span, workers=workers, seed=seed, hint=assign if feasible else None
+            p,
+            deadline=deadline - 0.02 * span,
+            workers=workers,
+            seed=seed,
+            hint=assign if feasible else None,
+            hold=hold,
         )
         stats.update(res.stats)
         phases.append("cpsat")
@@ -176,6 +209,7 @@ def _search(
             res.status.has_solution
             and res.objective is not None
             and (objective is None or res.objective <= objective)
+            and _within(hold, res.assign)
         ):
             assign, objective, status = res.assign, res.objective, res.status
             incumbents.extend((offset + t, v) for t, v in res.incumbents)
@@ -184,7 +218,11 @@ def _search(
         status = Status.OPTIMAL
     if status is Status.FEASIBLE and assign is not None and p.optional.any():
         # A plan cut short by the clock may leave out a task that lower-priority work keeps out.
+        before = assign
         assign, fixed = honour_priorities(p, assign, deadline)
+        if fixed and not _within(hold, assign):
+            assign, fixed = before, 0
+            stats["priority_repair_undone"] = True  # it worsened an earlier stage
         if fixed:
             stats["priority_repairs"] = fixed
             phases.append("priority repair")
@@ -197,8 +235,157 @@ def _search(
     return _Found(assign, status, bound, warm, used, reason, phases, incumbents, stats)
 
 
+#: Relative float noise within which a stage of a lexicographic solve counts an earlier stage's
+#: objective as kept (the CP-SAT model holds it in integers, exactly when its scaling is exact).
+HOLD_TOLERANCE = 1e-9
+
+#: Earlier stages of a lexicographic solve: (their program, the value it may not exceed).
+Hold = Sequence[tuple[FleetProgram, float]]
+
+
+def _within(hold: Hold, assign: np.ndarray) -> bool:
+    """True when `assign` keeps every (program, value) of `hold` within HOLD_TOLERANCE."""
+    return all(q.objective(assign) <= v + HOLD_TOLERANCE * max(1.0, abs(v)) for q, v in hold)
+
+
+def _lex_order(ps: Sequence[FleetProgram], new: np.ndarray, old: np.ndarray) -> int:
+    """-1, 0 or 1 as `new` is lexicographically better, equal (within HOLD_TOLERANCE) or worse than
+    `old` in the stage objectives `ps`, highest first."""
+    for q in ps:
+        a, b = q.objective(new), q.objective(old)
+        tol = HOLD_TOLERANCE * max(1.0, abs(b))
+        if a < b - tol:
+            return -1
+        if a > b + tol:
+            return 1
+    return 0
+
+
 def _proven(objective: float, bound: float | None) -> bool:
     return bound is not None and relative_gap(objective, bound) <= OPTIMALITY_TOLERANCE
+
+
+@dataclass
+class _Staged:
+    """A staged search (`_search_staged`): the plan with the stages' values, bounds and proofs."""
+
+    found: _Found  # the final plan; its objective is stage 1's, and so is `found.bound`
+    values: list[float]  # each stage's objective at the final plan
+    bounds: list[float | None]  # each stage's bound, over the plans keeping the stages before it
+    proven: list[bool]  # each stage's value within OPTIMALITY_TOLERANCE of its bound
+
+
+def _search_staged(
+    ps: Sequence[FleetProgram],
+    solver: str,
+    t0: float,
+    span: float,
+    workers: int,
+    seed: int,
+    with_bounds: bool = True,
+) -> _Staged:
+    """`_search` stage by stage over the programs of a lexicographic objective's stages (highest
+    first, one program when it has one stage), each on an equal share of the time left. Stage k
+    starts from the plan so far and holds the objectives of stages 1..k-1 at that plan's values;
+    its plan is kept only when it is lexicographically no worse in stages 1..k (`_lex_order`). A
+    last priority repair on stage 1's program, kept on the same condition, makes sure no task is
+    left out where lower-priority work holds its room."""
+    deadline = t0 + span
+    if len(ps) == 1:
+        f = _search(ps[0], solver, t0, span, workers, seed, with_bounds=with_bounds)
+        value = None if f.assign is None or not f.status.has_solution else ps[0].objective(f.assign)
+        proven = value is not None and _proven(value, f.bound)
+        return _Staged(f, [] if value is None else [value], [f.bound], [proven])
+    best: np.ndarray | None = None
+    first: _Found | None = None
+    phases: list[str] = []
+    stats: dict[str, bool | int | float | str] = {}
+    incumbents: list[tuple[float, float]] = []
+    bounds: list[float | None] = []
+    used = []
+    for k, p in enumerate(ps):
+        now = time.monotonic()
+        window = max(0.0, (deadline - now) / (len(ps) - k))
+        hold = [] if best is None else [(q, q.objective(best)) for q in ps[:k]]
+        bounds_too = with_bounds and k == 0
+        f = _search(p, solver, now, window, workers, seed, with_bounds=bounds_too, hold=hold, start=best)
+        phases.extend(f"stage {k + 1}: {phase}" for phase in f.phases)
+        stats.update({f"stage{k + 1}_{key}": value for key, value in f.stats.items()})
+        bounds.append(f.bound)
+        solved = f.assign is not None and f.status.has_solution
+        if k == 0:
+            first = f
+            if not solved:  # no plan with every required task: nothing to order
+                f.phases, f.stats = phases, stats
+                return _Staged(f, [], bounds, [False])
+            best = f.assign
+        elif solved and _lex_order(ps[: k + 1], f.assign, best) <= 0:
+            best = f.assign
+        else:
+            stats[f"stage{k + 1}_kept_previous"] = True
+        used.append(f.used)
+        incumbents.append((time.monotonic() - t0, ps[0].objective(best)))
+    assert best is not None and first is not None
+    if ps[0].optional.any():
+        repaired, fixed = honour_priorities(ps[0], best, deadline)
+        if fixed and _lex_order(ps, repaired, best) <= 0:
+            best = repaired
+            stats["priority_repairs"] = fixed
+            phases.append("priority repair")
+    bad = ps[0].violations(best)
+    if bad:
+        raise AssertionError(f"staged solve produced an infeasible plan: {bad[:3]}")
+    values = [q.objective(best) for q in ps]
+    found = _Found(
+        best,
+        Status.FEASIBLE,
+        bounds[0],
+        first.warm,
+        "cpsat" if "cpsat" in used else "greedy",
+        first.reason,
+        phases,
+        [*first.incumbents, *incumbents],
+        stats,
+    )
+    proven = [_proven(v, b) for v, b in zip(values, bounds, strict=True)]
+    return _Staged(found, values, bounds, proven)
+
+
+def _stage_stats(c: FleetCompiled, staged: _Staged) -> dict[str, bool | int | float | str]:
+    """What the plan says of a staged solve: the stages, their criteria, values, bounds, proofs."""
+    out: dict[str, bool | int | float | str] = {"lexicographic_stages": c.stages}
+    if c.stages == 1:
+        return out
+    out["lexicographic_span"] = c.span_units
+    for k, (value, bound, proven) in enumerate(
+        zip(staged.values, staged.bounds, staged.proven or [False] * len(staged.bounds), strict=False)
+    ):
+        out[f"stage{k + 1}_objective"] = value
+        if bound is not None:
+            out[f"stage{k + 1}_bound"] = bound
+        out[f"stage{k + 1}_proven"] = proven
+    return out
+
+
+def _stage_message(cs: Sequence[FleetCompiled], staged: _Staged | None) -> str:
+    """The plan's message about a lexicographic objective solved in stages (empty for one)."""
+    c = cs[0]
+    if c.stages == 1:
+        return ""
+    levels = [k for k, _ in c.terms]
+    groups = ", ".join(
+        f"{k + 1}: " + " > ".join(name for name, w in ck.terms if w > 0) for k, ck in enumerate(cs)
+    )
+    text = (
+        f"lexicographic objective solved in {c.stages} stages: one weighted sum of its criteria would span"
+        f" {c.span_units:.1e} units of {levels[-1]!r}, past the {LEXICOGRAPHIC_EXACT:.0e} that float64"
+        f" tells apart; each stage (stage {groups}) keeps the values of the stages before it, and the"
+        " plan's objective and bound are stage 1's"
+    )
+    if staged is not None and staged.values and not all(staged.proven) and staged.proven[:1] == [True]:
+        open_ = [str(k + 1) for k, ok in enumerate(staged.proven) if not ok]
+        text += f" (stage 1 is proven, stage(s) {', '.join(open_)} not: no bound is claimed)"
+    return text
 
 
 def _homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None:
@@ -243,6 +430,20 @@ def solve_fleet(
     workers = workers or os.cpu_count() or 1
     try:
         c = build(problem)
+        if c.stages > 1:  # a lexicographic objective too wide for one weighted sum
+            assert isinstance(problem, Problem)  # the matrix form's objective is its cost
+            cs = [c, *(compile_fleet(problem, stage=k) for k in range(1, c.stages))]
+            if solver == "milp":
+                raise InputError("solver", f"'milp' cannot take this program: {_stage_message(cs, None)}")
+            return solve_lexicographic(
+                problem,
+                cs,
+                solver=solver,
+                time_limit_s=time_limit_s,
+                workers=workers,
+                seed=seed,
+                started=started,
+            )
         # The view scales the penalties to integers: they may overflow there even when exact in floats.
         dense = c.program.n_tasks * c.program.n_gpus <= AUTO_MAX_PAIRS or not c.program.shares
         view = gap_view(c) if dense else None
@@ -295,6 +496,85 @@ def solve_fleet(
             if f.status.has_solution or f.status is Status.INFEASIBLE
             else "no plan placing every required task was found within the time limit",
         )
+    verify(plan, problem)
+    return plan
+
+
+def solve_lexicographic(
+    problem: Problem,
+    cs: Sequence[FleetCompiled],
+    *,
+    solver: str,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+    started: float,
+) -> Plan:
+    r"""A lexicographic objective too wide for one weighted sum, solved stage by stage
+    (`_search_staged`; the stages are cut by :mod:`gpuplan.program.lexicographic`), exact at any
+    size: no weight spans more than float64 tells apart.
+
+    Stage :math:`k` weighs its levels :math:`s_k` with their stage weights and the priorities with
+    the tier penalties built over that stage's span (`compile_fleet(problem, stage=k)`):
+
+    .. math::
+
+        g_k(x) = \sum_{i \in s_k} \lambda^{(k)}_i c_i(x) + \sum_{t 	ext{ dropped}} p^{(k)}_t ,
+        \qquad x^{(k)} \in rg\min \{\, g_k(x) : x 	ext{ feasible},\ g_j(x) \le g_j(x^{(k-1)})
+        \ (j < k) \,\},
+
+    with :math:`x^{(0)}` none and stage 1 free. The tier bases of every :math:`g_j` exceed its
+    criteria, so holding :math:`g_1` keeps the priorities; a later stage's plan replaces the
+    earlier one only when :math:`(g_1, \dots, g_k)` is lexicographically no worse (within
+    HOLD_TOLERANCE), so the final plan :math:`\hat x` is no worse than any stage's result. Its
+    reported objective is :math:`g_1(\hat x)`, stage 1's weighted sum (the levels of later stages
+    weigh 0 in it, `weight_<criterion>` = 0, and their values are in `stats`). Its bound
+    :math:`L_1` is stage 1's, a lower bound of :math:`g_1` over every feasible plan (the LP,
+    packing and CP-SAT bounds of stage 1, which holds nothing). A later stage's bound :math:`L_k`
+    bounds :math:`g_k` only over the plans that keep :math:`g_j \le g_j(\hat x)`, not the
+    objective: it is reported as `stats['stage<k>_bound']` only. The plan is `optimal` when every
+    stage is proven (:math:`g_k(\hat x)` within the tolerance of :math:`L_k`: then no plan is
+    lexicographically better in :math:`(g_1, \dots, g_m)`); when stage 1 is proven but a later one
+    is not, :math:`L_1` would make the plan look optimal, so no bound is claimed (the message
+    says so).
+    """
+    from gpuplan.program.verify import verify
+
+    c = cs[0]
+    plan = _homeless_plan(c, solver, started)
+    if plan is not None:
+        verify(plan, problem)
+        return plan
+    staged = _search_staged([ck.program for ck in cs], solver, started, time_limit_s, workers, seed)
+    f = staged.found
+    bound = f.bound
+    if staged.values and not all(staged.proven) and staged.proven[0]:
+        bound = None  # stage 1 alone is closed: its bound would claim the later stages optimal
+    stats = {**f.stats, **_stage_stats(c, staged)}
+    plan = decode_fleet(
+        c,
+        f.assign,
+        f.status,
+        bound,
+        solver="staged",
+        phases=f.phases,
+        requested=solver,
+        reason=f.reason + f", in {c.stages} lexicographic stages",
+        started=started,
+        warm=f.warm,
+        incumbents=f.incumbents,
+        stats=stats,
+        message="; ".join(
+            m
+            for m in (
+                _stage_message(cs, staged),
+                ""
+                if f.status.has_solution or f.status is Status.INFEASIBLE
+                else "no plan placing every required task was found within the time limit",
+            )
+            if m
+        ),
+    )
     verify(plan, problem)
     return plan
 
@@ -371,9 +651,10 @@ def solve_tiered(
         rows = np.flatnonzero(keep)
         sub = _stage_problem(problem, c, rows, best)
         sc = compile_fleet(sub, flat_tiers=True)  # one optional tier: flat is exact
+        scs = [sc, *(compile_fleet(sub, flat_tiers=True, stage=k) for k in range(1, sc.stages))]
         now = time.monotonic()
         window = max(0.0, (deadline - now) / (len(levels) - j))
-        f = _search(sc.program, solver, now, window, workers, seed, with_bounds=False)
+        f = _search_staged([x.program for x in scs], solver, now, window, workers, seed, False).found
         used.extend(f"tier {level}: {phase}" for phase in f.phases)
         for key, value in f.stats.items():
             stats[f"tier{level}_{key}"] = value
@@ -390,6 +671,14 @@ def solve_tiered(
         if best is not None:
             incumbents.append((time.monotonic() - started, p.objective(best)))
     objective = None if best is None else p.objective(best)
+    message = ""
+    if c.stages > 1:
+        cs = [c, *(compile_fleet(problem, flat_tiers=True, stage=k) for k in range(1, c.stages))]
+        stats.update(lexicographic_stages=c.stages, lexicographic_span=c.span_units)
+        message = _stage_message(cs, None)
+        if objective is not None and _proven(objective, bound):
+            bound = None  # the bound is stage 1's: it would claim the later stages optimal
+            message += " (stage 1 is proven, the later stages not: no bound is claimed)"
     if objective is not None and _proven(objective, bound):
         status = Status.OPTIMAL
     stats["priority_tiers"] = len(levels)
@@ -406,9 +695,16 @@ def solve_tiered(
         warm=incumbents[0][1] if incumbents else None,
         incumbents=incumbents,
         stats=stats,
-        message=""
-        if status.has_solution or status is Status.INFEASIBLE
-        else "no plan placing every required task was found within the time limit",
+        message="; ".join(
+            m
+            for m in (
+                message,
+                ""
+                if status.has_solution or status is Status.INFEASIBLE
+                else "no plan placing every required task was found within the time limit",
+            )
+            if m
+        ),
     )
     verify(plan, problem)
     return plan
@@ -433,4 +729,4 @@ def _stage_problem(problem: Problem, c: FleetCompiled, rows: np.ndarray, best: n
     return problem.model_copy(update={"tasks": tasks})
 
 
-__all__ = ["FLEET_EXACT_PAIRS", "solve_fleet", "solve_tiered"]
+__all__ = ["FLEET_EXACT_PAIRS", "HOLD_TOLERANCE", "solve_fleet", "solve_lexicographic", "solve_tiered"]

@@ -277,7 +277,10 @@ def replay(w: Workload, order: str = "fifo") -> Schedule:
     if order not in ("fifo", "sjf"):
         raise ValueError(f"order must be fifo or sjf (got {order!r})")
     nodes, pods, n = w.nodes, w.pods, len(w)
-    by_rank = np.arange(n) if order == "fifo" else np.lexsort((np.arange(n), w.duration_h))
+    arrivals = np.argsort(w.release_h, kind="stable")  # arrival order (ties: workload order)
+    arrived_at = np.empty(n, dtype=np.int64)
+    arrived_at[arrivals] = np.arange(n)
+    by_rank = arrivals if order == "fifo" else np.lexsort((arrived_at, w.duration_h))
     rank = np.empty(n, dtype=np.int64)
     rank[by_rank] = np.arange(n)
     models = sorted(set(nodes.model))
@@ -328,7 +331,9 @@ def replay(w: Workload, order: str = "fifo") -> Schedule:
 
     nxt, n_waiting = 0, 0
     while nxt < n or n_waiting:
-        t = min(float(w.release_h[nxt]) if nxt < n else np.inf, running[0][0] if running else np.inf)
+        t = min(
+            float(w.release_h[arrivals[nxt]]) if nxt < n else np.inf, running[0][0] if running else np.inf
+        )
         changed: list[int] = []
         while running and running[0][0] <= t:
             _, p = heapq.heappop(running)
@@ -339,8 +344,8 @@ def replay(w: Workload, order: str = "fifo") -> Schedule:
             changed.append(i)
         changed = sorted(set(changed))
         new: list[int] = []
-        while nxt < n and w.release_h[nxt] <= t:
-            new.append(int(rank[nxt]))
+        while nxt < n and w.release_h[arrivals[nxt]] <= t:
+            new.append(int(rank[arrivals[nxt]]))
             nxt += 1
         new.sort()
         # One pass in queue order over the candidates: the new arrivals, merged with the waiting pods

@@ -385,7 +385,7 @@ def plan_to_placement(plan: Any) -> Placement:
 # Baselines
 
 
-class _Cluster:
+class Cluster:
     """Free resources while pods are placed one by one: per node CPU, memory, and the free share of
     each GPU (-1 for slots beyond the node's GPU count), with the per-node summaries the filters use."""
 
@@ -418,12 +418,16 @@ class _Cluster:
         self.n_idle[i] = int((row == MILLI).sum())
         self.gpu_free[i] -= len(gpus) * milli
 
+    def remove(self, i: int, gpus: list[int], cpu: int, mem: int, milli: int) -> None:
+        """Give back what `place` took (a pod that ended, in the time replay of `openb_time`)."""
+        self.place(i, gpus, -cpu, -mem, -milli)
+
 
 def _baseline(nodes: NodeList, pods: PodList, choose: Any, cpu_pods: bool = False) -> Placement:
     """Offer each GPU pod (and with `cpu_pods` each CPU-only pod, by CPU and memory alone) in file
     order; `choose(cluster, feasible_nodes, pod_row)` returns the node and its GPU slots (none for a
     CPU-only pod). A pod with no feasible node is left out."""
-    cluster = _Cluster(nodes)
+    cluster = Cluster(nodes)
     out: Placement = {}
     for p in np.flatnonzero(pods.is_gpu | cpu_pods):
         cpu, mem = int(pods.cpu_milli[p]), int(pods.memory_mib[p])
@@ -449,12 +453,20 @@ def best_fit(
     they have free now). On that node a one-GPU pod takes the fullest GPU it fits on (the first
     of equals), a k-GPU pod the first k idle GPUs. With `cpu_pods`, CPU-only pods are offered too
     and scored alike (their GPU term is the node's free GPU: GPU-less and full nodes come first)."""
+    return _baseline(nodes, pods, best_fit_chooser(nodes, pods, weights), cpu_pods)
+
+
+def best_fit_chooser(
+    nodes: NodeList, pods: PodList, weights: tuple[float, float, float] = BEST_FIT_WEIGHTS
+) -> Any:
+    """Best-fit's choice, `choose(cluster, feasible_nodes, pod_row) -> (node, GPU slots)`, on its own
+    so that the time replay (`benchmarks.openb_time`) places pods by the very same rule."""
     w_cpu, w_mem, w_gpu = weights
     cpu_max = max(int(nodes.cpu_milli.max(initial=0)), 1)
     mem_max = max(int(nodes.memory_mib.max(initial=0)), 1)
     gpu_max = max(int(nodes.gpu.max(initial=0)) * MILLI, 1)
 
-    def choose(c: _Cluster, ok: np.ndarray, p: int) -> tuple[int, list[int]]:
+    def choose(c: Cluster, ok: np.ndarray, p: int) -> tuple[int, list[int]]:
         k, milli = int(pods.num_gpu[p]), int(pods.gpu_milli[p])
         score = (
             w_cpu * (c.cpu[ok] - pods.cpu_milli[p]) / cpu_max
@@ -468,7 +480,7 @@ def best_fit(
             return i, [int(np.argmin(fits))]
         return i, [int(g) for g in np.flatnonzero(row == MILLI)[:k]]
 
-    return _baseline(nodes, pods, choose, cpu_pods)
+    return choose
 
 
 def random_fit(nodes: NodeList, pods: PodList, seed: int = 0, cpu_pods: bool = False) -> Placement:
@@ -477,7 +489,7 @@ def random_fit(nodes: NodeList, pods: PodList, seed: int = 0, cpu_pods: bool = F
     With `cpu_pods`, CPU-only pods are offered too (a random node with their CPU and memory)."""
     rng = np.random.default_rng(seed)
 
-    def choose(c: _Cluster, ok: np.ndarray, p: int) -> tuple[int, list[int]]:
+    def choose(c: Cluster, ok: np.ndarray, p: int) -> tuple[int, list[int]]:
         k, milli = int(pods.num_gpu[p]), int(pods.gpu_milli[p])
         i = int(ok[rng.integers(ok.size)])
         if k == 0:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,8 +263,11 @@ class _Model:
         self.symmetry_groups = len(self.groups)
 
     # --- objective -----------------------------------------------------------------------------------
-    def add_objective(self) -> None:
-        """Every objective term with float coefficients, then one power-of-ten scaling to integers."""
+    def add_objective(self, extra: Sequence[tuple[Any, float, int]] = ()) -> None:
+        """Every objective term with float coefficients, then one power-of-ten scaling to integers.
+
+        `extra`: (variable >= 0, coefficient, upper bound) terms of a model built on this one (the
+        scheduled model's time terms), scaled with the rest."""
         p, m = self.p, self.model
         terms: list[tuple[Any, float, int]] = []  # (variable, coefficient, upper bound)
         magnitude = 0.0  # bound on |objective| of any plan
@@ -322,6 +326,9 @@ class _Model:
             self._add_balance()
             terms.append((self.big_u, float(p.w_balance) / self.q, self.q))
             magnitude += float(p.w_balance)
+        terms += list(extra)
+        magnitude += sum(abs(c) * b for _, c, b in extra)
+        slots += sum(b for _, _, b in extra)
         coef = np.array([c for _, c, _ in terms], dtype=np.float64)
         ub = np.array([b for _, _, b in terms], dtype=np.float64)
         scale, exact = _pow10_scale(coef, max(magnitude, 1e-300), _COST_BUDGET)

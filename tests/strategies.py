@@ -1,5 +1,6 @@
 """Hypothesis strategies for the property tests: random matrix instances, Problems with priorities,
-tiny fleets (as models and as JSON-like dicts) and capacity offers, plus the shared settings."""
+tiny fleets (as models and as JSON-like dicts), capacity offers and tiny scheduled programs, plus the
+shared settings."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from hypothesis import strategies as st
 from gpuplan import compile_problem, parse_problem
 from gpuplan.bounds.knapsack import KnapsackLagrangian, knapsack_lagrangian
 from gpuplan.models import GPUType, Node, Objective, Problem, Task
+from gpuplan.program.fleet import compile_fleet
 from gpuplan.program.gap import Program
+from gpuplan.program.schedule import ScheduleProgram
 
 #: The settings of the property tests over tiny instances (solvers may take a while per example).
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -455,3 +458,88 @@ def cpu_fleets(draw: st.DrawFn) -> dict:
         "horizon_h": draw(st.sampled_from([None, None, 2])),
         "transfer_cost_per_gb": draw(st.sampled_from([0, 0.1])),
     }
+
+
+# --- scheduled programs ------------------------------------------------------------------------
+
+
+def schedule_of(
+    problem: Problem | dict,
+    release: list[float],
+    deadline: list[float],
+    due: list[float],
+    weight: list[float],
+    pred: list[tuple[int, int]],
+    w: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> ScheduleProgram:
+    """The scheduled program of a Problem without a horizon (its compiled fleet program and
+    durations) with the time arrays given (inf: none), and weights (makespan, completion, tardiness)."""
+    p = problem if isinstance(problem, Problem) else Problem.model_validate(problem)
+    fc = compile_fleet(p)
+    return ScheduleProgram(
+        fleet=fc.program,
+        duration_c=fc.duration,
+        release=np.array(release, dtype=np.float64),
+        deadline=np.array(deadline, dtype=np.float64),
+        due=np.array(due, dtype=np.float64),
+        weight=np.array(weight, dtype=np.float64),
+        pred=np.array(pred, dtype=np.int64).reshape(-1, 2),
+        w_makespan=w[0],
+        w_completion=w[1],
+        w_tardiness=w[2],
+    )
+
+
+@st.composite
+def scheduled_programs(draw: st.DrawFn, max_tasks: int = 3, max_gpus: int = 3) -> ScheduleProgram:
+    """A tiny scheduled program with integer durations and releases (so the brute force over an
+    integer start grid is exact): types A and B (memory 80 and 40 GB, integer durations per type),
+    1-2 nodes with CPU limits at random, 2-`max_tasks` tasks (gangs of 2 sometimes; shares, GPU
+    memory, CPU, optional tasks, a spread group), releases, deadlines, due times, weights, a few
+    precedences (a < b, so acyclic) and time weights at random. At most `max_gpus` GPUs."""
+    n_nodes = draw(st.integers(1, 2))
+    budget = max_gpus
+    nodes = []
+    for i in range(n_nodes):
+        a = draw(st.integers(0 if i else 1, min(2, budget)))
+        b = draw(st.integers(0, min(1, budget - a)))
+        budget -= a + b
+        counts = {k: v for k, v in (("A", a), ("B", b)) if v}
+        node: dict = {"id": f"n{i}", "cpu_cores": draw(st.sampled_from([None, None, 4]))}
+        if counts:
+            node["gpu_counts"] = counts
+        nodes.append(node)
+    n_t = draw(st.integers(2, max_tasks))
+    tasks = []
+    for j in range(n_t):
+        gang = draw(st.sampled_from([1, 1, 1, 2]))
+        tasks.append(
+            {
+                "id": f"t{j}",
+                "gpus": gang,
+                "gpu_share": 1.0 if gang > 1 else draw(st.sampled_from([0.5, 1.0])),
+                "gpu_memory_gb": draw(st.sampled_from([0, 0, 30])),
+                "cpu_cores": draw(st.sampled_from([0, 2, 4])),
+                "duration_h": {"A": draw(st.integers(1, 2)), "B": draw(st.integers(1, 2))},
+                "optional": draw(st.booleans()),
+                "priority": draw(st.integers(0, 1)),
+                "anti_affinity": draw(st.sampled_from([None, None, "s"])),
+            }
+        )
+    kind = draw(st.sampled_from(["cost", "placed", "gpus_used"]))
+    types = [
+        {"name": "A", "memory_gb": 80, "cost_per_hour": 2.0},
+        {"name": "B", "memory_gb": 40, "cost_per_hour": 1.0},
+    ]
+    problem = {"gpu_types": types, "nodes": nodes, "tasks": tasks, "objective": {"kind": kind}}
+    inf = float("inf")
+    pairs = [(a, b) for a in range(n_t) for b in range(a + 1, n_t)]
+    return schedule_of(
+        problem,
+        release=[draw(st.sampled_from([0, 0, 1])) for _ in range(n_t)],
+        deadline=[draw(st.sampled_from([inf, inf, 2, 3])) for _ in range(n_t)],
+        due=[draw(st.sampled_from([inf, 1, 2])) for _ in range(n_t)],
+        weight=[draw(st.sampled_from([0, 1, 2])) for _ in range(n_t)],
+        pred=draw(st.lists(st.sampled_from(pairs), max_size=2, unique=True)),
+        w=(draw(st.sampled_from([0, 1])), draw(st.sampled_from([0, 0.5])), draw(st.sampled_from([0, 1]))),
+    )

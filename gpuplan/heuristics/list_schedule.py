@@ -12,8 +12,9 @@ low-priority predecessor does not hold back an urgent successor), then by a rule
 Each task goes where it *ends* earliest, given what is already placed (ties: cheapest placement,
 then lowest GPU index): its earliest start is :math:`\max(r_t, \max_{(a,t) \in P} E_a)`; a gang
 takes k GPUs of one node (one type when ``same_type``) with one start. An optional task is left
-out when its predecessor was, when it cannot end by its deadline, or when placing it would add more
-to the objective (placement cost plus the growth of the time terms) than its drop penalty. A
+out when its predecessor was, when it cannot end by its deadline, or (unless a required task comes
+after it) when placing it would add more to the objective (placement cost plus the growth of the
+time terms) than its drop penalty. A
 required task that cannot be placed is left out too (``violations`` then reports it).
 
 Profiles
@@ -45,6 +46,7 @@ import numpy as np
 from gpuplan.program.schedule import (
     ScheduleProgram,
     fastest,
+    must_place,
     objective,
     topological_order,
     violations,
@@ -482,6 +484,7 @@ def list_schedule(sp: ScheduleProgram, rule: str = "cp") -> tuple[np.ndarray, np
     ready = [(-int(prio[t]), float(keys[t]), t) for t in np.flatnonzero(waiting == 0).tolist()]
     heapq.heapify(ready)
     st = _State(sp)
+    need = must_place(sp)  # required tasks and their ancestors: never left out by choice
     dropped = np.zeros(sp.n_tasks, dtype=bool)
     while ready:
         _, _, t = heapq.heappop(ready)
@@ -499,7 +502,7 @@ def list_schedule(sp: ScheduleProgram, rule: str = "cp") -> tuple[np.ndarray, np
             continue
         end, cost, start, gpus = spot
         extra = cost + float(f.transfer_each[t]) + st.time_cost(t, end)
-        if f.optional[t] and extra > f.penalty[t] + float(
+        if not need[t] and extra > f.penalty[t] + float(
             f.move_cost[t] * f.gang[t] * (f.current[t, 0] >= 0)
         ):
             dropped[t] = True

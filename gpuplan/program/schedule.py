@@ -75,6 +75,7 @@ capacity at each instant). Tasks outside :math:`R^*` may be left out and count 0
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,19 @@ class ScheduleProgram:
 
     def replace(self, **changes: Any) -> ScheduleProgram:
         return dataclasses.replace(self, **changes)
+
+    @functools.cached_property
+    def placement_rules(self) -> FleetProgram:
+        """The fleet program without capacities or spread groups: its `violations` checks only
+        how tasks are placed (gang size, eligibility, one node, one type, required tasks placed)."""
+        f = self.fleet
+        return f.replace(
+            mem_cap=np.full(f.n_gpus, np.inf),
+            node_cpu=np.full(f.n_nodes, np.inf),
+            node_ram=np.full(f.n_nodes, np.inf),
+            spread=np.full(f.n_tasks, NONE, dtype=np.int64),
+            capacity=np.inf,
+        )
 
 
 def durations(sp: ScheduleProgram, assign: np.ndarray) -> np.ndarray:
@@ -206,12 +220,15 @@ def must_place(sp: ScheduleProgram) -> np.ndarray:
 
 
 def lower_bound(sp: ScheduleProgram) -> float:
-    """A proven lower bound on the weighted time terms of every feasible plan (module docstring)."""
+    """A proven lower bound on the weighted time terms of every feasible plan (module docstring);
+    inf when a task that must be placed has no eligible usable GPU (then no plan exists)."""
     f = sp.fleet
     p_min = fastest(sp)
     h = heads(sp, p_min)
     e = h + p_min
-    need = must_place(sp) & np.isfinite(p_min)
+    need = must_place(sp)
+    if not np.isfinite(p_min[need]).all():
+        return np.inf  # a task that must be placed has no eligible usable GPU: no plan exists
     if not need.any():
         return 0.0
     makespan = float(e[need].max())
@@ -247,14 +264,16 @@ def _overloaded(
     if not key.size:
         return np.zeros(0, dtype=np.int64)
     n = key.size
-    k2 = np.r_[key, key]
-    tm = np.r_[s, e]
-    kind = np.r_[np.ones(n, dtype=np.int8), np.zeros(n, dtype=np.int8)]  # ends (0) first
-    delta = np.r_[demand, -demand]
+    k2 = np.concatenate([key, key])
+    tm = np.concatenate([s, e])
+    kind = np.repeat(np.array([1, 0], dtype=np.int8), n)  # ends (0) first
+    delta = np.concatenate([demand, -demand])
     order = np.lexsort((kind, tm, k2))
     k2, delta = k2[order], delta[order]
     cs = np.cumsum(delta)
-    first = np.r_[True, k2[1:] != k2[:-1]]
+    first = np.empty(2 * n, dtype=bool)
+    first[0] = True
+    first[1:] = k2[1:] != k2[:-1]
     idx = np.maximum.accumulate(np.where(first, np.arange(2 * n), 0))
     level = cs - (cs[idx] - delta[idx])
     c = cap[k2]
@@ -276,14 +295,7 @@ def violations(sp: ScheduleProgram, assign: np.ndarray, start: np.ndarray) -> li
         return ["the fleet program counts GPU time within a horizon: a schedule needs it side by side"]
     if start.shape != (t_n,):
         return [f"start shape {start.shape}, expected {(t_n,)}"]
-    shape_free = f.replace(
-        mem_cap=np.full(g_n, np.inf),
-        node_cpu=np.full(n_n, np.inf),
-        node_ram=np.full(n_n, np.inf),
-        spread=np.full(t_n, NONE, dtype=np.int64),
-        capacity=np.inf,
-    )
-    out = shape_free.violations(assign)
+    out = sp.placement_rules.violations(assign)
     if assign.shape != (t_n, f.max_gang):
         return out
     used = assign >= 0

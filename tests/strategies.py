@@ -543,3 +543,54 @@ def scheduled_programs(draw: st.DrawFn, max_tasks: int = 3, max_gpus: int = 3) -
         pred=draw(st.lists(st.sampled_from(pairs), max_size=2, unique=True)),
         w=(draw(st.sampled_from([0, 1])), draw(st.sampled_from([0, 0.5])), draw(st.sampled_from([0, 1]))),
     )
+
+
+#: The GPU types of `random_schedule`.
+SCHEDULE_TYPES = [
+    {"name": "A", "memory_gb": 80, "cost_per_hour": 2.0, "speed": 2},
+    {"name": "B", "memory_gb": 40, "cost_per_hour": 1.0},
+]
+
+
+def random_schedule(n_tasks: int, n_nodes: int, seed: int, deadlines: bool) -> ScheduleProgram:
+    """Random tasks (gangs up to 4, shares, GPU memory, CPU, host memory, a spread group, optional
+    ones) on 4-GPU nodes of type A or B, with releases, chains and, optionally, deadlines."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        {"id": f"n{i}", "gpu_counts": {"AB"[i % 2]: 4}, "cpu_cores": 16, "memory_gb": 128}
+        for i in range(n_nodes)
+    ]
+    tasks = []
+    for i in range(n_tasks):
+        gang = int(rng.choice([1, 1, 1, 2, 4]))
+        tasks.append(
+            {
+                "id": f"t{i}",
+                "gpus": gang,
+                "same_type": bool(rng.random() < 0.5),
+                "gpu_share": float(rng.choice([0.25, 0.5, 1.0])) if gang == 1 else 1.0,
+                "gpu_memory_gb": float(rng.choice([0, 10, 30])),
+                "cpu_cores": float(rng.choice([1, 4, 8])),
+                "memory_gb": float(rng.choice([8, 32, 64])),
+                "work_h": float(rng.choice([0.3, 1, 2.5, 4])),
+                "optional": bool(rng.random() < 0.3),
+                "anti_affinity": "s" if rng.random() < 0.05 else None,
+            }
+        )
+    release = rng.uniform(0, 10, n_tasks)
+    inf = float("inf")
+    deadline = np.where(rng.random(n_tasks) < 0.3, release + rng.uniform(1, 30, n_tasks), inf)
+    if not deadlines:
+        deadline[:] = inf
+    a = rng.integers(0, n_tasks - 1, n_tasks // 4)
+    b = a + rng.integers(1, 20, a.size)
+    keep = b < n_tasks
+    return schedule_of(
+        {"gpu_types": SCHEDULE_TYPES, "nodes": nodes, "tasks": tasks},
+        release.tolist(),
+        deadline.tolist(),
+        (release + 5).tolist(),
+        rng.integers(0, 3, n_tasks).tolist(),
+        np.unique(np.stack([a[keep], b[keep]], axis=1), axis=0).tolist(),
+        w=(1.0, 0.1, 0.5),
+    )

@@ -12,7 +12,7 @@ from gpuplan.heuristics.list_schedule import best_of
 from gpuplan.program.schedule import ScheduleProgram, lower_bound, objective, violations
 from gpuplan.status import Status
 from tests.oracles import schedule_brute_force
-from tests.strategies import schedule_of, scheduled_programs
+from tests.strategies import random_schedule, schedule_of, scheduled_programs
 
 INF = float("inf")
 
@@ -113,3 +113,16 @@ def test_required_successor_of_an_impossible_task_is_infeasible() -> None:
     ]
     sp = schedule_of(problem(tasks), [0, 0], [1, INF], [INF] * 2, [1, 1], [(0, 1)])
     assert solve(sp).status is Status.INFEASIBLE
+
+
+def test_random_fleet_plan_is_valid_and_no_worse_than_its_hint() -> None:
+    """20 random tasks with gangs, shares, CPU and host memory, chains and float releases (time
+    rounded, so no model bound): the plan breaks no rule and improves on the list schedule or keeps it."""
+    sp = random_schedule(20, 2, seed=5, deadlines=True)
+    hint = best_of(sp)
+    assert violations(sp, *hint) == []
+    res = solve_schedule_cpsat(sp, time_limit=5.0, workers=1, seed=0, hint=hint)
+    assert res.status.has_solution
+    assert violations(sp, res.assign, res.start) == []
+    assert res.objective <= objective(sp, *hint) + 1e-9
+    assert res.bound is not None and res.bound <= res.objective

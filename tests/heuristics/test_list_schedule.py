@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from gpuplan.heuristics.list_schedule import RULES, best_of, list_schedule
 from gpuplan.program.schedule import ScheduleProgram, ends, objective, violations
 from tests.oracles import schedule_brute_force
-from tests.strategies import schedule_of, scheduled_programs
+from tests.strategies import random_schedule, schedule_of, scheduled_programs
 
 INF = float("inf")
 TYPES = [
@@ -110,52 +110,9 @@ def test_optional_task_past_its_deadline_is_left_out_with_its_successor() -> Non
     assert start[2] == 0.0
 
 
-def random_program(n_tasks: int, n_nodes: int, seed: int, deadlines: bool) -> ScheduleProgram:
-    """Random tasks (gangs up to 4, shares, GPU memory, CPU, host memory, a spread group, optional
-    ones) on 4-GPU nodes of type A or B, with releases, chains and, optionally, deadlines."""
-    rng = np.random.default_rng(seed)
-    nodes = [
-        {"id": f"n{i}", "gpu_counts": {"AB"[i % 2]: 4}, "cpu_cores": 16, "memory_gb": 128}
-        for i in range(n_nodes)
-    ]
-    tasks = []
-    for i in range(n_tasks):
-        gang = int(rng.choice([1, 1, 1, 2, 4]))
-        tasks.append(
-            {
-                "id": f"t{i}",
-                "gpus": gang,
-                "same_type": bool(rng.random() < 0.5),
-                "gpu_share": float(rng.choice([0.25, 0.5, 1.0])) if gang == 1 else 1.0,
-                "gpu_memory_gb": float(rng.choice([0, 10, 30])),
-                "cpu_cores": float(rng.choice([1, 4, 8])),
-                "memory_gb": float(rng.choice([8, 32, 64])),
-                "work_h": float(rng.choice([0.3, 1, 2.5, 4])),
-                "optional": bool(rng.random() < 0.3),
-                "anti_affinity": "s" if rng.random() < 0.05 else None,
-            }
-        )
-    release = rng.uniform(0, 10, n_tasks)
-    deadline = (
-        np.where(rng.random(n_tasks) < 0.3, release + rng.uniform(1, 30, n_tasks), INF) if deadlines else None
-    )
-    a = rng.integers(0, n_tasks - 1, n_tasks // 4)
-    b = a + rng.integers(1, 20, a.size)
-    keep = b < n_tasks
-    return schedule_of(
-        problem(tasks, nodes),
-        release.tolist(),
-        (deadline if deadline is not None else np.full(n_tasks, INF)).tolist(),
-        (release + 5).tolist(),
-        rng.integers(0, 3, n_tasks).tolist(),
-        np.unique(np.stack([a[keep], b[keep]], axis=1), axis=0).tolist(),
-        w=(1.0, 0.1, 0.5),
-    )
-
-
 @pytest.mark.parametrize("rule", RULES)
 def test_random_fleet_without_deadlines_places_everything_validly(rule: str) -> None:
-    sp = random_program(300, 12, seed=1, deadlines=False)
+    sp = random_schedule(300, 12, seed=1, deadlines=False)
     assign, start = list_schedule(sp, rule)
     assert violations(sp, assign, start) == []
     assert (assign[~sp.fleet.optional, 0] >= 0).all()
@@ -163,7 +120,7 @@ def test_random_fleet_without_deadlines_places_everything_validly(rule: str) -> 
 
 @pytest.mark.parametrize("seed", [2, 3])
 def test_random_fleet_with_deadlines_breaks_no_rule_but_leaving_out(seed: int) -> None:
-    sp = random_program(300, 12, seed=seed, deadlines=True)
+    sp = random_schedule(300, 12, seed=seed, deadlines=True)
     assign, start = best_of(sp)
     assert only_required_left_out(violations(sp, assign, start))
     placed = assign[:, 0] >= 0

@@ -494,9 +494,9 @@ def schedule_of(
 def scheduled_programs(draw: st.DrawFn, max_tasks: int = 3, max_gpus: int = 3) -> ScheduleProgram:
     """A tiny scheduled program with integer durations and releases (so the brute force over an
     integer start grid is exact): types A and B (memory 80 and 40 GB, integer durations per type),
-    1-2 nodes with CPU limits at random, 2-`max_tasks` tasks (gangs of 2 sometimes; shares, GPU
-    memory, CPU, optional tasks, a spread group), releases, deadlines, due times, weights, a few
-    precedences (a < b, so acyclic) and time weights at random. At most `max_gpus` GPUs."""
+    1-2 nodes with CPU limits at random, 2-`max_tasks` tasks (gangs of 2 sometimes, of one type or
+    mixed; shares, GPU memory, CPU, optional tasks, a spread group), releases, deadlines, due times,
+    weights, a few precedences (a < b, so acyclic) and time weights at random. At most `max_gpus` GPUs."""
     n_nodes = draw(st.integers(1, 2))
     budget = max_gpus
     nodes = []
@@ -517,6 +517,7 @@ def scheduled_programs(draw: st.DrawFn, max_tasks: int = 3, max_gpus: int = 3) -
             {
                 "id": f"t{j}",
                 "gpus": gang,
+                "same_type": draw(st.booleans()),
                 "gpu_share": 1.0 if gang > 1 else draw(st.sampled_from([0.5, 1.0])),
                 "gpu_memory_gb": draw(st.sampled_from([0, 0, 30])),
                 "cpu_cores": draw(st.sampled_from([0, 2, 4])),

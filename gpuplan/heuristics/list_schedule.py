@@ -502,9 +502,7 @@ def list_schedule(sp: ScheduleProgram, rule: str = "cp") -> tuple[np.ndarray, np
             continue
         end, cost, start, gpus = spot
         extra = cost + float(f.transfer_each[t]) + st.time_cost(t, end)
-        if not need[t] and extra > f.penalty[t] + float(
-            f.move_cost[t] * f.gang[t] * (f.current[t, 0] >= 0)
-        ):
+        if not need[t] and extra > f.penalty[t] + float(f.move_cost[t] * f.gang[t] * (f.current[t, 0] >= 0)):
             dropped[t] = True
             continue
         st.place(t, start, end, gpus)

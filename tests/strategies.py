@@ -629,3 +629,57 @@ def random_schedule(n_tasks: int, n_nodes: int, seed: int, deadlines: bool) -> S
         np.unique(np.stack([a[keep], b[keep]], axis=1), axis=0).tolist(),
         w=(1.0, 0.1, 0.5),
     )
+
+
+@st.composite
+def scheduled_problems(draw: st.DrawFn, max_tasks: int = 3) -> dict:
+    """A tiny scheduled Problem (JSON dict) with integer durations and releases, for end-to-end
+    checks against the schedule brute force: 1-3 GPUs of types A and B on 1-2 nodes, 2-`max_tasks`
+    tasks (single GPUs or gangs of 2, shares, CPU, optional ones, a spread group) with releases,
+    deadlines, due times, weights and precedences, and a time criterion weighed with cost or placed."""
+    nodes = [
+        {
+            "id": "n0",
+            "gpu_counts": {"A": draw(st.integers(1, 2))},
+            "cpu_cores": draw(st.sampled_from([None, 4])),
+        }
+    ]
+    if draw(st.booleans()):
+        nodes.append({"id": "n1", "gpu_counts": {"B": 1}})
+    n_t = draw(st.integers(2, max_tasks))
+    tasks = []
+    for j in range(n_t):
+        gang = draw(st.sampled_from([1, 1, 2]))
+        task: dict = {
+            "id": f"t{j}",
+            "gpus": gang,
+            "gpu_share": 1.0 if gang > 1 else draw(st.sampled_from([0.5, 1.0])),
+            "cpu_cores": draw(st.sampled_from([0, 2, 4])),
+            "duration_h": {"A": draw(st.integers(1, 2)), "B": draw(st.integers(1, 3))},
+            "optional": draw(st.booleans()),
+            "anti_affinity": draw(st.sampled_from([None, None, "s"])),
+            "release_h": draw(st.sampled_from([0, 0, 1])),
+            "weight": draw(st.sampled_from([0, 1, 2])),
+        }
+        deadline = draw(st.sampled_from([None, None, 3, 4]))
+        if deadline is not None:
+            task["deadline_h"] = deadline
+        due = draw(st.sampled_from([None, 1, 2]))
+        if due is not None:
+            task["due_h"] = due
+        if j and draw(st.booleans()):
+            task["after"] = [f"t{draw(st.integers(0, j - 1))}"]
+        tasks.append(task)
+    timed = draw(st.sampled_from(["makespan", "completion_time", "tardiness"]))
+    other = draw(st.sampled_from(["cost", "placed"]))
+    types = [
+        {"name": "A", "memory_gb": 80, "cost_per_hour": 2.0},
+        {"name": "B", "memory_gb": 40, "cost_per_hour": 1.0},
+    ]
+    terms = [{"kind": timed, "weight": 1.0}, {"kind": other, "weight": draw(st.sampled_from([0.5, 1.0]))}]
+    return {
+        "gpu_types": types,
+        "nodes": nodes,
+        "tasks": tasks,
+        "objective": {"kind": "weighted", "terms": terms},
+    }

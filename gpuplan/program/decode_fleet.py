@@ -246,6 +246,8 @@ def decode_fleet(
     stats = dict(stats)
     stats.update({f"criterion_{k}": v for k, v in crit.items()})
     stats.update({f"weight_{k}": float(w) for k, w in c.terms})  # the objective's weights
+    if c.stages > 1:  # the weights are one stage's: the verifier must know later levels weigh 0
+        stats["lexicographic_stages"] = c.stages
     common["stats"] = stats
     return Plan(
         status=status,

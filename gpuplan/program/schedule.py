@@ -81,7 +81,7 @@ from typing import Any
 
 import numpy as np
 
-from gpuplan.program.fleet import NONE, FleetProgram
+from gpuplan.program.fleet import NONE, FleetCompiled, FleetProgram
 
 _TOL = 1e-9  # relative capacity tolerance, as FleetProgram.violations
 _TIME_TOL = 1e-9  # times agree within this times max(1, |t|) hours
@@ -344,6 +344,25 @@ def violations(sp: ScheduleProgram, assign: np.ndarray, start: np.ndarray) -> li
     return out
 
 
+def schedule_program(c: FleetCompiled) -> ScheduleProgram:
+    """The scheduled program of a compiled scheduled problem (`FleetCompiled.times` set)."""
+    if c.times is None:
+        raise ValueError("not a scheduled problem: its program has no time arrays")
+    tm = c.times
+    return ScheduleProgram(
+        fleet=c.program,
+        duration_c=c.duration,
+        release=tm.release,
+        deadline=tm.deadline,
+        due=tm.due,
+        weight=tm.weight,
+        pred=tm.pred,
+        w_makespan=tm.w_makespan,
+        w_completion=tm.w_completion,
+        w_tardiness=tm.w_tardiness,
+    )
+
+
 __all__ = [
     "ScheduleProgram",
     "durations",
@@ -353,6 +372,7 @@ __all__ = [
     "lower_bound",
     "must_place",
     "objective",
+    "schedule_program",
     "topological_order",
     "violations",
 ]

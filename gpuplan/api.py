@@ -62,13 +62,6 @@ def _solve_problem(
     with the problem's options filling what the call leaves out."""
     from gpuplan.strategy.fleet import solve_fleet
 
-    where = problem.time_field()
-    if where is not None:  # the scheduling solvers are not wired in yet: never drop the times silently
-        raise InputError(
-            where,
-            "scheduling (release_h, deadline_h, due_h, after, time criteria) is not available in this"
-            " build: leave the time fields out to plan placement only",
-        )
     opts = problem.options
     return solve_fleet(
         problem,

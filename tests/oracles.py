@@ -1,6 +1,6 @@
 """Brute-force references for the tests: optima of tiny GAP programs, matrix instances, Problems with
 priorities, fleet programs (the library's own oracle, re-exported; every plan and the lexicographic
-optimum), knapsacks and capacity sizing.
+optimum), scheduled programs, knapsacks and capacity sizing.
 
 Each enumerates every candidate and judges it plainly, sharing no modelling with the solvers beyond
 the program's own feasibility and objective methods; meant for a handful of tasks and GPUs only.
@@ -9,6 +9,7 @@ the program's own feasibility and objective methods; meant for a handful of task
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -18,6 +19,9 @@ from gpuplan.backends.fleet_brute import brute_force as fleet_brute_force
 from gpuplan.capacity import Catalog
 from gpuplan.program.fleet import NONE, FleetProgram, compile_fleet
 from gpuplan.program.gap import DROPPED, Program
+from gpuplan.program.schedule import ScheduleProgram
+from gpuplan.program.schedule import objective as schedule_objective
+from gpuplan.program.schedule import violations as schedule_violations
 
 # --- matrix instances and the Problem form -------------------------------------------------------------
 
@@ -244,5 +248,79 @@ __all__ = [
     "matrix_brute_force",
     "packs",
     "priority_brute_force",
+    "schedule_brute_force",
+    "schedule_horizon",
     "vector_cost",
 ]
+
+
+# --- scheduled programs ----------------------------------------------------------------------------------
+
+#: Refuse scheduled programs with more (placement, start) leaves than this.
+MAX_SCHEDULES = 200_000
+
+
+def schedule_horizon(sp: ScheduleProgram) -> int:
+    """H = max release + the sum of each task's longest eligible duration: with integer durations
+    and releases some optimal schedule is semi-active (each start a release or another task's end),
+    so its starts are integers in [0, H]."""
+    d = np.where(sp.fleet.eligible_c, np.nan_to_num(sp.duration_c, nan=0.0), 0.0)
+    return round(float(sp.release.max(initial=0.0) + d.max(axis=1, initial=0.0).sum()))
+
+
+def schedule_brute_force(sp: ScheduleProgram) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """(optimal objective, assign, start) of a tiny scheduled program with integer durations and
+    releases; None when no schedule is feasible.
+
+    Every task is dropped (when optional) or given every set of `gang` eligible GPUs and every
+    integer start in [release, H] (`schedule_horizon`). Feasibility is judged by
+    `schedule.violations` only and the value by `schedule.objective` only; a partial plan (later
+    tasks still left out) is abandoned when it breaks a rule other than a later task being left
+    out (a required one, or a predecessor of a placed task), since every other rule only gets
+    harder to meet as tasks are added.
+    """
+    f = sp.fleet
+    h = schedule_horizon(sp)
+    options: list[list[tuple[tuple[int, ...], float]]] = []
+    for t in range(sp.n_tasks):
+        opts: list[tuple[tuple[int, ...], float]] = [((), np.nan)] if f.optional[t] else []
+        starts = range(int(np.ceil(sp.release[t])), h + 1)
+        for gpus in itertools.combinations(np.flatnonzero(f.eligible(t)).tolist(), int(f.gang[t])):
+            opts.extend((gpus, float(s)) for s in starts)
+        options.append(opts)
+    size = math.prod(len(o) for o in options)
+    if size > MAX_SCHEDULES:
+        raise ValueError(f"schedule brute force: {size:,} leaves exceed {MAX_SCHEDULES:,}")
+    assign = f.empty_assign()
+    start = np.full(sp.n_tasks, np.nan)
+    best: list[tuple[float, np.ndarray, np.ndarray]] = []
+
+    def ok_so_far(upto: int) -> bool:
+        pending = {f"required task {t} dropped" for t in range(upto, sp.n_tasks)}
+        for v in schedule_violations(sp, assign, start):
+            if v in pending:
+                continue
+            words = v.split()
+            later = "left" in words and int(words[words.index("predecessor") + 1]) >= upto
+            if "predecessor" in words and later:
+                continue
+            return False
+        return True
+
+    def visit(t: int) -> None:
+        if t == sp.n_tasks:
+            value = schedule_objective(sp, assign, start)
+            if not best or value < best[0][0]:
+                best[:] = [(value, assign.copy(), start.copy())]
+            return
+        for gpus, s in options[t]:
+            assign[t] = NONE
+            assign[t, : len(gpus)] = gpus
+            start[t] = s
+            if ok_so_far(t + 1):
+                visit(t + 1)
+        assign[t] = NONE
+        start[t] = np.nan
+
+    visit(0)
+    return best[0] if best else None

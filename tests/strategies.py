@@ -1,5 +1,6 @@
 """Hypothesis strategies for the property tests: random matrix instances, Problems with priorities,
-tiny fleets (as models and as JSON-like dicts) and capacity offers, plus the shared settings."""
+tiny fleets (as models and as JSON-like dicts), capacity offers and tiny scheduled programs, plus the
+shared settings."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from hypothesis import strategies as st
 from gpuplan import compile_problem, parse_problem
 from gpuplan.bounds.knapsack import KnapsackLagrangian, knapsack_lagrangian
 from gpuplan.models import GPUType, Node, Objective, Problem, Task
+from gpuplan.program.fleet import compile_fleet
 from gpuplan.program.gap import Program
+from gpuplan.program.schedule import ScheduleProgram
 
 #: The settings of the property tests over tiny instances (solvers may take a while per example).
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -488,4 +491,195 @@ def cpu_fleets(draw: st.DrawFn) -> dict:
         "objective": objective,
         "horizon_h": draw(st.sampled_from([None, None, 2])),
         "transfer_cost_per_gb": draw(st.sampled_from([0, 0.1])),
+    }
+
+
+# --- scheduled programs ------------------------------------------------------------------------
+
+
+def schedule_of(
+    problem: Problem | dict,
+    release: list[float],
+    deadline: list[float],
+    due: list[float],
+    weight: list[float],
+    pred: list[tuple[int, int]],
+    w: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> ScheduleProgram:
+    """The scheduled program of a Problem without a horizon (its compiled fleet program and
+    durations) with the time arrays given (inf: none), and weights (makespan, completion, tardiness)."""
+    p = problem if isinstance(problem, Problem) else Problem.model_validate(problem)
+    fc = compile_fleet(p)
+    return ScheduleProgram(
+        fleet=fc.program,
+        duration_c=fc.duration,
+        release=np.array(release, dtype=np.float64),
+        deadline=np.array(deadline, dtype=np.float64),
+        due=np.array(due, dtype=np.float64),
+        weight=np.array(weight, dtype=np.float64),
+        pred=np.array(pred, dtype=np.int64).reshape(-1, 2),
+        w_makespan=w[0],
+        w_completion=w[1],
+        w_tardiness=w[2],
+    )
+
+
+@st.composite
+def scheduled_programs(draw: st.DrawFn, max_tasks: int = 3, max_gpus: int = 3) -> ScheduleProgram:
+    """A tiny scheduled program with integer durations and releases (so the brute force over an
+    integer start grid is exact): types A and B (memory 80 and 40 GB, integer durations per type),
+    1-2 nodes with CPU limits at random, 2-`max_tasks` tasks (gangs of 2 sometimes, of one type or
+    mixed; shares, GPU memory, CPU, optional tasks, a spread group), releases, deadlines, due times,
+    weights, a few precedences (a < b, so acyclic) and time weights at random. At most `max_gpus` GPUs."""
+    n_nodes = draw(st.integers(1, 2))
+    budget = max_gpus
+    nodes = []
+    for i in range(n_nodes):
+        a = draw(st.integers(0 if i else 1, min(2, budget)))
+        b = draw(st.integers(0, min(1, budget - a)))
+        budget -= a + b
+        counts = {k: v for k, v in (("A", a), ("B", b)) if v}
+        node: dict = {"id": f"n{i}", "cpu_cores": draw(st.sampled_from([None, None, 4]))}
+        if counts:
+            node["gpu_counts"] = counts
+        nodes.append(node)
+    n_t = draw(st.integers(2, max_tasks))
+    tasks = []
+    for j in range(n_t):
+        gang = draw(st.sampled_from([1, 1, 1, 2]))
+        tasks.append(
+            {
+                "id": f"t{j}",
+                "gpus": gang,
+                "same_type": draw(st.booleans()),
+                "gpu_share": 1.0 if gang > 1 else draw(st.sampled_from([0.5, 1.0])),
+                "gpu_memory_gb": draw(st.sampled_from([0, 0, 30])),
+                "cpu_cores": draw(st.sampled_from([0, 2, 4])),
+                "duration_h": {"A": draw(st.integers(1, 2)), "B": draw(st.integers(1, 2))},
+                "optional": draw(st.booleans()),
+                "priority": draw(st.integers(0, 1)),
+                "anti_affinity": draw(st.sampled_from([None, None, "s"])),
+            }
+        )
+    kind = draw(st.sampled_from(["cost", "placed", "gpus_used"]))
+    types = [
+        {"name": "A", "memory_gb": 80, "cost_per_hour": 2.0},
+        {"name": "B", "memory_gb": 40, "cost_per_hour": 1.0},
+    ]
+    problem = {"gpu_types": types, "nodes": nodes, "tasks": tasks, "objective": {"kind": kind}}
+    inf = float("inf")
+    pairs = [(a, b) for a in range(n_t) for b in range(a + 1, n_t)]
+    return schedule_of(
+        problem,
+        release=[draw(st.sampled_from([0, 0, 1])) for _ in range(n_t)],
+        deadline=[draw(st.sampled_from([inf, inf, 2, 3])) for _ in range(n_t)],
+        due=[draw(st.sampled_from([inf, 1, 2])) for _ in range(n_t)],
+        weight=[draw(st.sampled_from([0, 1, 2])) for _ in range(n_t)],
+        pred=draw(st.lists(st.sampled_from(pairs), max_size=2, unique=True)),
+        w=(draw(st.sampled_from([0, 1])), draw(st.sampled_from([0, 0.5])), draw(st.sampled_from([0, 1]))),
+    )
+
+
+#: The GPU types of `random_schedule`.
+SCHEDULE_TYPES = [
+    {"name": "A", "memory_gb": 80, "cost_per_hour": 2.0, "speed": 2},
+    {"name": "B", "memory_gb": 40, "cost_per_hour": 1.0},
+]
+
+
+def random_schedule(n_tasks: int, n_nodes: int, seed: int, deadlines: bool) -> ScheduleProgram:
+    """Random tasks (gangs up to 4, shares, GPU memory, CPU, host memory, a spread group, optional
+    ones) on 4-GPU nodes of type A or B, with releases, chains and, optionally, deadlines."""
+    rng = np.random.default_rng(seed)
+    nodes = [
+        {"id": f"n{i}", "gpu_counts": {"AB"[i % 2]: 4}, "cpu_cores": 16, "memory_gb": 128}
+        for i in range(n_nodes)
+    ]
+    tasks = []
+    for i in range(n_tasks):
+        gang = int(rng.choice([1, 1, 1, 2, 4]))
+        tasks.append(
+            {
+                "id": f"t{i}",
+                "gpus": gang,
+                "same_type": bool(rng.random() < 0.5),
+                "gpu_share": float(rng.choice([0.25, 0.5, 1.0])) if gang == 1 else 1.0,
+                "gpu_memory_gb": float(rng.choice([0, 10, 30])),
+                "cpu_cores": float(rng.choice([1, 4, 8])),
+                "memory_gb": float(rng.choice([8, 32, 64])),
+                "work_h": float(rng.choice([0.3, 1, 2.5, 4])),
+                "optional": bool(rng.random() < 0.3),
+                "anti_affinity": "s" if rng.random() < 0.05 else None,
+            }
+        )
+    release = rng.uniform(0, 10, n_tasks)
+    inf = float("inf")
+    deadline = np.where(rng.random(n_tasks) < 0.3, release + rng.uniform(1, 30, n_tasks), inf)
+    if not deadlines:
+        deadline[:] = inf
+    a = rng.integers(0, n_tasks - 1, n_tasks // 4)
+    b = a + rng.integers(1, 20, a.size)
+    keep = b < n_tasks
+    return schedule_of(
+        {"gpu_types": SCHEDULE_TYPES, "nodes": nodes, "tasks": tasks},
+        release.tolist(),
+        deadline.tolist(),
+        (release + 5).tolist(),
+        rng.integers(0, 3, n_tasks).tolist(),
+        np.unique(np.stack([a[keep], b[keep]], axis=1), axis=0).tolist(),
+        w=(1.0, 0.1, 0.5),
+    )
+
+
+@st.composite
+def scheduled_problems(draw: st.DrawFn, max_tasks: int = 3) -> dict:
+    """A tiny scheduled Problem (JSON dict) with integer durations and releases, for end-to-end
+    checks against the schedule brute force: 1-3 GPUs of types A and B on 1-2 nodes, 2-`max_tasks`
+    tasks (single GPUs or gangs of 2, shares, CPU, optional ones, a spread group) with releases,
+    deadlines, due times, weights and precedences, and a time criterion weighed with cost or placed."""
+    nodes = [
+        {
+            "id": "n0",
+            "gpu_counts": {"A": draw(st.integers(1, 2))},
+            "cpu_cores": draw(st.sampled_from([None, 4])),
+        }
+    ]
+    if draw(st.booleans()):
+        nodes.append({"id": "n1", "gpu_counts": {"B": 1}})
+    n_t = draw(st.integers(2, max_tasks))
+    tasks = []
+    for j in range(n_t):
+        gang = draw(st.sampled_from([1, 1, 2]))
+        task: dict = {
+            "id": f"t{j}",
+            "gpus": gang,
+            "gpu_share": 1.0 if gang > 1 else draw(st.sampled_from([0.5, 1.0])),
+            "cpu_cores": draw(st.sampled_from([0, 2, 4])),
+            "duration_h": {"A": draw(st.integers(1, 2)), "B": draw(st.integers(1, 3))},
+            "optional": draw(st.booleans()),
+            "anti_affinity": draw(st.sampled_from([None, None, "s"])),
+            "release_h": draw(st.sampled_from([0, 0, 1])),
+            "weight": draw(st.sampled_from([0, 1, 2])),
+        }
+        deadline = draw(st.sampled_from([None, None, 3, 4]))
+        if deadline is not None:
+            task["deadline_h"] = deadline
+        due = draw(st.sampled_from([None, 1, 2]))
+        if due is not None:
+            task["due_h"] = due
+        if j and draw(st.booleans()):
+            task["after"] = [f"t{draw(st.integers(0, j - 1))}"]
+        tasks.append(task)
+    timed = draw(st.sampled_from(["makespan", "completion_time", "tardiness"]))
+    other = draw(st.sampled_from(["cost", "placed"]))
+    types = [
+        {"name": "A", "memory_gb": 80, "cost_per_hour": 2.0},
+        {"name": "B", "memory_gb": 40, "cost_per_hour": 1.0},
+    ]
+    terms = [{"kind": timed, "weight": 1.0}, {"kind": other, "weight": draw(st.sampled_from([0.5, 1.0]))}]
+    return {
+        "gpu_types": types,
+        "nodes": nodes,
+        "tasks": tasks,
+        "objective": {"kind": "weighted", "terms": terms},
     }

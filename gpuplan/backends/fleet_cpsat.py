@@ -236,12 +236,19 @@ class _Model:
         self.symmetry_groups = len(self.groups)
 
     # --- objective -----------------------------------------------------------------------------------
-    def add_objective(self, holds: Sequence[FleetProgram] = ()) -> None:
+    def add_objective(
+        self, holds: Sequence[FleetProgram] = (), extra: Sequence[tuple[Any, float, int]] = ()
+    ) -> None:
         """Every objective term with float coefficients, then one power-of-ten scaling to integers.
-        The auxiliaries are made for the objective and for every program in `holds` (`add_holds`)."""
+        The auxiliaries are made for the objective and for every program in `holds` (`add_holds`).
+        `extra`: (variable >= 0, coefficient, upper bound) terms of a model built on this one (the
+        scheduled model's time terms), scaled with the rest."""
         p = self.p
         self._add_aux([p, *holds])
         terms, magnitude, slots, x_coef, y_coef = self._terms(p)
+        terms += list(extra)
+        magnitude += sum(abs(c) * b for _, c, b in extra)
+        slots += sum(b for _, _, b in extra)
         # Every plan pays at least each task's cheapest option (all coefficients are >= 0); CP-SAT's
         # own bound can be weaker than this early on, after presolve shifts the objective.
         per_task_min = np.full(p.n_tasks, np.inf)

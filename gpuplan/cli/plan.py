@@ -60,10 +60,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             tiers = f"; {why}: solved tier by tier"
         fp = fc.program
         homeless = [fc.task_ids[t] for t in range(fp.n_tasks) if not fp.eligible(t).any()]
-        kind = "a GAP" if gap_like(fc) else "fleet model"
         when = problem.time_field()
+        kind = "a GAP" if gap_like(fc) else "scheduled" if when is not None else "fleet model"
         if when is not None:
-            tiers += f"; scheduled (from {when}): solve does not schedule in this build"
+            tiers += f"; plans say when (from {when})"
         print(
             f"ok: valid problem ({kind}): {fp.n_tasks} tasks, {int((~fp.host).sum())} GPUs on {fp.n_nodes}"
             f" nodes, gangs {int((fp.gang > 1).sum())}, CPU-only tasks {int(fp.cpu_only.sum())}, objective "

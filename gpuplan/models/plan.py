@@ -138,7 +138,7 @@ class Plan(_Out):
         ]
         if self.placement_cost is not None:
             lines.append(
-                f"placed    {len(self.assignments)} tasks, cost {self.placement_cost:,.4g}"
+                f"placed    {len(self.assignments)} tasks, money {sum(a.cost for a in self.assignments):,.4g}"
                 + (f", penalty {self.penalty:,.4g}" if self.penalty else "")
             )
         crit = {k.removeprefix("criterion_"): v for k, v in self.stats.items() if k.startswith("criterion_")}

@@ -19,7 +19,7 @@ def _room(status: Status) -> str:
     return "required, but no plan placing every required task was found within the time limit"
 
 
-def _reason(c: FleetCompiled, t: int, status: Status) -> str:
+def _reason(c: FleetCompiled, t: int, status: Status, placed: np.ndarray | None = None) -> str:
     if isinstance(c.source, Matrix):
         if all(v is None for v in c.source.cost[t]):
             return "every cost entry is null: no GPU may take this task"
@@ -36,6 +36,11 @@ def _reason(c: FleetCompiled, t: int, status: Status) -> str:
         return _no_home(c, t)
     if not p.eligible(t).any():
         return "every eligible GPU is unhealthy or over the temperature limit"
+    if placed is not None and task.after:
+        ids = {tid: i for i, tid in enumerate(c.task_ids)}
+        out = [a for a in task.after if not placed[ids[a]]]
+        if out:
+            return f"its predecessor {out[0]!r} (after) is left out"
     if task.optional:
         return "no room left: eligible GPUs or their nodes' CPU/memory are taken by other work"
     return _room(status)
@@ -79,6 +84,13 @@ def _no_home(c: FleetCompiled, t: int) -> str:
         return f"no node carries the labels {task.node_selector} with an eligible GPU"
     if task.gpus > 1:
         return f"no node holds {task.gpus} eligible GPUs" + (" of one type" if task.same_type else "")
+    if prob.scheduled:
+        latest = min(task.deadline_h or np.inf, horizon or np.inf)
+        if finite.size == 0 and np.isfinite(latest):
+            return (
+                f"starting at its release_h {task.release_h:g} h, it cannot end by {latest:g} h"
+                " (its deadline_h or the horizon) on any GPU it may use"
+            )
     return "no GPU of the fleet is allowed, large enough and fast enough for it"
 
 
@@ -122,8 +134,9 @@ def decode_fleet(
     stats: dict[str, bool | int | float | str],
     message: str = "",
     scaling: Scaling | None = None,
+    start: np.ndarray | None = None,
 ) -> Plan:
-    """FleetCompiled + assignment -> Plan."""
+    """FleetCompiled + assignment (+ start times, hours, for a scheduled problem) -> Plan."""
     p = c.program
     common = dict(
         solver=solver,
@@ -146,6 +159,11 @@ def decode_fleet(
             **common,
         )
     moved = _moved(p, assign)
+    end = None
+    if c.times is not None:
+        if start is None:
+            raise ValueError("a scheduled problem's plan needs start times")
+        end = start + _durations(c, assign)
     assignments = []
     for t in np.flatnonzero(assign[:, 0] >= 0):
         gs = assign[t][assign[t] >= 0]
@@ -166,12 +184,17 @@ def decode_fleet(
                 cost=cost,
                 duration_h=hours if np.isfinite(hours) else None,
                 moved=bool(moved[t]) if p.current[t, 0] >= 0 else None,
+                start_h=None if end is None else float(start[t]),  # type: ignore[index]
+                end_h=None if end is None else float(end[t]),
             )
         )
     u = p.usage(assign)
     names: list[str] = []
     used_rows: list[np.ndarray] = []
     cap_rows: list[np.ndarray] = []
+    if end is not None:  # a schedule: the most used at any instant
+        assert start is not None
+        u["load"], u["mem"] = peak_use(p, assign, start, end)
     if p.shares:
         names.append("gpu_time_h" if p.horizon else "gpu_share")
         used_rows.append(u["load"])
@@ -199,23 +222,44 @@ def decode_fleet(
             )
         )
     placed = assign[:, 0] >= 0
-    objective = p.objective(assign)
+    crit = criteria(p, assign)
+    time_part = 0.0
+    if end is not None and c.times is not None:
+        tm = c.times
+        ends = end[placed]
+        late = np.maximum(0.0, ends - tm.due[placed])
+        timed = {
+            "makespan": float(ends.max(initial=0.0)),
+            "completion_time": float(tm.weight[placed] @ ends),
+            "tardiness": float(tm.weight[placed] @ late),
+        }
+        crit.update(timed)
+        crit["max_utilization"] = round(float(u["load"].max(initial=0.0)), 9)
+        time_part = (
+            tm.w_makespan * timed["makespan"]
+            + tm.w_completion * timed["completion_time"]
+            + tm.w_tardiness * timed["tardiness"]
+        )
+    objective = p.objective(assign) + time_part
     penalty = float(p.penalty[~placed].sum())
     status, bound, gap = settle(status, objective, bound)
     stats = dict(stats)
-    stats.update({f"criterion_{k}": v for k, v in criteria(p, assign).items()})
+    stats.update({f"criterion_{k}": v for k, v in crit.items()})
     stats.update({f"weight_{k}": float(w) for k, w in c.terms})  # the objective's weights
+    if c.stages > 1:  # the weights are one stage's: the verifier must know later levels weigh 0
+        stats["lexicographic_stages"] = c.stages
     common["stats"] = stats
     return Plan(
         status=status,
         objective=objective,
         bound=bound,
         gap=gap,
-        placement_cost=p.replace(penalty=np.zeros(p.n_tasks)).objective(assign),  # not a difference
+        placement_cost=p.replace(penalty=np.zeros(p.n_tasks)).objective(assign) + time_part,  # no difference
         penalty=penalty,
         assignments=assignments,
         unassigned=[
-            Unassigned(task=c.task_ids[t], reason=_reason(c, t, status)) for t in np.flatnonzero(~placed)
+            Unassigned(task=c.task_ids[t], reason=_reason(c, t, status, placed))
+            for t in np.flatnonzero(~placed)
         ],
         gpus=usage,
         wall_time_s=round(time.monotonic() - started, 4),
@@ -223,4 +267,43 @@ def decode_fleet(
     )
 
 
-__all__ = ["criteria", "decode_fleet"]
+def _durations(c: FleetCompiled, assign: np.ndarray) -> np.ndarray:
+    """float [T]: each placed task's duration (its gang's slowest GPU), 0 where left out."""
+    p = c.program
+    out = np.zeros(p.n_tasks)
+    for j in range(assign.shape[1]):
+        g = assign[:, j]
+        on = g >= 0
+        d = np.zeros(p.n_tasks)
+        d[on] = c.duration[np.flatnonzero(on), p.gpu_class[g[on]]]
+        out = np.maximum(out, d)
+    return out
+
+
+def peak_use(
+    p: FleetProgram, assign: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per GPU, the largest sum of shares and of GPU memory over the tasks running at any instant
+    (intervals [start, end): a task ending when another starts does not overlap it). One sweep over
+    the sorted start and end events, O(n log n)."""
+    t_idx, k_idx = np.nonzero(assign >= 0)
+    g = assign[t_idx, k_idx]
+    share, mem = np.zeros(p.n_gpus), np.zeros(p.n_gpus)
+    if not g.size:
+        return share, mem
+    when = np.r_[start[t_idx], end[t_idx]]
+    sign = np.r_[np.ones(g.size), -np.ones(g.size)]
+    gpu = np.r_[g, g]
+    order = np.lexsort((sign, when, gpu))  # per GPU, by time, ends before starts at one instant
+    for amount, out in ((p.share[t_idx], share), (p.gpu_mem[t_idx], mem)):
+        delta = (np.r_[amount, amount] * sign)[order]
+        level = np.cumsum(delta)
+        gs = gpu[order]
+        first = np.r_[True, gs[1:] != gs[:-1]]
+        base = np.maximum.accumulate(np.where(first, np.arange(gs.size), 0))
+        before = np.r_[0.0, level][base]  # the running total before this GPU's first event
+        np.maximum.at(out, gs, level - before)
+    return share, mem
+
+
+__all__ = ["criteria", "decode_fleet", "peak_use"]

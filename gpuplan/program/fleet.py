@@ -74,6 +74,17 @@ objective. Otherwise `compile_fleet(p, stage=k)` weighs stage k's criteria only 
 solves the stages in order, each holding the objectives of the ones before it; the plan's objective
 is then stage 1's.
 
+A *scheduled* problem (`Problem.scheduled`) keeps shares and memory side by side (capacity 1, no
+GPU-hours budget: the horizon becomes every task's latest end), drops the pairs on which a task
+cannot run between its release :math:`r_t` and its latest end :math:`\bar d_t` (deadline and horizon:
+:math:`r_t + d_{tg} \le \bar d_t`), and carries the time arrays (`Times`) that
+:mod:`gpuplan.program.schedule` adds to the placement: there the rules hold at every instant, and the
+time criteria weigh :math:`\lambda_{\mathrm{mk}}, \lambda_{\mathrm{ct}}, \lambda_{\mathrm{td}}`.
+No plan's task ends after :math:`E = \min(\max_t r_t + \sum_t \max_g d_{tg}, \max_t \bar d_t)`
+(left-shifted), so E, :math:`E \sum_t w_t` and :math:`E \sum_t w_t` are the ranges of makespan,
+completion time and tardiness, and M grows by :math:`(\lambda_{\mathrm{mk}} + (\lambda_{\mathrm{ct}}
++ \lambda_{\mathrm{td}}) \sum_t w_t) E`. `balance` is refused there (a GPU's use changes over time).
+
 Costs per GPU depend on the task and the GPU's *class* (type, node bandwidth), not the GPU itself,
 so the arrays are [T, classes] and scale to thousands of tasks and GPUs; migration is the only
 per-GPU term, kept as the current placement.
@@ -87,6 +98,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuplan.errors import InputError
 from gpuplan.models import Matrix, Problem
 from gpuplan.models.objective import TIME_KINDS
 from gpuplan.program.compile import duration_table
@@ -314,6 +326,22 @@ class FleetProgram:
 
 
 @dataclass(frozen=True, eq=False)
+class Times:
+    """The time arrays of a scheduled problem (`Problem.scheduled`), in hours; the scheduled program
+    (:mod:`gpuplan.program.schedule`) is the fleet program plus these."""
+
+    release: np.ndarray  # float64 [T]
+    deadline: np.ndarray  # float64 [T]: deadline_h and the horizon, inf when neither
+    due: np.ndarray  # float64 [T], inf when none
+    weight: np.ndarray  # float64 [T]: the task's weight in completion time and tardiness
+    pred: np.ndarray  # int64 [E, 2]: (a, b) with a in b's `after`
+    w_makespan: float
+    w_completion: float
+    w_tardiness: float
+    end_max: float  # no plan's task ends later (the ranges of the time criteria)
+
+
+@dataclass(frozen=True, eq=False)
 class FleetCompiled:
     """A FleetProgram plus the names to decode it (of a Problem, or of the matrix form)."""
 
@@ -330,6 +358,7 @@ class FleetCompiled:
     stage: int = 0  # the stage of a lexicographic objective whose levels `terms` weigh (others weigh 0)
     stages: int = 1  # stages of a lexicographic objective (program/lexicographic.py); 1 otherwise
     span_units: float = 0.0  # when stages > 1: the span one weighted sum would need (units of the last)
+    times: Times | None = None  # a scheduled problem's time arrays (program/schedule.py)
 
 
 def _placed_weight(p: Problem, dur_types: np.ndarray) -> np.ndarray:
@@ -425,7 +454,16 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
     if c_n:
         elig &= need_mem[:, None] <= type_mem_c[None, :] + 1e-12
     dur0 = np.where(elig, dur_c, 0.0)
-    if p.horizon_h is not None:
+    sched = p.scheduled
+    if sched:
+        # A scheduled task runs side by side with others at each instant, within its time window.
+        release = np.array([t.release_h for t in tasks], dtype=np.float64)
+        latest = np.array([np.inf if t.deadline_h is None else t.deadline_h for t in tasks], dtype=np.float64)
+        if p.horizon_h is not None:
+            latest = np.minimum(latest, p.horizon_h)
+        elig &= release[:, None] + dur0 <= latest[:, None] * (1 + _TOL) + _TOL
+        dur0 = np.where(elig, dur_c, 0.0)
+    if p.horizon_h is not None and not sched:
         load_c = dur0 * share[:, None]
         elig &= load_c <= p.horizon_h * (1 + _TOL) + _TOL
         elig[cpu_only] &= dur0[cpu_only] <= p.horizon_h * (1 + _TOL) + _TOL  # runs within the horizon
@@ -442,8 +480,9 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
             if np.bincount(key[usable], minlength=1).max(initial=0) < t.gpus:
                 elig[i] = False
 
-    # Time criteria weigh the schedule (program/schedule.py), not the placement: left out here.
-    terms = [(k, w) for k, w in p.objective.weights() if k not in TIME_KINDS]
+    # Time criteria weigh the schedule (program/schedule.py), not the placement: kept apart here.
+    all_terms = p.objective.weights()
+    terms = [(k, w) for k, w in all_terms if k not in TIME_KINDS]
     kinds = {k for k, _ in terms}
     price = np.where(c_host, 0.0, np.array([gt.cost_per_hour for gt in p.gpu_types])[ct])
     power = np.where(c_host, 0.0, np.array([gt.power_w for gt in p.gpu_types])[ct])
@@ -488,7 +527,20 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
         "placed": float(positive_w.min()) if positive_w.size else 1.0,
         "migration": 1e-6 * max(mu_total, 1e-12),
     }
-    levels = [k for k, _ in terms] + ([] if "cost" in kinds or not mu_total else ["migration"])
+    end_max, time_weight = 0.0, np.ones(t_n)
+    if sched:
+        # No left-shifted plan ends later than the last release plus every task's longest duration.
+        time_weight = np.array([t.weight for t in tasks], dtype=np.float64)
+        end_max = float(release.max(initial=0.0) + np.where(elig, dur_c, 0.0).max(axis=1, initial=0.0).sum())
+        end_max = min(end_max, float(latest.max(initial=np.inf)))
+        rng.update(
+            makespan=end_max,
+            completion_time=float(time_weight.sum()) * end_max,
+            tardiness=float(time_weight.sum()) * end_max,
+        )
+        for k in TIME_KINDS:
+            unit[k] = 1e-6 * max(rng[k], 1e-12)
+    levels = [k for k, _ in all_terms] + ([] if "cost" in kinds or not mu_total else ["migration"])
     stages, span_units = 1, 0.0
     if p.objective.kind == "lexicographic":
         weights = lexicographic_stages(levels, rng, unit) or [{}]  # time criteria alone: none here
@@ -498,9 +550,16 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
         terms = [(k, weights[stage].get(k, 0.0)) for k in levels]  # other stages' levels weigh 0
         if stages > 1:
             span_units = one_stage_span(levels, rng, unit)
-    elif "migration" in levels:
-        terms = [*terms, ("migration", 1.0)]
+    else:
+        terms = list(all_terms) + ([("migration", 1.0)] if "migration" in levels else [])
     lam = dict(terms)
+    w_time = {k: lam.get(k, 0.0) for k in TIME_KINDS}
+    if sched and lam.get("balance"):
+        raise InputError(
+            "objective",
+            "balance is not available for a scheduled problem (its use of a GPU changes over time):"
+            " use gpus_used, makespan or completion_time",
+        )
     lc, le = lam.get("cost", 0.0), lam.get("energy", 0.0)
     mu = mu * lam.get("cost", lam.get("migration", 0.0))
     move_cost = mu / gang
@@ -525,6 +584,8 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
         + w_gpus * g_n
         + w_nodes * n_n
         + w_balance
+        + (w_time["makespan"] + (w_time["completion_time"] + w_time["tardiness"]) * time_weight.sum())
+        * end_max
     )
     extra = lam.get("placed", 0.0) * weight
     opt = optional & placeable
@@ -570,7 +631,7 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
         dataset_charge=ds_charge,
         transfer_each=transfer_each,
         capacity=capacity,
-        horizon=p.horizon_h is not None,
+        horizon=p.horizon_h is not None and not sched,
         w_gpus=w_gpus,
         w_nodes=w_nodes,
         w_balance=w_balance,
@@ -590,6 +651,31 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
         stage=stage,
         stages=stages,
         span_units=span_units,
+        times=_times(p, release, latest, time_weight, w_time, end_max) if sched else None,
+    )
+
+
+def _times(
+    p: Problem,
+    release: np.ndarray,
+    latest: np.ndarray,
+    weight: np.ndarray,
+    w_time: dict[str, float],
+    end_max: float,
+) -> Times:
+    """The time arrays of a scheduled problem."""
+    index = {t.id: i for i, t in enumerate(p.tasks)}
+    pred = [(index[a], b) for b, t in enumerate(p.tasks) for a in t.after]
+    return Times(
+        release=release,
+        deadline=latest,
+        due=np.array([np.inf if t.due_h is None else t.due_h for t in p.tasks], dtype=np.float64),
+        weight=weight,
+        pred=np.array(pred, dtype=np.int64).reshape(-1, 2),
+        w_makespan=w_time["makespan"],
+        w_completion=w_time["completion_time"],
+        w_tardiness=w_time["tardiness"],
+        end_max=end_max,
     )
 
 
@@ -598,4 +684,4 @@ def _group_index(names: list[str | None]) -> np.ndarray:
     return np.array([NONE if n is None else index.setdefault(n, len(index)) for n in names], dtype=np.int64)
 
 
-__all__ = ["NONE", "FleetCompiled", "FleetProgram", "compile_fleet"]
+__all__ = ["NONE", "FleetCompiled", "FleetProgram", "Times", "compile_fleet"]

@@ -27,7 +27,8 @@ def gap_like(fc: FleetCompiled) -> bool:
     """True when the fleet program is a GAP (module docstring): the predicate the view rests on."""
     p = fc.program
     return bool(
-        np.all(p.gang == 1)
+        fc.times is None  # a schedule says when, which the GAP cannot
+        and np.all(p.gang == 1)
         and not p.host.any()
         and np.all(p.spread < 0)
         and np.all(p.dataset < 0)

@@ -44,8 +44,11 @@ def lexicographic_stages(
     weights: dict[str, float] = {}
     acc, last = 0.0, ""
     for kind in reversed(levels):
-        if not weights:
-            weights, acc, last = {kind: 1.0}, rng[kind], kind
+        if rng[kind] <= 0:  # the same in every plan: any weight orders it, and it widens no stage
+            weights[kind] = 1.0
+            continue
+        if not last:
+            weights, acc, last = {**weights, kind: 1.0}, rng[kind], kind
             continue
         lam = 1.0 + acc / unit[kind]
         if (acc + lam * rng[kind]) / unit[last] > limit:

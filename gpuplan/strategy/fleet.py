@@ -45,6 +45,7 @@ from gpuplan.program.lexicographic import LEXICOGRAPHIC_EXACT
 from gpuplan.program.priorities import TiersTooWide, tiers
 from gpuplan.status import OPTIMALITY_TOLERANCE, relative_gap
 from gpuplan.strategy.gap import AUTO_MAX_PAIRS, GapOutcome, search_gap
+from gpuplan.strategy.schedule import solve_schedule
 
 log = logging.getLogger("gpuplan")
 
@@ -430,6 +431,23 @@ def solve_fleet(
     workers = workers or os.cpu_count() or 1
     try:
         c = build(problem)
+        if c.times is not None:  # a scheduled problem: plans say when
+            assert isinstance(problem, Problem)
+            if c.stages > 1:
+                raise InputError(
+                    "objective",
+                    f"a lexicographic objective this wide ({_stage_message([c], None)}) is not available"
+                    " for a scheduled problem: use fewer criteria or 'weighted'",
+                )
+            return solve_schedule(
+                c,
+                problem,
+                solver=solver,
+                time_limit_s=time_limit_s,
+                workers=workers,
+                seed=seed,
+                started=started,
+            )
         if c.stages > 1:  # a lexicographic objective too wide for one weighted sum
             assert isinstance(problem, Problem)  # the matrix form's objective is its cost
             cs = [c, *(compile_fleet(problem, stage=k) for k in range(1, c.stages))]
@@ -449,6 +467,12 @@ def solve_fleet(
         view = gap_view(c) if dense else None
     except TiersTooWide as why:
         assert isinstance(problem, Problem)  # the matrix form has no optional tasks
+        if problem.scheduled:
+            raise InputError(
+                "tasks.priority",
+                f"priority tiers too wide to weigh in one objective ({why}) are not available for a"
+                " scheduled problem: use fewer priority levels",
+            ) from None
         if solver == "milp":  # the tier-by-tier solve runs fleet programs, which milp does not take
             raise InputError(
                 "solver", f"'milp' cannot take this program: its priority tiers ({why}) are too wide to weigh"

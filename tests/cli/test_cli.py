@@ -363,17 +363,16 @@ SCHEDULED = {
 }
 
 
-def test_scheduled_problem_is_valid_but_not_solved_yet(tmp_path, capsys):
-    """A scheduled problem passes `validate`; `solve` refuses it (exit 2) naming the first time field,
-    rather than planning it without its times."""
+def test_scheduled_problem_validates_and_solves_with_times(tmp_path, capsys):
+    """`validate` says a problem is scheduled and why; `solve` gives every task its start and end."""
     path = write(tmp_path, "scheduled.json", SCHEDULED)
     assert main(["validate", path]) == 0
-    assert "scheduled (from tasks[1].after)" in capsys.readouterr().out
-    assert main(["solve", path]) == 2
-    out, err = capsys.readouterr()
-    assert err.startswith("gpuplan: error: tasks[1].after: scheduling") and err.count("\n") == 1
-    assert "not available in this build" in err
-    assert json.loads(out)["status"] == "invalid"
+    out = capsys.readouterr().out
+    assert "(scheduled)" in out and "plans say when (from tasks[1].after)" in out
+    assert main(["solve", path]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    times = {a["task"]: (a["start_h"], a["end_h"]) for a in plan["assignments"]}
+    assert times["train"][0] >= times["prep"][1] == pytest.approx(1.0)
 
 
 def test_python_dash_m_reports_subcommand_input_errors_as_invalid(tmp_path):

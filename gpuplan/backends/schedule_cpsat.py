@@ -1,0 +1,423 @@
+r"""Exact CP-SAT model of the scheduled program (formulation in :mod:`gpuplan.program.schedule`).
+
+Placement is the fleet model's (:mod:`gpuplan.backends.fleet_cpsat`): :math:`x_{tg}`,
+:math:`z_{tn}`, :math:`w_{tn\kappa}` (same type), :math:`y_t` (dropped) with
+:math:`\sum_{g \in n} x_{tg} = k_t z_{tn}`, and its objective terms. On top, per task with a
+node, integer time variables (in units of :math:`1/\sigma` h):
+
+.. math::
+
+    S_t \in [\lceil \sigma r_t \rceil, H], \qquad E_t = S_t + P_t, \qquad
+    P_t = \sum_g \hat d_{tg} x_{tg} \;(k_t = 1), \quad P_t = \max_g \hat d_{tg} x_{tg} \;(\text{gang}),
+
+(a constant when all of t's options take equally long), and one optional interval
+:math:`[S_t, E_t)` per :math:`x_{tg}` (present iff :math:`x_{tg}`) and per :math:`z_{tn}`. A
+gang's intervals share :math:`S_t`, so it starts together on all its GPUs; one interval per
+option makes tasks non-preemptive. Per GPU: ``AddCumulative`` on share (capacity
+:math:`\hat 1`) and on memory, or ``AddNoOverlap`` when any two of its candidate tasks exceed a
+capacity together (their memory then fits alone, by eligibility); per node: ``AddCumulative`` on
+CPU and on host memory (finite capacities); per (spread group, node): ``AddNoOverlap`` (a
+cumulative of capacity 1). With :math:`\pi_t = 1 - y_t` (1 for a required task, 0 for a task
+without a node):
+
+.. math::
+
+    \pi_b \Rightarrow \pi_a,\quad \pi_b \Rightarrow E_a \le S_b \;\; \forall (a, b) \in P,
+    \qquad \pi_t \Rightarrow E_t \le \lfloor \sigma \bar d_t \rfloor,
+
+    \min\; \text{fleet terms} + \tfrac{\lambda_{mk}}{\sigma} M + \sum_t \tfrac{\lambda_{ct} w_t}{\sigma} C_t
+    + \sum_t \tfrac{\lambda_{td} w_t}{\sigma} U_t, \qquad
+    \pi_t \Rightarrow M \ge E_t,\; C_t \ge E_t,\; U_t \ge E_t - \lfloor \sigma \delta_t \rfloor,
+
+with :math:`M, C_t, U_t \ge 0` (:math:`C_t` is :math:`E_t` itself for a required task).
+
+Integer scaling
+---------------
+Time: :math:`\sigma = 10^k`, the smallest that makes every eligible duration and every release
+integral, else the largest keeping the horizon bound :math:`H` within ``_TIME_BUDGET`` units.
+Durations are then rounded *up* (:math:`\hat d = \lceil \sigma d \rceil`), releases up, deadlines
+*down*, so every plan of the model is feasible (the reported starts are the model's,
+:math:`S_t / \sigma`; ends are recomputed exactly from the durations). Due times are rounded down,
+so the model's tardiness is at least the true one. :math:`H = \max_t \lceil \sigma r_t \rceil +
+\sum_t \max_g \hat d_{tg}`: with integer durations and releases some optimal schedule is
+semi-active (each start a release or an end), and its starts are at most that.
+
+The model is a *relaxation-exact* copy of the program, and its bound a bound of the program, only
+when time is exact (integral durations and releases: then some optimal schedule has integer
+starts, and a floored deadline excludes none of them) and the loads scale as the fleet model's do
+(exact, or with the slack that keeps every float-feasible plan integer-feasible). The bound is
+then the solver's, lowered by the objective rounding and by :math:`\lambda_{td} \sum_t w_t
+(\sigma\delta_t - \lfloor \sigma \delta_t \rfloor) / \sigma` (the due rounding). Otherwise the
+model only finds plans, the bound reported is the cheap one (the fleet model's per-task placement
+bound plus :func:`gpuplan.program.schedule.lower_bound`), and INFEASIBLE becomes UNKNOWN. Loads:
+shares and memory per GPU, CPU and host memory per node are scaled by
+``program.compile.scale_resource``: exactly by a power of ten when one makes them integral, else
+demands rounded up and capacities down (from :math:`(1 + 10^{-9})` times the capacity, the
+verifier's tolerance). Costs share one power of ten with the time terms
+(``_Model.add_objective``). ``note`` says which of these held.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gpuplan.backends.fleet_cpsat import _Model
+from gpuplan.program.compile import _pow10_scale, scale_resource
+from gpuplan.program.schedule import ScheduleProgram, lower_bound, objective, violations
+from gpuplan.status import Status
+
+_TIME_BUDGET = 1e8  # the horizon bound H, in integer time units
+
+
+@dataclass
+class ScheduleResult:
+    """CP-SAT's schedule. `objective` and `bound` (proven) in user units; `note`: the scaling."""
+
+    assign: np.ndarray  # int64 [T, K], NONE-padded
+    start: np.ndarray  # float64 [T] hours, NaN where left out
+    status: Status
+    objective: float | None
+    bound: float | None
+    note: str = ""
+    stats: dict[str, bool | int | float | str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Time:
+    """Integer time: value_int = hours x scale (rounded as the module docstring says)."""
+
+    scale: float
+    exact: bool  # durations and releases integral
+    dur: np.ndarray  # int64 [T, C] (0 where ineligible)
+    release: np.ndarray  # int64 [T]
+    deadline: np.ndarray  # int64 [T], horizon where none
+    due: np.ndarray  # int64 [T], -1 where none
+    due_slack: float  # user units the due rounding may add to the tardiness term
+    horizon: int
+
+
+def _scale_time(sp: ScheduleProgram) -> _Time:
+    f = sp.fleet
+    ok = f.eligible_c & np.isfinite(sp.duration_c)
+    d = np.where(ok, sp.duration_c, 0.0)
+    rel = np.asarray(sp.release, dtype=np.float64)
+    span = float(rel.max(initial=0.0) + d.max(axis=1, initial=0.0).sum())
+    scale, exact = _pow10_scale(np.r_[d[ok], rel], max(span, 1e-300), _TIME_BUDGET)
+    if exact:
+        dur = np.round(d * scale).astype(np.int64)
+        release = np.round(rel * scale).astype(np.int64)
+    else:
+        dur = np.ceil(d * scale - 1e-9).astype(np.int64)
+        release = np.ceil(rel * scale - 1e-9).astype(np.int64)
+    horizon = int(release.max(initial=0) + dur.max(axis=1, initial=0).sum())
+    dl = np.asarray(sp.deadline, dtype=np.float64)
+    deadline = np.where(
+        np.isfinite(dl), np.floor(np.minimum(dl, horizon / scale + 1) * scale + 1e-9), horizon
+    )
+    due_f = np.asarray(sp.due, dtype=np.float64)
+    has_due = np.isfinite(due_f) & (due_f * scale < horizon)
+    due = np.where(has_due, np.floor(np.where(has_due, due_f, 0.0) * scale + 1e-9), -1).astype(np.int64)
+    frac = np.where(has_due, due_f * scale - due, 0.0)
+    due_slack = float(sp.w_tardiness * (sp.weight @ np.maximum(frac, 0.0)) / scale)
+    return _Time(scale, exact, dur, release, deadline.astype(np.int64), due, due_slack, horizon)
+
+
+class _ScheduleModel:
+    """The fleet model's placement plus time variables, intervals and the time terms."""
+
+    def __init__(self, sp: ScheduleProgram) -> None:
+        self.sp = sp
+        self.mm = _Model(sp.fleet)
+        self.m = self.mm.model
+        self.time = _scale_time(sp)
+        self.s: dict[int, Any] = {}
+        self.e: dict[int, Any] = {}
+        self.p: dict[int, Any] = {}
+        self.placed: dict[int, Any] = {}
+        self.relaxes = True
+        self.extra: list[tuple[Any, float, int]] = []
+
+    def build(self) -> int | None:
+        """The whole model; returns a required task that fits no node, if any."""
+        mm = self.mm
+        homeless = mm.add_placement()
+        if homeless is not None:
+            return homeless
+        f = self.sp.fleet
+        cls = f.gpu_class[mm.xg_a]
+        mm.prim = scale_resource(f.load_c[mm.xt_a, cls], np.array([f.capacity]), f.n_tasks)
+        mm._note("share", mm.prim)
+        mm.cap_prim = int(mm.prim.cap[0])
+        self._tasks()
+        self._gpus()
+        self._nodes()
+        self._precedences()
+        self._time_terms()
+        mm.add_symmetry()
+        mm.add_objective(extra=self.extra)
+        self.relaxes = mm.relaxes
+        return None
+
+    def _tasks(self) -> None:
+        """S, P, E per task with a node; the placed literal of every task."""
+        m, mm, tm = self.m, self.mm, self.time
+        one = m.new_bool_var("one")
+        m.add(one == 1)
+        zero = m.new_bool_var("zero")
+        m.add(zero == 0)
+        has_node = {t for t, _ in mm.z}
+        cls = self.sp.fleet.gpu_class
+        by_task: dict[int, list[int]] = {}
+        for i, t in enumerate(mm.xt):
+            by_task.setdefault(t, []).append(i)
+        for t in range(self.sp.n_tasks):
+            if t not in has_node:
+                self.placed[t] = zero
+                continue
+            self.placed[t] = mm.y[t].Not() if t in mm.y else one
+            ids = by_task[t]
+            d = [int(tm.dur[t, cls[mm.xg[i]]]) for i in ids]
+            lo = int(tm.release[t])
+            self.s[t] = m.new_int_var(lo, tm.horizon, f"S{t}")
+            if len(set(d)) == 1:
+                self.p[t] = d[0]
+            else:
+                pv = self.p[t] = m.new_int_var(0, max(d), f"P{t}")
+                xs = [mm.x[i] for i in ids]
+                if self.sp.fleet.gang[t] == 1:
+                    m.add(pv == sum(di * x for di, x in zip(d, xs, strict=True)))
+                else:
+                    m.add_max_equality(pv, [di * x for di, x in zip(d, xs, strict=True)])
+            self.e[t] = m.new_int_var(lo, tm.horizon, f"E{t}")
+            m.add(self.e[t] == self.s[t] + self.p[t])
+            if tm.deadline[t] < tm.horizon:
+                m.add(self.e[t] <= int(tm.deadline[t])).only_enforce_if(self.placed[t])
+
+    def _interval(self, t: int, lit: Any, name: str) -> Any:
+        return self.m.new_optional_interval_var(self.s[t], self.p[t], self.e[t], lit, name)
+
+    def _gpus(self) -> None:
+        """Share and memory per GPU at every instant: NoOverlap when any two candidates clash."""
+        f, mm, m = self.sp.fleet, self.mm, self.m
+        share = mm.prim.load.tolist()
+        cap = mm.cap_prim
+        mem = scale_resource(f.gpu_mem[mm.xt_a], f.mem_cap, f.n_tasks)
+        mm._note("mem", mem)
+        need = mem.load.tolist()
+        for g, ids in enumerate(mm.by_gpu):
+            for i in ids:
+                if share[i] > cap or need[i] > mem.cap[g]:
+                    m.add(mm.x[i] == 0)
+            ids = [i for i in ids if share[i] <= cap and need[i] <= mem.cap[g] and (share[i] or need[i])]
+            if len(ids) < 2:
+                continue
+            ivs = [self._interval(mm.xt[i], mm.x[i], f"I{mm.xt[i]},{g}") for i in ids]
+            sh = sorted(share[i] for i in ids)
+            me = sorted(need[i] for i in ids)
+            if sh[0] + sh[1] > cap or me[0] + me[1] > mem.cap[g]:
+                m.add_no_overlap(ivs)
+                continue
+            if sum(sh) > cap:
+                m.add_cumulative(ivs, [share[i] for i in ids], cap)
+            if sum(me) > mem.cap[g]:
+                m.add_cumulative(ivs, [need[i] for i in ids], int(mem.cap[g]))
+
+    def _nodes(self) -> None:
+        """CPU and host memory per node, spread groups per node, at every instant."""
+        f, mm, m = self.sp.fleet, self.mm, self.m
+        node_iv: dict[tuple[int, int], Any] = {}
+
+        def iv(t: int, n: int) -> Any:
+            if (t, n) not in node_iv:
+                node_iv[t, n] = self._interval(t, mm.z[t, n], f"N{t},{n}")
+            return node_iv[t, n]
+
+        tasks = sorted({t for t, _ in mm.z})
+        for name, use, have in (("cpu", f.cpu, f.node_cpu), ("ram", f.ram, f.node_ram)):
+            finite = np.flatnonzero(np.isfinite(have))
+            if not finite.size or not tasks:
+                continue
+            res = scale_resource(use[tasks], have[finite], f.n_tasks)
+            mm._note(name, res)
+            dem = dict(zip(tasks, res.load.tolist(), strict=True))
+            for n, c in zip(finite.tolist(), res.cap.tolist(), strict=True):
+                pairs = [(t, zv) for t, zv in mm.by_node[n] if dem[t] > 0]
+                for t, zv in pairs:
+                    if dem[t] > c:
+                        m.add(zv == 0)
+                pairs = [(t, zv) for t, zv in pairs if dem[t] <= c]
+                if sum(dem[t] for t, _ in pairs) > c:
+                    m.add_cumulative([iv(t, n) for t, _ in pairs], [dem[t] for t, _ in pairs], int(c))
+        for n, pairs in enumerate(mm.by_node):
+            groups: dict[int, list[int]] = {}
+            for t, _ in pairs:
+                if f.spread[t] >= 0:
+                    groups.setdefault(int(f.spread[t]), []).append(t)
+            for ts in groups.values():
+                if len(ts) > 1:
+                    m.add_no_overlap([iv(t, n) for t in ts])
+
+    def _precedences(self) -> None:
+        m = self.m
+        for a, b in self.sp.pred.reshape(-1, 2).tolist():
+            m.add_implication(self.placed[b], self.placed[a])
+            if a in self.s and b in self.s:
+                m.add(self.e[a] <= self.s[b]).only_enforce_if(self.placed[b])
+
+    def _time_terms(self) -> None:
+        sp, m, tm = self.sp, self.m, self.time
+        h, sc = tm.horizon, tm.scale
+        if sp.w_makespan > 0 and self.e:
+            mk = self.mk = m.new_int_var(0, h, "makespan")
+            for t, e in self.e.items():
+                m.add(mk >= e).only_enforce_if(self.placed[t])
+            self.extra.append((mk, sp.w_makespan / sc, h))
+        for t, e in self.e.items():
+            w = float(sp.weight[t])
+            if sp.w_completion > 0 and w > 0:
+                c = e
+                if t in self.mm.y:
+                    c = m.new_int_var(0, h, f"C{t}")
+                    m.add(c >= e).only_enforce_if(self.placed[t])
+                self.extra.append((c, sp.w_completion * w / sc, h))
+            if sp.w_tardiness > 0 and w > 0 and tm.due[t] >= 0:
+                u = m.new_int_var(0, h, f"U{t}")
+                m.add(u >= e - int(tm.due[t])).only_enforce_if(self.placed[t])
+                self.extra.append((u, sp.w_tardiness * w / sc, h))
+
+    def add_hint(self, assign: np.ndarray, start: np.ndarray) -> None:
+        self.mm.add_hint(assign)
+        for t, s in self.s.items():
+            if assign[t, 0] >= 0 and np.isfinite(start[t]):
+                self.m.add_hint(
+                    s, min(self.time.horizon, max(0, math.ceil(start[t] * self.time.scale - 1e-9)))
+                )
+
+    def decode(self, solver: Any) -> tuple[np.ndarray, np.ndarray]:
+        assign = self.mm.decode(solver)
+        start = np.full(self.sp.n_tasks, np.nan)
+        for t, s in self.s.items():
+            if assign[t, 0] >= 0:
+                start[t] = solver.value(s) / self.time.scale
+        return assign, start
+
+
+def solve_schedule_cpsat(
+    sp: ScheduleProgram,
+    *,
+    time_limit: float,
+    workers: int = 1,
+    seed: int = 0,
+    hint: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ScheduleResult:
+    """Solve the scheduled program with CP-SAT for at most `time_limit` seconds.
+
+    `hint` (assign [T, K], start [T]) seeds the search and is returned instead when it is feasible
+    and better than what the solver found. Status OPTIMAL means the objective is within 1e-9
+    (relative) of a proven bound.
+    """
+    from ortools.sat.python import cp_model
+
+    started = time.monotonic()
+    sm = _ScheduleModel(sp)
+    tm = sm.time
+    stats = sm.mm.stats
+    cheap = lower_bound(sp)
+    homeless = sm.build()
+    note = f"time in units of 1/{tm.scale:g} h" + (
+        ""
+        if tm.exact
+        else " (durations and releases rounded up, deadlines down: plans stay feasible, no bound)"
+    )
+    if homeless is not None:
+        stats["cpsat_message"] = f"required task {homeless} fits on no node"
+        res = ScheduleResult(
+            sp.fleet.empty_assign(), np.full(sp.n_tasks, np.nan), Status.INFEASIBLE, None, None
+        )
+        return _with_hint(sp, hint, res, note, stats)
+    mm = sm.mm
+    proven_model = tm.exact and sm.relaxes
+    note += f"; costs x{mm.cost_scale:g}" + ("" if mm.cost_exact else " (rounded)")
+    note += "; loads " + ", ".join(f"{k} x{v:g}" for k, v in mm.scales.items())
+    note += "" if mm.exact_loads else " (demands rounded up, capacities down)"
+    if hint is not None and hint[0].shape == (sp.n_tasks, sp.fleet.max_gang):
+        sm.add_hint(np.asarray(hint[0]), np.asarray(hint[1], dtype=np.float64))
+    stats.update(
+        {
+            "cpsat_time_scale": tm.scale,
+            "cpsat_time_exact": bool(tm.exact),
+            "cpsat_horizon_units": tm.horizon,
+            "cpsat_cost_scale": mm.cost_scale,
+            "cpsat_loads_exact": bool(mm.exact_loads),
+            "cpsat_loads_relax": bool(mm.relaxes),
+        }
+    )
+    solver = cp_model.CpSolver()
+    built = time.monotonic() - started
+    solver.parameters.max_time_in_seconds = max(0.05, time_limit - built)
+    solver.parameters.num_workers = max(1, int(workers))
+    solver.parameters.random_seed = int(seed)
+    code = solver.solve(mm.model)
+    stats.update(
+        {
+            "cpsat_build_s": round(built, 4),
+            "cpsat_solve_s": round(solver.wall_time, 4),
+            "cpsat_status": solver.status_name(code),
+        }
+    )
+    raw = {
+        cp_model.OPTIMAL: Status.OPTIMAL,
+        cp_model.FEASIBLE: Status.FEASIBLE,
+        cp_model.INFEASIBLE: Status.INFEASIBLE,
+    }.get(code, Status.UNKNOWN)
+    if raw is Status.INFEASIBLE and not proven_model:
+        raw = Status.UNKNOWN  # the rounded model is stricter than the program: no proof
+    bound = None
+    if raw is not Status.INFEASIBLE:
+        bound = (mm.trivial_bound + cheap) * (1 - 1e-12)
+        cp_bound = solver.best_objective_bound / mm.cost_scale - mm.cost_slack - mm.bal_slack - tm.due_slack
+        if proven_model and math.isfinite(cp_bound):
+            bound = max(bound, cp_bound)
+    if not raw.has_solution:
+        res = ScheduleResult(sp.fleet.empty_assign(), np.full(sp.n_tasks, np.nan), raw, None, bound)
+        return _with_hint(sp, hint, res, note, stats)
+    assign, start = sm.decode(solver)
+    value = objective(sp, assign, start)
+    bound = None if bound is None else min(bound, value)
+    status = raw
+    if status is Status.OPTIMAL and (bound is None or value - bound > 1e-9 * max(1.0, abs(value))):
+        status = Status.FEASIBLE  # optimal for the rounded model only
+    return _with_hint(sp, hint, ScheduleResult(assign, start, status, value, bound), note, stats)
+
+
+def _with_hint(
+    sp: ScheduleProgram,
+    hint: tuple[np.ndarray, np.ndarray] | None,
+    res: ScheduleResult,
+    note: str,
+    stats: dict[str, bool | int | float | str],
+) -> ScheduleResult:
+    """`res` with its note and stats, or the hint instead when it is feasible and better."""
+    res.note, res.stats = note, stats
+    if hint is None:
+        return res
+    assign, start = np.asarray(hint[0], dtype=np.int64), np.asarray(hint[1], dtype=np.float64)
+    if assign.shape != (sp.n_tasks, sp.fleet.max_gang) or violations(sp, assign, start):
+        return res
+    h_obj = objective(sp, assign, start)
+    if res.objective is not None and h_obj >= res.objective:
+        return res
+    stats["cpsat_returned_hint"] = True
+    bound = None if res.bound is None else min(res.bound, h_obj)
+    status = Status.FEASIBLE
+    if bound is not None and h_obj - bound <= 1e-9 * max(1.0, abs(h_obj)):
+        status = Status.OPTIMAL
+    return ScheduleResult(assign, start, status, h_obj, bound, note, stats)
+
+
+__all__ = ["ScheduleResult", "solve_schedule_cpsat"]

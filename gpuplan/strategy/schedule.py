@@ -1,0 +1,153 @@
+r"""The strategy for a scheduled problem: list schedules, then the exact CP-SAT model, within the
+limit; the bound is the larger of the cheap one and CP-SAT's.
+
+Auto: the serial list schedule (`heuristics/list_schedule.py`) under each rule while the first
+half of the time lasts, the best kept; then, when the program has at most `SCHEDULE_EXACT_PAIRS`
+eligible (task, GPU) pairs, the CP-SAT interval model (`backends/schedule_cpsat.py`) hinted with it
+for the rest of the time. 'greedy' stops after the list schedules; 'cpsat' always runs the model;
+'milp' does not take scheduled programs. The bound without CP-SAT's proof:
+
+.. math::
+
+    \mathrm{LB} = \sum_t \min\big(k_t \min_{c \text{ usable}} \mathrm{cost}_{tc} + \phi_t,\;
+    p_t^{\mathrm{drop}}\big) + \mathrm{LB}_{\mathrm{time}}
+
+(each task's cheapest placement or its drop penalty, ignoring capacity, plus the time terms' bound
+of `program.schedule.lower_bound`; gpus_used, nodes_used and migration add nothing negative). Every
+plan is decoded with its start times and checked by the one verifier.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from gpuplan.errors import InputError
+from gpuplan.heuristics.list_schedule import RULES, list_schedule
+from gpuplan.models import Plan, Problem, Status
+from gpuplan.program.decode_fleet import decode_fleet
+from gpuplan.program.fleet import FleetCompiled
+from gpuplan.program.schedule import ScheduleProgram, lower_bound, objective, schedule_program, violations
+from gpuplan.status import OPTIMALITY_TOLERANCE, relative_gap
+
+#: Largest number of eligible (task, GPU) pairs for which auto runs the exact CP-SAT model.
+SCHEDULE_EXACT_PAIRS = 5_000
+
+#: Share of the limit the list schedules may start in (each one runs to its end).
+LIST_SHARE = 0.5
+
+
+def placement_floor(sp: ScheduleProgram) -> float:
+    """Each task's cheapest placement or its drop penalty, capacity ignored (module docstring)."""
+    f = sp.fleet
+    usable = f.usable_per_class() > 0
+    cost = np.where(f.eligible_c & usable[None, :], f.cost_c, np.inf).min(axis=1, initial=np.inf)
+    place = f.gang * cost + f.transfer_each
+    drop = np.where(f.optional, f.penalty, np.inf)
+    return float(np.minimum(place, drop).sum())
+
+
+def solve_schedule(
+    c: FleetCompiled,
+    problem: Problem,
+    *,
+    solver: str,
+    time_limit_s: float,
+    workers: int,
+    seed: int,
+    started: float,
+) -> Plan:
+    """Schedule `problem` (module docstring): decoded with start times and verified."""
+    from gpuplan.program.verify import verify
+
+    if solver == "milp":
+        raise InputError(
+            "solver", "'milp' cannot take this program: it is scheduled (use auto, greedy or cpsat)"
+        )
+    deadline = started + time_limit_s
+    sp = schedule_program(c)
+    f = sp.fleet
+    pairs = int((f.eligible_c @ f.usable_per_class()).sum())
+    stats: dict[str, bool | int | float | str] = {"schedule_pairs": pairs}
+    floor = placement_floor(sp) + lower_bound(sp)
+    bound = floor if np.isfinite(floor) else None
+    phases: list[str] = []
+    incumbents: list[tuple[float, float]] = []
+    best: tuple[int, float, np.ndarray, np.ndarray] | None = None  # (broken rules, objective, ...)
+    used = ""
+    for rule in RULES:
+        if best is not None and time.monotonic() >= started + LIST_SHARE * time_limit_s:
+            break
+        assign, start = list_schedule(sp, rule)
+        key = (len(violations(sp, assign, start)), objective(sp, assign, start))
+        stats[f"list_{rule}_objective"] = round(key[1], 6)
+        if best is None or key < best[:2]:
+            best, used = (*key, assign, start), f"list schedule ({rule})"
+    assert best is not None
+    phases.append(used)
+    feasible = best[0] == 0
+    warm = best[1] if feasible else None
+    if warm is not None:
+        incumbents.append((time.monotonic() - started, warm))
+    assign, start = best[2], best[3]
+    status = Status.FEASIBLE if feasible else Status.UNKNOWN
+    name, reason = "greedy", f"{pairs:,} eligible pairs: list schedules ({', '.join(RULES)})"
+    exact = solver == "cpsat" or (solver == "auto" and pairs <= SCHEDULE_EXACT_PAIRS)
+    left = deadline - time.monotonic()
+    if exact and left > 0.05:
+        from gpuplan.backends.schedule_cpsat import solve_schedule_cpsat
+
+        res = solve_schedule_cpsat(
+            sp, time_limit=left - 0.02 * time_limit_s, workers=workers, seed=seed, hint=(assign, start)
+        )
+        stats.update(res.stats)
+        stats["cpsat_note"] = res.note
+        phases.append("cpsat")
+        reason += ", exact CP-SAT with interval variables"
+        if res.bound is not None:
+            bound = res.bound if bound is None else max(bound, res.bound)
+        if res.status is Status.INFEASIBLE:
+            status, assign, start = Status.INFEASIBLE, None, None
+        elif (
+            res.status.has_solution and res.objective is not None and (warm is None or res.objective <= warm)
+        ):
+            assign, start, status, name = res.assign, res.start, res.status, "cpsat"
+            incumbents.append((time.monotonic() - started, res.objective))
+    proven = (
+        status is Status.FEASIBLE
+        and assign is not None
+        and start is not None
+        and bound is not None
+        and relative_gap(objective(sp, assign, start), bound) <= OPTIMALITY_TOLERANCE
+    )
+    if proven:
+        status = Status.OPTIMAL
+    if status.has_solution and assign is not None and start is not None:
+        bad = violations(sp, assign, start)
+        if bad:
+            raise AssertionError(f"schedule solver produced an infeasible plan: {bad[:3]}")
+    message = ""
+    if not status.has_solution and status is not Status.INFEASIBLE:
+        message = "no schedule placing every required task was found within the time limit"
+    plan = decode_fleet(
+        c,
+        assign if status.has_solution else None,
+        status,
+        bound,
+        solver=name,
+        phases=phases,
+        requested=solver,
+        reason=reason,
+        started=started,
+        warm=warm,
+        incumbents=incumbents,
+        stats=stats,
+        message=message,
+        start=start,
+    )
+    verify(plan, problem)
+    return plan
+
+
+__all__ = ["SCHEDULE_EXACT_PAIRS", "solve_schedule"]

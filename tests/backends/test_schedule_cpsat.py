@@ -1,0 +1,128 @@
+"""The scheduled CP-SAT model against brute force over integer start grids on tiny programs, plus
+hand-made cases for its scaling of time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from gpuplan.backends.schedule_cpsat import ScheduleResult, solve_schedule_cpsat
+from gpuplan.heuristics.list_schedule import best_of
+from gpuplan.program.schedule import ScheduleProgram, lower_bound, objective, violations
+from gpuplan.status import Status
+from tests.oracles import schedule_brute_force
+from tests.strategies import random_schedule, schedule_of, scheduled_programs
+
+INF = float("inf")
+
+
+def solve(sp: ScheduleProgram, hint: tuple[np.ndarray, np.ndarray] | None = None) -> ScheduleResult:
+    return solve_schedule_cpsat(sp, time_limit=20.0, workers=1, seed=0, hint=hint)
+
+
+@settings(max_examples=25, deadline=None)
+@given(scheduled_programs())
+def test_cpsat_matches_brute_force(sp: ScheduleProgram) -> None:
+    """Status, objective and bound agree with exhaustive search; every plan has no violations."""
+    res = solve(sp)
+    ref = schedule_brute_force(sp)
+    if ref is None:
+        assert res.status is Status.INFEASIBLE, (res.stats, res.note)
+        return
+    best = ref[0]
+    tol = 1e-6 * max(1.0, abs(best))
+    assert res.status is Status.OPTIMAL, (res.stats, res.note)
+    assert violations(sp, res.assign, res.start) == []
+    assert res.objective == pytest.approx(objective(sp, res.assign, res.start), rel=1e-12, abs=1e-12)
+    assert res.objective == pytest.approx(best, rel=1e-6, abs=1e-6)
+    assert res.bound is not None and res.bound <= best + tol
+    assert lower_bound(sp) <= best + tol
+
+
+@settings(max_examples=15, deadline=None)
+@given(scheduled_programs())
+def test_hint_is_kept_when_better(sp: ScheduleProgram) -> None:
+    """Hinted with the best list schedule, the answer is feasible and no worse than the hint."""
+    assign, start = best_of(sp)
+    res = solve(sp, hint=(assign, start))
+    if violations(sp, assign, start):
+        return
+    assert res.status.has_solution
+    assert violations(sp, res.assign, res.start) == []
+    assert res.objective <= objective(sp, assign, start) + 1e-9
+
+
+TYPES = [{"name": "A", "memory_gb": 80, "cost_per_hour": 1.0}]
+
+
+def problem(tasks: list[dict], gpus: int = 1, cpu: float | None = None) -> dict:
+    return {
+        "gpu_types": TYPES,
+        "nodes": [{"id": "n", "gpu_counts": {"A": gpus}, "cpu_cores": cpu}],
+        "tasks": tasks,
+    }
+
+
+def test_thirds_of_an_hour_round_up_and_give_no_model_bound() -> None:
+    """Durations of 1/3 h cannot be scaled exactly: they are rounded up (the plan stays feasible) and
+    the bound is the cheap one, which the note says."""
+    tasks = [{"id": f"t{i}", "duration_h": {"A": 1 / 3}} for i in range(3)]
+    sp = schedule_of(problem(tasks), [0, 0, 0], [INF] * 3, [INF] * 3, [1, 1, 1], [], w=(1, 0, 0))
+    res = solve(sp)
+    assert violations(sp, res.assign, res.start) == []
+    assert res.objective is not None
+    assert res.status is Status.FEASIBLE
+    assert res.stats["cpsat_time_exact"] is False
+    assert "rounded up" in res.note
+    assert res.bound == pytest.approx(sp.fleet.objective(res.assign) + lower_bound(sp), rel=1e-9)
+    assert res.bound <= res.objective
+
+
+def test_chain_on_one_gpu_with_release_and_deadline() -> None:
+    """b after a, a released at 1; c's deadline makes it go first: c [0, 1), a [1, 3), b [3, 4)."""
+    tasks = [
+        {"id": "a", "duration_h": {"A": 2}},
+        {"id": "b", "duration_h": {"A": 1}},
+        {"id": "c", "duration_h": {"A": 1}},
+    ]
+    sp = schedule_of(problem(tasks), [1, 0, 0], [INF, INF, 1], [INF] * 3, [1, 1, 1], [(0, 1)], w=(1, 0, 0))
+    res = solve(sp)
+    assert res.status is Status.OPTIMAL
+    assert res.start.tolist() == [1.0, 3.0, 0.0]
+    assert res.objective == pytest.approx(sp.fleet.objective(res.assign) + 4.0)
+
+
+def test_optional_successor_of_a_dropped_task_is_dropped() -> None:
+    """a cannot meet its deadline and is optional, so its successor b (optional) is left out too."""
+    tasks = [
+        {"id": "a", "duration_h": {"A": 2}, "optional": True},
+        {"id": "b", "duration_h": {"A": 1}, "optional": True},
+    ]
+    sp = schedule_of(problem(tasks), [0, 0], [1, INF], [INF] * 2, [1, 1], [(0, 1)])
+    res = solve(sp)
+    assert res.status is Status.OPTIMAL
+    assert (res.assign[:, 0] < 0).all()
+    assert np.isnan(res.start).all()
+
+
+def test_required_successor_of_an_impossible_task_is_infeasible() -> None:
+    tasks = [
+        {"id": "a", "duration_h": {"A": 2}, "optional": True},
+        {"id": "b", "duration_h": {"A": 1}},
+    ]
+    sp = schedule_of(problem(tasks), [0, 0], [1, INF], [INF] * 2, [1, 1], [(0, 1)])
+    assert solve(sp).status is Status.INFEASIBLE
+
+
+def test_random_fleet_plan_is_valid_and_no_worse_than_its_hint() -> None:
+    """20 random tasks with gangs, shares, CPU and host memory, chains and float releases (time
+    rounded, so no model bound): the plan breaks no rule and improves on the list schedule or keeps it."""
+    sp = random_schedule(20, 2, seed=5, deadlines=True)
+    hint = best_of(sp)
+    assert violations(sp, *hint) == []
+    res = solve_schedule_cpsat(sp, time_limit=5.0, workers=1, seed=0, hint=hint)
+    assert res.status.has_solution
+    assert violations(sp, res.assign, res.start) == []
+    assert res.objective <= objective(sp, *hint) + 1e-9
+    assert res.bound is not None and res.bound <= res.objective

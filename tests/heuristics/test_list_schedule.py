@@ -1,0 +1,127 @@
+"""The serial list schedule: every plan it returns breaks no rule (a required task it could not place
+aside, which only deadlines can cause), it is never better than the brute-force optimum, it
+backfills gaps and starts gangs together; on a few hundred random tasks too."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from gpuplan.heuristics.list_schedule import RULES, best_of, list_schedule
+from gpuplan.program.schedule import ScheduleProgram, ends, objective, violations
+from tests.oracles import schedule_brute_force
+from tests.strategies import random_schedule, schedule_of, scheduled_programs
+
+INF = float("inf")
+TYPES = [
+    {"name": "A", "memory_gb": 80, "cost_per_hour": 2.0, "speed": 2},
+    {"name": "B", "memory_gb": 40, "cost_per_hour": 1.0},
+]
+
+
+def only_required_left_out(found: list[str]) -> bool:
+    return all(v.startswith("required task") and v.endswith("dropped") for v in found)
+
+
+@settings(max_examples=25, deadline=None)
+@given(scheduled_programs())
+def test_every_rule_gives_a_valid_plan_no_better_than_the_optimum(sp: ScheduleProgram) -> None:
+    ref = schedule_brute_force(sp)
+    for rule in RULES:
+        assign, start = list_schedule(sp, rule)
+        found = violations(sp, assign, start)
+        assert only_required_left_out(found), (rule, found)
+        if not np.isfinite(sp.deadline).any():
+            assert found == [] or ref is None, (rule, found)
+        if ref is not None and not found:
+            assert objective(sp, assign, start) >= ref[0] - 1e-9 * max(1.0, abs(ref[0]))
+
+
+@settings(max_examples=10, deadline=None)
+@given(scheduled_programs())
+def test_best_of_is_the_best_rule(sp: ScheduleProgram) -> None:
+    assign, start = best_of(sp)
+    key = (len(violations(sp, assign, start)), objective(sp, assign, start))
+    for rule in RULES:
+        a, s = list_schedule(sp, rule)
+        assert key <= (len(violations(sp, a, s)), objective(sp, a, s))
+
+
+def problem(tasks: list[dict], nodes: list[dict]) -> dict:
+    return {"gpu_types": TYPES, "nodes": nodes, "tasks": tasks}
+
+
+def test_a_short_task_backfills_the_gap_before_a_reservation() -> None:
+    """On one GPU: a [0, 1), then c (after a, released at 2) [2, 4); b (1 h, released at 0, taken
+    last by the critical-path rule) fills the gap [1, 2) rather than wait until 4."""
+    tasks = [{"id": i, "duration_h": {"A": d, "B": d}} for i, d in (("a", 1), ("c", 2), ("b", 1))]
+    sp = schedule_of(
+        problem(tasks, [{"id": "n", "gpu_counts": {"A": 1}}]),
+        [0, 2, 0],
+        [INF] * 3,
+        [INF] * 3,
+        [1, 1, 1],
+        [(0, 1)],
+    )
+    assign, start = list_schedule(sp, "cp")  # a and c (the chain) go first
+    assert violations(sp, assign, start) == []
+    assert start.tolist() == [0.0, 2.0, 1.0]
+
+
+def test_gang_starts_together_when_its_node_frees_up() -> None:
+    """One GPU of the node is busy until 2 h: the gang of 2 waits for it rather than split."""
+    nodes = [{"id": "n", "gpu_counts": {"A": 2}}]
+    tasks = [
+        {"id": "x", "duration_h": {"A": 2, "B": 2}},
+        {"id": "g", "gpus": 2, "duration_h": {"A": 1, "B": 1}},
+    ]
+    sp = schedule_of(problem(tasks, nodes), [0, 0], [INF] * 2, [INF] * 2, [1, 1], [])
+    assign, start = list_schedule(sp, "fifo")
+    assert violations(sp, assign, start) == []
+    assert start.tolist() == [0.0, 2.0]
+    assert sorted(assign[1].tolist()) == [0, 1]
+
+
+def test_earliest_end_beats_earliest_start() -> None:
+    """A free slow GPU (B, 4 h) and a fast one busy for 1 h (A, 2 h): the task waits for A."""
+    nodes = [{"id": "n", "gpu_counts": {"A": 1, "B": 1}}]
+    tasks = [
+        {"id": "x", "duration_h": {"A": 1, "B": 9}, "allowed_types": ["A"]},
+        {"id": "y", "duration_h": {"A": 2, "B": 4}},
+    ]
+    sp = schedule_of(problem(tasks, nodes), [0, 0], [INF] * 2, [INF] * 2, [1, 1], [])
+    assign, start = list_schedule(sp, "fifo")
+    assert violations(sp, assign, start) == []
+    assert ends(sp, assign, start).tolist() == [1.0, 3.0]
+
+
+def test_optional_task_past_its_deadline_is_left_out_with_its_successor() -> None:
+    nodes = [{"id": "n", "gpu_counts": {"A": 1}}]
+    tasks = [
+        {"id": "a", "duration_h": {"A": 3, "B": 3}, "optional": True},
+        {"id": "b", "duration_h": {"A": 1, "B": 1}, "optional": True},
+        {"id": "c", "duration_h": {"A": 1, "B": 1}},
+    ]
+    sp = schedule_of(problem(tasks, nodes), [0, 0, 0], [2, INF, INF], [INF] * 3, [1, 1, 1], [(0, 1)])
+    assign, start = list_schedule(sp, "cp")
+    assert violations(sp, assign, start) == []
+    assert (assign[:2, 0] < 0).all() and np.isnan(start[:2]).all()
+    assert start[2] == 0.0
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_random_fleet_without_deadlines_places_everything_validly(rule: str) -> None:
+    sp = random_schedule(300, 12, seed=1, deadlines=False)
+    assign, start = list_schedule(sp, rule)
+    assert violations(sp, assign, start) == []
+    assert (assign[~sp.fleet.optional, 0] >= 0).all()
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_random_fleet_with_deadlines_breaks_no_rule_but_leaving_out(seed: int) -> None:
+    sp = random_schedule(300, 12, seed=seed, deadlines=True)
+    assign, start = best_of(sp)
+    assert only_required_left_out(violations(sp, assign, start))
+    placed = assign[:, 0] >= 0
+    assert placed.sum() > 0.5 * sp.n_tasks

@@ -39,6 +39,7 @@ exact, Python-level work is spent only where a node constraint binds.
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -469,9 +470,12 @@ def _effective_priority(sp: ScheduleProgram) -> np.ndarray:
     return pr
 
 
-def list_schedule(sp: ScheduleProgram, rule: str = "cp") -> tuple[np.ndarray, np.ndarray]:
+def list_schedule(
+    sp: ScheduleProgram, rule: str = "cp", deadline: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One serial list schedule by `rule` (module docstring): (assign [T, K], start [T], NaN where
-    left out)."""
+    left out). Past `deadline` (time.monotonic()) the tasks not yet placed are left out: the plan
+    is then partial, and `violations` names any required one."""
     f = sp.fleet
     keys = _rule_keys(sp, rule)
     prio = _effective_priority(sp)
@@ -486,7 +490,11 @@ def list_schedule(sp: ScheduleProgram, rule: str = "cp") -> tuple[np.ndarray, np
     st = _State(sp)
     need = must_place(sp)  # required tasks and their ancestors: never left out by choice
     dropped = np.zeros(sp.n_tasks, dtype=bool)
+    taken = 0
     while ready:
+        taken += 1
+        if deadline is not None and taken % 64 == 0 and time.monotonic() > deadline:
+            break
         _, _, t = heapq.heappop(ready)
         for b in succ[t]:
             waiting[b] -= 1

@@ -79,7 +79,7 @@ def solve_schedule(
     for rule in RULES:
         if best is not None and time.monotonic() >= started + LIST_SHARE * time_limit_s:
             break
-        assign, start = list_schedule(sp, rule)
+        assign, start = list_schedule(sp, rule, deadline=deadline - 0.05 * time_limit_s)
         key = (len(violations(sp, assign, start)), objective(sp, assign, start))
         stats[f"list_{rule}_objective"] = round(key[1], 6)
         if best is None or key < best[:2]:

@@ -28,7 +28,16 @@ from gpuplan.heuristics.list_schedule import RULES, list_schedule
 from gpuplan.models import Plan, Problem, Status
 from gpuplan.program.decode_fleet import decode_fleet
 from gpuplan.program.fleet import FleetCompiled
-from gpuplan.program.schedule import ScheduleProgram, lower_bound, objective, schedule_program, violations
+from gpuplan.program.schedule import (
+    ScheduleProgram,
+    fastest,
+    heads,
+    late_chain,
+    lower_bound,
+    objective,
+    schedule_program,
+    violations,
+)
 from gpuplan.status import OPTIMALITY_TOLERANCE, relative_gap
 
 #: Largest number of eligible (task, GPU) pairs for which auto runs the exact CP-SAT model.
@@ -67,6 +76,9 @@ def solve_schedule(
         )
     deadline = started + time_limit_s
     sp = schedule_program(c)
+    chain = late_chain(sp)
+    if chain:
+        return _late_plan(c, problem, sp, chain, solver, started)
     f = sp.fleet
     pairs = int((f.eligible_c @ f.usable_per_class()).sum())
     stats: dict[str, bool | int | float | str] = {"schedule_pairs": pairs}
@@ -145,6 +157,43 @@ def solve_schedule(
         stats=stats,
         message=message,
         start=start,
+    )
+    verify(plan, problem)
+    return plan
+
+
+def _late_plan(
+    c: FleetCompiled, problem: Problem, sp: ScheduleProgram, chain: list[int], solver: str, started: float
+) -> Plan:
+    """The infeasible plan when releases, durations and precedences alone make a task that must be
+    placed end after its deadline or the horizon; the message names the chain."""
+    from gpuplan.program.verify import verify
+
+    p_min = fastest(sp)
+    h = heads(sp, p_min)
+    ids = c.task_ids
+    links = [f"{ids[t]} ({p_min[t]:g} h)" for t in chain]
+    last = chain[-1]
+    first = chain[0]
+    message = (
+        f"task {ids[last]!r} cannot end by {sp.deadline[last]:g} h (its deadline_h or the horizon):"
+        f" {' -> '.join(links)}, from {ids[first]!r}'s release at {sp.release[first]:g} h at the fastest"
+        f" GPUs, ends at {h[last] + p_min[last]:g} h"
+    )
+    plan = decode_fleet(
+        c,
+        None,
+        Status.INFEASIBLE,
+        None,
+        solver="presolve",
+        phases=["presolve"],
+        requested=solver,
+        reason="releases, durations and precedences alone pass a deadline",
+        started=started,
+        warm=None,
+        incumbents=[],
+        stats={},
+        message=message,
     )
     verify(plan, problem)
     return plan

@@ -31,11 +31,13 @@ The exact test runs on the passing nodes, best first, over the node's few GPUs. 
 
 After each event's pass no waiting task fits anywhere; until the next end nothing frees up, and at
 the next end only the nodes it frees (*changed*) can take a waiting task. So at an event the
-waiting tasks are filtered against the changed nodes alone (the necessary test, vectorised over the
-waiting queue) and only those passing are tried, on the changed nodes only; new ready tasks are
-tried on every node. One event costs :math:`O(|\text{changed}| \cdot |\text{waiting}|)` numpy work
-plus :math:`O(N_t)` per try (N_t the task's candidate nodes); with E events and A tries
-:math:`O(E \log E + A N)` in all.
+waiting tasks are filtered against the changed nodes alone and only those passing are tried, on the
+changed nodes only; new ready tasks are tried on every node. The filter runs per *profile* (tasks
+alike in every demand, eligibility and spread group; `_profiles`), each holding its waiting ranks
+in a sorted list, and a profile that fits nowhere is skipped for the rest of the event. One event
+costs :math:`O(|\text{changed}| \cdot P)` numpy work (P profiles: 125 on the openb trace's 24,812
+pods) plus :math:`O(N_t)` per try (N_t the task's candidate nodes); with E events and A tries
+:math:`O(E (\log E + P) + A N)` in all.
 """
 
 from __future__ import annotations

@@ -45,9 +45,9 @@ def test_solve_equals_brute_force_on_tiny_schedules(data: dict) -> None:
     assert plan.objective == pytest.approx(best[0], rel=1e-6, abs=1e-6)
 
 
-def test_greedy_returns_a_list_schedule() -> None:
+def test_greedy_returns_an_event_or_list_schedule() -> None:
     plan = gpuplan.solve(json.loads(EXAMPLE.read_text()), solver="greedy", time_limit_s=5)
-    assert plan.solver == "greedy" and plan.phases[0].startswith("list schedule")
+    assert plan.solver == "greedy" and plan.phases[0].startswith(("event schedule", "list schedule"))
     assert plan.bound is not None and plan.bound <= plan.objective
 
 

@@ -27,6 +27,7 @@ for nothing; so the earliest unfinished task starts once the running tasks end a
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from gpuplan.executor.state import TERMINAL_TASK_STATES, ExecutorBase, TaskState
 
@@ -34,8 +35,9 @@ from gpuplan.executor.state import TERMINAL_TASK_STATES, ExecutorBase, TaskState
 #: counting a sliver as no overlap only makes a task wait longer, never overloads a GPU.
 OVERLAP_EPS_H = 1e-6
 
-#: Task states that hold, or will hold, a place on a resource.
+#: Task states that hold, or will hold, a place on a resource; those with a live attempt.
 _ACTIVE = ("queued", "starting", "running", "stopping")
+_LIVE = ("starting", "running", "stopping")
 
 
 def planned_together(a: TaskState, b: TaskState) -> bool:
@@ -57,6 +59,29 @@ def resources(task: TaskState) -> list[str]:
 
 def _key(task: TaskState) -> tuple[float, int]:
     return (0.0 if task.start_h is None else task.start_h, task.ord)
+
+
+def planned_on(tasks: Iterable[TaskState]) -> dict[str, list[TaskState]]:
+    """Resource -> the unfinished tasks placed on it."""
+    on: dict[str, list[TaskState]] = {}
+    for t in tasks:
+        if t.state in _ACTIVE:
+            for r in resources(t):
+                on.setdefault(r, []).append(t)
+    return on
+
+
+def held(task: TaskState, on: dict[str, list[TaskState]]) -> bool:
+    """Rule (c): on one of `task`'s resources, a task planned before it and not alongside it has not
+    ended, or a task running now is not planned alongside it. `on` is `planned_on` of the run's tasks."""
+    key = _key(task)
+    for r in resources(task):
+        for u in on.get(r, ()):
+            if u is task or u.state not in _ACTIVE or planned_together(task, u):
+                continue
+            if u.state in _LIVE or _key(u) < key:
+                return True
+    return False
 
 
 class SchedulingMixin(ExecutorBase):
@@ -87,7 +112,7 @@ class SchedulingMixin(ExecutorBase):
             return False
         share, mem = self._room()
         timed = self._timed()
-        on = self._planned_on() if timed else {}
+        on = planned_on(self.tasks.values()) if timed else {}
         order = sorted(queued, key=_key if timed else lambda t: (-t.priority, t.ord))
         now = time.time()
         # time-boxed, so sampling (fault detection) keeps its pace while a large plan launches
@@ -99,7 +124,7 @@ class SchedulingMixin(ExecutorBase):
                 return True
             if any(g in self.excluded or g not in self.device_of for g in t.gpus):
                 continue
-            if not self._ready(t, now) or (timed and self._held(t, on)):
+            if not self._ready(t, now) or (timed and held(t, on)):
                 continue
             fits = all(
                 share.get(g, 0.0) + t.share <= 1.0 + 1e-9
@@ -121,27 +146,6 @@ class SchedulingMixin(ExecutorBase):
             if pred is not None and pred.state != "done":
                 return False
         return task.release_h <= 0 or now >= self.epoch + task.release_h * self.settings.hour_s
-
-    def _planned_on(self) -> dict[str, list[TaskState]]:
-        """Resource -> the unfinished tasks placed on it."""
-        on: dict[str, list[TaskState]] = {}
-        for t in self.tasks.values():
-            if t.state in _ACTIVE:
-                for r in resources(t):
-                    on.setdefault(r, []).append(t)
-        return on
-
-    def _held(self, task: TaskState, on: dict[str, list[TaskState]]) -> bool:
-        """Rule (c): a task planned before `task` and not alongside it has not ended, or one running on
-        its resources is not planned alongside it."""
-        key = _key(task)
-        for r in resources(task):
-            for u in on.get(r, ()):
-                if u is task or planned_together(task, u):
-                    continue
-                if u.attempt is not None or (u.state in _ACTIVE and _key(u) < key):
-                    return True
-        return False
 
     def _block_successors(self) -> None:
         """Fail, without an attempt, the unstarted tasks whose predecessor failed for good or was left

@@ -7,12 +7,16 @@ must wait for another starts after that one wrote its last line, whatever the ma
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from exec_helpers import FAST, commands, make_executor, records, run, sim_fleet
+from exec_helpers import FAST, commands, make_executor, records, run, run_args, sim_fleet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -372,3 +376,29 @@ def test_a_task_waits_for_a_running_task_that_a_replan_put_after_it() -> None:
     assert not held(beside, planned_on([running, beside]))
     running.state = "done"
     assert not held(pending, planned_on([running, pending]))
+
+
+def test_gpuplan_run_takes_hour_seconds_for_releases(tmp_path: Path, out: Path) -> None:
+    """`gpuplan run --hour-seconds 0.5`: a task released at 1 h starts no earlier than 0.5 s into the
+    run (a lower bound: load only makes it later); 0 is refused (exit 2, naming the field)."""
+    problem = sched_problem(
+        [
+            {"id": "now", "gpu_share": 0.5, "work_h": 1},
+            {"id": "later", "gpu_share": 0.5, "work_h": 1, "release_h": 1},
+        ]
+    )
+    plan = sched_plan(problem)
+    (tmp_path / "problem.json").write_text(problem.model_dump_json())
+    (tmp_path / "plan.json").write_text(plan.model_dump_json())
+    (tmp_path / "commands.json").write_text(commands(plan, out, sleep=0.05).model_dump_json())
+    cli = [sys.executable, "-m", "gpuplan.cli", *run_args(tmp_path, "-q", "--sample-interval", "0.05")]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    bad = subprocess.run([*cli, "--hour-seconds", "0"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "hour_s" in bad.stderr, bad.stderr
+    done = subprocess.run(
+        [*cli, "--hour-seconds", "0.5"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["counts"] == {"done": 2}
+    epoch = json.loads(_db(tmp_path).execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0])
+    assert t_start(out, "later") >= epoch + 0.5

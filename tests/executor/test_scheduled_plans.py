@@ -402,3 +402,11 @@ def test_gpuplan_run_takes_hour_seconds_for_releases(tmp_path: Path, out: Path) 
     assert json.loads(done.stdout)["counts"] == {"done": 2}
     epoch = json.loads(_db(tmp_path).execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0])
     assert t_start(out, "later") >= epoch + 0.5
+
+
+def test_a_running_cpu_only_task_goes_into_the_replan_without_current_gpus() -> None:
+    """A CPU-only task takes no GPU, so it cannot be pinned by current_gpus (the model refuses even an
+    empty list): the re-plan problem used to fail to validate while one ran."""
+    problem = sched_problem([{"id": "g", "work_h": 1}, {"id": "etl", "gpus": 0, "cpu_cores": 1, "work_h": 1}])
+    rp = build_problem(problem, running={"etl": []}, pending=["g"], excluded=set(), migration_cost=10)
+    assert {t.id: t.current_gpus for t in rp.tasks} == {"g": None, "etl": None}

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,9 @@ def test_a_restarted_head_resumes_in_order_without_starting_a_task_twice(
     ex.close()
     monkeypatch.setattr(Executor, "_mark_running", real)
     assert not records(out, second, "starts")
+    deadline = time.monotonic() + 10
+    while not records(out, first, "starts") and time.monotonic() < deadline:
+        time.sleep(0.01)  # its wrapper claimed the attempt and started it: the new executor adopts it
     result = run(make_executor(tmp_path, problem, plan, spec, sim_fleet()))
     assert result.counts == {"done": 4}, result.tasks
     assert all(len(records(out, k, "starts")) == 1 for k in "xyzw")

@@ -201,6 +201,17 @@ class _ScheduleModel:
     def _interval(self, t: int, lit: Any, name: str) -> Any:
         return self.m.new_optional_interval_var(self.s[t], self.p[t], self.e[t], lit, name)
 
+    def _gpu_interval(self, i: int, g: int) -> Any:
+        """Task x's interval on GPU g: of the fixed size the task takes there when it runs alone on
+        it (one GPU: its duration on g's class), which propagates far better than the task's
+        variable duration; a gang's GPUs all hold it for the gang's (slowest) duration."""
+        mm = self.mm
+        t = mm.xt[i]
+        if self.sp.fleet.gang[t] == 1 and not isinstance(self.p[t], int):
+            d = int(self.time.dur[t, self.sp.fleet.gpu_class[g]])
+            return self.m.new_optional_fixed_size_interval_var(self.s[t], d, mm.x[i], f"I{t},{g}")
+        return self._interval(t, mm.x[i], f"I{t},{g}")
+
     def _gpus(self) -> None:
         """Share and memory per GPU at every instant: NoOverlap when any two candidates clash."""
         f, mm, m = self.sp.fleet, self.mm, self.m
@@ -216,7 +227,7 @@ class _ScheduleModel:
             ids = [i for i in ids if share[i] <= cap and need[i] <= mem.cap[g] and (share[i] or need[i])]
             if len(ids) < 2:
                 continue
-            ivs = [self._interval(mm.xt[i], mm.x[i], f"I{mm.xt[i]},{g}") for i in ids]
+            ivs = [self._gpu_interval(i, g) for i in ids]
             sh = sorted(share[i] for i in ids)
             me = sorted(need[i] for i in ids)
             if sh[0] + sh[1] > cap or me[0] + me[1] > mem.cap[g]:

@@ -64,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "migration_cost": args.migration_cost,
         "workers": args.workers,
         "seed": args.seed,
+        "hour_s": args.hour_seconds,
     }
     settings = validated(Settings, {k: v for k, v in knobs.items() if v is not None}, "settings")
     try:
@@ -157,6 +158,11 @@ def add_commands(sub: Any) -> None:
     r.add_argument("--migration-cost", type=float, help="migration cost that keeps running tasks in place")
     r.add_argument("--workers", type=int, help="optimizer threads for re-plans")
     r.add_argument("--seed", type=int)
+    r.add_argument(
+        "--hour-seconds",
+        type=float,
+        help="wall-clock seconds per planned hour: releases and re-plans of a scheduled plan (default 3600)",
+    )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("status", help="print the executor's run status as JSON")

@@ -14,6 +14,7 @@ from typing import Any
 
 from gpuplan.cli.exit_codes import EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_OK
 from gpuplan.cli.jsonio import _write, load_json, load_problem
+from gpuplan.cli.timeline import timeline
 from gpuplan.errors import InputError
 
 
@@ -104,6 +105,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         raise format_validation_error(exc) from None
     print(plan.summary())
+    bars = timeline(plan)
+    if bars is not None:  # a scheduled plan: when each task runs, per GPU
+        print()
+        print(bars)
     return EXIT_OK
 
 
@@ -124,7 +129,7 @@ def add_commands(sub: Any) -> None:
     sc = sub.add_parser("schema", help="print the JSON Schema of a problem, plan or matrix")
     sc.add_argument("which", choices=["problem", "plan", "matrix"])
     sc.set_defaults(func=cmd_schema)
-    sh = sub.add_parser("show", help="print a readable summary of a plan file")
+    sh = sub.add_parser("show", help="print a plan's summary (and, when scheduled, a timeline per GPU)")
     sh.add_argument("plan")
     sh.set_defaults(func=cmd_show)
 

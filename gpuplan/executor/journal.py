@@ -1,11 +1,12 @@
 """The executor's journal: SQLite in WAL mode, the single source of truth for a run.
 
 Tables: `meta` (the run: problem, plan, commands, settings, state), `tasks` (one row per task: state,
-GPUs, failures), `attempts` (one row per attempt: state, pid, directory, exit code), `leases` (one row
-per GPU per attempt: allocated -> running -> released | failed), `gpus` (excluded GPUs and why) and
-`events` (every decision with its reason). Each state change is one transaction, committed with
-`synchronous=FULL` before the executor acts on it (an attempt is recorded as `starting` before its
-process is spawned), so a killed executor finds on restart everything it had decided.
+GPUs, failures; node, planned start and end for a scheduled plan), `attempts` (one row per attempt:
+state, pid, directory, exit code), `leases` (one row per GPU per attempt: allocated -> running ->
+released | failed), `gpus` (excluded GPUs and why) and `events` (every decision with its reason).
+Each state change is one transaction, committed with `synchronous=FULL` before the executor acts on
+it (an attempt is recorded as `starting` before its process is spawned), so a killed executor finds
+on restart everything it had decided.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY, ord INTEGER NOT NULL, state TEXT NOT NULL, gpus TEXT NOT NULL,
     failures INTEGER NOT NULL DEFAULT 0, moves INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
-    updated REAL NOT NULL);
+    updated REAL NOT NULL, start_h REAL, end_h REAL, node TEXT);
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, task TEXT NOT NULL, n INTEGER NOT NULL, gpus TEXT NOT NULL,
     state TEXT NOT NULL, pid INTEGER, dir TEXT NOT NULL, log TEXT NOT NULL, t_start REAL NOT NULL,
@@ -41,6 +42,10 @@ CREATE TABLE IF NOT EXISTS events (
     reason TEXT NOT NULL, data TEXT);
 """
 
+#: Task columns added after the first schema (name, SQL type): the planned times (hours from the run's
+#: start) and the node of a scheduled plan.
+TASK_COLUMNS_ADDED = (("start_h", "REAL"), ("end_h", "REAL"), ("node", "TEXT"))
+
 #: Attempt states in which a process may exist.
 LIVE_ATTEMPT_STATES = ("starting", "running", "stopping")
 
@@ -57,9 +62,18 @@ class Journal:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=30000")
         self.db.executescript(SCHEMA)
+        self._add_columns()
         self.on_event = on_event
         self._pending: list[dict[str, Any]] = []
         self._depth = 0
+
+    def _add_columns(self) -> None:
+        """Give a journal written before scheduled plans the task columns added since (a resumed old
+        run reads them as NULL: no planned times, an unscheduled plan)."""
+        have = {r["name"] for r in self.db.execute("PRAGMA table_info(tasks)").fetchall()}
+        for name, kind in TASK_COLUMNS_ADDED:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         """Close the connection."""

@@ -36,6 +36,12 @@ class RecoveryMixin(ExecutorBase):
                 memory_gb=t.gpu_memory_gb if t else 0.0,
                 priority=t.priority if t else 0,
                 cpu_only=bool(t and t.gpus == 0),
+                start_h=r["start_h"],
+                end_h=r["end_h"],
+                node=r["node"],
+                after=tuple(t.after) if t else (),
+                release_h=t.release_h if t else 0.0,
+                uses_node=bool(t and (t.cpu_cores > 0 or t.memory_gb > 0 or t.anti_affinity)),
             )
         self.excluded = {
             r["id"]: (r["state"], r["reason"])

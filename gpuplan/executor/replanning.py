@@ -2,7 +2,9 @@
 cost, excluded GPUs left out) and apply the result: moves, queueing, waiting.
 
 The re-plan problem itself is built by `replan`; this module decides when to call it and how the
-executor's tasks follow its answer.
+executor's tasks follow its answer. For a scheduled plan the re-plan's time zero is now: its planned
+times, shifted by the hours elapsed since the run started, replace those of every task it covers
+(running tasks included), so the launch rule (`scheduling`) compares times of one plan.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class ReplanningMixin(ExecutorBase):
         from gpuplan.executor.replan import replan
 
         self._replan_needed = False
+        self._block_successors()  # a successor of a failed task must not be re-planned without it
         running = {t.id: list(t.attempt.gpus) for t in self.tasks.values() if t.attempt is not None}
         pending = [t.id for t in self.tasks.values() if t.state in ("queued", "waiting")]
         if not pending:
@@ -34,6 +37,7 @@ class ReplanningMixin(ExecutorBase):
             return
         started = time.monotonic()
         s = self.settings
+        elapsed_h = max(0.0, time.time() - self.epoch) / s.hour_s
         result = replan(
             self.problem,
             running=running,
@@ -44,6 +48,7 @@ class ReplanningMixin(ExecutorBase):
             time_limit_s=s.replan_time_limit_s,
             workers=s.workers,
             seed=s.seed,
+            elapsed_h=elapsed_h,
         )
         plan = result.plan
         took = time.monotonic() - started
@@ -58,7 +63,19 @@ class ReplanningMixin(ExecutorBase):
                 + (" (pending tasks made optional)" if result.relaxed else ""),
                 data={"solve_s": round(took, 4), "status": plan.status.value, "relaxed": result.relaxed},
             )
-            placed = {a.task: a.gpus for a in plan.assignments} if plan.status.has_solution else {}
+            by_task = {a.task: a for a in plan.assignments} if plan.status.has_solution else {}
+            placed = {tid: a.gpus for tid, a in by_task.items()}
+            for tid in [*running, *pending]:  # the new plan's times and node, from the run's start
+                a = by_task.get(tid)
+                task = self.tasks[tid]
+                if a is None:
+                    continue
+                if tid in pending or set(a.gpus) != set(running[tid]):
+                    task.node = a.node  # a running task stays on its node unless the plan moves it
+                if a.start_h is None or a.end_h is None:
+                    self._set_times(task, None, None)
+                else:
+                    self._set_times(task, elapsed_h + a.start_h, elapsed_h + a.end_h)
             for tid in pending:
                 task = self.tasks[tid]
                 if tid in placed:
@@ -73,6 +90,7 @@ class ReplanningMixin(ExecutorBase):
                         (u.reason for u in plan.unassigned if u.task == tid), plan.message or "no plan"
                     )
                     task.gpus = []
+                    task.start_h = task.end_h = None
                     self._set_task(task, "waiting", reason)
                     j.event("wait", f"no GPU for now: {reason}", task=tid)
             for tid, gpus in running.items():

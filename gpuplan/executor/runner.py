@@ -187,14 +187,26 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
             j.set("spec", self.spec.model_dump(mode="json"))
             j.set("settings", self.settings.model_dump(mode="json"))
             j.set("state", "running")
-            placed = {a.task: a.gpus for a in self.plan.assignments}
+            by_task = {a.task: a for a in self.plan.assignments}
             order = [a.task for a in self.plan.assignments] + [u.task for u in self.plan.unassigned]
             reasons = {u.task: u.reason for u in self.plan.unassigned}
             for k, tid in enumerate(order):
-                state = "queued" if tid in placed else "skipped"
+                a = by_task.get(tid)
+                state = "queued" if a is not None else "skipped"
                 j.exec(
-                    "INSERT INTO tasks(id, ord, state, gpus, reason, updated) VALUES(?, ?, ?, ?, ?, ?)",
-                    (tid, k, state, json.dumps(placed.get(tid, [])), reasons.get(tid, ""), now),
+                    "INSERT INTO tasks(id, ord, state, gpus, reason, updated, start_h, end_h, node)"
+                    " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        tid,
+                        k,
+                        state,
+                        json.dumps(a.gpus if a else []),
+                        reasons.get(tid, ""),
+                        now,
+                        a.start_h if a else None,
+                        a.end_h if a else None,
+                        a.node if a else None,
+                    ),
                 )
                 if state == "skipped":
                     j.event("skip", f"left out by the plan: {reasons[tid]}", task=tid)
@@ -202,7 +214,7 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
                 j.exec("INSERT INTO gpus(id, state, reason, t) VALUES(?, ?, ?, ?)", (gid, "remote", "", now))
             j.event(
                 "run",
-                f"plan {self.hash}: {len(placed)} tasks on {len(self.device_of)} local GPUs "
+                f"plan {self.hash}: {len(by_task)} tasks on {len(self.device_of)} local GPUs "
                 f"({self.backend.name} backend)",
             )
         self._load()

@@ -126,6 +126,13 @@ class Settings(_Strict):
     )
     workers: int | None = Field(default=None, ge=1, description="Optimizer threads for re-plans.")
     seed: int = Field(default=0, ge=0)
+    hour_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Wall-clock seconds per planned hour: a scheduled task's release_h is honoured as 'not"
+        " before the run's start + release_h x hour_s', and re-plans shift times by the hours elapsed."
+        " Tests shrink it so planned hours take a fraction of a second.",
+    )
 
     @field_validator("replan_solver")
     @classmethod

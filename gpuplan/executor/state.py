@@ -67,6 +67,14 @@ class TaskState:
     memory_gb: float = 0.0
     priority: int = 0
     cpu_only: bool = False  # gpus 0: placed with no GPU (an empty `gpus` is its placement)
+    # scheduled plans: planned start and end in hours from the run's start (None: no planned time),
+    # the node the plan put it on, its precedences and release (see `scheduling`)
+    start_h: float | None = None
+    end_h: float | None = None
+    node: str | None = None
+    after: tuple[str, ...] = ()
+    release_h: float = 0.0
+    uses_node: bool = False  # takes CPU cores or host memory, or has an anti-affinity group
 
     @property
     def placed(self) -> bool:
@@ -106,6 +114,7 @@ class ExecutorBase:
     _tasks_by_id: dict[str, Task]
     tasks: dict[str, TaskState]
     excluded: dict[str, tuple[str, str]]
+    epoch: float
     _gpu_memory: dict[str, float]
     _ecc_base: dict[str, int]
     _replan_needed: bool
@@ -134,8 +143,28 @@ class ExecutorBase:
         if state not in ("starting", "running", "stopping"):
             task.attempt = None
         self.journal.exec(
-            "UPDATE tasks SET state=?, gpus=?, failures=?, moves=?, reason=?, updated=? WHERE id=?",
-            (state, json.dumps(task.gpus), task.failures, task.moves, reason, time.time(), task.id),
+            "UPDATE tasks SET state=?, gpus=?, failures=?, moves=?, reason=?, updated=?, start_h=?, end_h=?,"
+            " node=? WHERE id=?",
+            (
+                state,
+                json.dumps(task.gpus),
+                task.failures,
+                task.moves,
+                reason,
+                time.time(),
+                task.start_h,
+                task.end_h,
+                task.node,
+                task.id,
+            ),
+        )
+
+    def _set_times(self, task: TaskState, start_h: float | None, end_h: float | None) -> None:
+        """Record a task's planned start and end (hours from the run's start) and its node, without
+        changing its state."""
+        task.start_h, task.end_h = start_h, end_h
+        self.journal.exec(
+            "UPDATE tasks SET start_h=?, end_h=?, node=? WHERE id=?", (start_h, end_h, task.node, task.id)
         )
 
     def _mark_running(self, a: Attempt) -> None:

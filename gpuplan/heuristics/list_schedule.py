@@ -39,6 +39,7 @@ exact, Python-level work is spent only where a node constraint binds.
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -436,7 +437,8 @@ class _State:
         )
 
 
-def _rule_keys(sp: ScheduleProgram, rule: str) -> np.ndarray:
+def rule_keys(sp: ScheduleProgram, rule: str) -> np.ndarray:
+    """float [T]: each task's key under `rule` (module docstring); smaller goes first."""
     p_min = fastest(sp)
     if rule == "spt":
         return p_min
@@ -457,7 +459,7 @@ def _rule_keys(sp: ScheduleProgram, rule: str) -> np.ndarray:
     raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
 
 
-def _effective_priority(sp: ScheduleProgram) -> np.ndarray:
+def effective_priority(sp: ScheduleProgram) -> np.ndarray:
     """A task's priority, or the highest of its descendants' when higher."""
     pr = np.array(sp.fleet.priority, dtype=np.int64)
     succ: list[list[int]] = [[] for _ in range(sp.n_tasks)]
@@ -469,12 +471,15 @@ def _effective_priority(sp: ScheduleProgram) -> np.ndarray:
     return pr
 
 
-def list_schedule(sp: ScheduleProgram, rule: str = "cp") -> tuple[np.ndarray, np.ndarray]:
+def list_schedule(
+    sp: ScheduleProgram, rule: str = "cp", deadline: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """One serial list schedule by `rule` (module docstring): (assign [T, K], start [T], NaN where
-    left out)."""
+    left out). Past `deadline` (time.monotonic()) the tasks not yet placed are left out: the plan
+    is then partial, and `violations` names any required one."""
     f = sp.fleet
-    keys = _rule_keys(sp, rule)
-    prio = _effective_priority(sp)
+    keys = rule_keys(sp, rule)
+    prio = effective_priority(sp)
     preds: list[list[int]] = [[] for _ in range(sp.n_tasks)]
     succ: list[list[int]] = [[] for _ in range(sp.n_tasks)]
     for a, b in sp.pred.reshape(-1, 2).tolist():
@@ -486,7 +491,11 @@ def list_schedule(sp: ScheduleProgram, rule: str = "cp") -> tuple[np.ndarray, np
     st = _State(sp)
     need = must_place(sp)  # required tasks and their ancestors: never left out by choice
     dropped = np.zeros(sp.n_tasks, dtype=bool)
+    taken = 0
     while ready:
+        taken += 1
+        if deadline is not None and taken % 64 == 0 and time.monotonic() > deadline:
+            break
         _, _, t = heapq.heappop(ready)
         for b in succ[t]:
             waiting[b] -= 1
@@ -523,4 +532,4 @@ def best_of(sp: ScheduleProgram, rules: Sequence[str] = RULES) -> tuple[np.ndarr
     return best[1], best[2]
 
 
-__all__ = ["RULES", "best_of", "list_schedule"]
+__all__ = ["RULES", "best_of", "effective_priority", "list_schedule", "rule_keys"]

@@ -205,6 +205,28 @@ def heads(sp: ScheduleProgram, p_min: np.ndarray) -> np.ndarray:
     return h
 
 
+def late_chain(sp: ScheduleProgram) -> list[int]:
+    """A chain that proves the program infeasible: a task that must be placed whose earliest end
+    (its head plus its fastest duration) passes its latest end, with the predecessors that set its
+    head, first to last; [] when there is none. Each link is the predecessor whose earliest end
+    equals the next task's head."""
+    p_min = fastest(sp)
+    h = heads(sp, p_min)
+    late = must_place(sp) & (h + p_min > sp.deadline * (1 + 1e-9) + 1e-9)
+    if not late.any():
+        return []
+    by_b: list[list[int]] = [[] for _ in range(sp.n_tasks)]
+    for a, b in sp.pred.reshape(-1, 2).tolist():
+        by_b[b].append(a)
+    chain = [int(np.flatnonzero(late)[0])]
+    while True:
+        t = chain[-1]
+        if h[t] <= sp.release[t] or not by_b[t]:
+            break
+        chain.append(max(by_b[t], key=lambda a: h[a] + p_min[a]))
+    return chain[::-1]
+
+
 def must_place(sp: ScheduleProgram) -> np.ndarray:
     """bool [T]: :math:`R^*`, the required tasks and every ancestor of one."""
     need = ~np.asarray(sp.fleet.optional, dtype=bool)
@@ -369,6 +391,7 @@ __all__ = [
     "ends",
     "fastest",
     "heads",
+    "late_chain",
     "lower_bound",
     "must_place",
     "objective",

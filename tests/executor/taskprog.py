@@ -3,7 +3,8 @@
     python taskprog.py OUT_DIR [--sleep S] [--expect UUIDS] [--fail CODE]
 
 Appends one JSON line to OUT_DIR/<task>.starts when it starts and to OUT_DIR/<task>.done when it
-finishes, with CUDA_VISIBLE_DEVICES, the attempt and what it found in its checkpoint directory.
+finishes, with CUDA_VISIBLE_DEVICES, the attempt, what it found in its checkpoint directory and the
+wall time `t` of that moment.
 With --expect, exits 3 when CUDA_VISIBLE_DEVICES differs. With --fail, exits CODE after sleeping.
 """
 
@@ -33,6 +34,7 @@ def main() -> int:
         with open(path, "w") as fh:
             fh.write(f"attempt {os.environ['GPUPLAN_ATTEMPT']} on {cvd}")
     record = {"task": task, "cvd": cvd, "attempt": os.environ.get("GPUPLAN_ATTEMPT"), "checkpoint": found}
+    record["t"] = time.time()
     with open(os.path.join(args.out, f"{task}.starts"), "a") as fh:
         fh.write(json.dumps(record) + "\n")
     if args.expect is not None and cvd != args.expect:
@@ -42,6 +44,7 @@ def main() -> int:
     if args.fail:
         print(f"failing on purpose with {args.fail}", file=sys.stderr)
         return args.fail
+    record["t"] = time.time()
     with open(os.path.join(args.out, f"{task}.done"), "a") as fh:
         fh.write(json.dumps(record) + "\n")
     return 0

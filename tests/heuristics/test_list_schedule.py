@@ -125,3 +125,28 @@ def test_random_fleet_with_deadlines_breaks_no_rule_but_leaving_out(seed: int) -
     assert only_required_left_out(violations(sp, assign, start))
     placed = assign[:, 0] >= 0
     assert placed.sum() > 0.5 * sp.n_tasks
+
+
+def test_past_its_deadline_the_list_schedule_leaves_the_rest_out() -> None:
+    """A deadline already passed stops the schedule after its first clock check (64 tasks): the
+    plan is partial and `violations` names the required tasks left out (no timing involved)."""
+    import time
+
+    from gpuplan.heuristics.list_schedule import list_schedule
+    from gpuplan.program.schedule import violations
+    from tests.strategies import schedule_of
+
+    n = 200
+    problem = {
+        "gpu_types": [{"name": "A", "memory_gb": 40}],
+        "nodes": [{"id": "n", "gpu_counts": {"A": 4}}],
+        "tasks": [{"id": f"t{i}", "work_h": 1} for i in range(n)],
+    }
+    inf = float("inf")
+    sp = schedule_of(problem, [0.0] * n, [inf] * n, [inf] * n, [1.0] * n, [], (1.0, 0.0, 0.0))
+    assign, start = list_schedule(sp, "spt", deadline=time.monotonic() - 1.0)
+    placed = int((assign[:, 0] >= 0).sum())
+    assert placed == 63
+    assert any("required task" in v for v in violations(sp, assign, start))
+    full, _ = list_schedule(sp, "spt")
+    assert int((full[:, 0] >= 0).sum()) == n

@@ -45,9 +45,9 @@ def test_solve_equals_brute_force_on_tiny_schedules(data: dict) -> None:
     assert plan.objective == pytest.approx(best[0], rel=1e-6, abs=1e-6)
 
 
-def test_greedy_returns_a_list_schedule() -> None:
+def test_greedy_returns_an_event_or_list_schedule() -> None:
     plan = gpuplan.solve(json.loads(EXAMPLE.read_text()), solver="greedy", time_limit_s=5)
-    assert plan.solver == "greedy" and plan.phases[0].startswith("list schedule")
+    assert plan.solver == "greedy" and plan.phases[0].startswith(("event schedule", "list schedule"))
     assert plan.bound is not None and plan.bound <= plan.objective
 
 
@@ -74,3 +74,24 @@ def test_left_out_successor_names_its_predecessor() -> None:
     assert "cannot end by 2 h" in why["a"]
     (c,) = plan.assignments
     assert c.start_h == pytest.approx(1.0) and plan.stats["criterion_makespan"] == pytest.approx(2.0)
+
+
+def test_a_chain_past_its_deadline_is_infeasible_with_the_chain_named() -> None:
+    """prep (2 h) -> train (3 h) -> eval (1 h) from a release at 1 h cannot end by 6 h: infeasible
+    at once, the message naming the chain and where it ends."""
+    data = {
+        "gpu_types": [{"name": "A", "memory_gb": 40}],
+        "nodes": [{"id": "n", "gpu_counts": {"A": 2}}],
+        "tasks": [
+            {"id": "prep", "work_h": 2, "release_h": 1},
+            {"id": "train", "work_h": 3, "after": ["prep"]},
+            {"id": "eval", "work_h": 1, "after": ["train"], "deadline_h": 6},
+            {"id": "other", "work_h": 1},
+        ],
+    }
+    plan = gpuplan.solve(data, time_limit_s=5)
+    assert plan.status is Status.INFEASIBLE and plan.solver == "presolve"
+    assert plan.message == (
+        "task 'eval' cannot end by 6 h (its deadline_h or the horizon): prep (2 h) -> train (3 h) ->"
+        " eval (1 h), from 'prep''s release at 1 h at the fastest GPUs, ends at 7 h"
+    )

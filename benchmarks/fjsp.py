@@ -4,7 +4,8 @@
         --out benchmarks/results/fjsp-30s.jsonl
     python -m benchmarks.fjsp --markdown benchmarks/results/fjsp-30s.jsonl
 
-Each instance (`benchmarks.fjspdata`: a job is a chain of tasks, a machine one GPU of its own type)
+Each instance (`benchmarks.fjspdata`: a job is a chain of tasks, a machine one GPU of its own type;
+`--scale 1,2,4` adds k disjoint copies of it, whose optimal makespan is the original's)
 is solved by `gpuplan solve` on its problem JSON, and by the model a user would write with CP-SAT
 (`python -m benchmarks.fjsp cpsat FILE T W SEED`: one optional interval per (operation, machine),
 exactly one per operation, NoOverlap per machine, job order, minimise the makespan; no hint and no
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import kill_after, run_timed
-from benchmarks.fjspdata import FjspInstance, load_instances, read_fjsp, to_problem
+from benchmarks.fjspdata import FjspInstance, load_instances, read_fjsp, scaled, to_problem
 from benchmarks.run_gap import cpu_model, git_commit, nproc
 
 REPO = Path(__file__).resolve().parent.parent
@@ -281,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=30.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scale", default="1", help="comma-separated copies of each instance, e.g. 1,2,4")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--data", type=Path, help="the shared folder (default: <repo>/../shared)")
     ap.add_argument("--out", type=Path, help="results file (.jsonl); the report goes beside it (.md)")
@@ -293,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.methods) - set(METHODS)
     if unknown:
         ap.error(f"--methods: unknown {', '.join(sorted(unknown))} (choose {', '.join(METHODS)})")
-    insts = load_instances(args.data, args.names.split(",") if args.names else None)
+    base = load_instances(args.data, args.names.split(",") if args.names else None)
+    insts = [scaled(i, int(k)) for k in args.scale.split(",") for i in base]
     head = {
         "command": "python -m benchmarks.fjsp " + " ".join(argv),
         "commit": git_commit(),
@@ -303,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         "time_limit": args.time_limit,
         "workers": args.workers,
         "seed": args.seed,
+        "scale": args.scale,
     }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

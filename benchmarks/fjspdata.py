@@ -91,6 +91,18 @@ def load_instances(override: Path | None = None, names: list[str] | None = None)
     return out
 
 
+def scaled(inst: FjspInstance, k: int) -> FjspInstance:
+    """k disjoint copies of the instance (copy j's machines numbered from j x machines): a program k
+    times as large whose optimal makespan, and so its listed bounds, are the original's."""
+    if k < 1:
+        raise ValueError(f"scale must be >= 1 (got {k})")
+    jobs = [
+        [[(m + j * inst.machines, p) for m, p in op] for op in job] for j in range(k) for job in inst.jobs
+    ]
+    name = inst.name if k == 1 else f"{inst.name}x{k}"
+    return FjspInstance(name, inst.machines * k, jobs, inst.optimum, inst.lower, inst.upper)
+
+
 def to_problem(inst: FjspInstance, time_limit_s: float = 30.0, workers: int = 2) -> dict[str, Any]:
     """The instance as a gpuplan Problem (JSON-able dict): one GPU type and node per machine, one task
     per operation with its durations by type and `after` its job's previous operation; minimise the
@@ -116,4 +128,4 @@ def to_problem(inst: FjspInstance, time_limit_s: float = 30.0, workers: int = 2)
     }
 
 
-__all__ = ["FjspInstance", "fjsp_dir", "load_instances", "read_fjsp", "to_problem"]
+__all__ = ["FjspInstance", "fjsp_dir", "load_instances", "read_fjsp", "scaled", "to_problem"]

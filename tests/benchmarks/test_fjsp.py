@@ -75,3 +75,15 @@ def test_instances_load_with_their_bounds() -> None:
     assert len(insts) == 19
     assert insts["mk01"].optimum == 40 and insts["mk01"].operations == 55
     assert (insts["mk10"].lower, insts["mk10"].upper) == (175, 197)
+
+
+def test_scaled_copies_are_disjoint_and_keep_the_bounds() -> None:
+    from benchmarks.fjspdata import scaled
+
+    two = scaled(TINY, 2)
+    assert two.name == "tinyx2" and two.machines == 4 and len(two.jobs) == 4
+    assert two.jobs[2] == [[(2, 3), (3, 5)], [(3, 2)]]  # copy 1 on machines 2 and 3
+    res = solve_plain_cpsat(two, 5.0, 1, 0)
+    assert res["objective"] == 5 and check_schedule(two, res["schedule"])[0] == "ok"
+    with pytest.raises(ValueError, match="scale must be >= 1"):
+        scaled(TINY, 0)

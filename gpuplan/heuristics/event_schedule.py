@@ -49,8 +49,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gpuplan.heuristics.list_schedule import RULES, effective_priority, rule_keys
-from gpuplan.program.schedule import ScheduleProgram, fastest, must_place, objective, violations
+from gpuplan.heuristics.list_schedule import RULES, best_of, effective_priority, rule_keys
+from gpuplan.program.schedule import ScheduleProgram, fastest, must_place
 
 _TOL = 5e-10  # capacity tolerance: half the verifier's, so accumulated float error stays within it
 _TIME_TOL = 5e-10  # an end may pass a deadline by this (relative), half the verifier's
@@ -434,16 +434,8 @@ def event_schedule(
 def best_event_schedule(
     sp: ScheduleProgram, rules: Sequence[str] = RULES, deadline: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The best parallel schedule over `rules`: fewest broken rules, then the least objective."""
-    best: tuple[tuple[int, float], np.ndarray, np.ndarray] | None = None
-    for rule in rules:
-        assign, start = event_schedule(sp, rule, deadline)
-        key = (len(violations(sp, assign, start)), objective(sp, assign, start))
-        if best is None or key < best[0]:
-            best = (key, assign, start)
-    if best is None:
-        raise ValueError("best_event_schedule needs at least one rule")
-    return best[1], best[2]
+    """The best parallel schedule over `rules`, by `list_schedule.rank`."""
+    return best_of(sp, rules, event_schedule, deadline)
 
 
 __all__ = ["best_event_schedule", "event_schedule"]

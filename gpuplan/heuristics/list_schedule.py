@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -518,13 +518,26 @@ def list_schedule(
     return st.assign, st.start
 
 
-def best_of(sp: ScheduleProgram, rules: Sequence[str] = RULES) -> tuple[np.ndarray, np.ndarray]:
-    """The best list schedule over `rules`: fewest broken rules (required tasks left out), then the
-    least objective."""
+def rank(sp: ScheduleProgram, assign: np.ndarray, start: np.ndarray) -> tuple[int, float]:
+    """How schedules compare: fewest broken rules (required tasks left out), then least objective."""
+    return len(violations(sp, assign, start)), objective(sp, assign, start)
+
+
+Scheme = Callable[[ScheduleProgram, str, "float | None"], tuple[np.ndarray, np.ndarray]]
+
+
+def best_of(
+    sp: ScheduleProgram,
+    rules: Sequence[str] = RULES,
+    scheme: Scheme | None = None,
+    deadline: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best schedule of `scheme` (default: the serial list schedule) over `rules`, by `rank`."""
+    run = list_schedule if scheme is None else scheme
     best: tuple[tuple[int, float], np.ndarray, np.ndarray] | None = None
     for rule in rules:
-        assign, start = list_schedule(sp, rule)
-        key = (len(violations(sp, assign, start)), objective(sp, assign, start))
+        assign, start = run(sp, rule, deadline)
+        key = rank(sp, assign, start)
         if best is None or key < best[0]:
             best = (key, assign, start)
     if best is None:
@@ -532,4 +545,4 @@ def best_of(sp: ScheduleProgram, rules: Sequence[str] = RULES) -> tuple[np.ndarr
     return best[1], best[2]
 
 
-__all__ = ["RULES", "best_of", "effective_priority", "list_schedule", "rule_keys"]
+__all__ = ["RULES", "best_of", "effective_priority", "list_schedule", "rank", "rule_keys"]

@@ -40,8 +40,8 @@ class Objective(Spec):
     """The objective. Priorities always come first; then the chosen criterion.
 
     Criteria: 'cost' (GPU-hours x price, plus migration and data transfer costs), 'energy' (GPU power x
-    GPU-hours x energy price), 'balance' (the largest GPU utilization, in [0, 1]; in a scheduled
-    problem, the largest sum of shares a GPU carries at any instant), 'gpus_used' and 'nodes_used'
+    GPU-hours x energy price), 'balance' (the largest GPU utilization, in [0, 1]; refused in a
+    scheduled problem, where a GPU's use changes over time), 'gpus_used' and 'nodes_used'
     (consolidation: fewer busy GPUs or nodes, less fragmentation), 'placed' (the requested amount
     left unplaced, for overloaded fleets: every optional task counts by `placed_weight`). Time
     criteria (they make the problem scheduled): 'makespan' (the latest end of a placed task, in
@@ -51,19 +51,7 @@ class Objective(Spec):
     one only among the optima of those before it.
     """
 
-    kind: Literal[
-        "cost",
-        "energy",
-        "balance",
-        "gpus_used",
-        "nodes_used",
-        "placed",
-        "makespan",
-        "completion_time",
-        "tardiness",
-        "weighted",
-        "lexicographic",
-    ] = Field(
+    kind: Literal[TermKind, "weighted", "lexicographic"] = Field(
         default="cost",
         description="The criterion, or 'weighted' / 'lexicographic' over `terms`. 'makespan', "
         "'completion_time' and 'tardiness' are time criteria: they schedule the tasks (start times).",

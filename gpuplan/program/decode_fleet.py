@@ -10,6 +10,7 @@ import numpy as np
 
 from gpuplan.models import Assignment, GPUUsage, Incumbent, Matrix, Plan, Scaling, Status, Unassigned
 from gpuplan.program.fleet import FleetCompiled, FleetProgram
+from gpuplan.program.schedule import peak_levels
 from gpuplan.status import settle
 
 
@@ -284,26 +285,33 @@ def peak_use(
     p: FleetProgram, assign: np.ndarray, start: np.ndarray, end: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per GPU, the largest sum of shares and of GPU memory over the tasks running at any instant
-    (intervals [start, end): a task ending when another starts does not overlap it). One sweep over
-    the sorted start and end events, O(n log n)."""
+    (`schedule.peak_levels`: a task ending when another starts does not overlap it)."""
     t_idx, k_idx = np.nonzero(assign >= 0)
     g = assign[t_idx, k_idx]
-    share, mem = np.zeros(p.n_gpus), np.zeros(p.n_gpus)
-    if not g.size:
-        return share, mem
-    when = np.r_[start[t_idx], end[t_idx]]
-    sign = np.r_[np.ones(g.size), -np.ones(g.size)]
-    gpu = np.r_[g, g]
-    order = np.lexsort((sign, when, gpu))  # per GPU, by time, ends before starts at one instant
-    for amount, out in ((p.share[t_idx], share), (p.gpu_mem[t_idx], mem)):
-        delta = (np.r_[amount, amount] * sign)[order]
-        level = np.cumsum(delta)
-        gs = gpu[order]
-        first = np.r_[True, gs[1:] != gs[:-1]]
-        base = np.maximum.accumulate(np.where(first, np.arange(gs.size), 0))
-        before = np.r_[0.0, level][base]  # the running total before this GPU's first event
-        np.maximum.at(out, gs, level - before)
+    s, e = start[t_idx], end[t_idx]
+    share = peak_levels(g, s, e, p.share[t_idx], p.n_gpus)
+    mem = peak_levels(g, s, e, p.gpu_mem[t_idx], p.n_gpus)
     return share, mem
 
 
-__all__ = ["criteria", "decode_fleet", "peak_use"]
+def presolve_plan(c: FleetCompiled, requested: str, started: float, reason: str, message: str) -> Plan:
+    """The infeasible plan found before any search (a required task with no home, a chain past its
+    deadline): every task left out with its reason."""
+    return decode_fleet(
+        c,
+        None,
+        Status.INFEASIBLE,
+        None,
+        solver="presolve",
+        phases=["presolve"],
+        requested=requested,
+        reason=reason,
+        started=started,
+        warm=None,
+        incumbents=[],
+        stats={},
+        message=message,
+    )
+
+
+__all__ = ["criteria", "decode_fleet", "peak_use", "presolve_plan"]

@@ -274,17 +274,17 @@ def lower_bound(sp: ScheduleProgram) -> float:
     return float(total)
 
 
-def _overloaded(
-    key: np.ndarray, s: np.ndarray, e: np.ndarray, demand: np.ndarray, cap: np.ndarray
-) -> np.ndarray:
-    """Keys whose running demand exceeds `cap[key]` at some instant: items [s, e) with `demand`
-    on `key`; one sort of the 2n events by (key, time, end before start), then a cumulative sum
-    taken from each key's first event. Ends are pulled in by the time tolerance."""
+def peak_levels(key: np.ndarray, s: np.ndarray, e: np.ndarray, demand: np.ndarray, n_keys: int) -> np.ndarray:
+    """float [n_keys]: the largest running demand on each key at any instant, for items [s, e) with
+    `demand` on `key`; one sort of the 2n events by (key, time, end before start), then a cumulative
+    sum taken from each key's first event. Ends are pulled in by the time tolerance, so items that
+    touch within float noise do not overlap."""
+    out = np.zeros(n_keys)
     e = e - _TIME_TOL * np.maximum(1.0, np.abs(e))
     keep = (e > s) & (demand > 0) & np.isfinite(s) & np.isfinite(e)
     key, s, e, demand = key[keep], s[keep], e[keep], demand[keep]
     if not key.size:
-        return np.zeros(0, dtype=np.int64)
+        return out
     n = key.size
     k2 = np.concatenate([key, key])
     tm = np.concatenate([s, e])
@@ -297,10 +297,16 @@ def _overloaded(
     first[0] = True
     first[1:] = k2[1:] != k2[:-1]
     idx = np.maximum.accumulate(np.where(first, np.arange(2 * n), 0))
-    level = cs - (cs[idx] - delta[idx])
-    c = cap[k2]
-    over = level > c * (1 + _TOL) + _TOL
-    return np.unique(k2[over])
+    np.maximum.at(out, k2, cs - (cs[idx] - delta[idx]))
+    return out
+
+
+def _overloaded(
+    key: np.ndarray, s: np.ndarray, e: np.ndarray, demand: np.ndarray, cap: np.ndarray
+) -> np.ndarray:
+    """Keys whose running demand exceeds `cap[key]` at some instant (`peak_levels`)."""
+    peak = peak_levels(key, s, e, demand, cap.size)
+    return np.flatnonzero(peak > cap * (1 + _TOL) + _TOL)
 
 
 def violations(sp: ScheduleProgram, assign: np.ndarray, start: np.ndarray) -> list[str]:
@@ -395,6 +401,7 @@ __all__ = [
     "lower_bound",
     "must_place",
     "objective",
+    "peak_levels",
     "schedule_program",
     "topological_order",
     "violations",

@@ -37,7 +37,7 @@ from gpuplan.heuristics.fleet_greedy import (
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
 from gpuplan.program.build import build
 from gpuplan.program.compile import scaling_of
-from gpuplan.program.decode_fleet import decode_fleet
+from gpuplan.program.decode_fleet import decode_fleet, presolve_plan
 from gpuplan.program.fleet import FleetCompiled, FleetProgram, compile_fleet
 from gpuplan.program.gap import Program
 from gpuplan.program.gap_view import gap_view
@@ -395,20 +395,12 @@ def _homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None
     homeless = np.flatnonzero(~p.eligible_c.any(axis=1) & ~p.optional)
     if not homeless.size:
         return None
-    return decode_fleet(
+    return presolve_plan(
         c,
-        None,
-        Status.INFEASIBLE,
-        None,
-        solver="presolve",
-        phases=["presolve"],
-        requested=solver,
-        reason="a required task fits on no GPU (or, CPU-only, on no node)",
-        started=started,
-        warm=None,
-        incumbents=[],
-        stats={},
-        message=f"{homeless.size} required task(s) have no eligible GPU or node",
+        solver,
+        started,
+        "a required task fits on no GPU (or, CPU-only, on no node)",
+        f"{homeless.size} required task(s) have no eligible GPU or node",
     )
 
 

@@ -31,9 +31,9 @@ import numpy as np
 
 from gpuplan.errors import InputError
 from gpuplan.heuristics.event_schedule import event_schedule
-from gpuplan.heuristics.list_schedule import RULES, list_schedule
+from gpuplan.heuristics.list_schedule import RULES, list_schedule, rank
 from gpuplan.models import Plan, Problem, Status
-from gpuplan.program.decode_fleet import decode_fleet
+from gpuplan.program.decode_fleet import decode_fleet, presolve_plan
 from gpuplan.program.fleet import FleetCompiled
 from gpuplan.program.schedule import (
     ScheduleProgram,
@@ -114,7 +114,7 @@ def solve_schedule(
             if best is not None and time.monotonic() >= started + LIST_SHARE * time_limit_s:
                 break
             assign, start = run(sp, rule, deadline=deadline - 0.05 * time_limit_s)
-            key = (len(violations(sp, assign, start)), objective(sp, assign, start))
+            key = rank(sp, assign, start)
             stats[f"{scheme}_{rule}_objective"] = round(key[1], 6)
             if best is None or key < best[:2]:
                 best, used = (*key, assign, start), f"{label} ({rule})"
@@ -204,20 +204,8 @@ def _late_plan(
         f" {' -> '.join(links)}, from {ids[first]!r}'s release at {sp.release[first]:g} h at the fastest"
         f" GPUs, ends at {h[last] + p_min[last]:g} h"
     )
-    plan = decode_fleet(
-        c,
-        None,
-        Status.INFEASIBLE,
-        None,
-        solver="presolve",
-        phases=["presolve"],
-        requested=solver,
-        reason="releases, durations and precedences alone pass a deadline",
-        started=started,
-        warm=None,
-        incumbents=[],
-        stats={},
-        message=message,
+    plan = presolve_plan(
+        c, solver, started, "releases, durations and precedences alone pass a deadline", message
     )
     verify(plan, problem)
     return plan

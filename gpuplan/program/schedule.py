@@ -255,7 +255,7 @@ def lower_bound(sp: ScheduleProgram) -> float:
         return 0.0
     makespan = float(e[need].max())
     usable = f.gpu_ok & ~f.host
-    elig_any = (f.eligible_c[need][:, f.gpu_class] & usable[None, :]).any(axis=0)
+    elig_any = f.eligible_c[need].any(axis=0)[f.gpu_class] & usable  # per class: never [T, G]
     k = f.gang * ~f.cpu_only
     areas = [
         (k * f.share, float(elig_any.sum())),

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -153,6 +154,33 @@ def run_baseline(method: str, matrix_file: str, time_limit: float, workers: int,
     return run_timed(cmd, time_limit, cwd=Path(__file__).resolve().parent.parent)
 
 
+class _PeakWatch:
+    """The peak resident memory (VmHWM) of one process, read every 0.1 s until it exits: its value
+    at the last read, so a peak in the last 0.1 s may be missed."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = Path(f"/proc/{pid}/status")
+        self.mb: float | None = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.done.is_set():
+            try:
+                for line in self.path.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.mb = int(line.split()[1]) / 1024
+            except (OSError, ValueError, IndexError):
+                return
+            self.done.wait(0.1)
+
+    def stop(self) -> float | None:
+        self.done.set()
+        self.thread.join()
+        return None if self.mb is None else round(self.mb, 1)
+
+
 def run_timed(
     cmd: list[str], time_limit: float, cwd: Path | None = None, kill_s: float | None = None
 ) -> dict:
@@ -168,6 +196,7 @@ def run_timed(
         cwd=cwd,
         start_new_session=True,  # own process group, so a CBC child process is killed with it
     )
+    peak = _PeakWatch(proc.pid)
     try:
         out, err = proc.communicate(timeout=deadline)
     except subprocess.TimeoutExpired:
@@ -181,6 +210,7 @@ def run_timed(
             "bound": None,
             "assignment": None,
             "wall_s": round(wall, 3),
+            "peak_mb": peak.stop(),
             "rc": None,
             "note": f"killed after {wall:.0f} s (limit {time_limit:g} s), no solution",
         }
@@ -196,6 +226,7 @@ def run_timed(
         tail = " | ".join(err.strip().splitlines()[-2:])[:300]
         res = {"status": "error", "objective": None, "bound": None, "note": f"rc {proc.returncode}: {tail}"}
     res["wall_s"] = round(wall, 3)
+    res["peak_mb"] = peak.stop()
     res["rc"] = proc.returncode
     res.setdefault("note", "")
     return res

@@ -171,6 +171,7 @@ def run_instance(inst: FjspInstance, args: argparse.Namespace, folder: Path) -> 
             "gap_pct": None if makespan is None or not upper else 100.0 * (makespan - upper) / upper,
             "new_best": makespan is not None and upper is not None and makespan < upper - EPS,
             "wall_s": res.get("wall_s"),
+            "peak_mb": res.get("peak_mb"),
             "check": check,
             "note": res.get("note", "") or res.get("message", ""),
         }
@@ -240,14 +241,15 @@ def markdown(path: Path) -> str:
         f"- commit `{head['commit']}`, {head['date']}; {head['nproc']} cores ({head['cpu']})",
         f"- time limit {head['time_limit']:g} s, workers {head['workers']}, seed {head['seed']}; each method "
         f"a separate process timed as a whole (killed after {kill_after(head['time_limit']):g} s); "
-        "every schedule checked by this benchmark",
+        "every schedule checked by this benchmark; MB: the process's peak resident memory (VmHWM, read"
+        " every 0.1 s)",
         "",
         *summary(rows, methods),
         "",
     ]
     cols = ["instance", "ops", "best known"]
     for m in methods:
-        cols += [f"{m} makespan", "gap %", "bound", "status", "time s"]
+        cols += [f"{m} makespan", "gap %", "bound", "status", "time s", "MB"]
     out.append("| " + " | ".join(cols) + " |")
     out.append("|" + "|".join(["---"] + ["--:"] * (len(cols) - 1)) + "|")
     for r in rows:
@@ -266,6 +268,7 @@ def markdown(path: Path) -> str:
                 "—" if x["bound"] is None else f"{x['bound']:g}",
                 str(x["status"]) + ("" if x["check"] in ("ok", "no schedule") else f" {x['check']}"),
                 "—" if x["wall_s"] is None else f"{x['wall_s']:.1f}",
+                "—" if x.get("peak_mb") is None else f"{x['peak_mb']:.0f}",
             ]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuplan.interrupt import solve_cpsat
 from gpuplan.program.compile import CAPACITY_TOLERANCE, IntResource, _pow10_scale, scale_resource
 from gpuplan.program.fleet import FleetProgram
 from gpuplan.status import Status
@@ -496,7 +497,7 @@ def solve_fleet_cpsat(
         def on_solution_callback(self) -> None:
             timeline.append((time.monotonic() - started, self.objective_value / scale))
 
-    code = solver.solve(mm.model, _Recorder())
+    code = solve_cpsat(solver, mm.model, _Recorder())
     stats.update(
         {
             "cpsat_build_s": round(built, 4),

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpuplan.bounds.knapsack import KnapsackLagrangian, local_multipliers
+from gpuplan.interrupt import in_context, past
 from gpuplan.native import core as _core
 from gpuplan.program.gap import Program
 
@@ -218,7 +219,7 @@ def search(
         target = int(np.ceil(kl.bound_int - 1e-6))
         top = int(np.where(p.eligible, p.cost_int, np.iinfo(np.int64).min).max(axis=1).sum())
         step = 1
-        while time.monotonic() < deadline and target <= top:
+        while not past(deadline) and target <= top:
             with lock:
                 if res.optimal or (best_int is not None and target >= best_int):
                     return
@@ -297,7 +298,7 @@ def search(
         current_int = 0
         began = improved = time.monotonic()  # this trajectory's start and last improvement
         idle = 0  # rounds since this worker last improved
-        while time.monotonic() < deadline - 0.01:
+        while not past(deadline - 0.01):
             now = time.monotonic()
             with lock:
                 if res.optimal or best is None or best_int is None:
@@ -367,7 +368,7 @@ def search(
 
     seeds = np.random.SeedSequence(seed).spawn(max(1, threads))
     pool = [
-        threading.Thread(target=guarded, args=(lns, np.random.default_rng(sq)), daemon=True)
+        threading.Thread(target=in_context(guarded), args=(lns, np.random.default_rng(sq)), daemon=True)
         for sq in seeds[1:]
     ]
     for th in pool:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpuplan.interrupt import past
 from gpuplan.program.fleet import FleetProgram
 
 
@@ -350,7 +351,7 @@ def packing_bound(
             add(int(k), pattern)
     used: np.ndarray | None = None
     for _ in range(max_rounds):
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline is not None and past(deadline):
             break
         if solver.Solve() != pywraplp.Solver.OPTIMAL:
             break

@@ -1,7 +1,8 @@
 """`gpuplan solve | validate | schema | show`: the planning subcommands.
 
 `solve` writes the plan as JSON to stdout (or -o); exit 0 a plan with a solution, 3 proven
-infeasible, 4 no solution within the time limit.
+infeasible, 4 no solution within the time limit (or before a stop). The first SIGINT (Ctrl-C) or
+SIGTERM stops the search and returns the best verified plan so far; a second exits 130 (143).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from gpuplan.cli.exit_codes import EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_OK
 from gpuplan.cli.jsonio import _write, load_json, load_problem
+from gpuplan.cli.signals import run_stoppable_by_signals
 from gpuplan.cli.timeline import timeline
 from gpuplan.errors import InputError
 
@@ -26,8 +28,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if args.time_limit is not None and args.time_limit <= 0:
         raise InputError("--time-limit", f"must be > 0 (got {args.time_limit})")
     try:
-        plan = solve(
-            problem, solver=args.solver, time_limit_s=args.time_limit, workers=args.workers, seed=args.seed
+        plan = run_stoppable_by_signals(
+            lambda stop: solve(
+                problem,
+                solver=args.solver,
+                time_limit_s=args.time_limit,
+                workers=args.workers,
+                seed=args.seed,
+                stop=stop,
+            )
         )
     except InputError as exc:
         if exc.path != "solver":

@@ -26,6 +26,15 @@ from gpuplan.cli.exit_codes import (
 from gpuplan.cli.jsonio import load_json, load_problem, validated
 from gpuplan.errors import InputError
 
+#: Longest error message printed (characters); the rest is cut (a value may be huge).
+MESSAGE_CHARS = 500
+
+
+def one_line(text: str) -> str:
+    """`text` as one printable line of at most MESSAGE_CHARS characters (line breaks escaped)."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used for --help)."""
@@ -56,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except InputError as exc:
-        print(f"gpuplan: error: {exc}", file=sys.stderr)
+        message = one_line(str(exc))
+        print(f"gpuplan: error: {message}", file=sys.stderr)
         if getattr(args, "command", "") == "solve" and not getattr(args, "output", None):
-            sys.stdout.write(json.dumps({"status": "invalid", "error": str(exc)}) + "\n")
+            sys.stdout.write(json.dumps({"status": "invalid", "error": message}) + "\n")
         return EXIT_INVALID
     except BrokenPipeError:  # e.g. `gpuplan show plan.json | head`: the reader left
         devnull = os.open(os.devnull, os.O_WRONLY)

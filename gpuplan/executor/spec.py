@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gpuplan.models.base import check_magnitudes
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _magnitudes(self) -> _Strict:
+        check_magnitudes(self)
+        return self
 
 
 class TaskRun(_Strict):

@@ -7,7 +7,7 @@ from collections import Counter
 from pydantic import Field, model_validator
 
 from gpuplan.models.base import Spec
-from gpuplan.models.fleet import GPU, GPUType, Node
+from gpuplan.models.fleet import GPU, MAX_GPUS, GPUType, Node
 from gpuplan.models.objective import Objective, SolveOptions
 from gpuplan.models.tasks import Task
 
@@ -134,7 +134,12 @@ class Problem(Spec):
                         f"nodes[{i}].gpus[{k}].type: unknown GPU type {gpu.type!r} for GPU"
                         f" {gpu.id!r} (known: {', '.join(sorted(known))})"
                     )
-        gpu_ids = [g.id for _, g in self.all_gpus()]
+        total = sum(node.n_gpus for node in self.nodes)
+        if total > MAX_GPUS:
+            raise ValueError(
+                f"nodes: {total:,} GPUs in all is over the limit of {MAX_GPUS:,} GPUs per problem"
+            )
+        gpu_ids = self.gpu_ids()
         dup = _first_duplicate(gpu_ids)
         if dup:
             raise ValueError(f"duplicate GPU id {dup[1]!r}")
@@ -191,6 +196,15 @@ class Problem(Spec):
             out.extend((node, gpu) for gpu in node.gpus)
             for name, count in node.gpu_counts.items():
                 out.extend((node, GPU(id=f"{node.id}/{name}/{k}", type=name)) for k in range(count))
+        return out
+
+    def gpu_ids(self) -> list[str]:
+        """The ids of `all_gpus`, in the same order, without building a GPU per id."""
+        out: list[str] = []
+        for node in self.nodes:
+            out.extend(gpu.id for gpu in node.gpus)
+            for name, count in node.gpu_counts.items():
+                out.extend(f"{node.id}/{name}/{k}" for k in range(count))
         return out
 
     def gpu_type(self, name: str) -> GPUType:

@@ -57,6 +57,18 @@ EXPECTED_WORDS = {
     "zero_deadline": ["tasks[0].deadline_h", "greater than 0", "0"],
     "negative_due": ["tasks[0].due_h", "-2"],
     "negative_weight": ["tasks[0].weight", "-1"],
+    # hostile input (docs/limits.md)
+    "deep_nesting": ["deep_nesting.json", "invalid JSON", "nested more than 64 levels"],
+    "integer_of_5000_digits": ["integer_of_5000_digits.json", "invalid JSON", "5000 digits"],
+    "integer_beyond_2_53": ["matrix.cost[0][0]", "(30 digits) too large", "2^53"],
+    "overflowing_float": ["matrix.cost[0][0]", "Infinity", "1e400"],
+    "non_utf8_bytes": ["non_utf8_bytes.json", "not UTF-8", "0xff", "offset 73"],
+    "gigantic_string": ["matrix.task_ids[0]", "70,000 characters", "65,536"],
+    "lone_surrogate": ["matrix.task_ids[0]", "surrogate"],
+    "gpu_count_billion": ["nodes[0]", "gpu_counts['H100']", "1,000,000,000 GPUs", "100,000"],
+    "gpus_over_limit_in_all": ["nodes", "120,000 GPUs", "100,000"],
+    "work_beyond_limit": ["tasks[0].work_h", "1e+308", "1e+15"],
+    "unknown_key_with_line_break": ["tasks[0].bad\\nkey", "unknown key"],
 }
 
 # matrix with a known optimum of 5 (task 0 -> GPU 1, task 1 -> GPU 0, task 2 -> GPU 2)

@@ -7,6 +7,7 @@ with the one verifier.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from gpuplan.backends import BACKENDS
 from gpuplan.errors import InputError
 from gpuplan.interrupt import Stop, requested, watching
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem
+from gpuplan.models.objective import MAX_SEED, MAX_WORKERS
 
 #: The names `solve` takes for its `solver` argument.
 SOLVERS = ("auto", *BACKENDS)
@@ -41,6 +43,7 @@ def solve(
         problem = parse_problem(problem)
     if solver is not None and solver not in SOLVERS:
         raise InputError("solver", f"unknown backend {solver!r} (choose {', '.join(SOLVERS)})")
+    _check_settings(time_limit_s, workers, seed)
     with watching(stop):
         if isinstance(problem, Problem):
             plan = _solve_problem(problem, solver, time_limit_s, workers, seed, started)
@@ -56,6 +59,16 @@ def solve(
                 started=started,
             )
         return _mark_interrupted(plan) if requested() else plan
+
+
+def _check_settings(time_limit_s: float | None, workers: int | None, seed: int | None) -> None:
+    """The call's own settings obey the limits of the problem's `options` (InputError otherwise)."""
+    if time_limit_s is not None and not (math.isfinite(time_limit_s) and time_limit_s > 0):
+        raise InputError("time_limit_s", f"must be a finite number of seconds > 0 (got {time_limit_s})")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise InputError("workers", f"must be between 1 and {MAX_WORKERS} (got {workers})")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise InputError("seed", f"must be between 0 and {MAX_SEED} (got {seed})")
 
 
 def _mark_interrupted(plan: Plan) -> Plan:

@@ -391,7 +391,8 @@ class _Model:
         for gs in self.groups:
             order = sorted(gs, key=lambda g: (-load[g], g))
             relabel[order] = gs
-        hint = np.where(hint >= 0, relabel[np.maximum(hint, 0)], hint)
+        if relabel.size:  # (no GPU at all: nothing to relabel, every row NONE)
+            hint = np.where(hint >= 0, relabel[np.maximum(hint, 0)], hint)
         load[relabel] = load.copy()
         used = {(t, int(g)) for t in range(p.n_tasks) for g in hint[t] if g >= 0}
         node_of = {t: int(p.gpu_node[hint[t, 0]]) for t in range(p.n_tasks) if hint[t, 0] >= 0}

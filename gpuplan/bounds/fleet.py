@@ -122,7 +122,10 @@ def lagrangian_value(
         )
         per_gpu = np.where(ok, per_gpu, np.inf)
         per_node = (
-            int(p.gang[t]) * per_gpu.min(axis=1) + mu_cpu * p.cpu[t] + mu_ram * p.ram[t] + p.transfer_each[t]
+            int(p.gang[t]) * per_gpu.min(axis=1, initial=np.inf)
+            + mu_cpu * p.cpu[t]
+            + mu_ram * p.ram[t]
+            + p.transfer_each[t]
         )
         place = float(per_node.min(initial=np.inf))
         drop = float(p.penalty[t]) if p.optional[t] else np.inf

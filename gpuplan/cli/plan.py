@@ -19,14 +19,15 @@ from gpuplan.cli.signals import run_stoppable_by_signals
 from gpuplan.cli.timeline import timeline
 from gpuplan.errors import InputError
 
+#: `solve`'s settings by their name in the API and the problem's options -> the flag that sets them.
+_FLAGS = {"solver": "--solver", "time_limit_s": "--time-limit", "workers": "--workers", "seed": "--seed"}
+
 
 def cmd_solve(args: argparse.Namespace) -> int:
     from gpuplan.api import solve
     from gpuplan.models import Status
 
     problem = load_problem(args.problem)
-    if args.time_limit is not None and args.time_limit <= 0:
-        raise InputError("--time-limit", f"must be > 0 (got {args.time_limit})")
     try:
         plan = run_stoppable_by_signals(
             lambda stop: solve(
@@ -39,10 +40,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
             )
         )
     except InputError as exc:
-        if exc.path != "solver":
+        flag = _FLAGS.get(exc.path)
+        if flag is None:
             raise
-        # name the place the user chose the backend: the flag, or the problem's options
-        raise InputError("--solver" if args.solver else "options.solver", exc.message) from None
+        # name the place the user chose the setting: the flag, or the problem's options
+        given = getattr(args, flag[2:].replace("-", "_")) is not None
+        raise InputError(flag if given else f"options.{exc.path}", exc.message) from None
     _write(plan.model_dump_json(indent=2), args.output)
     if args.summary:
         print(plan.summary(), file=sys.stderr)

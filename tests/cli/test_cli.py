@@ -402,3 +402,31 @@ def test_python_dash_m_reports_subcommand_input_errors_as_invalid(tmp_path):
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("gpuplan: error:") and "missing.json" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "words"),
+    [
+        ("--seed", "99999999999", ["--seed", "2147483647", "99999999999"]),
+        ("--seed", "-1", ["--seed", "-1"]),
+        ("--workers", "0", ["--workers", "1024", "0"]),
+        ("--time-limit", "nan", ["--time-limit", "finite", "nan"]),
+        ("--time-limit", "inf", ["--time-limit", "finite", "inf"]),
+    ],
+)
+def test_settings_out_of_range_exit_2(tmp_path, capsys, flag, value, words):
+    """A seed beyond 32 bits (it crashed CP-SAT), no workers, a time limit that is not a finite number:
+    exit 2 naming the flag."""
+    assert main(["solve", write(tmp_path, "m.json", OPTIMUM_5), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_seed_in_the_problem_options_is_bounded_too(tmp_path, capsys):
+    """options.seed past 32 bits is refused when the problem is read."""
+    data = json.loads(CLUSTER.read_text())
+    data["options"] = {"seed": 2**40}
+    assert main(["solve", write(tmp_path, "p.json", data), "--solver", "cpsat"]) == 2
+    assert "options.seed" in capsys.readouterr().err

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpuplan.bounds.knapsack import KnapsackLagrangian, local_multipliers
-from gpuplan.interrupt import in_context, past
+from gpuplan.interrupt import in_context, past, run_stoppable
 from gpuplan.native import core as _core
 from gpuplan.program.gap import Program
 
@@ -122,21 +122,26 @@ def branch_and_bound(
     u = kl.u if u is None else np.asarray(u, dtype=np.float64)
     w = np.ascontiguousarray(p.cost_int - u[:, None], dtype=np.float64)
     out = np.full(p.n_tasks, -1, dtype=np.int64)
-    found, best, nodes, exhausted, limited = _core().run(
-        p.n_tasks,
-        p.n_gpus,
-        w,
-        np.ascontiguousarray(p.cost_int, dtype=np.int64),
-        np.ascontiguousarray(ok, dtype=np.uint8),
-        np.ascontiguousarray(p.load_int[0], dtype=np.int64),
-        np.ascontiguousarray(p.capacity_int[0], dtype=np.int64),
-        np.ascontiguousarray(fix),
-        out,
-        float(u.sum()),
-        int(target_int),
-        max(0.0, float(time_limit)),
-        int(node_limit),
-        int(max_discrepancy),
+    stop = np.zeros(1, dtype=np.uint8)  # set by a watcher once the caller stops the solve
+    found, best, nodes, exhausted, limited = run_stoppable(
+        lambda: _core().run(
+            p.n_tasks,
+            p.n_gpus,
+            w,
+            np.ascontiguousarray(p.cost_int, dtype=np.int64),
+            np.ascontiguousarray(ok, dtype=np.uint8),
+            np.ascontiguousarray(p.load_int[0], dtype=np.int64),
+            np.ascontiguousarray(p.capacity_int[0], dtype=np.int64),
+            np.ascontiguousarray(fix),
+            out,
+            float(u.sum()),
+            int(target_int),
+            max(0.0, float(time_limit)),
+            int(node_limit),
+            int(max_discrepancy),
+            stop,
+        ),
+        lambda: stop.fill(1),
     )
     if not found:
         return BBResult(None, None, int(nodes), bool(exhausted), bool(limited))

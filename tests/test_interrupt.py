@@ -100,3 +100,25 @@ def test_a_stop_set_before_the_solve_still_gives_the_warm_start() -> None:
     plan = solve(problem, time_limit_s=60, stop=lambda: True)
     assert plan.status.has_solution and plan.stats["interrupted"] is True
     verify(plan, parse_problem(problem))
+
+
+@pytest.mark.clock
+def test_the_c_branch_and_bound_stops_on_request() -> None:
+    """A search given a minute on a program it cannot finish ends soon after the stop, marked as cut
+    short (the stop reaches the C core, which no Python check interrupts)."""
+    from gpuplan import native
+    from gpuplan.backends.gap_bb import branch_and_bound
+    from tests.strategies import knapsack_from, program_of, type_d_matrix
+
+    if not native.available():
+        pytest.skip(native.UNAVAILABLE)
+    p = program_of(type_d_matrix(200, 10, seed=3, max_load=25))
+    kl = knapsack_from(p)
+    target = int(np.abs(p.cost_int).sum()) + 1  # loose: the search would go on for the whole minute
+    ev = threading.Event()
+    threading.Timer(0.5, ev.set).start()
+    t0 = time.monotonic()
+    with watching(ev):
+        r = branch_and_bound(p, kl, target, time_limit=60.0)
+    assert time.monotonic() - t0 < 10
+    assert r.limited and not r.exhausted

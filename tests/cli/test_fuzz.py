@@ -37,9 +37,20 @@ def test_fuzz_round(target: str) -> None:
 
 
 FIXTURES = sorted(CASES.glob("*.json"))
+#: Cases that still fail, and where: strict, so a fix shows up as an unexpected pass.
+OPEN = {
+    "scheduled_problem_on_a_fleet_without_gpus": "heuristics/event_schedule.py (_Scheme) indexes an empty"
+    " gpu_class when the fleet has no GPU at all",
+}
+_PARAMS = [
+    pytest.param(
+        p, id=p.stem, marks=[pytest.mark.xfail(strict=True, reason=OPEN[p.stem])] if p.stem in OPEN else []
+    )
+    for p in FIXTURES
+]
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+@pytest.mark.parametrize("path", _PARAMS)
 def test_case_that_once_failed(path: Path) -> None:
     """A case a fuzz run failed on (`found` says how) now passes the same check."""
     case = Case.load(path)

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from gpuplan.cli import main
@@ -453,7 +453,10 @@ def check(case: Case, o: Outcome, codes: tuple[int, ...] = (0, 2, 3, 4)) -> str:
     """What is wrong with an outcome ("" when nothing): the exit code, a traceback, the error line,
     the time taken."""
     if o.crash:
-        return "crash: " + o.crash.strip().splitlines()[-1]
+        lines = o.crash.strip().splitlines()
+        frames = [line.strip() for line in lines if line.strip().startswith("File ")]
+        where = f" ({frames[-1].split('/')[-1]})" if frames else ""
+        return f"crash: {lines[-1]}{where}"
     if o.code not in codes:
         return f"exit {o.code}: {o.err.strip()[-300:]}"
     if "Traceback" in o.err or "internal error" in o.err:
@@ -581,25 +584,21 @@ TARGETS: dict[str, tuple[Callable[[], st.SearchStrategy[Case]], float]] = {
 
 
 def _explore(name: str, strategy: st.SearchStrategy[Case], seconds: float, out: Path) -> dict[str, Any]:
-    """Cases of one target for `seconds`; one file per distinct failure in `out`; the counts."""
+    """Cases of one target for `seconds`, in batches of fresh seeds (generation only: a failure is
+    written down, not shrunk); one file per distinct failure in `out`; the counts."""
     until = time.monotonic() + seconds
     tally: dict[str, Any] = {"inputs": 0, "exit_codes": {}, "failures": {}}
 
-    class Done(Exception):
-        """The target's time is up."""
-
-    @settings(max_examples=10**7, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(strategy)
-    def explore(case: Case) -> None:
+    def one(case: Case) -> None:
         if time.monotonic() > until:
-            raise Done
+            return
         tally["inputs"] += 1
         outcome = run_case(case)
         codes = tally["exit_codes"]
         codes[str(outcome.code)] = codes.get(str(outcome.code), 0) + 1
         found = check(case, outcome)
         if found:
-            key = found[:60]
+            key = found if found.startswith("crash") else found[:40]  # a crash by its place
             seen = tally["failures"]
             seen[key] = seen.get(key, 0) + 1
             if seen[key] == 1:
@@ -607,8 +606,17 @@ def _explore(name: str, strategy: st.SearchStrategy[Case], seconds: float, out: 
                 (out / f"{name}-{len(seen):03d}.json").write_text(case.to_json())
                 print(f"[{name}] {found[:200]}", file=sys.__stderr__, flush=True)
 
-    with contextlib.suppress(Done):
-        explore()
+    batch = 0
+    while time.monotonic() < until:
+        run = settings(
+            max_examples=200,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )(seed(batch)(given(strategy)(one)))
+        run()
+        batch += 1
     return tally
 
 

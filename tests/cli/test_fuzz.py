@@ -61,7 +61,8 @@ def test_check_catches_what_it_must() -> None:
     """An internal error, a traceback, two error lines and a slow run are each reported."""
     case = Case("solve", [], {}, limit_s=1.0)
     assert check(case, Outcome(1, "", "gpuplan: internal error: boom", 0.1)).startswith("exit 1")
-    assert check(case, Outcome(None, "", "", 0.1, crash="Traceback\nKeyError: 'x'")) == "crash: KeyError: 'x'"
+    crash = 'Traceback\n  File "/a/b.py", line 3, in f\n    x[1]\nKeyError: 1'
+    assert check(case, Outcome(None, "", "", 0.1, crash=crash)) == 'crash: KeyError: 1 (b.py", line 3, in f)'
     assert "one error line" in check(case, Outcome(2, "", "gpuplan: error: a\ngpuplan: error: b\n", 0.1))
     assert "over its limit" in check(case, Outcome(0, "{}", "", 2.5))
     assert check(case, Outcome(2, "", "gpuplan: error: tasks[0].gpus: bad\n", 0.1)) == ""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -31,9 +32,30 @@ def _first_too_large(value: Any, path: str) -> tuple[str, float] | None:
     return None
 
 
+def _holds_numbers(annotation: Any) -> bool:
+    """Whether a field of this type may hold a number outside a nested model (conservative: True for
+    any type it does not know)."""
+    if annotation in (str, bool, type(None)):
+        return False
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return False  # checked by its own validator
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return False
+    if origin is not None:
+        return any(_holds_numbers(arg) for arg in get_args(annotation))
+    return True
+
+
+@cache
+def _numeric_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a model class that may hold numbers (a GPU has one: its temperature)."""
+    return tuple(name for name, f in cls.model_fields.items() if _holds_numbers(f.annotation))
+
+
 def check_magnitudes(model: BaseModel) -> None:
     """Raise ValueError naming the first field (and index) whose number passes MAX_NUMBER."""
-    for name in type(model).model_fields:
+    for name in _numeric_fields(type(model)):
         found = _first_too_large(getattr(model, name), name)
         if found:
             raise ValueError(f"{found[0]}: {found[1]:g} is beyond the limit of {MAX_NUMBER:g} in magnitude")

@@ -7,12 +7,15 @@ with the one verifier.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 from gpuplan.backends import BACKENDS
 from gpuplan.errors import InputError
+from gpuplan.interrupt import Stop, requested, watching
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem
+from gpuplan.models.objective import MAX_SEED, MAX_WORKERS
 
 #: The names `solve` takes for its `solver` argument.
 SOLVERS = ("auto", *BACKENDS)
@@ -24,30 +27,56 @@ def solve(
     time_limit_s: float | None = None,
     workers: int | None = None,
     seed: int | None = None,
+    stop: Stop | None = None,
 ) -> Plan:
     """Plan `problem` and return a verified Plan.
 
     `problem` is a Problem, the matrix form, or a dict of either (as read from JSON). Arguments
     left as None take the problem's `options` (defaults: auto, 10 s, all cores, seed 0). The time
     limit is wall-clock for the whole call; on timeout the best plan found so far is returned.
+    `stop` (a `threading.Event`, or a callable returning True) ends the search early the same way:
+    once set, the best verified plan found so far comes back, with `stats["interrupted"]` True and
+    the message saying so.
     """
     started = time.monotonic()
     if isinstance(problem, dict):
         problem = parse_problem(problem)
     if solver is not None and solver not in SOLVERS:
         raise InputError("solver", f"unknown backend {solver!r} (choose {', '.join(SOLVERS)})")
-    if isinstance(problem, Problem):
-        return _solve_problem(problem, solver, time_limit_s, workers, seed, started)
-    from gpuplan.strategy.fleet import solve_fleet
+    _check_settings(time_limit_s, workers, seed)
+    with watching(stop):
+        if isinstance(problem, Problem):
+            plan = _solve_problem(problem, solver, time_limit_s, workers, seed, started)
+        else:
+            from gpuplan.strategy.fleet import solve_fleet
 
-    return solve_fleet(  # the matrix form carries no options: the defaults fill in
-        problem,
-        solver=solver or "auto",
-        time_limit_s=10.0 if time_limit_s is None else time_limit_s,
-        workers=workers,
-        seed=0 if seed is None else seed,
-        started=started,
-    )
+            plan = solve_fleet(  # the matrix form carries no options: the defaults fill in
+                problem,
+                solver=solver or "auto",
+                time_limit_s=10.0 if time_limit_s is None else time_limit_s,
+                workers=workers,
+                seed=0 if seed is None else seed,
+                started=started,
+            )
+        return _mark_interrupted(plan) if requested() else plan
+
+
+def _check_settings(time_limit_s: float | None, workers: int | None, seed: int | None) -> None:
+    """The call's own settings obey the limits of the problem's `options` (InputError otherwise)."""
+    if time_limit_s is not None and not (math.isfinite(time_limit_s) and time_limit_s > 0):
+        raise InputError("time_limit_s", f"must be a finite number of seconds > 0 (got {time_limit_s})")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise InputError("workers", f"must be between 1 and {MAX_WORKERS} (got {workers})")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise InputError("seed", f"must be between 0 and {MAX_SEED} (got {seed})")
+
+
+def _mark_interrupted(plan: Plan) -> Plan:
+    """The plan of a search stopped by the caller: says so in `stats` and `message` (the plan itself
+    was verified as it is)."""
+    note = "interrupted: the best plan found before the stop"
+    message = f"{note}; {plan.message}" if plan.message else note
+    return plan.model_copy(update={"stats": {**plan.stats, "interrupted": True}, "message": message})
 
 
 def _solve_problem(

@@ -1,6 +1,6 @@
 """Import layering of the gpuplan package, read from the source with `ast` (no module is imported).
 
-Layers, lowest first (docs/architecture.md): errors and status; models (pydantic specs); program
+Layers, lowest first (docs/architecture.md): errors, status and interrupt; models (pydantic specs); program
 (build, decode, verify) and native (the compiled core); bounds, heuristics and backends; strategy;
 api (`solve`); executor and capacity; cli. A module imports only its own layer or lower ones, at
 module level or inside a function; backends, bounds and heuristics never import the pydantic
@@ -25,7 +25,7 @@ CORE = (
     "gpuplan.api",
 )
 LAYERS = (
-    ("gpuplan.errors", "gpuplan.status"),
+    ("gpuplan.errors", "gpuplan.status", "gpuplan.interrupt"),
     ("gpuplan.models",),
     ("gpuplan.program", "gpuplan.native"),
     ("gpuplan.bounds", "gpuplan.heuristics", "gpuplan.backends"),

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from gpuplan.interrupt import solve_cpsat
 from gpuplan.program.gap import DROPPED, Program
 from gpuplan.program.solution import RawSolution, SolveParams, int_bound_to_user, proven_status
 from gpuplan.status import Status
@@ -83,7 +84,7 @@ class CpSatSolver:
             def on_solution_callback(self) -> None:
                 timeline.append((time.monotonic() - started, self.objective_value))
 
-        code = solver.solve(model, _Recorder())
+        code = solve_cpsat(solver, model, _Recorder())
         status = _status_map().get(code, Status.UNKNOWN)
         stats: dict[str, bool | int | float | str] = {
             "build_s": round(built, 4),

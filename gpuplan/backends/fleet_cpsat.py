@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from gpuplan.interrupt import solve_cpsat
 from gpuplan.program.compile import CAPACITY_TOLERANCE, IntResource, _pow10_scale, scale_resource
 from gpuplan.program.fleet import FleetProgram
 from gpuplan.status import Status
@@ -390,7 +391,8 @@ class _Model:
         for gs in self.groups:
             order = sorted(gs, key=lambda g: (-load[g], g))
             relabel[order] = gs
-        hint = np.where(hint >= 0, relabel[np.maximum(hint, 0)], hint)
+        if relabel.size:  # (no GPU at all: nothing to relabel, every row NONE)
+            hint = np.where(hint >= 0, relabel[np.maximum(hint, 0)], hint)
         load[relabel] = load.copy()
         used = {(t, int(g)) for t in range(p.n_tasks) for g in hint[t] if g >= 0}
         node_of = {t: int(p.gpu_node[hint[t, 0]]) for t in range(p.n_tasks) if hint[t, 0] >= 0}
@@ -496,7 +498,7 @@ def solve_fleet_cpsat(
         def on_solution_callback(self) -> None:
             timeline.append((time.monotonic() - started, self.objective_value / scale))
 
-    code = solver.solve(mm.model, _Recorder())
+    code = solve_cpsat(solver, mm.model, _Recorder())
     stats.update(
         {
             "cpsat_build_s": round(built, 4),

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpuplan.bounds.knapsack import KnapsackLagrangian, local_multipliers
+from gpuplan.interrupt import in_context, past, run_stoppable
 from gpuplan.native import core as _core
 from gpuplan.program.gap import Program
 
@@ -121,21 +122,26 @@ def branch_and_bound(
     u = kl.u if u is None else np.asarray(u, dtype=np.float64)
     w = np.ascontiguousarray(p.cost_int - u[:, None], dtype=np.float64)
     out = np.full(p.n_tasks, -1, dtype=np.int64)
-    found, best, nodes, exhausted, limited = _core().run(
-        p.n_tasks,
-        p.n_gpus,
-        w,
-        np.ascontiguousarray(p.cost_int, dtype=np.int64),
-        np.ascontiguousarray(ok, dtype=np.uint8),
-        np.ascontiguousarray(p.load_int[0], dtype=np.int64),
-        np.ascontiguousarray(p.capacity_int[0], dtype=np.int64),
-        np.ascontiguousarray(fix),
-        out,
-        float(u.sum()),
-        int(target_int),
-        max(0.0, float(time_limit)),
-        int(node_limit),
-        int(max_discrepancy),
+    stop = np.zeros(1, dtype=np.uint8)  # set by a watcher once the caller stops the solve
+    found, best, nodes, exhausted, limited = run_stoppable(
+        lambda: _core().run(
+            p.n_tasks,
+            p.n_gpus,
+            w,
+            np.ascontiguousarray(p.cost_int, dtype=np.int64),
+            np.ascontiguousarray(ok, dtype=np.uint8),
+            np.ascontiguousarray(p.load_int[0], dtype=np.int64),
+            np.ascontiguousarray(p.capacity_int[0], dtype=np.int64),
+            np.ascontiguousarray(fix),
+            out,
+            float(u.sum()),
+            int(target_int),
+            max(0.0, float(time_limit)),
+            int(node_limit),
+            int(max_discrepancy),
+            stop,
+        ),
+        lambda: stop.fill(1),
     )
     if not found:
         return BBResult(None, None, int(nodes), bool(exhausted), bool(limited))
@@ -218,7 +224,7 @@ def search(
         target = int(np.ceil(kl.bound_int - 1e-6))
         top = int(np.where(p.eligible, p.cost_int, np.iinfo(np.int64).min).max(axis=1).sum())
         step = 1
-        while time.monotonic() < deadline and target <= top:
+        while not past(deadline) and target <= top:
             with lock:
                 if res.optimal or (best_int is not None and target >= best_int):
                     return
@@ -297,7 +303,7 @@ def search(
         current_int = 0
         began = improved = time.monotonic()  # this trajectory's start and last improvement
         idle = 0  # rounds since this worker last improved
-        while time.monotonic() < deadline - 0.01:
+        while not past(deadline - 0.01):
             now = time.monotonic()
             with lock:
                 if res.optimal or best is None or best_int is None:
@@ -367,7 +373,7 @@ def search(
 
     seeds = np.random.SeedSequence(seed).spawn(max(1, threads))
     pool = [
-        threading.Thread(target=guarded, args=(lns, np.random.default_rng(sq)), daemon=True)
+        threading.Thread(target=in_context(guarded), args=(lns, np.random.default_rng(sq)), daemon=True)
         for sq in seeds[1:]
     ]
     for th in pool:

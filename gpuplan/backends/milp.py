@@ -1,8 +1,8 @@
 """MILP backend through PuLP: CBC (bundled) with a wall-clock limit that gpuplan enforces itself.
 
 CBC can overrun its own `-sec` limit (it does not check it during the root LP of large models),
-so CBC runs as a child process that gpuplan interrupts (SIGINT, then SIGKILL) at the deadline.
-Other PuLP solvers run in a worker thread that is abandoned at the deadline.
+so CBC runs as a child process that gpuplan interrupts (SIGINT, then SIGKILL) at the deadline or
+when the caller stops the solve. Other PuLP solvers run in a worker thread that is abandoned then.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gpuplan.interrupt import POLL_S, owned, past, requested
 from gpuplan.program.gap import DROPPED, Program
 from gpuplan.program.solution import RawSolution, SolveParams, int_bound_to_user, proven_status
 from gpuplan.status import Status
@@ -74,6 +76,32 @@ def build_model(program: Program, hint: np.ndarray | None) -> tuple[Any, list[An
         for t, d in drop.items():
             d.setInitialValue(1 if hint[t] == DROPPED else 0)
     return prob, x, drop
+
+
+def _wait_until(poll: Callable[[], int | None], deadline: float) -> bool:
+    """Wait until `poll()` gives an exit code (True), or until the deadline or a stop (False)."""
+    while poll() is None:
+        if past(deadline):
+            return False
+        time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+    return True
+
+
+def _wait_cbc(proc: subprocess.Popen[bytes], deadline: float) -> str:
+    """Wait for CBC until the deadline or a stop, then SIGINT (it writes its best solution), then
+    SIGKILL after a grace period; returns what had to be done ("" when CBC finished by itself)."""
+    if _wait_until(proc.poll, deadline):
+        return ""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return "killed " + (
+            "after the stop" if requested() else "at the deadline (CBC overran its time limit)"
+        )
+    return "interrupted " + ("by the caller" if requested() else "at the deadline")
 
 
 def _read_assign(program: Program, x: list[Any]) -> np.ndarray:
@@ -135,20 +163,10 @@ class MilpSolver:
                 "-solution",
                 sol_path,
             ]
-            killed = ""
             with open(log_path, "w") as log:
                 proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-                try:
-                    proc.wait(timeout=max(0.05, params.remaining()))
-                except subprocess.TimeoutExpired:
-                    proc.send_signal(signal.SIGINT)
-                    killed = "interrupted at the deadline"
-                    try:
-                        proc.wait(timeout=_GRACE_S)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait()
-                        killed = "killed at the deadline (CBC overran its time limit)"
+                with owned(proc):
+                    killed = _wait_cbc(proc, params.deadline)
             text = Path(log_path).read_text(errors="replace")
             stats: dict[str, bool | int | float | str] = {"build_s": round(built, 4)}
             bound_int = None
@@ -206,7 +224,7 @@ class MilpSolver:
 
         th = threading.Thread(target=run, daemon=True)
         th.start()
-        th.join(timeout=params.remaining())
+        _wait_until(lambda: None if th.is_alive() else 0, params.deadline)
         if th.is_alive():
             return RawSolution.empty(program, Status.UNKNOWN, f"{self.pulp_solver} abandoned at the deadline")
         if "error" in box:

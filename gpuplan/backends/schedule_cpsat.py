@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from gpuplan.backends.fleet_cpsat import _Model
+from gpuplan.interrupt import solve_cpsat
 from gpuplan.program.compile import _pow10_scale, scale_resource
 from gpuplan.program.schedule import ScheduleProgram, lower_bound, objective, violations
 from gpuplan.status import Status
@@ -373,7 +374,7 @@ def solve_schedule_cpsat(
     solver.parameters.max_time_in_seconds = max(0.05, time_limit - built)
     solver.parameters.num_workers = max(1, int(workers))
     solver.parameters.random_seed = int(seed)
-    code = solver.solve(mm.model)
+    code = solve_cpsat(solver, mm.model)
     stats.update(
         {
             "cpsat_build_s": round(built, 4),

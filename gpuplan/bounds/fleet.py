@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpuplan.interrupt import past
 from gpuplan.program.fleet import FleetProgram
 
 
@@ -121,7 +122,10 @@ def lagrangian_value(
         )
         per_gpu = np.where(ok, per_gpu, np.inf)
         per_node = (
-            int(p.gang[t]) * per_gpu.min(axis=1) + mu_cpu * p.cpu[t] + mu_ram * p.ram[t] + p.transfer_each[t]
+            int(p.gang[t]) * per_gpu.min(axis=1, initial=np.inf)
+            + mu_cpu * p.cpu[t]
+            + mu_ram * p.ram[t]
+            + p.transfer_each[t]
         )
         place = float(per_node.min(initial=np.inf))
         drop = float(p.penalty[t]) if p.optional[t] else np.inf
@@ -350,7 +354,7 @@ def packing_bound(
             add(int(k), pattern)
     used: np.ndarray | None = None
     for _ in range(max_rounds):
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline is not None and past(deadline):
             break
         if solver.Solve() != pywraplp.Solver.OPTIMAL:
             break

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gpuplan.interrupt import past
 from gpuplan.program.gap import Program
 
 
@@ -101,7 +102,7 @@ def subgradient(
     theta, stall = 1.0, 0
     rows = np.arange(p.n_tasks)
     for _ in range(iterations):
-        if time.monotonic() > deadline:
+        if past(deadline):
             break
         rc = cost + np.einsum("rg,rtg->tg", lam, load)
         g = rc.argmin(axis=1)
@@ -207,7 +208,7 @@ def lp_relaxation(
         cols |= extra
     cols &= p.eligible
     rounds, complete, best = 0, False, None
-    while time.monotonic() < deadline:
+    while not past(deadline):
         rounds += 1
         res = _solve_restricted(p, cols, deadline)
         if res is None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpuplan import native
+from gpuplan.interrupt import past
 from gpuplan.program.gap import Program
 
 #: Largest Σ_g (eligible tasks of g) x (capacity of g + 1) the dynamic programs are run on. gapd-6
@@ -181,7 +182,7 @@ def knapsack_lagrangian(
     best_u, best_val, best_x, best_drop = u.copy(), -_INF, None, None
     theta, stall, it = THETA0, 0, 0
     for it in range(1, iterations + 1):  # noqa: B007 - `it` is reported
-        if time.monotonic() > deadline:
+        if past(deadline):
             break
         value, x, drop = _evaluate(p, u, cost, load, cap)
         if best_x is None or value > best_val + 1e-9 * max(1.0, abs(best_val)):

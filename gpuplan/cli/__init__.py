@@ -3,8 +3,8 @@
 One module per command family (`plan`: solve, validate, schema, show; `executor`: run, status, stop,
 inventory; `capacity`), `jsonio` for reading and writing JSON, and `main` here: the one place that
 turns errors into exit codes. Exit codes: 0 a plan with a solution; 1 internal error; 2 invalid
-input; 3 proven infeasible; 4 no solution within the time limit. The library never imports this
-package.
+input; 3 proven infeasible; 4 no solution within the time limit; 130 (143) aborted by a second
+SIGINT (SIGTERM), or by Ctrl-C outside a solve. The library never imports this package.
 """
 
 from __future__ import annotations
@@ -15,9 +15,25 @@ import logging
 import os
 import sys
 
-from gpuplan.cli.exit_codes import EXIT_INFEASIBLE, EXIT_INTERNAL, EXIT_INVALID, EXIT_NO_SOLUTION, EXIT_OK
+from gpuplan.cli.exit_codes import (
+    EXIT_INFEASIBLE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_NO_SOLUTION,
+    EXIT_OK,
+)
 from gpuplan.cli.jsonio import load_json, load_problem, validated
 from gpuplan.errors import InputError
+
+#: Longest error message printed (characters); the rest is cut (a value may be huge).
+MESSAGE_CHARS = 500
+
+
+def one_line(text: str) -> str:
+    """`text` as one printable line of at most MESSAGE_CHARS characters (line breaks escaped)."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,17 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except InputError as exc:
-        print(f"gpuplan: error: {exc}", file=sys.stderr)
+        message = one_line(str(exc))
+        print(f"gpuplan: error: {message}", file=sys.stderr)
         if getattr(args, "command", "") == "solve" and not getattr(args, "output", None):
-            sys.stdout.write(json.dumps({"status": "invalid", "error": str(exc)}) + "\n")
+            sys.stdout.write(json.dumps({"status": "invalid", "error": message}) + "\n")
         return EXIT_INVALID
     except BrokenPipeError:  # e.g. `gpuplan show plan.json | head`: the reader left
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_INTERNAL
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C outside a solve (reading input, a command without a stop)
         print("gpuplan: interrupted", file=sys.stderr)
-        return EXIT_INTERNAL
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if os.environ.get("GPUPLAN_DEBUG"):
             raise

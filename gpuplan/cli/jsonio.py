@@ -5,8 +5,6 @@ Every mistake in the input becomes one `InputError` naming the file or field and
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,43 +12,26 @@ from typing import Any
 from gpuplan.errors import InputError
 
 
-def _first_non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
-    """Path and value of the first NaN or infinity in a parsed JSON document."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path, value
-    if isinstance(value, dict):
-        items = ((f"{path}.{k}" if path else str(k), v) for k, v in value.items())
-    elif isinstance(value, list):
-        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
-    else:
-        return None
-    for sub_path, sub in items:
-        found = _first_non_finite(sub, sub_path)
-        if found:
-            return found
-    return None
-
-
 def load_json(source: str) -> Any:
-    """Read JSON from a path or '-' (stdin); NaN and Infinity are refused."""
+    """Read JSON from a path or '-' (stdin) within the input limits (`gpuplan.models.json_input`):
+    not UTF-8, too large, too deep, NaN and Infinity, oversized integers and strings are refused."""
+    from gpuplan.models.json_input import MAX_INPUT_BYTES, parse_json
+
     if source == "-":
-        text = sys.stdin.read()
+        stream = getattr(sys.stdin, "buffer", None)  # a text stream without bytes (tests): its text
+        raw = stream.read(MAX_INPUT_BYTES + 1) if stream else sys.stdin.read(MAX_INPUT_BYTES + 1).encode()
         name = "<stdin>"
     else:
         p = Path(source)
         if not p.is_file():
             raise InputError(source, "no such file")
-        text = p.read_text(encoding="utf-8", errors="replace")
+        if p.stat().st_size > MAX_INPUT_BYTES:
+            raise InputError(
+                source, f"{p.stat().st_size:,} bytes is over the input limit of {MAX_INPUT_BYTES:,}"
+            )
+        raw = p.read_bytes()
         name = source
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(name, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    bad = _first_non_finite(data)
-    if bad:
-        spelled = "NaN" if math.isnan(bad[1]) else ("Infinity" if bad[1] > 0 else "-Infinity")
-        raise InputError(bad[0], f"invalid number {spelled}: numbers must be finite")
-    return data
+    return parse_json(raw, name)
 
 
 def validated(model: Any, data: Any, name: str) -> Any:

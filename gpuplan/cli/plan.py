@@ -1,7 +1,8 @@
 """`gpuplan solve | validate | schema | show`: the planning subcommands.
 
 `solve` writes the plan as JSON to stdout (or -o); exit 0 a plan with a solution, 3 proven
-infeasible, 4 no solution within the time limit.
+infeasible, 4 no solution within the time limit (or before a stop). The first SIGINT (Ctrl-C) or
+SIGTERM stops the search and returns the best verified plan so far; a second exits 130 (143).
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from typing import Any
 
 from gpuplan.cli.exit_codes import EXIT_INFEASIBLE, EXIT_NO_SOLUTION, EXIT_OK
 from gpuplan.cli.jsonio import _write, load_json, load_problem
+from gpuplan.cli.signals import run_stoppable_by_signals
 from gpuplan.cli.timeline import timeline
 from gpuplan.errors import InputError
+
+#: `solve`'s settings by their name in the API and the problem's options -> the flag that sets them.
+_FLAGS = {"solver": "--solver", "time_limit_s": "--time-limit", "workers": "--workers", "seed": "--seed"}
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -23,17 +28,24 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from gpuplan.models import Status
 
     problem = load_problem(args.problem)
-    if args.time_limit is not None and args.time_limit <= 0:
-        raise InputError("--time-limit", f"must be > 0 (got {args.time_limit})")
     try:
-        plan = solve(
-            problem, solver=args.solver, time_limit_s=args.time_limit, workers=args.workers, seed=args.seed
+        plan = run_stoppable_by_signals(
+            lambda stop: solve(
+                problem,
+                solver=args.solver,
+                time_limit_s=args.time_limit,
+                workers=args.workers,
+                seed=args.seed,
+                stop=stop,
+            )
         )
     except InputError as exc:
-        if exc.path != "solver":
+        flag = _FLAGS.get(exc.path)
+        if flag is None:
             raise
-        # name the place the user chose the backend: the flag, or the problem's options
-        raise InputError("--solver" if args.solver else "options.solver", exc.message) from None
+        # name the place the user chose the setting: the flag, or the problem's options
+        given = getattr(args, flag[2:].replace("-", "_")) is not None
+        raise InputError(flag if given else f"options.{exc.path}", exc.message) from None
     _write(plan.model_dump_json(indent=2), args.output)
     if args.summary:
         print(plan.summary(), file=sys.stderr)

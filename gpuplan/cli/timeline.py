@@ -43,8 +43,8 @@ def _bar(lane: list[Assignment], symbol: dict[str, str], span: float, width: int
         start, end = a.start_h or 0.0, a.end_h or 0.0
         first = max(0, math.ceil(start / span * width - 0.5 - EPS_H))
         last = min(width - 1, math.ceil(end / span * width - 0.5 - EPS_H) - 1)
-        if last < first:
-            first = last = min(width - 1, int((start + end) / 2 / span * width))
+        if last < first:  # shorter than a column (or, in a plan read from a file, ending before it starts)
+            first = last = min(width - 1, max(0, int((start + end) / 2 / span * width)))
         for c in range(first, last + 1):
             row[c] = symbol[a.task]
     return "".join(row)

@@ -157,6 +157,15 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
                 "plan.status", f"{self.plan.status.value!r}: the plan has no solution to run"
             )
         known_gpus = {g.id for _, g in self.problem.all_gpus()}
+        listed: set[str] = set()  # each task once, placed or not (the journal keys its rows by task)
+        rows = [("assignments", i, a.task) for i, a in enumerate(self.plan.assignments)]
+        rows += [("unassigned", i, u.task) for i, u in enumerate(self.plan.unassigned)]
+        for where, i, task in rows:
+            if task in listed:
+                raise ExecutorInputError(
+                    f"plan.{where}[{i}].task", f"task {task!r} appears twice in the plan"
+                )
+            listed.add(task)
         for i, a in enumerate(self.plan.assignments):
             if a.task not in self._tasks_by_id:
                 raise ExecutorInputError(

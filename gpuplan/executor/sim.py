@@ -7,7 +7,6 @@ The state at time t folds every script event with `at_s <= t` over the GPU's ini
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 from gpuplan.errors import InputError
 from gpuplan.executor.devices import DeviceInfo, Reading
 from gpuplan.executor.spec import SimFleet
+from gpuplan.models.json_input import parse_json
 from gpuplan.models.validation import format_validation_error
 
 
@@ -28,9 +28,10 @@ def load_sim(path: Path) -> SimFleet:
     if not path.is_file():
         raise SimFleetError(str(path), "no such file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise SimFleetError(str(path), f"invalid JSON: {exc.msg} at line {exc.lineno}") from None
+        data = parse_json(path.read_bytes(), str(path))
+    except InputError as exc:
+        where = exc.path if exc.path == str(path) else f"{path}: {exc.path}"
+        raise SimFleetError(where, exc.message) from None
     try:
         return SimFleet.model_validate(data)
     except ValidationError as exc:

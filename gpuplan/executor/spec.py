@@ -10,9 +10,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gpuplan.models.base import check_magnitudes
+from gpuplan.models.objective import MAX_SEED, MAX_WORKERS
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _magnitudes(self) -> _Strict:
+        check_magnitudes(self)
+        return self
 
 
 class TaskRun(_Strict):
@@ -124,8 +132,10 @@ class Settings(_Strict):
     migration_cost: float = Field(
         default=1000.0, ge=0, description="Migration cost given to running tasks so they stay where they are."
     )
-    workers: int | None = Field(default=None, ge=1, description="Optimizer threads for re-plans.")
-    seed: int = Field(default=0, ge=0)
+    workers: int | None = Field(
+        default=None, ge=1, le=MAX_WORKERS, description="Optimizer threads for re-plans."
+    )
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     hour_s: float = Field(
         default=3600.0,
         gt=0,

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from gpuplan.interrupt import past
 from gpuplan.program.fleet import NONE, FleetProgram
 
 _EPS = 1e-9
@@ -280,7 +281,7 @@ def _left_out(st: FleetState, mask: np.ndarray, deadline: float) -> Iterator[int
     p = st.p
     todo = np.flatnonzero((st.assign[:, 0] < 0) & mask & p.eligible_c.any(axis=1))
     for t in todo[np.argsort(-p.penalty[todo], kind="stable")]:
-        if time.monotonic() >= deadline:
+        if past(deadline):
             return
         if st.assign[t, 0] >= 0:
             continue

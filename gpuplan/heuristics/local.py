@@ -8,10 +8,9 @@ or all partner tasks (swap) at once with numpy.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
+from gpuplan.interrupt import past
 from gpuplan.program.gap import DROPPED, Program
 
 
@@ -82,7 +81,7 @@ class LocalSearch:
                 used[:, g] += lt[:, g]
                 assign[t] = g
                 moved += 1
-            if moved % 64 == 0 and time.monotonic() > deadline:
+            if moved % 64 == 0 and past(deadline):
                 break
         return moved
 
@@ -95,7 +94,7 @@ class LocalSearch:
         w = self.weight
         moved = 0
         for n_done, t1 in enumerate(self.rng.permutation(placed)[:budget]):
-            if n_done % 32 == 0 and time.monotonic() > deadline:
+            if n_done % 32 == 0 and past(deadline):
                 break
             a1 = assign[t1]
             a_all = assign[placed]
@@ -134,7 +133,7 @@ class LocalSearch:
         best = assign.copy() if self.overload(used) == 0 else None
         best_cost = self.p.objective_int(best) if best is not None else None
         rounds = 0
-        while time.monotonic() < deadline and rounds < 200:
+        while not past(deadline) and rounds < 200:
             rounds += 1
             moved = self._shift_pass(assign, used, deadline)
             if moved == 0:

@@ -6,6 +6,10 @@ from pydantic import Field, model_validator
 
 from gpuplan.models.base import Spec
 
+#: Most GPUs in one problem, listed and counted together: the program and the plan keep one entry per
+#: GPU (its usage, its id), so a larger fleet is refused rather than solved past its time limit.
+MAX_GPUS = 100_000
+
 
 class GPUType(Spec):
     """A GPU model: memory, throughput relative to the reference GPU, price and power."""
@@ -62,4 +66,13 @@ class Node(Spec):
         for name, count in self.gpu_counts.items():
             if count < 0:
                 raise ValueError(f"gpu_counts[{name!r}] must be >= 0 (got {count})")
+            if count > MAX_GPUS:
+                raise ValueError(
+                    f"gpu_counts[{name!r}]: {count:,} GPUs is over the limit of {MAX_GPUS:,} GPUs per problem"
+                )
         return self
+
+    @property
+    def n_gpus(self) -> int:
+        """GPUs of the node, listed and counted."""
+        return len(self.gpus) + sum(self.gpu_counts.values())

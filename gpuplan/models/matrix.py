@@ -13,9 +13,12 @@ Row = list[Number | None]
 
 
 def _depth(value: object) -> int:
+    """Nesting of lists along the first entries: [] is 1 and [[]] is 2 (an empty row is still a row)."""
     d = 0
-    while isinstance(value, list) and value:
+    while isinstance(value, list):
         d += 1
+        if not value:
+            break
         value = value[0]
     return d
 

@@ -93,10 +93,18 @@ class Objective(Spec):
         return [(self.kind, 1.0)]
 
 
+#: Most solver threads one solve may ask for.
+MAX_WORKERS = 1024
+#: Largest seed: the solvers take 32-bit seeds.
+MAX_SEED = 2**31 - 1
+
+
 class SolveOptions(Spec):
     """Solver settings stored with a problem; the CLI and API arguments override them."""
 
     solver: SolverName = Field(default="auto", description="Backend: auto, greedy, cpsat or milp.")
     time_limit_s: float = Field(default=10.0, gt=0, description="Wall-clock limit for the whole solve.")
-    workers: int | None = Field(default=None, ge=1, description="Solver threads; None means all cores.")
-    seed: int = Field(default=0, ge=0, description="Random seed, for reproducible runs.")
+    workers: int | None = Field(
+        default=None, ge=1, le=MAX_WORKERS, description="Solver threads; None means all cores."
+    )
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Random seed, for reproducible runs.")

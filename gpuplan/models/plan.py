@@ -89,6 +89,14 @@ def _label(a: Assignment) -> str:
     return f"{a.task} [{a.start_h:g}-{a.end_h:g} h]"
 
 
+def _number(value: bool | int | float | str) -> str:
+    """A stats value for people: numbers to 4 digits, anything else as it is (a plan read from a file
+    may hold any of the four)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:,.4g}"
+    return str(value)
+
+
 class Plan(_Out):
     """A solve's result. `objective` = placement cost + penalties of dropped optional tasks."""
 
@@ -143,7 +151,7 @@ class Plan(_Out):
             )
         crit = {k.removeprefix("criterion_"): v for k, v in self.stats.items() if k.startswith("criterion_")}
         if crit:
-            lines.append("criteria  " + ", ".join(f"{k} {v:,.4g}" for k, v in crit.items()))
+            lines.append("criteria  " + ", ".join(f"{k} {_number(v)}" for k, v in crit.items()))
         if self.solver_reason:
             lines.append(f"why       {self.solver_reason}")
         if self.message:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from gpuplan.models.base import Spec
-from gpuplan.models.fleet import GPU, GPUType, Node
+from gpuplan.models.fleet import GPU, MAX_GPUS, GPUType, Node
 from gpuplan.models.objective import Objective, SolveOptions
 from gpuplan.models.tasks import Task
 
@@ -110,6 +110,8 @@ class Problem(Spec):
     )
     objective: Objective = Field(default_factory=Objective)
     options: SolveOptions = Field(default_factory=SolveOptions)
+    # all_gpus() of the `nodes` list it was built from (a copy with other nodes builds its own)
+    _gpus: tuple[list[Node], tuple[tuple[Node, GPU], ...]] | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_references(self) -> Problem:
@@ -134,7 +136,12 @@ class Problem(Spec):
                         f"nodes[{i}].gpus[{k}].type: unknown GPU type {gpu.type!r} for GPU"
                         f" {gpu.id!r} (known: {', '.join(sorted(known))})"
                     )
-        gpu_ids = [g.id for _, g in self.all_gpus()]
+        total = sum(node.n_gpus for node in self.nodes)
+        if total > MAX_GPUS:
+            raise ValueError(
+                f"nodes: {total:,} GPUs in all is over the limit of {MAX_GPUS:,} GPUs per problem"
+            )
+        gpu_ids = self.gpu_ids()
         dup = _first_duplicate(gpu_ids)
         if dup:
             raise ValueError(f"duplicate GPU id {dup[1]!r}")
@@ -185,12 +192,26 @@ class Problem(Spec):
         return None if where is None else f"objective.{where}"
 
     def all_gpus(self) -> list[tuple[Node, GPU]]:
-        """Every GPU in fleet order: listed GPUs first, then counted ones, node by node."""
+        """Every GPU in fleet order: listed GPUs first, then counted ones, node by node. Built once
+        per `nodes` (compile, decode and verify each ask; counted GPUs are objects made here)."""
+        cached = self._gpus
+        if cached is not None and cached[0] is self.nodes:
+            return list(cached[1])
         out: list[tuple[Node, GPU]] = []
         for node in self.nodes:
             out.extend((node, gpu) for gpu in node.gpus)
             for name, count in node.gpu_counts.items():
                 out.extend((node, GPU(id=f"{node.id}/{name}/{k}", type=name)) for k in range(count))
+        self._gpus = (self.nodes, tuple(out))
+        return out
+
+    def gpu_ids(self) -> list[str]:
+        """The ids of `all_gpus`, in the same order, without building a GPU per id."""
+        out: list[str] = []
+        for node in self.nodes:
+            out.extend(gpu.id for gpu in node.gpus)
+            for name, count in node.gpu_counts.items():
+                out.extend(f"{node.id}/{name}/{k}" for k in range(count))
         return out
 
     def gpu_type(self, name: str) -> GPUType:

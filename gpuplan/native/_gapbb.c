@@ -50,6 +50,7 @@ typedef struct {
     int64_t max_disc;     /* limited discrepancy search: at most this many non-first choices (-1: none) */
     int cut;              /* a branch was skipped by the discrepancy limit */
     double deadline;
+    volatile const uint8_t *stop; /* the caller's stop flag (nonzero: stop now), or NULL */
     int stopped;
 } BB;
 
@@ -228,7 +229,8 @@ static void dfs(BB *b, int64_t depth, int64_t disc) {
     const int64_t T = b->T, G = b->G;
     if (b->stopped) return;
     b->nodes++;
-    if ((b->nodes & 31) == 0 && (now_s() >= b->deadline || (b->node_limit > 0 && b->nodes >= b->node_limit))) {
+    if ((b->nodes & 31) == 0 && (now_s() >= b->deadline || (b->stop && *b->stop) ||
+                                 (b->node_limit > 0 && b->nodes >= b->node_limit))) {
         b->stopped = 1;
         return;
     }
@@ -307,11 +309,12 @@ static int need(Py_buffer *v, Py_ssize_t n, const char *what) {
 
 static PyObject *run(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer w, cost, ok, a, cap, fix, out;
+    Py_buffer w, cost, ok, a, cap, fix, out, stop;
     long long T, G, target, node_limit, max_disc;
     double usum, time_limit;
-    if (!PyArg_ParseTuple(args, "LLy*y*y*y*y*y*w*dLdLL", &T, &G, &w, &cost, &ok, &a, &cap, &fix, &out, &usum,
-                          &target, &time_limit, &node_limit, &max_disc))
+    memset(&stop, 0, sizeof(stop));
+    if (!PyArg_ParseTuple(args, "LLy*y*y*y*y*y*w*dLdLL|y*", &T, &G, &w, &cost, &ok, &a, &cap, &fix, &out, &usum,
+                          &target, &time_limit, &node_limit, &max_disc, &stop))
         return NULL;
     PyObject *result = NULL;
     BB b;
@@ -334,6 +337,7 @@ static PyObject *run(PyObject *self, PyObject *args) {
     b.have_best = 0;
     b.node_limit = node_limit;
     b.max_disc = max_disc;
+    b.stop = (stop.buf && stop.len >= 1) ? (volatile const uint8_t *)stop.buf : NULL;
     int64_t maxcap = 0;
     for (int64_t g = 0; g < G; g++) {
         if (b.cap[g] < 0) {
@@ -404,6 +408,7 @@ done:
     free(b.insol), free(b.fwd), free(b.bwd), free(b.best), free(b.exc), free(b.outpen), free(b.sv), free(b.sf);
     PyBuffer_Release(&w), PyBuffer_Release(&cost), PyBuffer_Release(&ok), PyBuffer_Release(&a);
     PyBuffer_Release(&cap), PyBuffer_Release(&fix), PyBuffer_Release(&out);
+    if (stop.obj) PyBuffer_Release(&stop);
     return result;
 }
 
@@ -480,8 +485,9 @@ done:
 
 static PyMethodDef methods[] = {
     {"run", run, METH_VARARGS,
-     "run(T, G, w, cost, ok, a, cap, fix, out, usum, target, time_limit, node_limit, max_disc)"
-     " -> (found, best cost, nodes, exhausted, stopped by the time or node limit)"},
+     "run(T, G, w, cost, ok, a, cap, fix, out, usum, target, time_limit, node_limit, max_disc[, stop])"
+     " -> (found, best cost, nodes, exhausted, stopped by the time or node limit or the stop flag);"
+     " stop: a one-byte buffer the caller may set nonzero from another thread to end the search"},
     {"knapsacks", knapsacks, METH_VARARGS,
      "knapsacks(T, G, w, a, ok, cap, x, z): each GPU's 0-1 knapsack optimum into z, its choice into x"},
     {NULL, NULL, 0, NULL},

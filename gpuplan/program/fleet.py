@@ -448,7 +448,9 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
         if t.forbidden_types:
             row &= ~np.isin(c_type, [type_index[x] for x in t.forbidden_types])
         if t.node_selector:
-            row &= np.array([all(lab.get(k) == v for k, v in t.node_selector.items()) for lab in c_labels])
+            row &= np.array(
+                [all(lab.get(k) == v for k, v in t.node_selector.items()) for lab in c_labels], dtype=bool
+            )
         elig[i] &= row
     type_mem_c = np.where(c_host, 0.0, type_mem[ct]) if c_n else np.zeros(0)
     if c_n:

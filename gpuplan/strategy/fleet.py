@@ -34,6 +34,7 @@ from gpuplan.heuristics.fleet_greedy import (
     swap_improve,
     task_order,
 )
+from gpuplan.interrupt import past
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
 from gpuplan.program.build import build
 from gpuplan.program.compile import scaling_of
@@ -94,7 +95,7 @@ def _starts(
     if late is not None:
         variants = [("gpu", 1.0, late), ("dominant", 1.0, late), *variants]
     for how, balance, lt in variants:
-        if best is not None and time.monotonic() >= deadline:
+        if best is not None and past(deadline):
             break
         st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
         broken = np.any((st.assign[:, 0] < 0) & ~p.optional) or not _within(hold, st.assign)
@@ -187,7 +188,7 @@ def _search(
     if objective is not None and (not incumbents or objective < incumbents[-1][1]):
         incumbents.append((time.monotonic() - t0, objective))
     reason = f"{pairs:,} eligible pairs: greedy starts, LP and packing bounds, ejection and swap moves"
-    if exact and time.monotonic() < deadline:
+    if exact and not past(deadline):
         from gpuplan.backends.fleet_cpsat import solve_fleet_cpsat
 
         offset = time.monotonic() - t0

@@ -49,6 +49,7 @@ from gpuplan.backends.scip import ScipRun, scip_available
 from gpuplan.bounds.gap import LPResult, fixable, lp_relaxation, reduced_costs
 from gpuplan.bounds.knapsack import KnapsackLagrangian, applicable, knapsack_fixable, knapsack_lagrangian
 from gpuplan.heuristics.polish import polish
+from gpuplan.interrupt import past, requested
 from gpuplan.program.gap import DROPPED, Program
 from gpuplan.program.solution import RawSolution, SolveParams, cost_bound_to_user, proven_status
 from gpuplan.status import Status
@@ -138,7 +139,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
 
     bound_int: float | None = None
     lp = None
-    if time.monotonic() < deadline:
+    if not past(deadline):
         lp_deadline = time.monotonic() + 0.3 * max(0.0, deadline - time.monotonic())
         lp = lp_relaxation(
             program,
@@ -187,7 +188,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         pairs <= EXACT_PAIRS
         and workers >= 2
         and bb_threads == 1
-        and time.monotonic() < deadline - 0.5
+        and not past(deadline - 0.5)
         and scip_available()
     ):
         scip = start_scip()  # beside CP-SAT: its cuts and heuristics differ
@@ -198,7 +199,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         lp is not None
         and lp.u is not None
         and (pairs <= EXACT_PAIRS or bb_program)
-        and time.monotonic() < deadline - 1.0
+        and not past(deadline - 1.0)
         and applicable(program)
     ):
         # Polyak steps aim at the incumbent only when it is close: a far one overshoots (on gapd-2 a
@@ -227,7 +228,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
 
     # Lagrangian branch and bound: ladder of targets, then LNS (gap_bb), on a share of the time
     bb_ran = False
-    if kl is not None and bb_program and time.monotonic() < deadline - 0.5:
+    if kl is not None and bb_program and not past(deadline - 0.5):
         until = time.monotonic() + BB_SHARE * max(0.0, deadline - time.monotonic())
         bb_started = time.monotonic()
         stall = max(BB_STALL_SHARE * max(0.0, until - bb_started), BB_STALL_MIN_S)
@@ -282,7 +283,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         and not proven
         and scip is None
         and workers >= 2
-        and time.monotonic() < deadline - 1.0
+        and not past(deadline - 1.0)
         and scip_available()
     ):
         scip = start_scip()  # beside the exact phase, for the time the branch and bound left
@@ -299,7 +300,7 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
         current = hint
         for keep, share in phases:
             until = min(deadline, begin + share * span)
-            if time.monotonic() >= until - 0.05:
+            if past(until - 0.05):
                 continue
             extra = _pairs(current, program.eligible.shape)
             sub = _restricted(program, lp, keep, extra)
@@ -308,11 +309,11 @@ def run_portfolio(program: Program, params: SolveParams, warm: RawSolution) -> R
                 st.offer(polish(program, res.assign), f"cpsat-k{keep}")
             st.stats[f"restricted_k{keep}_pairs"] = int(sub.eligible.sum())
             current = st.best if st.best is not None else current
-        if not big and time.monotonic() < deadline - 0.1:
+        if not big and not past(deadline - 0.1):
             exact_phase(deadline, current)
 
     if scip is not None:
-        if proven or infeasible:
+        if proven or infeasible or requested():
             scip.stop()
         scip.join(max(0.0, deadline - time.monotonic()) + 1.0)
         st.stats["scip"] = scip.error or ("optimal" if scip.optimal else "done")

@@ -32,6 +32,7 @@ import numpy as np
 from gpuplan.errors import InputError
 from gpuplan.heuristics.event_schedule import event_schedule
 from gpuplan.heuristics.list_schedule import RULES, list_schedule, rank
+from gpuplan.interrupt import past
 from gpuplan.models import Plan, Problem, Status
 from gpuplan.program.decode_fleet import decode_fleet, presolve_plan
 from gpuplan.program.fleet import FleetCompiled
@@ -111,7 +112,7 @@ def solve_schedule(
         schemes.append(("list", list_schedule, "list schedule"))
     for scheme, run, label in schemes:
         for rule in RULES:
-            if best is not None and time.monotonic() >= started + LIST_SHARE * time_limit_s:
+            if best is not None and past(started + LIST_SHARE * time_limit_s):
                 break
             assign, start = run(sp, rule, deadline=deadline - 0.05 * time_limit_s)
             key = rank(sp, assign, start)

@@ -57,6 +57,18 @@ EXPECTED_WORDS = {
     "zero_deadline": ["tasks[0].deadline_h", "greater than 0", "0"],
     "negative_due": ["tasks[0].due_h", "-2"],
     "negative_weight": ["tasks[0].weight", "-1"],
+    # hostile input (docs/limits.md)
+    "deep_nesting": ["deep_nesting.json", "invalid JSON", "nested more than 64 levels"],
+    "integer_of_5000_digits": ["integer_of_5000_digits.json", "invalid JSON", "5000 digits"],
+    "integer_beyond_2_53": ["matrix.cost[0][0]", "(30 digits) too large", "2^53"],
+    "overflowing_float": ["matrix.cost[0][0]", "Infinity", "1e400"],
+    "non_utf8_bytes": ["non_utf8_bytes.json", "not UTF-8", "0xff", "offset 73"],
+    "gigantic_string": ["matrix.task_ids[0]", "70,000 characters", "65,536"],
+    "lone_surrogate": ["matrix.task_ids[0]", "surrogate"],
+    "gpu_count_billion": ["nodes[0]", "gpu_counts['H100']", "1,000,000,000 GPUs", "100,000"],
+    "gpus_over_limit_in_all": ["nodes", "120,000 GPUs", "100,000"],
+    "work_beyond_limit": ["tasks[0].work_h", "1e+308", "1e+15"],
+    "unknown_key_with_line_break": ["tasks[0].bad\\nkey", "unknown key"],
 }
 
 # matrix with a known optimum of 5 (task 0 -> GPU 1, task 1 -> GPU 0, task 2 -> GPU 2)
@@ -390,3 +402,31 @@ def test_python_dash_m_reports_subcommand_input_errors_as_invalid(tmp_path):
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("gpuplan: error:") and "missing.json" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "words"),
+    [
+        ("--seed", "99999999999", ["--seed", "2147483647", "99999999999"]),
+        ("--seed", "-1", ["--seed", "-1"]),
+        ("--workers", "0", ["--workers", "1024", "0"]),
+        ("--time-limit", "nan", ["--time-limit", "finite", "nan"]),
+        ("--time-limit", "inf", ["--time-limit", "finite", "inf"]),
+    ],
+)
+def test_settings_out_of_range_exit_2(tmp_path, capsys, flag, value, words):
+    """A seed beyond 32 bits (it crashed CP-SAT), no workers, a time limit that is not a finite number:
+    exit 2 naming the flag."""
+    assert main(["solve", write(tmp_path, "m.json", OPTIMUM_5), flag, value]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_seed_in_the_problem_options_is_bounded_too(tmp_path, capsys):
+    """options.seed past 32 bits is refused when the problem is read."""
+    data = json.loads(CLUSTER.read_text())
+    data["options"] = {"seed": 2**40}
+    assert main(["solve", write(tmp_path, "p.json", data), "--solver", "cpsat"]) == 2
+    assert "options.seed" in capsys.readouterr().err

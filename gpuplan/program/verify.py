@@ -8,6 +8,7 @@ VerificationError.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -58,6 +59,14 @@ class _MatrixView:
 
 def _close(a: float, b: float, scale: float = 1.0) -> bool:
     return abs(a - b) <= _REL * max(1.0, abs(a), abs(b), scale)
+
+
+def verify_timed(plan: Plan, source: Problem | MatrixProblem | Matrix) -> None:
+    """`verify`, then its wall time noted in the plan's stats as `verify_s` (where a solve's time
+    goes; the stats are not part of what is verified)."""
+    began = time.monotonic()
+    verify(plan, source)
+    plan.stats["verify_s"] = round(time.monotonic() - began, 4)
 
 
 def verify(plan: Plan, source: Problem | MatrixProblem | Matrix) -> None:

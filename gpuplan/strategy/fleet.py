@@ -170,8 +170,8 @@ def _search(
     pairs = _pairs(p)
     exact = solver == "cpsat" or (solver == "auto" and pairs <= FLEET_EXACT_PAIRS)
     if solver != "greedy":
-        # Moves share the time with CP-SAT when it runs; otherwise they may use it all.
-        until = t0 + (0.3 if exact else 0.95) * span
+        # Moves share the time with CP-SAT when it runs, or with the neighbourhood search.
+        until = t0 + (0.3 if exact else 0.6) * span
         before = st.assign.copy()
         moved = eject_improve(st, min(until, t0 + 0.6 * span))
         swapped = swap_improve(st, until)
@@ -188,6 +188,23 @@ def _search(
     if objective is not None and (not incumbents or objective < incumbents[-1][1]):
         incumbents.append((time.monotonic() - t0, objective))
     reason = f"{pairs:,} eligible pairs: greedy starts, LP and packing bounds, ejection and swap moves"
+    if solver == "auto" and not exact and feasible and not past(deadline - 0.05 * span):
+        from gpuplan.backends.fleet_lns import fleet_lns
+
+        res_lns = fleet_lns(
+            p,
+            st.assign,
+            deadline=deadline - 0.02 * span,
+            workers=workers,
+            seed=seed,
+            accept=lambda a: _within(hold, a),
+        )
+        stats.update(res_lns.stats)
+        phases.append("lns")
+        reason += ", large-neighbourhood search over node sets"
+        if objective is not None and res_lns.objective < objective - 1e-9 * max(1.0, abs(objective)):
+            assign, objective, used = res_lns.assign, res_lns.objective, "lns"
+            incumbents.append((time.monotonic() - t0, objective))
     if exact and not past(deadline):
         from gpuplan.backends.fleet_cpsat import solve_fleet_cpsat
 
@@ -419,11 +436,13 @@ def solve_fleet(
     matrix form's always: they are its input), else the fleet search (module docstring); priorities
     too wide to weigh exactly are solved tier by tier (`solve_tiered`). One decode and the one
     verifier either way."""
-    from gpuplan.program.verify import verify
+    from gpuplan.program.verify import verify_timed
 
     workers = workers or os.cpu_count() or 1
     try:
+        began = time.monotonic()
         c = build(problem)
+        built = time.monotonic() - began
         if c.times is not None:  # a scheduled problem: plans say when
             assert isinstance(problem, Problem)
             if c.stages > 1:
@@ -513,7 +532,8 @@ def solve_fleet(
             if f.status.has_solution or f.status is Status.INFEASIBLE
             else "no plan placing every required task was found within the time limit",
         )
-    verify(plan, problem)
+    plan.stats["build_s"] = round(built, 4)
+    verify_timed(plan, problem)
     return plan
 
 

@@ -173,12 +173,13 @@ class _Scheme:
         rows = np.zeros((n_groups, f.eligible_c.shape[1]), dtype=bool)
         rows[self.group] = f.eligible_c
         slots = self.fl.slots
-        cls = np.where(slots >= 0, f.gpu_class[np.maximum(slots, 0)], -1)
-        ok_slot = (slots >= 0) & usable[np.maximum(slots, 0)]
+        cls = np.append(f.gpu_class, -1)[slots]  # a NONE slot (-1) reads the appended -1
+        ok_slot = (slots >= 0) & np.append(usable, False)[slots]
         # node_elig[n, grp]: node n holds a usable GPU of an eligible class of the group
         self.node_elig = np.zeros((f.n_nodes, n_groups), dtype=bool)
         for grp in range(n_groups):
-            self.node_elig[:, grp] = (rows[grp][np.maximum(cls, 0)] & ok_slot).any(axis=1)
+            elig = np.append(rows[grp], False)  # class -1 (no slot) is never eligible
+            self.node_elig[:, grp] = (elig[cls] & ok_slot).any(axis=1)
         self.cand = [np.flatnonzero(self.node_elig[:, grp]) for grp in range(n_groups)]
         # uniform: every eligible usable class gives the task one duration and one cost, so the
         # placement choice is best fit alone

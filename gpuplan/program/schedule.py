@@ -136,6 +136,8 @@ def durations(sp: ScheduleProgram, assign: np.ndarray) -> np.ndarray:
     (or when a GPU is ineligible, which `violations` reports)."""
     t_n = sp.n_tasks
     used = assign >= 0
+    if not used.any():  # nothing placed (on a fleet without GPUs, nothing can be)
+        return np.full(t_n, np.nan)
     cls = sp.fleet.gpu_class[np.maximum(assign, 0)]
     d = np.where(used, sp.duration_c[np.arange(t_n)[:, None], cls], -np.inf)
     p = d.max(axis=1, initial=-np.inf)

@@ -38,10 +38,7 @@ def test_fuzz_round(target: str) -> None:
 
 FIXTURES = sorted(CASES.glob("*.json"))
 #: Cases that still fail, and where: strict, so a fix shows up as an unexpected pass.
-OPEN = {
-    "scheduled_problem_on_a_fleet_without_gpus": "heuristics/event_schedule.py (_Scheme) indexes an empty"
-    " gpu_class when the fleet has no GPU at all",
-}
+OPEN: dict[str, str] = {}
 _PARAMS = [
     pytest.param(
         p, id=p.stem, marks=[pytest.mark.xfail(strict=True, reason=OPEN[p.stem])] if p.stem in OPEN else []

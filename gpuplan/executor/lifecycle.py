@@ -140,10 +140,13 @@ class LifecycleMixin(ExecutorBase):
                 self._mark_running(a)
 
     # finishing tasks ------------------------------------------------------------------------------
-    def _poll(self, attempts: list[Attempt], *, check_alive: bool = False) -> dict[int, Outcome]:
+    def _poll(
+        self, attempts: list[Attempt], *, check_alive: bool = False, lost_ended: bool = False
+    ) -> dict[int, Outcome]:
         """(ended, exit code) per attempt id, one request per site; the exit code is None when the
         wrapper vanished without one. Wrappers are checked for life about once a second (or always
-        with `check_alive`); an attempt on a lost site counts as ended without a code."""
+        with `check_alive`). An attempt on a lost site counts as ended without a code with
+        `lost_ended` (stopping it), else it is left out (its node's fault will stop it)."""
         now = time.monotonic()
         by_site: dict[str, list[Attempt]] = {}
         for a in attempts:
@@ -167,7 +170,8 @@ class LifecycleMixin(ExecutorBase):
             except Exception:
                 results = None
             if results is None:  # the site is lost: its attempts ended, how is unknown
-                out.update({a.id: (True, None) for a in mine})
+                if lost_ended:
+                    out.update({a.id: (True, None) for a in mine})
             else:
                 out.update({a.id: r for a, r in zip(mine, results, strict=True)})
         return out
@@ -234,7 +238,7 @@ class LifecycleMixin(ExecutorBase):
         j = self.journal
         pending: list[Attempt] = []
         done_before: dict[int, int] = {}
-        first = self._poll(attempts, check_alive=False)
+        first = self._poll(attempts, lost_ended=True)
         with j.tx():
             for a in attempts:
                 ended, rc0 = first[a.id]
@@ -282,7 +286,7 @@ class LifecycleMixin(ExecutorBase):
         """The attempts not yet ended (checking their wrappers); the ended ones' codes go to `rcs`."""
         if not attempts:
             return []
-        polled = self._poll(attempts, check_alive=True)
+        polled = self._poll(attempts, check_alive=True, lost_ended=True)
         for a in attempts:
             if polled[a.id][0]:
                 rcs[a.id] = polled[a.id][1]

@@ -125,7 +125,12 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
         if self.resumed:
             self._load()
         else:
-            self._validate()
+            try:
+                self._validate()
+            except ExecutorInputError:
+                self._release_agents()  # nothing started: a cluster's agents are not needed
+                self.close()
+                raise
             self._create(now)
 
     # setup ----------------------------------------------------------------------------------------

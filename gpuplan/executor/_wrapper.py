@@ -35,7 +35,7 @@ import sys
 import time
 
 
-def _write_atomic(path: str, data: dict, durable: bool = True) -> None:
+def _write_atomic(path: str, data: dict[str, object], durable: bool = True) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(data))
@@ -58,8 +58,8 @@ def start_time(pid: int) -> int | None:
 def run_attempt(
     attempt_dir: str,
     log_path: str,
-    command: list,
-    env: dict | None = None,
+    command: list[str],
+    env: dict[str, str] | None = None,
     cwd: str | None = None,
     fence_ppid: int = 0,
 ) -> int:
@@ -93,7 +93,7 @@ def run_attempt(
     return 0
 
 
-def _wait_fenced(child: subprocess.Popen, attempt_dir: str, ppid: int) -> int:
+def _wait_fenced(child: subprocess.Popen[bytes], attempt_dir: str, ppid: int) -> int:
     """Wait for the task; if the spawner (`ppid`) goes away first, kill the task's process group."""
     pidfd = os.pidfd_open(child.pid)
     try:

@@ -203,12 +203,14 @@ class RayFleet:
 
         agent = _agent_class(ray)
         self.handles: dict[str, Any] = {}
+        found: set[str] = set()  # nodes whose agent outlived a previous head: tasks may run there
         for n in wanted:
             name = f"gpuplan-agent-{run}-{n}"
             handle = None
             if detached:
                 with contextlib.suppress(ValueError):
                     handle = ray.get_actor(name, namespace=NAMESPACE)
+                    found.add(n)
             if handle is None:
                 fleet = _sim_fleet(sims, n) if sims is not None else None
                 opts: dict[str, Any] = {
@@ -230,8 +232,14 @@ class RayFleet:
             try:
                 self.hello[n] = ray.get(ref, timeout=60)
             except Exception as exc:
-                self.end_run()
-                raise ClusterUnavailable(f"the agent on node {n} did not start: {_first_line(exc)}") from None
+                if not found:  # a new run: nothing runs yet, give up cleanly
+                    self.end_run()
+                    raise ClusterUnavailable(
+                        f"the agent on node {n} did not start: {_first_line(exc)}"
+                    ) from None
+                # a resumed run: other nodes' tasks run on; this node counts as lost
+                self._sites[n].mark_lost(exc)
+                self.hello[n] = {"devices": []}
         self._devices = [DeviceInfo(**{**d, "node": n}) for n in wanted for d in self.hello[n]["devices"]]
 
     # DeviceBackend ---------------------------------------------------------------------------------

@@ -68,6 +68,17 @@ class RecoveryMixin(ExecutorBase):
         ).fetchall()
         to_stop: list[Attempt] = []
         for r in rows:
+            if r["node"] and r["node"] not in self.sites:  # its node left the cluster meanwhile
+                gone = Attempt(
+                    id=r["id"], task=r["task"], n=r["n"], gpus=json.loads(r["gpus"]), state=r["state"],
+                    dir=Path(r["dir"]), log=Path(r["log"]), node=r["node"],
+                )  # fmt: skip
+                with j.tx():
+                    self._end_attempt(
+                        gone, "lost", None, f"node {r['node']} is not in the cluster after a restart"
+                    )
+                    self._set_task(self.tasks[gone.task], "queued", f"re-queued: node {r['node']} left")
+                continue
             node = r["node"] if r["node"] in self.sites else next(iter(self.sites))
             a = Attempt(
                 id=r["id"],

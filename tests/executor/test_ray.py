@@ -341,3 +341,39 @@ def test_inventory_and_a_plan_the_cluster_cannot_run(lab: Lab, tmp_path: Path) -
         bad = run_head(tmp_path, lab.cluster.address, timeout=60)
         assert bad.returncode == 2 and expect in bad.stderr, bad.stderr[-2000:]
         assert "Traceback" not in bad.stderr and not (tmp_path / "out" / "t0.starts").exists()
+
+
+def test_gpuplan_stop_ends_a_run_across_nodes(lab: Lab, tmp_path: Path) -> None:
+    """`gpuplan stop` stops the tasks on every node and ends the head (exit 4, resumable); no task
+    completes after the stop."""
+    tasks = [{"id": f"t{k}", "gpu_share": 0.5, "work_h": 1} for k in range(4)]
+    setup(tmp_path, ["n0", "n1"], tasks, sleep=30.0)
+    head = subprocess.Popen(
+        head_argv(tmp_path, lab.cluster.address),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    out = tmp_path / "out"
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("*.starts"))) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop = subprocess.run(
+            [sys.executable, "-m", "gpuplan.cli", "stop", "--state-dir", str(tmp_path / "state")],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        stdout, stderr = head.communicate(timeout=60)
+    finally:
+        if head.poll() is None:
+            head.kill()
+    assert stop.returncode == 0, stop.stderr
+    assert head.returncode == 4, stderr.decode()[-2000:]
+    assert json.loads(stdout)["state"] == "stopped"
+    states = {r[0] for r in journal(tmp_path).execute("SELECT state FROM attempts")}
+    assert states == {"stopped"} and len(list(out.glob("*.starts"))) == 4
+    assert not list(out.glob("*.done"))

@@ -5,10 +5,12 @@ Run by path with only the standard library (fast start, no gpuplan import), in o
     python -I _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV...     one attempt (the wrapper is this process)
     python -I _wrapper.py --serve [--fence]                   a spawner: one attempt per request
 
-The spawner reads one JSON request per line on stdin ({"dir", "log", "argv", "env", "cwd", "mkdirs"}),
-forks a wrapper for it (a fork of this small process costs about a millisecond, against some 30 ms
-for a new interpreter) and answers one JSON line on stdout: {"pid": wrapper pid} or {"error": text}.
-It ends at the end of its input. Each wrapper leads its own session, so it outlives the spawner and
+The spawner reads one batch per line on stdin, a JSON list of requests ({"dir", "log", "argv", "env",
+"cwd", "mkdirs"}), forks a wrapper for each (a fork of this small process costs about a millisecond,
+against some 30 ms for a new interpreter) and answers the batch with one JSON line on stdout: per
+request {"pid": wrapper pid} or {"error": text}. One line each way per batch: on a busy machine
+every wake-up of either process waits for a core. It ends at the end of its input. Each wrapper
+leads its own session, so it outlives the spawner and
 whoever started it; with `--fence` (the agents of a cluster) a wrapper whose spawner is gone kills
 its task: the head counts that node as lost and runs the task elsewhere.
 
@@ -118,34 +120,41 @@ def serve(fence: bool) -> int:
         if not line.strip():
             continue
         try:
-            req = json.loads(line)
-            for d in req.get("mkdirs", ()):
-                os.makedirs(d, exist_ok=True)
-            os.makedirs(os.path.dirname(req["log"]), exist_ok=True)
-            env = dict(os.environ)
-            env.update(req.get("env", {}))
-            pid = os.fork()
-        except Exception as exc:  # a bad request or no fork: answer it, keep serving
-            out.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+            batch = json.loads(line)
+        except ValueError as exc:
+            out.write(json.dumps([{"error": f"bad request: {exc}"}]) + "\n")
             out.flush()
             continue
-        if pid == 0:  # the wrapper
-            code = 1
-            try:
-                os.setsid()
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                null = os.open(os.devnull, os.O_RDWR)
-                os.dup2(null, 0)
-                os.dup2(null, 1)
-                os.close(null)
-                fence_ppid = me if fence else 0
-                code = run_attempt(req["dir"], req["log"], req["argv"], env, req.get("cwd"), fence_ppid)
-            finally:
-                os._exit(code)
-        out.write(json.dumps({"pid": pid}) + "\n")
+        out.write(json.dumps([_fork_one(req, me if fence else 0) for req in batch]) + "\n")
         out.flush()
     return 0
+
+
+def _fork_one(req: dict[str, object], fence_ppid: int) -> dict[str, object]:
+    """Fork the wrapper of one request; its pid, or why not. The child never returns."""
+    try:
+        for d in req.get("mkdirs", ()):  # type: ignore[attr-defined]
+            os.makedirs(d, exist_ok=True)
+        os.makedirs(os.path.dirname(req["log"]), exist_ok=True)  # type: ignore[arg-type]
+        env = dict(os.environ)
+        env.update(req.get("env", {}))  # type: ignore[arg-type]
+        pid = os.fork()
+    except Exception as exc:  # a bad request or no fork: answer it, keep serving
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if pid:
+        return {"pid": pid}
+    code = 1  # the wrapper
+    try:
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.close(null)
+        code = run_attempt(req["dir"], req["log"], req["argv"], env, req.get("cwd"), fence_ppid)  # type: ignore[arg-type]
+    finally:
+        os._exit(code)
 
 
 def main(argv: list[str]) -> int:

@@ -181,21 +181,18 @@ class Spawner:
         with self._lock:
             proc = self._ensure()
             assert proc.stdin is not None and proc.stdout is not None
-            payload = "".join(json.dumps(asdict(r)) + "\n" for r in requests)
+            payload = json.dumps([asdict(r) for r in requests]) + "\n"
             try:
                 proc.stdin.write(payload.encode())
                 proc.stdin.flush()
-                out: list[int | str] = []
-                for _ in requests:
-                    line = proc.stdout.readline()
-                    if not line:
-                        raise BrokenPipeError("the spawner exited")
-                    reply = json.loads(line)
-                    out.append(int(reply["pid"]) if "pid" in reply else str(reply.get("error")))
-            except (BrokenPipeError, OSError) as exc:
+                line = proc.stdout.readline()
+                if not line:
+                    raise BrokenPipeError("the spawner exited")
+                replies = json.loads(line)
+            except (BrokenPipeError, OSError, ValueError) as exc:
                 self.close()
                 return [f"spawner failed: {exc}"] * len(requests)
-            return out
+            return [int(r["pid"]) if "pid" in r else str(r.get("error")) for r in replies]
 
     def close(self) -> None:
         """End the spawner (its wrappers keep running, unless fenced)."""

@@ -118,19 +118,23 @@ class LifecycleMixin(ExecutorBase):
             spawned.extend((t, a, pid) for (t, a, _), pid in zip(items, pids, strict=True))
         failed = [(t, a, str(pid)) for t, a, pid in spawned if isinstance(pid, str)]
         taken: dict[int, int] = {}
+        unknown: set[int] = set()
         for site in {a.node for _, a, _ in failed}:
             mine = [(t, a, e) for t, a, e in failed if a.node == site]
             try:
                 cancelled = self.sites[site].cancel_if_unclaimed([str(a.dir) for _, a, _ in mine])
                 files = self.sites[site].files([str(a.dir) for _, a, _ in mine])
-            except Exception:
-                continue  # unreachable: left `starting`; the node's fault (or a restart) settles them
+            except Exception:  # unreachable: whether they run is unknown; left `starting`, the node's
+                unknown.update(a.id for _, a, _ in mine)  # fault (its GPUs fail) or a restart settles them
+                continue
             for (_, a, _), gone, f in zip(mine, cancelled, files, strict=True):
                 claim = f.get("claim") or {}
                 if not gone and "pid" in claim:
                     taken[a.id] = int(claim["pid"])  # the wrapper won the claim: it runs
         with j.tx():
             for task, a, pid in spawned:
+                if a.id in unknown:
+                    continue
                 if isinstance(pid, str) and a.id not in taken:
                     if a.state == "starting" and task.attempt is a:
                         self._end_attempt(a, "failed", None, f"cannot spawn: {pid}")

@@ -9,23 +9,33 @@ from the journal and the wrappers' files:
 - fault to running: from the scripted fault time to each moved task's new attempt being spawned,
   split into detection (sampling), stop (SIGTERM and exit), re-plan (optimizer) and restart.
 
+The launcher is measured twice in one command: `plain` (a new interpreter per wrapper and one journal
+transaction pair per launch, as the executor launched before the spawner) and `spawner` (the
+executor as it is: wrappers forked by a spawner, launches journaled and sent in batches).
+
     .venv/bin/python benchmarks/executor_bench.py [--gpus 64] [--tasks 256] [--replan-solver auto]
+        [--task python|sh] [--no-baseline]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import gpuplan
-from gpuplan.executor import Executor, RunSpec, Settings
+from gpuplan.executor import Executor, RunSpec, Settings, launcher, scheduling
 from gpuplan.executor.sim import SimulatedBackend
 from gpuplan.executor.spec import SimFleet
 
@@ -33,6 +43,16 @@ TASK = (
     "import os, sys, time; time.sleep(float(sys.argv[1])); "
     "open(sys.argv[2], 'w').write(os.environ['CUDA_VISIBLE_DEVICES'])"
 )
+#: The same task as a POSIX shell script (about 1 ms of CPU to start against some 30 ms for Python):
+#: isolates the executor's own launch cost from the tasks' start-up on a small machine.
+SH_TASK = 'sleep "$1"; printf %s "$CUDA_VISIBLE_DEVICES" > "$2"'
+
+
+def task_argv(kind: str, sleep: float, out: Path) -> list[str]:
+    """The benchmark task's argv: a Python process (`python`) or a shell one (`sh`)."""
+    if kind == "sh":
+        return ["/bin/sh", "-c", SH_TASK, "task", str(sleep), str(out)]
+    return [sys.executable, "-I", "-c", TASK, str(sleep), str(out)]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -51,9 +71,79 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-interval", type=float, default=0.1)
     ap.add_argument("--replan-solver", default="auto")
     ap.add_argument("--replan-time-limit", type=float, default=5.0)
+    ap.add_argument("--task", choices=("python", "sh"), default="python", help="what each task is")
     ap.add_argument("--keep", action="store_true", help="keep the state directory")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the plain launcher's run")
+    ap.add_argument("--out", type=Path, help="also write the report (JSON) to this file")
     args = ap.parse_args(argv)
+    report: dict[str, object] = {
+        "command": "benchmarks/executor_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "runs": {},
+    }
+    runs: dict[str, dict[str, Any]] = {}
+    ok = True
+    for name in ("spawner",) if args.no_baseline else ("plain", "spawner"):
+        with plain_launcher(name == "plain"):
+            runs[name], done = one_run(args)
+        ok = ok and done
+    report["runs"] = runs
+    if "plain" in runs:
+        new, old = runs["spawner"], runs["plain"]
+        report["spawner_over_plain"] = {
+            "launch_overhead_mean": round(
+                new["launch_overhead_ms"]["mean"] / old["launch_overhead_ms"]["mean"], 2
+            ),
+            "launch_overhead_p95": round(
+                new["launch_overhead_ms"]["p95"] / old["launch_overhead_ms"]["p95"], 2
+            ),
+            "launch_throughput": round(new["launch_throughput_per_s"] / old["launch_throughput_per_s"], 2),
+        }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0 if ok else 1
 
+
+class _PerAttemptSpawner(launcher.Spawner):
+    """The plain launcher: a new interpreter per wrapper (`python -I _wrapper.py DIR LOG -- argv`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, requests: list[launcher.LaunchRequest]) -> list[int | str]:
+        out: list[int | str] = []
+        for r in requests:
+            for d in r.mkdirs:
+                os.makedirs(d, exist_ok=True)
+            proc = launcher.spawn(Path(r.dir), Path(r.log), r.argv, {**os.environ, **r.env}, r.cwd)
+            self.children.append(proc)
+            out.append(proc.pid)
+        return out
+
+    def close(self) -> None:
+        for proc in self.children:
+            proc.poll()
+
+
+@contextlib.contextmanager
+def plain_launcher(on: bool) -> Iterator[None]:
+    """With `on`, launch as before the spawner: one attempt per journal transaction pair and a new
+    interpreter per wrapper (the baseline run in the same command)."""
+    if not on:
+        yield
+        return
+    saved = launcher.Spawner, scheduling.LAUNCH_BATCH
+    launcher.Spawner, scheduling.LAUNCH_BATCH = _PerAttemptSpawner, 1  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        launcher.Spawner, scheduling.LAUNCH_BATCH = saved  # type: ignore[misc]
+
+
+def one_run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """One run of the benchmark: its report and whether every task completed."""
     work = Path(tempfile.mkdtemp(prefix="gpuplan-exbench-"))
     gpus = [f"g{k}" for k in range(args.gpus)]
     problem = gpuplan.Problem.model_validate(
@@ -87,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = RunSpec.model_validate(
         {
             "tasks": {
-                a.task: {"argv": [sys.executable, "-I", "-c", TASK, str(args.sleep), str(out / a.task)]}
-                for a in plan.assignments
+                a.task: {"argv": task_argv(args.task, args.sleep, out / a.task)} for a in plan.assignments
             }
         }
     )
@@ -125,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     first = [a for a in attempts if a["n"] == 1]
     span = max(a["t_running"] for a in first) - min(a["t_start"] for a in first)
     events = db.execute("SELECT * FROM events ORDER BY id").fetchall()
-    report: dict[str, object] = {
+    report: dict[str, Any] = {
         "gpus": args.gpus,
         "tasks": args.tasks,
         "counts": result.counts,
@@ -139,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "first_wave_launch_s": round(span, 3),
         "launch_throughput_per_s": round(len(first) / span, 1),
-        "settings": {"sample_interval_s": args.sample_interval, "replan_solver": args.replan_solver},
+        "settings": {
+            "sample_interval_s": args.sample_interval,
+            "replan_solver": args.replan_solver,
+            "task": args.task,
+        },
         "faults": [],
     }
     for gpu, at in ((failing, args.fail_at), (hot, args.heat_at)):
@@ -172,12 +265,11 @@ def main(argv: list[str] | None = None) -> int:
                 "detection_to_all_running_s": round(max(restarts) - fault["t"], 3) if restarts else None,
             }
         )
-    print(json.dumps(report, indent=2))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"state kept in {work}", file=sys.stderr)
-    return 0 if result.exit_code == 0 else 1
+    return report, result.exit_code == 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`gpuplan run | status | stop | inventory`: the executor's subcommands.
+"""`gpuplan run | status | stop | inventory`: the executor's subcommands (on this machine, or with
+`--ray` across a Ray cluster; Ray is imported only then).
 
 stdout carries JSON only (the run's result, the status, the inventory); progress goes to stderr.
 Exit codes of `run`: 0 every placed task completed; 2 invalid input (one line naming the field);
@@ -8,10 +9,12 @@ Exit codes of `run`: 0 every placed task completed; 2 invalid input (one line na
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +45,51 @@ def _backend_factory(devices: str | None) -> Any:
     return make
 
 
+def _sims_dir(devices: str | None) -> Path | None:
+    """With --ray, --devices names a directory of simulated fleets, `<node>.json` per node."""
+    if devices is None:
+        return None
+    path = Path(devices)
+    if not path.is_dir():
+        raise InputError(
+            "--devices", f"with --ray, a directory of <node>.json simulated fleets (got {devices!r})"
+        )
+    return path.resolve()
+
+
+def _ray_factory(args: argparse.Namespace, problem: Any, run: str) -> Any:
+    """A factory epoch -> the cluster backend (one agent per node), errors turned into InputError."""
+    from gpuplan.executor.devices import DeviceUnavailable
+    from gpuplan.executor.raycluster import RayFleet, connect
+    from gpuplan.executor.sim import SimFleetError
+
+    sims = _sims_dir(args.devices)
+    state_dir = _state_dir(args).resolve()
+    try:
+        connect(args.ray)  # before the state directory is touched: no cluster, nothing written
+    except DeviceUnavailable as exc:
+        raise InputError("--ray", str(exc)) from None
+
+    def make(epoch: float | None) -> Any:
+        try:
+            return RayFleet(
+                args.ray,
+                nodes=[n.id for n in problem.nodes],
+                run=run,
+                sims=sims,
+                state_dir=state_dir,
+                epoch=epoch,
+            )
+        except SimFleetError as exc:
+            raise InputError(exc.path, exc.message) from None
+        except DeviceUnavailable as exc:
+            raise InputError("--ray", str(exc)) from None
+
+    return make
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Apply a plan on this machine; resume when the state directory holds the same run."""
-    from gpuplan.executor.runner import Executor, ExecutorInputError, progress_to_stderr
     from gpuplan.executor.spec import RunSpec, Settings
     from gpuplan.models import Plan, Problem
 
@@ -67,6 +112,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         "hour_s": args.hour_seconds,
     }
     settings = validated(Settings, {k: v for k, v in knobs.items() if v is not None}, "settings")
+    if args.ray:
+        from gpuplan.executor.runner import plan_hash
+
+        factory = _ray_factory(args, problem, plan_hash(problem, plan, spec))
+    else:
+        factory = _backend_factory(args.devices)
+    with _stdout_to_stderr(bool(args.ray)):
+        result = _run(args, problem, plan, spec, settings, factory)
+    sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result.exit_code
+
+
+def _run(args: argparse.Namespace, problem: Any, plan: Any, spec: Any, settings: Any, factory: Any) -> Any:
+    """Build the executor and run it to the end (its RunResult)."""
+    from gpuplan.executor.runner import Executor, ExecutorInputError, progress_to_stderr
+
     try:
         ex = Executor(
             _state_dir(args),
@@ -74,17 +135,33 @@ def cmd_run(args: argparse.Namespace) -> int:
             plan=plan,
             spec=spec,
             settings=settings,
-            backend_factory=_backend_factory(args.devices),
+            backend_factory=factory,
             progress=None if args.quiet else progress_to_stderr,
         )
     except ExecutorInputError as exc:
         raise InputError(exc.path, exc.message) from None
     try:
-        result = ex.run(install_signals=True)
+        return ex.run(install_signals=True)
     finally:
         ex.close()
-    sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
-    return result.exit_code
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(on: bool) -> Iterator[None]:
+    """While Ray runs in this process, its messages (node deaths, worker errors) go to stderr: stdout
+    carries the JSON result alone. Descriptor level, so prints from any thread or library follow."""
+    if not on:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -123,9 +200,22 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory(args: argparse.Namespace) -> int:
-    """Print this machine's GPUs as a gpuplan problem (no tasks)."""
-    from gpuplan.executor.devices import inventory
+    """Print this machine's GPUs (with --ray, the whole cluster's) as a gpuplan problem (no tasks)."""
+    from gpuplan.executor.devices import DeviceUnavailable, inventory
 
+    if args.ray:
+        from gpuplan.executor.raycluster import inventory as cluster_inventory
+        from gpuplan.executor.sim import SimFleetError
+
+        try:
+            with _stdout_to_stderr(True):
+                out = cluster_inventory(args.ray, _sims_dir(args.devices))
+        except SimFleetError as exc:
+            raise InputError(exc.path, exc.message) from None
+        except DeviceUnavailable as exc:
+            raise InputError("--ray", str(exc)) from None
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return 0
     backend = _backend_factory(args.devices)(None)
     try:
         out = inventory(backend)
@@ -147,6 +237,14 @@ def add_commands(sub: Any) -> None:
         "--commands", required=True, help="commands JSON: task id -> argv, env, checkpoint_dir, ..."
     )
     r.add_argument("--devices", help="simulated fleet JSON (default: the real GPUs through NVML)")
+    r.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="run across the nodes of a Ray cluster (auto, or HOST:PORT); --devices is then a directory"
+        " of <node>.json simulated fleets",
+    )
     r.add_argument("--state-dir", help=state_help)
     r.add_argument("--sample-interval", type=float, help="seconds between GPU samples (default 1)")
     r.add_argument("--poll-interval", type=float, help="seconds between lifecycle checks (default 0.05)")
@@ -175,4 +273,12 @@ def add_commands(sub: Any) -> None:
     st.set_defaults(func=cmd_stop)
     inv = sub.add_parser("inventory", help="print this machine's GPUs as a gpuplan problem (JSON)")
     inv.add_argument("--devices", help="simulated fleet JSON instead of NVML")
+    inv.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="print every node of a Ray cluster (auto, or HOST:PORT); --devices is then a directory of"
+        " <node>.json simulated fleets",
+    )
     inv.set_defaults(func=cmd_inventory)

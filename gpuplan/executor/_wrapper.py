@@ -1,67 +1,170 @@
 """Per-attempt wrapper: claim the attempt, run the task's argv, record how it ended.
 
-Run by path with only the standard library (fast start, no gpuplan import):
+Run by path with only the standard library (fast start, no gpuplan import), in one of two forms:
 
-    python -I _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV...
+    python -I _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV...     one attempt (the wrapper is this process)
+    python -I _wrapper.py --serve [--fence]                   a spawner: one attempt per request
 
-1. Claim: create ATTEMPT_DIR/claim exclusively (O_CREAT | O_EXCL) holding this wrapper's pid. If the
-   file exists, a restarted executor cancelled this attempt first: exit without running anything.
-   The claim is the single point that decides whether an attempt runs, shared by wrapper and executor.
-2. Start the task with stdout and stderr appended to LOG_FILE; write ATTEMPT_DIR/started.
-3. Wait. SIGTERM reaches the task through the process group; the wrapper ignores it (a Python
+The spawner reads one batch per line on stdin, a JSON list of requests ({"dir", "log", "argv", "env",
+"cwd", "mkdirs"}), forks a wrapper for each (a fork of this small process costs about a millisecond,
+against some 30 ms for a new interpreter) and answers the batch with one JSON line on stdout: per
+request {"pid": wrapper pid} or {"error": text}. One line each way per batch: on a busy machine
+every wake-up of either process waits for a core. It ends at the end of its input. Each wrapper
+leads its own session, so it outlives the spawner and
+whoever started it; with `--fence` (the agents of a cluster) a wrapper whose spawner is gone kills
+its task: the head counts that node as lost and runs the task elsewhere.
+
+A wrapper:
+
+1. Claims: creates ATTEMPT_DIR/claim exclusively (O_CREAT | O_EXCL) holding its pid and start time
+   (field 22 of /proc/self/stat, against pid reuse). If the file exists, a restarted executor
+   cancelled this attempt first: it exits without running anything. The claim is the single point
+   that decides whether an attempt runs, shared by wrapper and executor. It is not fsynced: the
+   race it settles is between processes of one kernel; a power loss kills the task anyway.
+2. Starts the task with stdout and stderr appended to LOG_FILE; writes ATTEMPT_DIR/started.
+3. Waits. SIGTERM reaches the task through the process group; the wrapper ignores it (a Python
    handler, reset on exec, so the task keeps the default) to survive and record the exit code.
-4. Write ATTEMPT_DIR/exit atomically (temporary file, fsync, rename): {"rc": code, "t": time}.
+4. Writes ATTEMPT_DIR/exit atomically and durably (temporary file, fsync, rename): {"rc", "t"}.
    A restarted executor learns from it how an orphaned attempt ended.
 """
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import time
 
 
-def _write_atomic(path: str, data: dict) -> None:
+def _write_atomic(path: str, data: dict[str, object], durable: bool = True) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(data))
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def main(argv: list[str]) -> int:
-    """Entry point; returns the wrapper's own exit code (the task's code is in the exit file)."""
-    if len(argv) < 4 or argv[2] != "--":
-        print("usage: _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV...", file=sys.stderr)
-        return 2
-    attempt_dir, log_path, command = argv[0], argv[1], argv[3:]
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return int(stat.rsplit(b")", 1)[1].split()[19])
+
+
+def run_attempt(
+    attempt_dir: str,
+    log_path: str,
+    command: list[str],
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+    fence_ppid: int = 0,
+) -> int:
+    """Claim, run and record one attempt (steps 1-4). With `fence_ppid`, kill the task once the parent
+    (the spawner) is gone. Returns the wrapper's own exit code."""
+    os.makedirs(attempt_dir, exist_ok=True)
     try:
         fd = os.open(os.path.join(attempt_dir, "claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return 0  # cancelled by a restarted executor before this attempt started
-    os.write(fd, json.dumps({"pid": os.getpid(), "t": time.time()}).encode())
-    os.fsync(fd)
+    me = os.getpid()
+    os.write(fd, json.dumps({"pid": me, "t": time.time(), "start": start_time(me)}).encode())
     os.close(fd)
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
     with open(log_path, "ab") as log:
         try:
-            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd
+            )
         except OSError as exc:
             log.write(f"gpuplan: cannot start {command[0]!r}: {exc}\n".encode())
             _write_atomic(os.path.join(attempt_dir, "exit"), {"rc": 127, "t": time.time(), "error": str(exc)})
             return 0
-        _write_atomic(os.path.join(attempt_dir, "started"), {"child_pid": child.pid, "t": time.time()})
-        while True:
-            try:
-                rc = child.wait()
-                break
-            except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for safety
-                continue
+        _write_atomic(
+            os.path.join(attempt_dir, "started"), {"child_pid": child.pid, "t": time.time()}, durable=False
+        )
+        # without a fence, a plain wait (PEP 475 retries it after the SIGTERM handler runs)
+        rc = _wait_fenced(child, attempt_dir, fence_ppid) if fence_ppid else child.wait()
     _write_atomic(os.path.join(attempt_dir, "exit"), {"rc": rc, "t": time.time()})
     return 0
+
+
+def _wait_fenced(child: subprocess.Popen[bytes], attempt_dir: str, ppid: int) -> int:
+    """Wait for the task; if the spawner (`ppid`) goes away first, kill the task's process group."""
+    pidfd = os.pidfd_open(child.pid)
+    try:
+        while True:
+            ready, _, _ = select.select([pidfd], [], [], 0.5)
+            if ready:
+                return child.wait()
+            if os.getppid() != ppid:
+                _write_atomic(os.path.join(attempt_dir, "exit"), {"rc": -9, "t": time.time(), "fenced": True})
+                os.killpg(os.getpgrp(), signal.SIGKILL)  # the task's group, this wrapper included
+    finally:
+        os.close(pidfd)
+
+
+def serve(fence: bool) -> int:
+    """The spawner loop (module docstring)."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # wrappers are reaped by the kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    me = os.getpid()
+    out = sys.stdout
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            batch = json.loads(line)
+        except ValueError as exc:
+            out.write(json.dumps([{"error": f"bad request: {exc}"}]) + "\n")
+            out.flush()
+            continue
+        out.write(json.dumps([_fork_one(req, me if fence else 0) for req in batch]) + "\n")
+        out.flush()
+    return 0
+
+
+def _fork_one(req: dict[str, object], fence_ppid: int) -> dict[str, object]:
+    """Fork the wrapper of one request; its pid, or why not. The child never returns."""
+    try:
+        for d in req.get("mkdirs", ()):  # type: ignore[attr-defined]
+            os.makedirs(d, exist_ok=True)
+        os.makedirs(os.path.dirname(req["log"]), exist_ok=True)  # type: ignore[arg-type]
+        env = dict(os.environ)
+        env.update(req.get("env", {}))  # type: ignore[arg-type]
+        pid = os.fork()
+    except Exception as exc:  # a bad request or no fork: answer it, keep serving
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if pid:
+        return {"pid": pid}
+    code = 1  # the wrapper
+    try:
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        os.close(null)
+        code = run_attempt(req["dir"], req["log"], req["argv"], env, req.get("cwd"), fence_ppid)  # type: ignore[arg-type]
+    finally:
+        os._exit(code)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; returns the wrapper's own exit code (the task's code is in the exit file)."""
+    if argv[:1] == ["--serve"]:
+        return serve("--fence" in argv[1:])
+    if len(argv) < 4 or argv[2] != "--":
+        print("usage: _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV... | --serve [--fence]", file=sys.stderr)
+        return 2
+    return run_attempt(argv[0], argv[1], argv[3:])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ class DeviceInfo:
     power_limit_w: float | None
     temperature_c: float | None
     index: int
+    node: str = ""  # the cluster node it is on ("" on the executor's own machine)
 
 
 @dataclass(frozen=True)

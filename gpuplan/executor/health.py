@@ -97,8 +97,11 @@ class HealthMixin(ExecutorBase):
                     (gid, kind, why, time.time()),
                 )
                 j.event("fault", f"{'failed' if kind == 'failed' else 'overheated'}: {why}", gpu=gid)
+        lost = {name for name, site in self.sites.items() if site.lost}  # a lost node: its CPU-only tasks too
         victims = [
-            t.attempt for t in self.tasks.values() if t.attempt is not None and bad & set(t.attempt.gpus)
+            t.attempt
+            for t in self.tasks.values()
+            if t.attempt is not None and (bad & set(t.attempt.gpus) or t.attempt.node in lost)
         ]
         for a in victims:
             self.tasks[a.task].moves += 1

@@ -46,6 +46,9 @@ CREATE TABLE IF NOT EXISTS events (
 #: start) and the node of a scheduled plan.
 TASK_COLUMNS_ADDED = (("start_h", "REAL"), ("end_h", "REAL"), ("node", "TEXT"))
 
+#: Attempt columns added since (name, SQL type): the site (node) the attempt runs on.
+ATTEMPT_COLUMNS_ADDED = (("node", "TEXT"),)
+
 #: Attempt states in which a process may exist.
 LIVE_ATTEMPT_STATES = ("starting", "running", "stopping")
 
@@ -68,12 +71,13 @@ class Journal:
         self._depth = 0
 
     def _add_columns(self) -> None:
-        """Give a journal written before scheduled plans the task columns added since (a resumed old
-        run reads them as NULL: no planned times, an unscheduled plan)."""
-        have = {r["name"] for r in self.db.execute("PRAGMA table_info(tasks)").fetchall()}
-        for name, kind in TASK_COLUMNS_ADDED:
-            if name not in have:
-                self.db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+        """Give an older journal the columns added since (a resumed old run reads them as NULL: no
+        planned times, an unscheduled plan, attempts on the local site)."""
+        for table, added in (("tasks", TASK_COLUMNS_ADDED), ("attempts", ATTEMPT_COLUMNS_ADDED)):
+            have = {r["name"] for r in self.db.execute(f"PRAGMA table_info({table})").fetchall()}
+            for name, kind in added:
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         """Close the connection."""

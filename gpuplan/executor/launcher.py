@@ -1,9 +1,12 @@
 """Start, observe and stop task attempts through the per-attempt wrapper (`_wrapper.py`).
 
-Each attempt runs as `python -I _wrapper.py DIR LOG -- argv...` in a new session (its own process
-group, so stopping it reaches the task and its children, and killing the executor leaves it running).
-The wrapper's files in DIR are the ground truth a restarted executor reads: `claim` (who decided the
-attempt's fate: the wrapper's pid, or `cancelled`), `started` and `exit` (the task's exit code).
+Each attempt runs in a wrapper that leads a new session (its own process group, so stopping it
+reaches the task and its children, and killing the executor leaves it running). Wrappers are forked
+by a `Spawner` (`python -I _wrapper.py --serve`), one small long-lived process per executor or agent,
+so a launch costs a fork rather than a new interpreter; `spawn` starts one wrapper by itself. The
+wrapper's files in DIR are the ground truth a restarted executor reads: `claim` (who decided the
+attempt's fate: the wrapper's pid and start time, or `cancelled`), `started` and `exit` (the task's
+exit code).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 WRAPPER = str(Path(__file__).with_name("_wrapper.py"))
 
@@ -78,14 +83,26 @@ def cancel_if_unclaimed(attempt_dir: Path) -> bool:
     return True
 
 
+def _start_time(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return int(stat.rsplit(b")", 1)[1].split()[19])
+
+
 def wrapper_alive(pid: int, attempt_dir: Path) -> bool:
-    """True when `pid` is alive and is this attempt's wrapper (guards against pid reuse)."""
+    """True when `pid` is alive and is this attempt's wrapper (guards against pid reuse: the start
+    time in the claim, or for a wrapper started by path, its command line)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return False
+    claim = read_claim(Path(attempt_dir)) or {}
+    if claim.get("pid") == pid and claim.get("start") is not None:
+        return _start_time(pid) == claim["start"]
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -109,3 +126,86 @@ def terminate(pid: int) -> None:
 def kill(pid: int) -> None:
     """SIGKILL to the attempt's process group."""
     signal_group(pid, signal.SIGKILL)
+
+
+@dataclass
+class LaunchRequest:
+    """One attempt to start: its directory and log, argv, the environment it adds, where it runs,
+    and directories to create first (the checkpoint directory)."""
+
+    dir: str
+    log: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    mkdirs: list[str] = field(default_factory=list)
+
+
+class Spawner:
+    """A long-lived `_wrapper.py --serve` process that forks one wrapper per request (see `_wrapper`).
+
+    Started on first use and again if it died; `fence` makes its wrappers kill their task when it goes
+    away (cluster agents). Thread-safe: one batch at a time.
+    """
+
+    def __init__(self, *, fence: bool = False, stderr: Path | None = None) -> None:
+        self.fence = fence
+        self.stderr = stderr
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            err: IO[bytes] | int = subprocess.DEVNULL
+            if self.stderr is not None:
+                self.stderr.parent.mkdir(parents=True, exist_ok=True)
+                err = open(self.stderr, "ab")  # noqa: SIM115 - handed to the child, closed below
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, "-I", WRAPPER, "--serve", *(["--fence"] if self.fence else [])],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            finally:
+                if not isinstance(err, int):
+                    err.close()
+        return self._proc
+
+    def spawn(self, requests: list[LaunchRequest]) -> list[int | str]:
+        """Start a wrapper per request; per request its pid, or why it could not start (text)."""
+        if not requests:
+            return []
+        with self._lock:
+            proc = self._ensure()
+            assert proc.stdin is not None and proc.stdout is not None
+            payload = json.dumps([asdict(r) for r in requests]) + "\n"
+            try:
+                proc.stdin.write(payload.encode())
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+                if not line:
+                    raise BrokenPipeError("the spawner exited")
+                replies = json.loads(line)
+            except (BrokenPipeError, OSError, ValueError) as exc:
+                self.close()
+                return [f"spawner failed: {exc}"] * len(requests)
+            return [int(r["pid"]) if "pid" in r else str(r.get("error")) for r in replies]
+
+    def close(self) -> None:
+        """End the spawner (its wrappers keep running, unless fenced)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            if proc.stdin:
+                proc.stdin.close()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()

@@ -1,7 +1,8 @@
 """Resuming a run: the executor's state from the journal, and the attempts a killed executor left.
 
 An attempt recorded `starting` may or may not have been spawned: the claim file decides (see
-`launcher`); an attempt still running is adopted, one that was being stopped is stopped again.
+`launcher`); an attempt still running is adopted, one that was being stopped is stopped again. The
+files are read through the attempt's site (this machine, or the agent on its node).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import json
 import os
 from pathlib import Path
 
-from gpuplan.executor import launcher
 from gpuplan.executor.journal import LIVE_ATTEMPT_STATES
+from gpuplan.executor.sites import Probe
 from gpuplan.executor.state import Attempt, ExecutorBase, TaskState
 
 
@@ -67,6 +68,18 @@ class RecoveryMixin(ExecutorBase):
         ).fetchall()
         to_stop: list[Attempt] = []
         for r in rows:
+            if r["node"] and r["node"] not in self.sites:  # its node left the cluster meanwhile
+                gone = Attempt(
+                    id=r["id"], task=r["task"], n=r["n"], gpus=json.loads(r["gpus"]), state=r["state"],
+                    dir=Path(r["dir"]), log=Path(r["log"]), node=r["node"],
+                )  # fmt: skip
+                with j.tx():
+                    self._end_attempt(
+                        gone, "lost", None, f"node {r['node']} is not in the cluster after a restart"
+                    )
+                    self._set_task(self.tasks[gone.task], "queued", f"re-queued: node {r['node']} left")
+                continue
+            node = r["node"] if r["node"] in self.sites else next(iter(self.sites))
             a = Attempt(
                 id=r["id"],
                 task=r["task"],
@@ -77,16 +90,26 @@ class RecoveryMixin(ExecutorBase):
                 log=Path(r["log"]),
                 pid=r["pid"],
                 t_start=r["t_start"],
+                node=node,
             )
             task = self.tasks[a.task]
-            if launcher.cancel_if_unclaimed(a.dir):
+            site = self.sites[node]
+            try:
+                if site.cancel_if_unclaimed([str(a.dir)])[0]:
+                    with j.tx():
+                        self._end_attempt(
+                            a, "cancelled", None, "never started: cancelled before its wrapper claimed it"
+                        )
+                        self._set_task(task, "queued", "re-queued after an executor restart")
+                    continue
+                files = site.files([str(a.dir)])[0]
+            except Exception as exc:  # the node is gone: its attempts are lost
                 with j.tx():
-                    self._end_attempt(
-                        a, "cancelled", None, "never started: cancelled before its wrapper claimed it"
-                    )
-                    self._set_task(task, "queued", "re-queued after an executor restart")
+                    self._end_attempt(a, "lost", None, f"node {node} unreachable after restart: {exc}")
+                    task.attempt = None
+                    self._set_task(task, "queued", f"re-queued: node {node} unreachable after a restart")
                 continue
-            claim = launcher.read_claim(a.dir) or {}
+            claim = files.get("claim") or {}
             if claim.get("cancelled"):
                 with j.tx():
                     self._end_attempt(a, "cancelled", None, "cancelled earlier")
@@ -94,12 +117,12 @@ class RecoveryMixin(ExecutorBase):
                 continue
             a.pid = int(claim["pid"]) if "pid" in claim else a.pid
             task.attempt = a
-            alive = launcher.read_exit(a.dir) is None and bool(a.pid) and launcher.wrapper_alive(a.pid, a.dir)
+            alive = files.get("exit") is None and bool(a.pid) and site.alive([Probe(str(a.dir), a.pid)])[0]
             if a.state == "stopping":
                 if alive:
                     to_stop.append(a)
                     continue
-                ex = launcher.read_exit(a.dir)
+                ex = site.files([str(a.dir)])[0].get("exit")
                 with j.tx():
                     self._end_attempt(
                         a, "stopped", None if ex is None else int(ex["rc"]), "stopped (before restart)"

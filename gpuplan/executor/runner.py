@@ -1,4 +1,4 @@
-"""The executor: apply a plan on this machine and keep it true while it runs.
+"""The executor: apply a plan on this machine, or on the nodes of a cluster, and keep it true while it runs.
 
 One loop, single-threaded: sample the GPUs (metrics file, fault and heat events), reap finished
 attempts (exit codes, retries), handle faults (stop the tasks on the GPU, re-plan the unfinished
@@ -39,6 +39,7 @@ from gpuplan.executor.queries import request_stop, status
 from gpuplan.executor.recovery import RecoveryMixin
 from gpuplan.executor.replanning import ReplanningMixin
 from gpuplan.executor.scheduling import SchedulingMixin
+from gpuplan.executor.sites import LocalSite, Site
 from gpuplan.executor.spec import RunSpec, Settings
 from gpuplan.executor.state import (
     EXIT_DONE,
@@ -97,11 +98,20 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
                 f"{self.state_dir} holds another run (plan {existing}); use another --state-dir or remove it",
             )
         self.resumed = existing is not None
+        if self.resumed:
+            settings = self._journaled_settings(settings)
+            self.settings = settings
         now = time.time()
         self.epoch = float(self.journal.get("epoch", now))
         self.cwd = self.journal.get("cwd") or str(Path(cwd or os.getcwd()).resolve())
         self.backend = backend_factory(self.epoch)
         self.devices: list[DeviceInfo] = self.backend.discover()
+        cluster_sites = getattr(self.backend, "sites", None)
+        self.sites: dict[str, Site] = (
+            cluster_sites()
+            if callable(cluster_sites)
+            else {"": LocalSite("", spawner_log=self.state_dir / "spawner.log")}
+        )
         self._map_devices()
         self._tasks_by_id = {t.id: t for t in problem.tasks}
         self._gpu_memory = {g.id: problem.gpu_type(g.type).memory_gb for _, g in problem.all_gpus()}
@@ -115,7 +125,12 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
         if self.resumed:
             self._load()
         else:
-            self._validate()
+            try:
+                self._validate()
+            except ExecutorInputError:
+                self._release_agents()  # nothing started: a cluster's agents are not needed
+                self.close()
+                raise
             self._create(now)
 
     # setup ----------------------------------------------------------------------------------------
@@ -135,6 +150,22 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
         fh.write(str(os.getpid()))
         fh.flush()
         return fh
+
+    def _journaled_settings(self, given: Settings) -> Settings:
+        """On resume, the run's time scale (`hour_s`) is the journaled one: planned times and releases
+        were recorded against it. The other knobs may change between runs."""
+        stored = self.journal.get("settings") or {}
+        hour_s = stored.get("hour_s")
+        if hour_s is None or float(hour_s) == given.hour_s:
+            return given
+        if given.hour_s != Settings().hour_s:
+            self.close()
+            raise ExecutorInputError(
+                "--hour-seconds",
+                f"{given.hour_s:g} differs from the {float(hour_s):g} this run was started with; "
+                "leave it out to resume",
+            )
+        return given.model_copy(update={"hour_s": float(hour_s)})
 
     def _map_devices(self) -> None:
         """Plan GPU id -> device (by device id or UUID); device id -> plan GPU id."""
@@ -166,7 +197,14 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
                     f"plan.{where}[{i}].task", f"task {task!r} appears twice in the plan"
                 )
             listed.add(task)
+        node_of_gpu = {g.id: n.id for n, g in self.problem.all_gpus()}
+        clustered = any(d.node for d in self.devices) or len(self.sites) > 1
         for i, a in enumerate(self.plan.assignments):
+            if clustered and a.node is not None and a.node not in self.sites:
+                have = ", ".join(sorted(self.sites)[:8])
+                raise ExecutorInputError(
+                    f"plan.assignments[{i}].node", f"node {a.node!r} is not in the cluster (nodes: {have})"
+                )
             if a.task not in self._tasks_by_id:
                 raise ExecutorInputError(
                     f"plan.assignments[{i}].task", f"task {a.task!r} is not in the problem"
@@ -179,10 +217,18 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
                         f"plan.assignments[{i}].gpus[{k}]", f"GPU {gid!r} is not in the problem"
                     )
                 if gid not in self.device_of:
-                    have = ", ".join(d.id for d in self.devices[:8])
+                    where = f"node {node_of_gpu.get(gid)!r}" if clustered else "this machine"
+                    on = [d.id for d in self.devices if not clustered or d.node == node_of_gpu.get(gid)]
                     raise ExecutorInputError(
                         f"plan.assignments[{i}].gpus[{k}]",
-                        f"GPU {gid!r} is not on this machine (devices: {have})",
+                        f"GPU {gid!r} is not on {where} (devices: {', '.join(on[:8]) or 'none'})",
+                    )
+                dev_node = self.device_of[gid].node
+                if clustered and dev_node != node_of_gpu.get(gid):
+                    raise ExecutorInputError(
+                        f"plan.assignments[{i}].gpus[{k}]",
+                        f"GPU {gid!r} is on node {dev_node!r}, not on {node_of_gpu.get(gid)!r} "
+                        "as the problem says",
                     )
 
     def _create(self, now: float) -> None:
@@ -221,9 +267,10 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
                     j.event("skip", f"left out by the plan: {reasons[tid]}", task=tid)
             for gid in sorted(self.remote):
                 j.exec("INSERT INTO gpus(id, state, reason, t) VALUES(?, ?, ?, ?)", (gid, "remote", "", now))
+            where = f"GPUs of {len(self.sites)} nodes" if len(self.sites) > 1 else "local GPUs"
             j.event(
                 "run",
-                f"plan {self.hash}: {len(by_task)} tasks on {len(self.device_of)} local GPUs "
+                f"plan {self.hash}: {len(by_task)} tasks on {len(self.device_of)} {where} "
                 f"({self.backend.name} backend)",
             )
         self._load()
@@ -306,7 +353,14 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
             self.journal.event(
                 "stopped", f"{reason}: {len(live)} running task(s) stopped, the rest stay queued"
             )
+        self._release_agents()
         return self.result("stopped")
+
+    def _release_agents(self) -> None:
+        """The run ended (finished or stopped): a cluster backend may now end its node agents."""
+        end = getattr(self.backend, "end_run", None)
+        if callable(end):
+            end()
 
     def _finish(self) -> RunResult:
         counts = self.counts()
@@ -318,6 +372,7 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
                 f"{counts.get('done', 0)} done, {counts.get('failed', 0)} failed, "
                 f"{counts.get('skipped', 0)} skipped",
             )
+        self._release_agents()
         return self.result(state)
 
     def result(self, state: str) -> RunResult:
@@ -344,7 +399,9 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
 
     def close(self) -> None:
         """Release the backend, files and the state-directory lock (running tasks keep running)."""
+        closers = [lambda site=site: site.close() for site in getattr(self, "sites", {}).values()]
         for closer in (
+            *closers,
             lambda: self.backend.close(),
             lambda: self.journal.close(),
             lambda: self._metrics_fh.close(),

@@ -35,6 +35,9 @@ from gpuplan.executor.state import TERMINAL_TASK_STATES, ExecutorBase, TaskState
 #: counting a sliver as no overlap only makes a task wait longer, never overloads a GPU.
 OVERLAP_EPS_H = 1e-6
 
+#: Most launches recorded in one journal transaction and sent in one request per site.
+LAUNCH_BATCH = 8
+
 #: Task states that hold, or will hold, a place on a resource; those with a live attempt.
 _ACTIVE = ("queued", "starting", "running", "stopping")
 _LIVE = ("starting", "running", "stopping")
@@ -119,9 +122,8 @@ class SchedulingMixin(ExecutorBase):
         budget_end = time.monotonic() + max(
             self.settings.poll_interval_s, self.settings.sample_interval_s / 2
         )
+        batch: list[TaskState] = []
         for t in order:
-            if time.monotonic() > budget_end:
-                return True
             if any(g in self.excluded or g not in self.device_of for g in t.gpus):
                 continue
             if not self._ready(t, now) or (timed and held(t, on)):
@@ -133,10 +135,16 @@ class SchedulingMixin(ExecutorBase):
             )
             if not fits:
                 continue
-            self._start(t)
+            batch.append(t)
             for g in t.gpus:
                 share[g] = share.get(g, 0.0) + t.share
                 mem[g] = mem.get(g, 0.0) + t.memory_gb
+            if len(batch) >= LAUNCH_BATCH:
+                self._start_many(batch)
+                batch = []
+                if time.monotonic() > budget_end:
+                    return True
+        self._start_many(batch)
         return False
 
     def _ready(self, task: TaskState, now: float) -> bool:

@@ -9,7 +9,6 @@ The Executor's concerns are mixins over it: `recovery`, `scheduling`, `lifecycle
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from gpuplan.executor.devices import DeviceBackend, DeviceInfo
 from gpuplan.executor.journal import Journal
+from gpuplan.executor.sites import Site
 from gpuplan.executor.spec import RunSpec, Settings
 from gpuplan.models import Problem, Task
 
@@ -47,8 +47,9 @@ class Attempt:
     dir: Path
     log: Path
     pid: int | None = None
-    proc: subprocess.Popen[bytes] | None = None
     t_start: float = 0.0
+    node: str = ""  # the site (machine) it runs on
+    checked: float = 0.0  # when its wrapper was last seen alive (monotonic)
 
 
 @dataclass
@@ -107,6 +108,7 @@ class ExecutorBase:
     journal: Journal
     backend: DeviceBackend
     devices: list[DeviceInfo]
+    sites: dict[str, Site]
     device_of: dict[str, DeviceInfo]
     gpu_of_device: dict[str, str]
     remote: set[str]
@@ -126,7 +128,9 @@ class ExecutorBase:
             self, attempts: list[Attempt], reason: str, *, requeue: bool, fault: bool = False
         ) -> None: ...
 
-        def _start(self, task: TaskState) -> None: ...
+        def _start_many(self, tasks: list[TaskState]) -> None: ...
+
+        def _site_of(self, task: TaskState) -> str: ...
 
         def _replan(self, why: str) -> None: ...
 

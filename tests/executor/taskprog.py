@@ -34,6 +34,8 @@ def main() -> int:
         with open(path, "w") as fh:
             fh.write(f"attempt {os.environ['GPUPLAN_ATTEMPT']} on {cvd}")
     record = {"task": task, "cvd": cvd, "attempt": os.environ.get("GPUPLAN_ATTEMPT"), "checkpoint": found}
+    record["node"] = os.environ.get("GPUPLAN_NODE")
+    record["ray_node"] = os.environ.get("GPUPLAN_RAY_NODE_ID")
     record["t"] = time.time()
     with open(os.path.join(args.out, f"{task}.starts"), "a") as fh:
         fh.write(json.dumps(record) + "\n")

@@ -82,17 +82,17 @@ def test_crash_between_starting_record_and_spawn_cancels_the_attempt(
     problem = load_problem()
     plan = solve(problem)
     spec = commands(plan, out, sleep=0.1)
-    real_spawn = launcher.spawn
+    real_spawn = launcher.Spawner.spawn
 
     def crash(*args: object, **kwargs: object) -> object:
         raise Crash
 
-    monkeypatch.setattr(launcher, "spawn", crash)
+    monkeypatch.setattr(launcher.Spawner, "spawn", crash)
     ex = make_executor(tmp_path, problem, plan, spec, sim_fleet())
     with pytest.raises(Crash):
         ex.run()
     ex.close()
-    monkeypatch.setattr(launcher, "spawn", real_spawn)
+    monkeypatch.setattr(launcher.Spawner, "spawn", real_spawn)
     result = run(make_executor(tmp_path, problem, plan, spec, sim_fleet()))
     assert result.counts == {"done": 8}
     first = plan.assignments[0].task

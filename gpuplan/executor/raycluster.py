@@ -1,0 +1,378 @@
+"""Run a plan across the nodes of a Ray cluster: node mapping, one agent per node, the head's view.
+
+The executor (the head: journal, decisions, re-plans) stays one process; each node gets a
+`NodeAgent` (a Ray actor pinned to the node by node affinity, with no CPU or GPU reserved, so Ray
+never sets CUDA_VISIBLE_DEVICES: the plan does). `RayFleet` is the head's device backend (every
+node's GPUs, read in parallel) and gives one `RaySite` per node (launch, poll, signal in batches).
+
+**Node ids.** A Ray node is the plan's node `X` when it has the custom resource `gpuplan-node:X`
+(e.g. `ray start --resources '{"gpuplan-node:X": 1}'`); a node without one is named by its host
+name. Two nodes with one name are refused. The mapping is checked before anything starts.
+
+**Agents** are detached actors named `gpuplan-agent-<run>-<node>` in the namespace `gpuplan`, so
+they outlive a killed head and a restarted head finds them again (and with them the attempts they
+watch); the head ends them when the run finishes or is stopped. An agent that dies, or a node that
+leaves, makes its GPUs read as failed, so the executor moves their tasks as for any failed GPU.
+
+Ray is imported only here, and only when `--ray` is used (`pip install 'gpuplan[ray]'`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gpuplan.executor.agent import NodeAgent
+from gpuplan.executor.devices import DeviceInfo, DeviceUnavailable, Reading
+from gpuplan.executor.launcher import LaunchRequest
+from gpuplan.executor.sites import Outcome, Probe
+
+log = logging.getLogger("gpuplan")
+
+NAMESPACE = "gpuplan"
+NODE_RESOURCE = "gpuplan-node:"
+INSTALL_HINT = "pip install 'gpuplan[ray]'"
+#: Environment given to agents (and so to the task processes they start): Ray must not pick GPUs.
+AGENT_ENV = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
+#: Seconds to reach the cluster before giving up with a one-line error.
+CONNECT_TIMEOUT_S = 20.0
+#: Seconds a request to an agent may take; an agent silent this long counts as lost.
+CALL_TIMEOUT_S = 10.0
+
+
+class ClusterUnavailable(DeviceUnavailable):
+    """No Ray package, no cluster at the address, or a cluster that cannot run this plan."""
+
+
+def import_ray() -> Any:
+    """The `ray` module, or ClusterUnavailable saying how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ClusterUnavailable(f"Ray is not installed: {INSTALL_HINT}") from exc
+    return ray
+
+
+def connect(address: str) -> Any:
+    """Connect to the cluster at `address` (`auto`: the one this machine belongs to) as a driver."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    if address != "auto":
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ClusterUnavailable(f"{address!r} is not a Ray address (HOST:PORT or auto)")
+        try:  # fail fast: ray.init retries an unreachable address for a long time
+            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S / 4).close()
+        except OSError as exc:
+            raise ClusterUnavailable(f"no Ray cluster at {address} ({exc})") from None
+    try:
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except Exception as exc:
+        raise ClusterUnavailable(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}") from None
+    return ray
+
+
+def node_ids(ray: Any) -> dict[str, dict[str, Any]]:
+    """Plan node id -> the alive Ray node (its `ray.nodes()` entry), by the module's rule."""
+    out: dict[str, dict[str, Any]] = {}
+    for n in ray.nodes():
+        if not n.get("Alive"):
+            continue
+        named = [r[len(NODE_RESOURCE) :] for r in n.get("Resources", {}) if r.startswith(NODE_RESOURCE)]
+        name = named[0] if named else n.get("NodeManagerHostname", "")
+        if name in out:
+            raise ClusterUnavailable(
+                f"two Ray nodes are named {name!r}; give each a resource {NODE_RESOURCE}<id>"
+            )
+        out[name] = n
+    return out
+
+
+def _agent_class(ray: Any) -> Any:
+    return ray.remote(NodeAgent)
+
+
+def _lost(exc: BaseException, ray: Any) -> bool:
+    """Whether an error from an agent call means the agent (or its node) is gone."""
+    errors = tuple(
+        getattr(ray.exceptions, name)
+        for name in ("RayActorError", "ActorDiedError", "ActorUnavailableError", "NodeDiedError")
+        if hasattr(ray.exceptions, name)
+    )
+    return isinstance(exc, errors)
+
+
+class RaySite:
+    """A node's agent seen as a site: every call is one round trip; a failed one marks it lost."""
+
+    def __init__(self, ray: Any, node: str, handle: Any) -> None:
+        self.ray, self.node, self.handle = ray, node, handle
+        self.lost = False
+        self.lost_reason = ""
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return self.ray.get(getattr(self.handle, method).remote(*args), timeout=CALL_TIMEOUT_S)
+        except Exception as exc:
+            self.mark_lost(exc)
+            raise
+
+    def mark_lost(self, exc: BaseException) -> None:
+        """Record that the agent is unreachable (a timeout or a dead actor)."""
+        if not self.lost:
+            self.lost = True
+            self.lost_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            log.warning("node %s lost: %s", self.node, self.lost_reason)
+
+    def spawn(self, requests: list[LaunchRequest]) -> list[int | str]:
+        return self._call("spawn", requests)
+
+    def poll(self, probes: list[Probe]) -> Callable[[], list[Outcome]]:
+        ref = self.handle.poll.remote(probes)
+
+        def collect() -> list[Outcome]:
+            try:
+                return self.ray.get(ref, timeout=CALL_TIMEOUT_S)
+            except Exception as exc:
+                self.mark_lost(exc)
+                raise
+
+        return collect
+
+    def signal(self, pids: list[int], sig: int) -> None:
+        self._call("signal", pids, sig)
+
+    def cancel_if_unclaimed(self, dirs: list[str]) -> list[bool]:
+        return self._call("cancel_if_unclaimed", dirs)
+
+    def files(self, dirs: list[str]) -> list[dict[str, Any]]:
+        return self._call("files", dirs)
+
+    def alive(self, probes: list[Probe]) -> list[bool]:
+        return self._call("alive", probes)
+
+    def close(self) -> None:
+        """Nothing: the agent outlives this head (`RayFleet.end_run` ends it)."""
+
+
+class RayFleet:
+    """The head's device backend over the cluster: every node's GPUs (`discover`, `read`), one site
+    per node (`sites`), and `end_run` to end the agents once the run is over.
+
+    `nodes`: the plan's node ids to run on (those the cluster has; the others' GPUs are not local);
+    `run`: a key naming this run's agents; `sims`: a directory of simulated fleets, `<node>.json`
+    per node (None: NVML on every node); `state_dir`: the head's state directory, whose path each
+    node uses for its attempt files and logs (`nodes/<node>/`).
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        nodes: list[str],
+        run: str,
+        sims: Path | None,
+        state_dir: Path,
+        epoch: float | None,
+        detached: bool = True,
+    ) -> None:
+        self.ray = ray = connect(address)
+        self.node = "ray"
+        cluster = node_ids(ray)
+        self.missing = [n for n in nodes if n not in cluster]
+        wanted = [n for n in nodes if n in cluster]
+        if not wanted:
+            have = ", ".join(sorted(cluster)) or "none"
+            raise ClusterUnavailable(f"none of the problem's nodes is in the Ray cluster (Ray nodes: {have})")
+        self.cluster_nodes = {n: cluster[n] for n in wanted}
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        agent = _agent_class(ray)
+        self.handles: dict[str, Any] = {}
+        found: set[str] = set()  # nodes whose agent outlived a previous head: tasks may run there
+        for n in wanted:
+            name = f"gpuplan-agent-{run}-{n}"
+            handle = None
+            if detached:
+                with contextlib.suppress(ValueError):
+                    handle = ray.get_actor(name, namespace=NAMESPACE)
+                    found.add(n)
+            if handle is None:
+                fleet = _sim_fleet(sims, n) if sims is not None else None
+                opts: dict[str, Any] = {
+                    "num_cpus": 0,
+                    "num_gpus": 0,
+                    "max_restarts": 0,
+                    "scheduling_strategy": NodeAffinitySchedulingStrategy(cluster[n]["NodeID"], soft=False),
+                    "runtime_env": {"env_vars": AGENT_ENV},
+                }
+                if detached:
+                    opts.update(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True)
+                root = str(state_dir / "nodes" / n)
+                handle = agent.options(**opts).remote(n, fleet, epoch, root)
+            self.handles[n] = handle
+        self._sites = {n: RaySite(ray, n, h) for n, h in self.handles.items()}
+        refs = {n: h.hello.remote() for n, h in self.handles.items()}
+        self.hello: dict[str, dict[str, Any]] = {}
+        for n, ref in refs.items():
+            try:
+                self.hello[n] = ray.get(ref, timeout=60)
+            except Exception as exc:
+                if not found:  # a new run: nothing runs yet, give up cleanly
+                    self.end_run()
+                    raise ClusterUnavailable(
+                        f"the agent on node {n} did not start: {_first_line(exc)}"
+                    ) from None
+                # a resumed run: other nodes' tasks run on; this node counts as lost
+                self._sites[n].mark_lost(exc)
+                self.hello[n] = {"devices": []}
+        self._devices = [DeviceInfo(**{**d, "node": n}) for n in wanted for d in self.hello[n]["devices"]]
+
+    # DeviceBackend ---------------------------------------------------------------------------------
+    def discover(self) -> list[DeviceInfo]:
+        """Every GPU of every node the run uses, each with its node."""
+        return list(self._devices)
+
+    def read(self) -> list[Reading]:
+        """Every node's readings, asked in parallel; a lost node's GPUs read unhealthy."""
+        refs = {n: s.handle.read.remote() for n, s in self._sites.items() if not s.lost}
+        out: list[Reading] = []
+        for n, ref in refs.items():
+            try:
+                out.extend(self.ray.get(ref, timeout=CALL_TIMEOUT_S))
+            except Exception as exc:
+                if _lost(exc, self.ray) or isinstance(exc, self.ray.exceptions.GetTimeoutError):
+                    self._sites[n].mark_lost(exc)
+                else:
+                    raise
+        now = time.time()
+        for n, s in self._sites.items():
+            if s.lost:
+                out.extend(
+                    Reading(gpu=d.id, t=now, healthy=False, error=f"node {n} lost ({s.lost_reason})")
+                    for d in self._devices
+                    if d.node == n
+                )
+        return out
+
+    def close(self) -> None:
+        """Disconnect from the cluster (the agents live on until `end_run`)."""
+        with contextlib.suppress(Exception):
+            self.ray.shutdown()
+
+    # cluster ---------------------------------------------------------------------------------------
+    def sites(self) -> dict[str, RaySite]:
+        """One site per node."""
+        return dict(self._sites)
+
+    def usage(self) -> dict[str, Any]:
+        """Each reachable agent's CPU and memory (and its spawner's)."""
+        refs = {n: s.handle.usage.remote() for n, s in self._sites.items() if not s.lost}
+        out = {}
+        for n, ref in refs.items():
+            with contextlib.suppress(Exception):
+                out[n] = self.ray.get(ref, timeout=CALL_TIMEOUT_S)
+        return out
+
+    def end_run(self) -> None:
+        """End every agent (their spawners stop; no task runs any more when this is called)."""
+        for n, h in self.handles.items():
+            if not self._sites[n].lost:
+                with contextlib.suppress(Exception):
+                    self.ray.get(h.stop.remote(), timeout=CALL_TIMEOUT_S)
+            with contextlib.suppress(Exception):
+                self.ray.kill(h)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _sim_fleet(sims: Path, node: str) -> dict[str, Any] | None:
+    """The simulated fleet of `node` (`<sims>/<node>.json`, validated), or None: no GPUs there."""
+    from gpuplan.executor.sim import load_sim
+
+    path = sims / f"{node}.json"
+    if not path.is_file():
+        return {"node": node, "gpus": [], "script": []}
+    return json.loads(load_sim(path).model_dump_json())
+
+
+def inventory(address: str, sims: Path | None) -> dict[str, Any]:
+    """The whole cluster as a gpuplan problem: one node per Ray node (its CPU and memory as Ray
+    reports them), its GPUs with ids, types, health and temperature; no tasks."""
+    ray = connect(address)
+    cluster = node_ids(ray)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    agent = _agent_class(ray)
+    handles = {
+        n: agent.options(
+            num_cpus=0,
+            num_gpus=0,
+            max_restarts=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(info["NodeID"], soft=False),
+            runtime_env={"env_vars": AGENT_ENV},
+        ).remote(n, _sim_fleet(sims, n) if sims is not None else None, None, "/tmp/gpuplan-inventory")
+        for n, info in cluster.items()
+    }
+    try:
+        hello = {n: h.hello.remote() for n, h in handles.items()}
+        reads = {n: h.read.remote() for n, h in handles.items()}
+        types: dict[str, float] = {}
+        nodes = []
+        for n in sorted(cluster):
+            try:
+                devices = ray.get(hello[n], timeout=60)["devices"]
+                readings = {r.gpu: r for r in ray.get(reads[n], timeout=CALL_TIMEOUT_S)}
+            except Exception as exc:
+                raise ClusterUnavailable(f"node {n}: its agent failed: {_first_line(exc)}") from None
+            gpus = []
+            for d in devices:
+                types[d["model"]] = max(types.get(d["model"], 0.0), d["memory_gb"])
+                r = readings.get(d["id"])
+                entry: dict[str, Any] = {
+                    "id": d["id"],
+                    "type": d["model"],
+                    "healthy": bool(r.healthy) if r else True,
+                }
+                temp = r.temperature_c if r and r.temperature_c is not None else d["temperature_c"]
+                if temp is not None:
+                    entry["temperature_c"] = temp
+                gpus.append(entry)
+            res = cluster[n].get("Resources", {})
+            node: dict[str, Any] = {"id": n, "gpus": gpus}
+            if res.get("CPU"):
+                node["cpu_cores"] = res["CPU"]
+            if res.get("memory"):
+                node["memory_gb"] = round(res["memory"] / 1e9, 3)
+            nodes.append(node)
+    finally:
+        for h in handles.values():
+            with contextlib.suppress(Exception):
+                ray.kill(h)
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+    return {
+        "gpu_types": [{"name": name, "memory_gb": round(mem, 3)} for name, mem in types.items()],
+        "nodes": nodes,
+        "tasks": [],
+    }
+
+
+__all__ = ["ClusterUnavailable", "RayFleet", "RaySite", "connect", "inventory", "node_ids"]

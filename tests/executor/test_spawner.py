@@ -1,0 +1,84 @@
+"""The spawner: wrappers forked per request, the claim's start time against pid reuse, and the fence
+that kills a task whose agent is gone (and only with the fence)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from gpuplan.executor import launcher
+from gpuplan.executor.launcher import LaunchRequest, Spawner
+
+
+def _request(tmp: Path, name: str, script: str) -> LaunchRequest:
+    return LaunchRequest(
+        dir=str(tmp / "attempts" / name),
+        log=str(tmp / "logs" / f"{name}.log"),
+        argv=["/bin/sh", "-c", script],
+        env={"MARK": str(tmp / f"{name}.mark")},
+        cwd=str(tmp),
+    )
+
+
+def _wait(pred: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_batch_is_spawned_and_recorded_by_its_wrappers(tmp_path: Path) -> None:
+    """Each request gets a wrapper that claims with its pid and start time, runs the argv with the
+    request's environment, and records the exit code."""
+    sp = Spawner()
+    try:
+        reqs = [_request(tmp_path, f"a{k}", f'echo ran > "$MARK"; exit {k}') for k in range(3)]
+        pids = sp.spawn(reqs)
+        assert all(isinstance(p, int) for p in pids)
+        for k, r in enumerate(reqs):
+            d = Path(r.dir)
+            assert _wait(lambda d=d: launcher.read_exit(d) is not None)
+            assert launcher.read_exit(d)["rc"] == k  # type: ignore[index]
+            claim = launcher.read_claim(d)
+            assert claim is not None and claim["pid"] == pids[k] and claim["start"] > 0
+            assert (tmp_path / f"a{k}.mark").read_text() == "ran\n"
+    finally:
+        sp.close()
+
+
+def test_pid_reuse_is_caught_by_the_start_time(tmp_path: Path) -> None:
+    """A live pid whose start time differs from the claim's is not the attempt's wrapper."""
+    d = tmp_path / "attempt"
+    d.mkdir()
+    me = os.getpid()
+    real = launcher._start_time(me)
+    (d / "claim").write_text(json.dumps({"pid": me, "t": 0, "start": real}))
+    assert launcher.wrapper_alive(me, d)
+    (d / "claim").write_text(json.dumps({"pid": me, "t": 0, "start": (real or 0) + 1}))
+    assert not launcher.wrapper_alive(me, d)
+
+
+def test_a_fenced_wrapper_kills_its_task_when_the_spawner_goes(tmp_path: Path) -> None:
+    """With the fence, ending the spawner ends its tasks (the head runs them elsewhere); without it,
+    tasks outlive the spawner and finish."""
+    fenced, free = Spawner(fence=True), Spawner()
+    a = _request(tmp_path, "fenced", 'sleep 3; echo done > "$MARK"')
+    b = _request(tmp_path, "free", 'sleep 1; echo done > "$MARK"')
+    (pa,), (pb,) = fenced.spawn([a]), free.spawn([b])
+    assert isinstance(pa, int) and isinstance(pb, int)
+    assert _wait(lambda: launcher.read_started(Path(a.dir)) is not None)
+    assert _wait(lambda: launcher.read_started(Path(b.dir)) is not None)
+    fenced.close()
+    free.close()
+    assert _wait(lambda: launcher.read_exit(Path(a.dir)) is not None, timeout=3)
+    ended = launcher.read_exit(Path(a.dir)) or {}
+    assert ended["rc"] == -9 and ended["fenced"] is True
+    assert _wait(lambda: not launcher.wrapper_alive(pa, Path(a.dir)))
+    assert _wait(lambda: launcher.read_exit(Path(b.dir)) is not None)
+    assert launcher.read_exit(Path(b.dir))["rc"] == 0  # type: ignore[index]
+    time.sleep(2.5)  # past the fenced task's own end: it never got there
+    assert (tmp_path / "free.mark").exists() and not (tmp_path / "fenced.mark").exists()

@@ -558,7 +558,8 @@ def check_totals(plan: Plan, placement: float) -> None:
 
 def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
     """No left-out task fits on a node once the optional tasks of lower priority there are taken off
-    (an exact fit counts; only float noise is forgiven). Vectorized over GPUs: one pass per task.
+    (an exact fit counts; only float noise is forgiven). Vectorized over GPUs: one pass per task
+    shape and priority level (tasks that `fits` cannot tell apart share it).
     Scheduled: no left-out task fits beside all the placed work at once, within its time window."""
     if not plan.unassigned:
         return
@@ -686,15 +687,34 @@ def _check_dominance(plan: Plan, s: _Specs, tally: _Tally) -> None:
             if fits(t, *empty, set(), span):  # the first with a home has the lowest such priority
                 lowest = t.priority
                 break
+
+    def shape(task: Task, span: tuple[float, float] | None) -> tuple[object, ...]:
+        """What `fits` reads of a task: two tasks of one shape, at one level, fit alike."""
+        timed = s.budget or span is not None
+        durations = tuple(sorted((task.duration_h or {}).items()))
+        return (
+            task.gpus, task.gpu_share, task.gpu_memory_gb, task.min_gpu_memory_gb, task.cpu_cores,
+            task.memory_gb, task.same_type, task.input_gb, task.anti_affinity,
+            None if task.allowed_types is None else tuple(task.allowed_types),
+            tuple(task.forbidden_types or ()), tuple(sorted(task.node_selector.items())),
+            (task.work_h, durations) if timed else (task.work_h is not None, tuple(k for k, _ in durations)),
+            span,
+        )  # fmt: skip
+
+    misses: set[tuple[object, ...]] = set()  # (level, shape) that fit nowhere: one pass per shape
     for u in plan.unassigned:
         task = s.tasks[u.task]
         if task.priority == lowest:
             continue
-        if s.sched:  # conservative: beside everything placed, as if it all ran at once
-            span = window(task)
-            where = fits(task, *held(-math.inf), span) if span is not None else ""
-        else:
-            where = fits(task, *held(task.priority))
+        span = window(task) if s.sched else None
+        level = -math.inf if s.sched else task.priority
+        key = (level, shape(task, span))
+        if key in misses or (s.sched and span is None):
+            continue
+        # scheduled: conservative, beside everything placed, as if it all ran at once
+        where = fits(task, *held(level), span)
+        if not where:
+            misses.add(key)
         if where:
             kind = "CPU-only task" if task.gpus == 0 else "task"
             _fail(

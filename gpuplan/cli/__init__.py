@@ -1,7 +1,7 @@
 """The `gpuplan` command: JSON in, JSON out on stdout; logs and progress on stderr.
 
 One module per command family (`plan`: solve, validate, schema, show; `executor`: run, status, stop,
-inventory; `capacity`; `history`: history, calibrate), `jsonio` for reading and writing
+inventory; `capacity`; `history`: history, calibrate; `report`), `jsonio` for reading and writing
 JSON, and `main` here: the one place that turns errors into exit codes. Exit codes: 0 a plan with a
 solution; 1 internal error; 2 invalid input; 3 proven infeasible; 4 no solution within the time
 limit. The library never imports this package.
@@ -22,7 +22,7 @@ from gpuplan.errors import InputError
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used for --help)."""
-    from gpuplan.cli import capacity, executor, history, plan
+    from gpuplan.cli import capacity, executor, history, plan, report
 
     ap = argparse.ArgumentParser(prog="gpuplan", description="Decide which GPU runs which task.")
     ap.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     executor.add_commands(sub)  # run, status, stop, inventory
     capacity.add_commands(sub)  # capacity
     history.add_commands(sub)  # history, calibrate
+    report.add_commands(sub)  # report
     return ap
 
 

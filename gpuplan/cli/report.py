@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from gpuplan.cli.exit_codes import EXIT_OK
-from gpuplan.cli.jsonio import _write, load_json, validated
+from gpuplan.cli.jsonio import _write, load_json, load_problem, validated
+from gpuplan.errors import InputError
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from gpuplan.history import read_journal, run_records
-    from gpuplan.models import Plan
+    from gpuplan.models import Plan, Problem
     from gpuplan.report import render_report
 
     plan = validated(Plan, load_json(args.plan), args.plan)
@@ -28,8 +29,17 @@ def cmd_report(args: argparse.Namespace) -> int:
                 "planned and actual are compared task by task",
                 file=sys.stderr,
             )
+    problem = None
+    if args.problem is not None:
+        parsed = load_problem(args.problem)
+        if not isinstance(parsed, Problem):
+            raise InputError(
+                "--problem", "the report needs a fleet problem (GPU types, tasks), not the matrix form"
+            )
+        problem = parsed.model_dump(mode="json")
     title = args.title or f"gpuplan report: {Path(args.plan).name}"
-    _write(render_report(plan, run=run, records=records, title=title).rstrip("\n"), args.output)
+    page = render_report(plan, run=run, records=records, problem=problem, title=title)
+    _write(page.rstrip("\n"), args.output)
     return EXIT_OK
 
 
@@ -39,6 +49,9 @@ def add_commands(sub: Any) -> None:
     r.add_argument("plan", help="plan JSON (from gpuplan solve)")
     r.add_argument(
         "--run", default=None, metavar="STATE_DIR", help="a run of the plan: planned against actual"
+    )
+    r.add_argument(
+        "--problem", default=None, help="the plan's problem: adds the planned energy (default: the run's)"
     )
     r.add_argument("-o", "--output", help="write the HTML here instead of stdout")
     r.add_argument("--title", default=None, help="the page's title")

@@ -101,9 +101,12 @@ def run_records(run: RunJournal, *, metrics: bool = True) -> list[AttemptRecord]
     name = str(run.state_dir)
     ran_before: set[str] = set()
     out: list[AttemptRecord] = []
+    parsed: dict[str, list[str]] = {}  # GPU lists repeat: parse each spelling once
     for aid, tid, n, gpus_json, state, _t_start, t_run, t_end, rc, reason in run.attempts:
         del aid
-        gpus = json.loads(gpus_json)
+        gpus = parsed.get(gpus_json)
+        if gpus is None:
+            gpus = parsed[gpus_json] = json.loads(gpus_json)
         task = tasks.get(tid, {})
         where = [gpu_at.get(g) for g in gpus]
         gpu_type = where[0][0] if where and where[0] else None

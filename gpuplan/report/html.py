@@ -456,11 +456,14 @@ def render_report(
     *,
     run: RunJournal | None = None,
     records: list[AttemptRecord] | None = None,
+    problem: dict[str, Any] | None = None,
     title: str = "gpuplan report",
 ) -> str:
     """The page: summary, calibration sources, utilization, timeline, planned against actual (with a
-    run), faults and migrations (with a run), left-out tasks."""
-    problem = run.meta.get("problem") if run is not None else None
+    run), faults and migrations (with a run), left-out tasks. The problem (as JSON; the run's own when
+    a run is given) adds the planned energy."""
+    if problem is None and run is not None:
+        problem = run.meta.get("problem")
     r = _Run(run, records or []) if run is not None else None
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = [

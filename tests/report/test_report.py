@@ -3,6 +3,7 @@ and the report; and the page opened in headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 import subprocess
@@ -103,6 +104,11 @@ def test_report_command(
     capsys.readouterr()
     assert main(["report", str(plan_path), "--run", str(tmp_path / "none")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    problem = tmp_path / "problem.json"
+    problem.write_text(json.dumps(read_journal(state).meta["problem"]))
+    assert main(["report", str(plan_path), "--problem", str(problem), "-o", str(out)]) == 0
+    energy = re.search(r"<b class=\"\">([0-9.,]+)</b><span>energy \(planned, kWh\)", out.read_text())
+    assert energy is not None and float(energy.group(1)) > 0
 
 
 def png_distinct_rows(data: bytes) -> int:

@@ -24,45 +24,32 @@ DEFAULT_MIN_OBSERVATIONS = 3
 
 
 def _speed_sources(
-    problem: Problem, cal: Calibration, min_obs: int
-) -> tuple[dict[str, float], list[ValueSource]]:
-    """Fitted factors to use per type, and a ValueSource per type of the problem."""
-    factors: dict[str, float] = {}
+    problem: Problem, cal: Calibration, min_obs: int, uses: dict[str, int]
+) -> list[ValueSource]:
+    """A ValueSource per GPU type of the problem: its fitted speed when the evidence suffices."""
     out: list[ValueSource] = []
     for gt in problem.gpu_types:
         f = cal.speed(gt.name)
         n = 0 if f is None else f.observations
-        uses = sum(1 for t in problem.tasks if t.gpus > 0 and t.work_h is not None)
         if f is not None and n >= min_obs:
-            factors[gt.name] = f.factor
-            out.append(
-                ValueSource(
-                    gpu_type=gt.name,
-                    quantity="speed",
-                    value=gt.speed * f.factor,
-                    declared=gt.speed,
-                    source="calibration",
-                    observations=n,
-                    tasks=uses,
-                    note=f"factor {f.factor:.3g} (95%: {f.low:.3g}-{f.high:.3g}), "
-                    f"spread {f.log_sigma:.2g} in ln",
-                )
-            )
+            value, source = gt.speed * f.factor, "calibration"
+            note = f"factor {f.factor:.3g} (95%: {f.low:.3g}-{f.high:.3g}), spread {f.log_sigma:.2g} in ln"
         else:
-            why = "no observations" if n == 0 else f"{n} observation(s), fewer than {min_obs}"
-            out.append(
-                ValueSource(
-                    gpu_type=gt.name,
-                    quantity="speed",
-                    value=gt.speed,
-                    declared=gt.speed,
-                    source="declared",
-                    observations=n,
-                    tasks=uses,
-                    note=why,
-                )
+            value, source = gt.speed, "declared"
+            note = "no observations" if n == 0 else f"{n} observation(s), fewer than {min_obs}"
+        out.append(
+            ValueSource(
+                gpu_type=gt.name,
+                quantity="speed",
+                value=value,
+                declared=gt.speed,
+                source=source,
+                observations=n,
+                tasks=uses.get(gt.name, 0),
+                note=note,
             )
-    return factors, out
+        )
+    return out
 
 
 def apply_calibration(
@@ -76,7 +63,12 @@ def apply_calibration(
     if min_observations < 1:
         raise InputError("--min-observations", f"must be >= 1 (got {min_observations})")
     type_names = {gt.name for gt in problem.gpu_types}
-    factors, sources = _speed_sources(problem, cal, min_observations)
+    factors = {
+        s.gpu_type: s.factor
+        for s in cal.speeds
+        if s.gpu_type in type_names and s.observations >= min_observations
+    }
+    speed_uses: dict[str, int] = {}  # tasks whose duration on the type follows its speed
     groups = {t.group for t in problem.tasks if t.group is not None}
     fitted = {
         (d.group, d.gpu_type): d
@@ -99,12 +91,15 @@ def apply_calibration(
                 changed[name] = d.duration_h
                 used_by[(d.group, name)] = used_by.get((d.group, name), 0) + 1
                 touched = True
-            elif name in factors:
-                if name in explicit:
-                    changed[name] = explicit[name] / factors[name]
-                touched = touched or name in explicit or t.work_h is not None
+            elif name in explicit or t.work_h is not None:
+                speed_uses[name] = speed_uses.get(name, 0) + 1
+                if name in factors:
+                    if name in explicit:
+                        changed[name] = explicit[name] / factors[name]
+                    touched = True
         calibrated += touched
         tasks.append(t.model_copy(update={"duration_h": changed or None}) if changed != explicit else t)
+    sources = _speed_sources(problem, cal, min_observations, speed_uses)
     for d in cal.durations:
         if d.group not in groups or d.gpu_type not in type_names:
             continue

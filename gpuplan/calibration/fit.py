@@ -99,9 +99,8 @@ def fit(records: list[AttemptRecord], runs: list[str] | None = None) -> Calibrat
     if (~ok).any():
         excluded["no declared duration (speed fit only)"] = int((~ok).sum())
     keys, counts, med, mad = grouped_median_mad(tcode[ok], np.log(dur[ok] / decl[ok]))
-    n_groups = {
-        int(t): int(np.unique(gcode[ok][tcode[ok] == t]).size) for t in keys
-    }  # few types: one pass each
+    named = ok & (gcode >= 0)
+    n_groups = {int(t): int(np.unique(gcode[named & (tcode == t)]).size) for t in keys}  # few types
     for t, n, m, d in zip(keys, counts, med, mad, strict=True):
         sigma, se = _spread(float(d), int(n))
         speeds.append(

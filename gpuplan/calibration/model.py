@@ -23,7 +23,9 @@ class SpeedFit(Spec):
     low: float = Field(gt=0, description="Lower end of the ≈95% interval of the factor.")
     high: float = Field(gt=0, description="Upper end of the ≈95% interval of the factor.")
     observations: int = Field(ge=1)
-    groups: int = Field(ge=0, description="Distinct task groups among the observations.")
+    groups: int = Field(
+        ge=0, description="Distinct task groups among the observations (tasks without one: none)."
+    )
 
 
 class DurationFit(Spec):

@@ -95,6 +95,9 @@ def test_group_duration_then_speed_factor_then_declared() -> None:
     assert problem.tasks[0].duration_h is None and problem.gpu_types[0].speed == 2.0  # input unchanged
     src = {(v.gpu_type, v.group, v.quantity): v for v in use.values}
     assert src[("A", None, "speed")].source == "calibration"
+    assert (
+        src[("A", None, "speed")].tasks == 3 and src[("B", None, "speed")].tasks == 2
+    )  # train: its fit on B
     assert src[("B", None, "speed")].source == "declared" and "fewer than 3" in src[("B", None, "speed")].note
     assert (
         src[("B", "train", "duration_h")].source == "calibration"

@@ -247,7 +247,50 @@ def _utilization(plan: Plan, run: _Run | None) -> str:
         + hist_svg
         + grid
         + _table(["GPU type (placed tasks)", "GPUs", "mean", "max"], type_rows, {1, 2, 3})
+        + (_measured_gpus(plan, run) if run is not None else "")
         + "</section>"
+    )
+
+
+def _measured_gpus(plan: Plan, run: _Run) -> str:
+    """Per GPU, what the run measured: attempts, task-hours, sampled utilization (weighted by hours)
+    and energy; the GPUs with the most task-hours first."""
+    stats: dict[str, list[float]] = {}  # gpu -> [attempts, hours, util x hours, hours with util, joules]
+    for r in run.records:
+        if r.duration_h is None or not r.gpus:
+            continue
+        for g in r.gpus.split(","):
+            row = stats.setdefault(g, [0, 0.0, 0.0, 0.0, 0.0])
+            row[0] += 1
+            row[1] += r.duration_h
+            if r.utilization_mean is not None:
+                row[2] += r.utilization_mean * r.duration_h
+                row[3] += r.duration_h
+            if r.energy_j is not None:
+                row[4] += r.energy_j / len(r.gpus.split(","))
+    planned = {u.gpu: u.utilization for u in plan.gpus}
+    order = sorted(stats, key=lambda g: -stats[g][1])
+    rows = [
+        [
+            _e(g),
+            "—" if g not in planned else f"{100 * planned[g]:.0f}%",
+            f"{int(stats[g][0])}",
+            _num(stats[g][1]),
+            "—" if not stats[g][3] else f"{stats[g][2] / stats[g][3]:.1f}%",
+            _num(stats[g][4] / 3.6e6),
+        ]
+        for g in order[:MAX_TABLE_ROWS]
+    ]
+    cut = len(order) - len(rows)
+    return (
+        '<p class="note">Measured per GPU (task-hours sum the attempts on it, so shared GPUs can pass the'
+        f" run's length; utilization is the samples' mean over the attempts)"
+        f"{f'; the {cut:,} GPUs with the fewest task-hours are not listed' if cut else ''}.</p>"
+        + _table(
+            ["GPU", "planned", "attempts", "task-hours", "sampled utilization", "energy kWh"],
+            rows,
+            {1, 2, 3, 4, 5},
+        )
     )
 
 

@@ -136,6 +136,7 @@ def test_solve_with_a_calibration_plans_with_it_and_says_so(
     assert plan.calibration is not None and plan.calibration.file == str(tmp_path / "c.json")
     hours = {a.task: (a.gpu_type, a.duration_h) for a in plan.assignments}
     assert hours["train"] in (("A", pytest.approx(4.0)), ("B", pytest.approx(7.0)))
+    assert "calibrated 2 of 4 values from measured runs; tasks: 3 calibrated, 0 declared" in plan.summary()
     assert main([*args, "-o", str(tmp_path / "plain.json")]) == 0
     assert gpuplan.Plan.model_validate_json((tmp_path / "plain.json").read_text()).calibration is None
     capsys.readouterr()

@@ -44,6 +44,7 @@ def test_a_run_adds_planned_against_actual_and_the_fault(small_run: tuple[Path, 
     assert '<section id="versus">' in page and '<section id="faults">' in page
     assert "GPU is lost (simulated)" in page
     assert 'class="actual"' in page and 'class="planned"' in page
+    assert "sampled utilization" in page and "<td>f0</td>" in page
     assert "move" in page
 
 

@@ -146,3 +146,25 @@ def test_cli_history_json_csv_and_bad_input(tmp_path: Path, capsys: pytest.Captu
     assert main(["history", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing: no such state directory" in err[0]
+
+
+def test_many_runs_pool_and_stay_apart(tmp_path: Path) -> None:
+    """Records of several state directories come run by run, each naming its own directory."""
+    one = [{"task": "t1", "gpus": ["a0"], "state": "succeeded", "t_running": 0.0, "t_end": 20.0}]
+    a, b = make_run(tmp_path / "a", one), make_run(tmp_path / "b", one + one)
+    rows = load_history([a, b])
+    assert [r.run for r in rows] == [str(a), str(b), str(b)]
+
+
+def test_a_broken_sample_line_names_the_file_and_line(tmp_path: Path) -> None:
+    """A metrics line without gpu or t is an InputError at metrics.jsonl:LINE."""
+    state = make_run(
+        tmp_path / "s",
+        [{"task": "t1", "gpus": ["a0"], "state": "succeeded", "t_running": 0.0, "t_end": 20.0}],
+        [{"gpu": "a0", "t": 1.0, "power_w": 5.0}],
+    )
+    with open(state / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"power_w": 3}\n')
+    with pytest.raises(InputError, match=r"metrics.jsonl:2: not a GPU sample"):
+        load_history([state])
+    assert len(load_history([state], metrics=False)) == 1

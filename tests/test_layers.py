@@ -2,9 +2,9 @@
 
 Layers, lowest first (docs/architecture.md): errors, status and interrupt; models (pydantic specs); program
 (build, decode, verify) and native (the compiled core); bounds, heuristics and backends; strategy;
-api (`solve`); executor and capacity; cli. A module imports only its own layer or lower ones, at
-module level or inside a function; backends, bounds and heuristics never import the pydantic
-models; and no chain of imports comes back to where it started.
+api (`solve`); the applications (executor, capacity, history, calibration, report); cli. A module
+imports only its own layer or lower ones, at module level or inside a function; backends, bounds and
+heuristics never import the pydantic models; and no chain of imports comes back to where it started.
 """
 
 from __future__ import annotations
@@ -31,11 +31,17 @@ LAYERS = (
     ("gpuplan.bounds", "gpuplan.heuristics", "gpuplan.backends"),
     ("gpuplan.strategy",),
     ("gpuplan.api",),
-    ("gpuplan.executor", "gpuplan.capacity"),
+    ("gpuplan.executor", "gpuplan.capacity", "gpuplan.history", "gpuplan.calibration", "gpuplan.report"),
     ("gpuplan.cli",),
 )
 INDEX_SPACE = ("gpuplan.bounds", "gpuplan.heuristics", "gpuplan.backends")
-APPLICATIONS = ("gpuplan.executor", "gpuplan.capacity")
+APPLICATIONS = (
+    "gpuplan.executor",
+    "gpuplan.capacity",
+    "gpuplan.history",
+    "gpuplan.calibration",
+    "gpuplan.report",
+)
 
 
 def _module_name(path: Path) -> str:

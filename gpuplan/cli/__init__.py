@@ -1,10 +1,11 @@
 """The `gpuplan` command: JSON in, JSON out on stdout; logs and progress on stderr.
 
 One module per command family (`plan`: solve, validate, schema, show; `executor`: run, status, stop,
-inventory; `capacity`), `jsonio` for reading and writing JSON, and `main` here: the one place that
-turns errors into exit codes. Exit codes: 0 a plan with a solution; 1 internal error; 2 invalid
-input; 3 proven infeasible; 4 no solution within the time limit; 130 (143) aborted by a second
-SIGINT (SIGTERM), or by Ctrl-C outside a solve. The library never imports this package.
+inventory; `capacity`; `history`: history, calibrate; `report`), `jsonio` for reading and writing
+JSON, and `main` here: the one place that turns errors into exit codes. Exit codes: 0 a plan with a
+solution; 1 internal error; 2 invalid input; 3 proven infeasible; 4 no solution within the time
+limit; 130 (143) aborted by a second SIGINT (SIGTERM), or by Ctrl-C outside a solve. The library
+never imports this package.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def one_line(text: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used for --help)."""
-    from gpuplan.cli import capacity, executor, plan
+    from gpuplan.cli import capacity, executor, history, plan, report
 
     ap = argparse.ArgumentParser(prog="gpuplan", description="Decide which GPU runs which task.")
     ap.add_argument("-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)")
@@ -46,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_commands(sub)  # solve, validate, schema, show
     executor.add_commands(sub)  # run, status, stop, inventory
     capacity.add_commands(sub)  # capacity
+    history.add_commands(sub)  # history, calibrate
+    report.add_commands(sub)  # report
     return ap
 
 

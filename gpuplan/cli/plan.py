@@ -28,6 +28,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from gpuplan.models import Status
 
     problem = load_problem(args.problem)
+    use = None
+    if args.calibration is not None:
+        problem, use = _calibrated(problem, args.calibration, args.min_observations)
     try:
         plan = run_stoppable_by_signals(
             lambda stop: solve(
@@ -46,6 +49,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         # name the place the user chose the setting: the flag, or the problem's options
         given = getattr(args, flag[2:].replace("-", "_")) is not None
         raise InputError(flag if given else f"options.{exc.path}", exc.message) from None
+    if use is not None:
+        plan = plan.model_copy(update={"calibration": use})
     _write(plan.model_dump_json(indent=2), args.output)
     if args.summary:
         print(plan.summary(), file=sys.stderr)
@@ -53,6 +58,20 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if plan.status.has_solution:
         return EXIT_OK
     return EXIT_INFEASIBLE if plan.status is Status.INFEASIBLE else EXIT_NO_SOLUTION
+
+
+def _calibrated(problem: Any, path: str, min_observations: int) -> tuple[Any, Any]:
+    """The problem with a calibration file's values applied, and the plan's note on their sources."""
+    from gpuplan.calibration import Calibration, apply_calibration
+    from gpuplan.cli.jsonio import validated
+    from gpuplan.models import Problem
+
+    if not isinstance(problem, Problem):
+        raise InputError(
+            "--calibration", "applies to a fleet problem (GPU types, tasks), not the matrix form"
+        )
+    cal = validated(Calibration, load_json(path), path)
+    return apply_calibration(problem, cal, min_observations=min_observations, file=path)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -134,6 +153,15 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--workers", type=int, default=None, help="solver threads (default: all cores)")
     s.add_argument("--seed", type=int, default=None)
     s.add_argument("--summary", action="store_true", help="also print a readable summary to stderr")
+    s.add_argument(
+        "--calibration", default=None, help="plan with the speeds and durations of `gpuplan calibrate`"
+    )
+    s.add_argument(
+        "--min-observations",
+        type=int,
+        default=3,
+        help="fewest observations for a calibrated value to be used (default 3)",
+    )
     s.set_defaults(func=cmd_solve)
     v = sub.add_parser("validate", help="check a problem and report what it holds")
     v.add_argument("problem")

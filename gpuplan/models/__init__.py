@@ -5,12 +5,14 @@ from gpuplan.models.matrix import Matrix, MatrixProblem
 from gpuplan.models.objective import Objective, SolveOptions
 from gpuplan.models.plan import (
     Assignment,
+    CalibrationUse,
     GPUUsage,
     Incumbent,
     Plan,
     Scaling,
     Status,
     Unassigned,
+    ValueSource,
 )
 from gpuplan.models.problem import Problem
 from gpuplan.models.tasks import Task
@@ -18,6 +20,7 @@ from gpuplan.models.tasks import Task
 __all__ = [
     "GPU",
     "Assignment",
+    "CalibrationUse",
     "GPUType",
     "GPUUsage",
     "Incumbent",
@@ -32,4 +35,5 @@ __all__ = [
     "Status",
     "Task",
     "Unassigned",
+    "ValueSource",
 ]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from gpuplan.status import Status
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 # 1.1: assignments carry `moved` (re-planning).
 # 1.2: `solver` names one backend and `phases` lists what ran; `stats` keep booleans; `cost` of every
 #      assignment is money; `optimal` means a relative gap within 1e-6; drop penalties use one formula
 #      in user units (the GAP core's first tier was 2·S + 1/scale, now 2·S + 1).
 # 1.3: assignments carry `start_h` and `end_h` (hours from the plan's time zero) for scheduled problems
 #      (tasks with release_h, deadline_h, due_h or after; time criteria), None otherwise.
+# 1.4: `calibration` (optional) says which speeds and durations came from measured runs and which were
+#      declared (`gpuplan solve --calibration`); None for a plan made from declared values alone.
 
 
 class _Out(BaseModel):
@@ -82,6 +86,36 @@ class Scaling(_Out):
     )
 
 
+class ValueSource(_Out):
+    """One speed or duration the plan used, and where it came from."""
+
+    gpu_type: str
+    group: str | None = Field(
+        default=None, description="The task group of a duration; None for the GPU type's speed."
+    )
+    quantity: Literal["speed", "duration_h"] = Field(
+        description="'speed': the type's speed (work_h / speed); 'duration_h': the group's hours on the type."
+    )
+    value: float = Field(description="The value the plan used.")
+    declared: float | None = Field(
+        default=None, description="The problem's own value (None: the problem did not declare one)."
+    )
+    source: Literal["calibration", "declared"]
+    observations: int = Field(description="Successful attempts behind the fitted value (0: none).")
+    tasks: int = Field(description="Tasks of the problem this value applies to.")
+    note: str = ""
+
+
+class CalibrationUse(_Out):
+    """How a calibration changed the problem before the solve (`gpuplan solve --calibration`)."""
+
+    file: str | None = None
+    min_observations: int = Field(description="Fewest observations for a fitted value to be used.")
+    values: list[ValueSource] = Field(default_factory=list)
+    tasks_calibrated: int = Field(description="Tasks with at least one duration from the calibration.")
+    tasks_declared: int = Field(description="Tasks planned from their declared durations alone.")
+
+
 def _label(a: Assignment) -> str:
     """A task as the summary shows it: its id, and when it runs in a plan with times."""
     if a.start_h is None or a.end_h is None:
@@ -128,6 +162,11 @@ class Plan(_Out):
         default_factory=dict, description="Solver statistics: numbers as numbers, flags as booleans."
     )
     message: str = ""
+    calibration: CalibrationUse | None = Field(
+        default=None,
+        description="Which speeds and durations came from measured runs and which were declared; None when"
+        " the plan was made from the problem's values alone.",
+    )
 
     @property
     def is_feasible(self) -> bool:
@@ -157,6 +196,13 @@ class Plan(_Out):
             lines.append(f"why       {self.solver_reason}")
         if self.message:
             lines.append(f"note      {self.message}")
+        if self.calibration is not None:
+            c = self.calibration
+            fitted = sum(v.source == "calibration" for v in c.values)
+            lines.append(
+                f"calibrated {fitted} of {len(c.values)} values from measured runs; tasks: "
+                f"{c.tasks_calibrated} calibrated, {c.tasks_declared} declared"
+            )
         by_gpu: dict[str, list[str]] = {}
         for a in self.assignments:
             for g in a.gpus:

@@ -110,6 +110,13 @@ class Task(Spec):
         description="Ids of tasks that must end before this one starts (precedence, no cycles); when one "
         "of them is left out, so is this task.",
     )
+    group: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Kind of repeated work this task is (e.g. 'finetune-7b'): runs of one group on one GPU "
+        "type are pooled by `gpuplan calibrate` to learn its duration there. None: not pooled (the task "
+        "still counts toward its GPU type's speed).",
+    )
     weight: float = Field(
         default=1.0,
         ge=0,

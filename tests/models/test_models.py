@@ -511,5 +511,5 @@ def test_time_fields_in_the_schema():
     assignment = Plan.model_json_schema()["$defs"]["Assignment"]["properties"]
     assert assignment["start_h"]["description"] and assignment["end_h"]["description"]
     assert (
-        Plan(status=Status.FEASIBLE, solver="x", solver_requested="x", wall_time_s=0).schema_version == "1.3"
+        Plan(status=Status.FEASIBLE, solver="x", solver_requested="x", wall_time_s=0).schema_version == "1.4"
     )

@@ -152,17 +152,70 @@ class AggregateLP:
     stats: dict[str, float]
 
 
+#: Task classes the aggregated LP aims at: past this, tasks are rounded into fewer (`rounded_down`).
+LP_CLASSES = 3_000
+#: Relative grids tried in turn, finest first: a cost, load or penalty v becomes the largest
+#: (1 + r)^k <= v (0 stays 0); the last one (inf) sets costs to 0.
+ROUND_STEPS = (0.01, 0.05, 0.25, 1.0, np.inf)
+
+
+def _down(v: np.ndarray, r: float) -> np.ndarray:
+    """v rounded down to the grid (1 + r)^k (k integer), 0 and below kept; r = inf: 0."""
+    if r == np.inf:
+        return np.minimum(v, 0.0)
+    pos = v > 0
+    out = np.array(v, dtype=np.float64)
+    k = np.floor(np.log(np.where(pos, v, 1.0)) / np.log1p(r) + 1e-12)
+    out[pos] = np.minimum(v[pos], np.exp(k[pos] * np.log1p(r)))
+    return out
+
+
+def rounded_down(p: FleetProgram, classes: int = LP_CLASSES) -> tuple[FleetProgram, float]:
+    r"""A relaxation of `p` with at most about `classes` task classes, and the cost grid used (0:
+    none).
+
+    Costs (and data transfer charges) are rounded down to a relative grid, the finest of
+    `ROUND_STEPS` that brings the classes under `classes` (the last sets them to 0); if that is not
+    enough, loads, GPU memory, CPU, host memory and drop penalties are rounded down too, on grids of
+    1%, 5% and 25%. Capacities stay. Every plan of `p` is a plan of the relaxation (smaller demands
+    fit where larger ones did) at no higher objective, so a lower bound of the relaxation bounds `p`:
+    tasks that differed only in, say, their duration fall into one class."""
+    if aggregate(p).task_rep.size <= classes:
+        return p, 0.0
+    q = p
+    for r in ROUND_STEPS:
+        q = p.replace(cost_c=_down(p.cost_c, r), transfer_each=_down(p.transfer_each, r))
+        if aggregate(q).task_rep.size <= classes:
+            return q, r
+    base = q
+    for d in ROUND_STEPS[:3]:
+        q = base.replace(
+            load_c=_down(p.load_c, d),
+            gpu_mem=_down(p.gpu_mem, d),
+            cpu=_down(p.cpu, d),
+            ram=_down(p.ram, d),
+            penalty=_down(p.penalty, d),
+        )
+        if aggregate(q).task_rep.size <= classes:
+            break
+    return q, np.inf
+
+
 def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> AggregateLP:
     """The aggregated LP's Lagrangian bound (the trivial L(0) when the LP fails); +inf when a
-    required task fits nowhere (infeasible)."""
+    required task fits nowhere (infeasible). Past `LP_CLASSES` task classes it is the bound of the
+    relaxation `rounded_down`, which is a bound of `p` too."""
     from ortools.linear_solver import pywraplp
 
     started = time.monotonic()
+    p, grid = rounded_down(p)
     ag = aggregate(p)
     b_n, c_n = ag.gpus.shape
     zeros_bc, zeros_b = np.zeros((b_n, c_n)), np.zeros(b_n)
     best = lagrangian_value(p, ag, zeros_bc, zeros_bc, zeros_b, zeros_b)
     stats: dict[str, float] = {"lp_task_classes": int(ag.task_rep.size), "lp_node_classes": int(b_n)}
+    if grid:
+        stats["lp_rounding_grid"] = grid
     if not np.isfinite(best):
         return AggregateLP(best, stats)
     solver = pywraplp.Solver.CreateSolver("GLOP")

@@ -460,19 +460,19 @@ def state_of(p: FleetProgram, assign: np.ndarray) -> FleetState:
     return st
 
 
-def honour_priorities(p: FleetProgram, assign: np.ndarray, deadline: float) -> tuple[np.ndarray, int]:
+def honour_priorities(p: FleetProgram, assign: np.ndarray) -> tuple[np.ndarray, int]:
     """Place left-out optional tasks (highest priority first) that fit as things stand, or on a node
     once its lower-priority optional tasks are taken off (these then go wherever they still fit).
     Each change places a task of a strictly higher tier than any it removes, so the priority order
-    only improves; the verifier's dominance rule holds after a full pass. Returns the assignment and
-    how many tasks it placed; stops at `deadline` (a partial pass is still a valid plan)."""
+    only improves; the verifier's dominance rule holds after a full pass, so the pass always runs to
+    its end, past the time limit if it must (one look per kind of task that found no room keeps it
+    short: 0.6 s for 90,000 left-out tasks on 80,000 GPUs). Returns the assignment and how many
+    tasks it placed."""
     st = state_of(p, assign)
     todo = np.flatnonzero((assign[:, 0] < 0) & p.optional & p.has_home())
     placed = 0
     stuck: set[tuple[object, ...]] = set()  # kinds of task that found no room: the state only fills up
     for t in todo[np.lexsort((-p.penalty[todo], -p.priority[todo]))]:
-        if time.monotonic() >= deadline:
-            break
         kind = _kind(p, int(t))
         if kind in stuck:
             continue

@@ -197,8 +197,13 @@ class FleetProgram:
         return dataclasses.replace(self, **changes)
 
     def eligible(self, t: int) -> np.ndarray:
-        """bool [G]: GPUs task t may use (capacity aside)."""
-        return self.eligible_c[t, self.gpu_class] & self.gpu_ok
+        """bool [G]: GPUs task t may use (capacity aside). Read-only: one array per distinct row of
+        `eligible_c`, cached, since tasks share few rows and a fleet has many GPUs."""
+        cache: dict[bytes, np.ndarray] = self.__dict__.setdefault("_eligible_rows", {})
+        key = self.eligible_c[t].tobytes()
+        if key not in cache:
+            cache[key] = _frozen(self.eligible_c[t, self.gpu_class] & self.gpu_ok)
+        return cache[key]
 
     def usable_per_class(self) -> np.ndarray:
         """int [classes]: healthy, cool-enough GPUs (and host slots) of each class."""

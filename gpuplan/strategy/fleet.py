@@ -238,7 +238,7 @@ def _search(
     if status is Status.FEASIBLE and assign is not None and p.optional.any():
         # A plan cut short by the clock may leave out a task that lower-priority work keeps out.
         before = assign
-        assign, fixed = honour_priorities(p, assign, deadline)
+        assign, fixed = honour_priorities(p, assign)
         if fixed and not _within(hold, assign):
             assign, fixed = before, 0
             stats["priority_repair_undone"] = True  # it worsened an earlier stage
@@ -346,7 +346,7 @@ def _search_staged(
         incumbents.append((time.monotonic() - t0, ps[0].objective(best)))
     assert best is not None and first is not None
     if ps[0].optional.any():
-        repaired, fixed = honour_priorities(ps[0], best, deadline)
+        repaired, fixed = honour_priorities(ps[0], best)
         if fixed and _lex_order(ps, repaired, best) <= 0:
             best = repaired
             stats["priority_repairs"] = fixed

@@ -153,7 +153,7 @@ class AggregateLP:
 
 
 #: Task classes the aggregated LP aims at: past this, tasks are rounded into fewer (`rounded_down`).
-LP_CLASSES = 3_000
+LP_CLASSES = 20_000
 #: Relative grids tried in turn, finest first: a cost, load or penalty v becomes the largest
 #: (1 + r)^k <= v (0 stays 0); the last one (inf) sets costs to 0.
 ROUND_STEPS = (0.01, 0.05, 0.25, 1.0, np.inf)

@@ -188,7 +188,8 @@ def _search(
     if objective is not None and (not incumbents or objective < incumbents[-1][1]):
         incumbents.append((time.monotonic() - t0, objective))
     reason = f"{pairs:,} eligible pairs: greedy starts, LP and packing bounds, ejection and swap moves"
-    if solver == "auto" and not exact and feasible and not past(deadline - 0.05 * span):
+    proven = objective is not None and _proven(objective, bound)
+    if solver == "auto" and not exact and feasible and not proven and not past(deadline - 0.05 * span):
         from gpuplan.backends.fleet_lns import fleet_lns
 
         res_lns = fleet_lns(
@@ -707,6 +708,15 @@ def solve_tiered(
             break
         if best is not None:
             incumbents.append((time.monotonic() - started, p.objective(best)))
+    if best is not None and p.optional.any():
+        # Later tiers may move earlier tiers' tasks (they are required there, not fixed): a task a
+        # tier left out can then fit where lower-priority work went. One repair over every tier;
+        # each of its changes places a task of a higher tier than any it takes off.
+        repaired, fixed = honour_priorities(p, best)
+        if fixed:
+            best = repaired
+            stats["priority_repairs"] = fixed
+            used.append("priority repair")
     objective = None if best is None else p.objective(best)
     message = ""
     if c.stages > 1:

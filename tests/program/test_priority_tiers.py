@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpuplan
+import gpuplan.strategy.fleet as fleet_strategy
+from benchmarks.priority_batch import batch
 from gpuplan.backends.fleet_brute import brute_force
 from gpuplan.cli import main
 from gpuplan.program import priorities
@@ -166,3 +168,17 @@ def test_a_lexicographic_objective_too_wide_for_float64_is_solved_in_stages() ->
     data["objective"]["terms"] = [{"kind": "cost"}, {"kind": "gpus_used"}]
     plan = gpuplan.solve(data, time_limit_s=3, workers=1)
     assert "stages" not in plan.message and "lexicographic_stages" not in plan.stats
+
+
+@pytest.mark.parametrize(("n_tasks", "n_nodes", "seed"), [(80, 6, 1), (150, 10, 3)])
+def test_tier_by_tier_with_the_neighbourhood_search_keeps_priorities(
+    n_tasks: int, n_nodes: int, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later tier may move an earlier tier's tasks (required there, not fixed), so a task an
+    earlier tier left out can fit where lower-priority work went; the final repair over every tier
+    must leave no such task. These batches once failed the verifier (the batch benchmark exited 1)."""
+    monkeypatch.setattr(priorities, "EXACT_LIMIT", 0.0)
+    monkeypatch.setattr(fleet_strategy, "FLEET_EXACT_PAIRS", 0)
+    plan = gpuplan.solve(batch(n_tasks, n_nodes, seed), time_limit_s=2, workers=1)
+    assert plan.solver == "tiered"
+    assert any(p.startswith("tier") and "lns" in p for p in plan.phases)

@@ -29,14 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.baselines import run_timed
+from benchmarks.priority_batch import TYPES
 from benchmarks.run_gap import cpu_model, git_commit, nproc
 
 REPO = Path(__file__).resolve().parent.parent
-TYPES = [
-    {"name": "A100", "memory_gb": 80, "speed": 2.0, "cost_per_hour": 3.0},
-    {"name": "V100", "memory_gb": 32, "speed": 1.0, "cost_per_hour": 1.2},
-    {"name": "T4", "memory_gb": 16, "speed": 0.5, "cost_per_hour": 0.4},
-]
 TASKS_PER_NODE = 10
 METHODS = (("gpuplan", "auto"), ("greedy", "greedy"))
 

@@ -12,9 +12,9 @@ from hypothesis import assume, given
 import gpuplan
 import gpuplan.strategy.fleet as fleet_strategy
 from gpuplan.backends.fleet_lns import fleet_lns
-from gpuplan.heuristics.fleet_greedy import fleet_greedy, task_order
+from gpuplan.heuristics.fleet_greedy import FleetState, fleet_greedy, task_order
 from gpuplan.models import Problem
-from gpuplan.program.fleet import compile_fleet
+from gpuplan.program.fleet import FleetProgram, compile_fleet
 from tests.strategies import SETTINGS, fleets
 
 
@@ -55,8 +55,16 @@ def test_it_places_two_singles_where_the_greedy_put_one_gang() -> None:
 
 
 def test_auto_runs_it_past_the_exact_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the exact model, from a start not proven optimal (the gang alone), auto runs the search,
+    which finds the two singles."""
+
+    def gang_first(p: FleetProgram, *args: object, **kwargs: object) -> tuple[FleetState, str]:
+        return fleet_greedy(p, task_order(p)), "greedy(dominant)"
+
     monkeypatch.setattr(fleet_strategy, "FLEET_EXACT_PAIRS", 0)
+    monkeypatch.setattr(fleet_strategy, "_starts", gang_first)
     plan = gpuplan.solve(crowded(), time_limit_s=1.0)
     assert "lns" in plan.phases
+    assert plan.solver == "lns"
     assert sorted(a.task for a in plan.assignments) == ["s1", "s2"]
     assert np.isfinite(plan.wall_time_s) and plan.wall_time_s <= 1.5

@@ -149,7 +149,7 @@ class AggregateLP:
     """The bound and the LP's solve statistics."""
 
     bound: float
-    stats: dict[str, float]
+    stats: dict[str, float | str]
 
 
 #: Task classes the aggregated LP aims at: past this, tasks are rounded into fewer (`rounded_down`).
@@ -170,9 +170,9 @@ def _down(v: np.ndarray, r: float) -> np.ndarray:
     return out
 
 
-def rounded_down(p: FleetProgram, classes: int = LP_CLASSES) -> tuple[FleetProgram, float]:
-    r"""A relaxation of `p` with at most about `classes` task classes, and the cost grid used (0:
-    none).
+def rounded_down(p: FleetProgram, classes: int = LP_CLASSES) -> tuple[FleetProgram, Aggregate, str]:
+    r"""A relaxation of `p` with at most about `classes` task classes, its classes, and how it was
+    rounded ('' when `p` is returned as it is).
 
     Costs (and data transfer charges) are rounded down to a relative grid, the finest of
     `ROUND_STEPS` that brings the classes under `classes` (the last sets them to 0); if that is not
@@ -180,13 +180,16 @@ def rounded_down(p: FleetProgram, classes: int = LP_CLASSES) -> tuple[FleetProgr
     1%, 5% and 25%. Capacities stay. Every plan of `p` is a plan of the relaxation (smaller demands
     fit where larger ones did) at no higher objective, so a lower bound of the relaxation bounds `p`:
     tasks that differed only in, say, their duration fall into one class."""
-    if aggregate(p).task_rep.size <= classes:
-        return p, 0.0
-    q = p
+    ag = aggregate(p)
+    if ag.task_rep.size <= classes:
+        return p, ag, ""
+    q, how = p, ""
     for r in ROUND_STEPS:
         q = p.replace(cost_c=_down(p.cost_c, r), transfer_each=_down(p.transfer_each, r))
-        if aggregate(q).task_rep.size <= classes:
-            return q, r
+        ag = aggregate(q)
+        how = f"costs down to a {r:g} relative grid" if np.isfinite(r) else "costs to 0"
+        if ag.task_rep.size <= classes:
+            return q, ag, how
     base = q
     for d in ROUND_STEPS[:3]:
         q = base.replace(
@@ -196,9 +199,11 @@ def rounded_down(p: FleetProgram, classes: int = LP_CLASSES) -> tuple[FleetProgr
             ram=_down(p.ram, d),
             penalty=_down(p.penalty, d),
         )
-        if aggregate(q).task_rep.size <= classes:
+        ag = aggregate(q)
+        how = f"costs to 0, demands and penalties down to a {d:g} relative grid"
+        if ag.task_rep.size <= classes:
             break
-    return q, np.inf
+    return q, ag, how
 
 
 def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> AggregateLP:
@@ -208,14 +213,13 @@ def fleet_lower_bound(p: FleetProgram, deadline: float | None = None) -> Aggrega
     from ortools.linear_solver import pywraplp
 
     started = time.monotonic()
-    p, grid = rounded_down(p)
-    ag = aggregate(p)
+    p, ag, rounding = rounded_down(p)
     b_n, c_n = ag.gpus.shape
     zeros_bc, zeros_b = np.zeros((b_n, c_n)), np.zeros(b_n)
     best = lagrangian_value(p, ag, zeros_bc, zeros_bc, zeros_b, zeros_b)
-    stats: dict[str, float] = {"lp_task_classes": int(ag.task_rep.size), "lp_node_classes": int(b_n)}
-    if grid:
-        stats["lp_rounding_grid"] = grid
+    stats: dict[str, float | str] = {"lp_task_classes": int(ag.task_rep.size), "lp_node_classes": int(b_n)}
+    if rounding:
+        stats["lp_rounding"] = rounding
     if not np.isfinite(best):
         return AggregateLP(best, stats)
     solver = pywraplp.Solver.CreateSolver("GLOP")

@@ -42,6 +42,10 @@ class FleetState:
         self.node_free = self.free_whole * prog.capacity  # free primary capacity per node
         self.balance = 1.0
         self.direct = 0  # tasks the improvement moves placed without moving anything
+        # the GPUs (and host slots) sorted by node: node n's run starts at run_start[n], run_len[n] long
+        self.by_node = np.argsort(prog.gpu_node, kind="stable")
+        self.run_len = np.bincount(prog.gpu_node, minlength=prog.n_nodes)
+        self.run_start = np.cumsum(self.run_len) - self.run_len
 
     # --- feasibility -----------------------------------------------------------------------
     def node_ok(self, t: int) -> np.ndarray:
@@ -59,14 +63,17 @@ class FleetState:
 
     def gpu_ok(self, t: int, node_ok: np.ndarray) -> np.ndarray:
         """bool [G]: GPUs that can take (one GPU's worth of) task t now."""
+        return node_ok[self.p.gpu_node] & self._fits(t, slice(None))
+
+    def _fits(self, t: int, gpus: np.ndarray | slice) -> np.ndarray:
+        """bool, one per GPU of `gpus`: eligible for task t, with room for one GPU's worth of it."""
         p = self.p
-        cls = p.gpu_class
-        ok = p.eligible(t) & node_ok[p.gpu_node]
+        ok = np.array(p.eligible(t)[gpus])  # a copy: the eligible rows are cached, read-only
         if not p.horizon and (p.gang[t] > 1 or p.share[t] >= 1.0):
-            ok &= self.count == 0  # side by side a whole GPU is exclusive (the share sum says so too)
-        ok &= self.load + p.load_c[t, cls] <= p.capacity * (1 + _EPS) + _EPS
+            ok &= self.count[gpus] == 0  # side by side a whole GPU is exclusive (the share sum says so too)
+        ok &= self.load[gpus] + p.load_c[t, p.gpu_class[gpus]] <= p.capacity * (1 + _EPS) + _EPS
         if not p.horizon:
-            ok &= self.mem + p.gpu_mem[t] <= p.mem_cap * (1 + _EPS) + _EPS
+            ok &= self.mem[gpus] + p.gpu_mem[t] <= p.mem_cap[gpus] * (1 + _EPS) + _EPS
         return ok
 
     def candidates(self, t: int) -> np.ndarray:
@@ -83,31 +90,14 @@ class FleetState:
             nodes &= self.node_free + (1 + p.capacity) * 1e-9 >= k * lightest
             if not p.horizon and (k > 1 or p.share[t] >= 1.0):
                 nodes &= self.free_whole >= k
-        order, start, count = self._by_node()
         chosen = np.flatnonzero(nodes)
-        lengths = count[chosen]
+        lengths = self.run_len[chosen]
         total = int(lengths.sum())
         if total == 0:
             return np.zeros(0, dtype=np.int64)
-        first = np.repeat(start[chosen] - np.cumsum(lengths) + lengths, lengths)
-        gpus = order[first + np.arange(total)]
-        ok = p.eligible(t)[gpus]
-        if not p.horizon and (k > 1 or p.share[t] >= 1.0):
-            ok &= self.count[gpus] == 0
-        ok &= self.load[gpus] + p.load_c[t, p.gpu_class[gpus]] <= p.capacity * (1 + _EPS) + _EPS
-        if not p.horizon:
-            ok &= self.mem[gpus] + p.gpu_mem[t] <= p.mem_cap[gpus] * (1 + _EPS) + _EPS
-        return np.sort(gpus[ok])
-
-    def _by_node(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The GPUs (and host slots) sorted by node, where each node's run starts, and its length."""
-        if not hasattr(self, "_node_runs"):
-            p = self.p
-            order = np.argsort(p.gpu_node, kind="stable")
-            count = np.bincount(p.gpu_node, minlength=p.n_nodes)
-            start = np.cumsum(count) - count
-            self._node_runs = (order, start, count)
-        return self._node_runs
+        first = np.repeat(self.run_start[chosen] - np.cumsum(lengths) + lengths, lengths)
+        gpus = self.by_node[first + np.arange(total)]
+        return np.sort(gpus[self._fits(t, gpus)])
 
     # --- scoring -----------------------------------------------------------------------------
     def gpu_score(self, t: int, gpus: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ def test_rounding_merges_tasks_that_differ_in_cost_only() -> None:
     }
     p = compile_fleet(Problem.model_validate(data)).program
     assert fb.aggregate(p).task_rep.size == 30
-    q, grid = fb.rounded_down(p, classes=5)
-    assert fb.aggregate(q).task_rep.size <= 5
-    assert grid > 0
+    q, ag, how = fb.rounded_down(p, classes=5)
+    assert fb.aggregate(q).task_rep.size == ag.task_rep.size <= 5
+    assert how.startswith("costs down to")
     assert np.all(q.cost_c <= p.cost_c) and np.all(q.penalty == p.penalty)

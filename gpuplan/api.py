@@ -28,6 +28,7 @@ def solve(
     workers: int | None = None,
     seed: int | None = None,
     stop: Stop | None = None,
+    partitions: int = 1,
 ) -> Plan:
     """Plan `problem` and return a verified Plan.
 
@@ -36,7 +37,10 @@ def solve(
     limit is wall-clock for the whole call; on timeout the best plan found so far is returned.
     `stop` (a `threading.Event`, or a callable returning True) ends the search early the same way:
     once set, the best verified plan found so far comes back, with `stats["interrupted"]` True and
-    the message saying so.
+    the message saying so. `partitions` > 1 cuts the fleet and the batch into that many parts,
+    solved side by side in worker processes and repaired on the whole fleet (`gpuplan.partition`;
+    fleet problems without times only, else an InputError naming the field); 1 (the default) solves
+    the problem whole.
     """
     started = time.monotonic()
     if isinstance(problem, dict):
@@ -44,8 +48,15 @@ def solve(
     if solver is not None and solver not in SOLVERS:
         raise InputError("solver", f"unknown backend {solver!r} (choose {', '.join(SOLVERS)})")
     _check_settings(time_limit_s, workers, seed)
+    if partitions != 1:
+        from gpuplan.partition import refuse_unsupported
+
+        refuse_unsupported(problem, partitions)
     with watching(stop):
-        if isinstance(problem, Problem):
+        if partitions > 1:
+            assert isinstance(problem, Problem)  # refused otherwise
+            plan = _solve_partitioned(problem, partitions, solver, time_limit_s, workers, seed, started)
+        elif isinstance(problem, Problem):
             plan = _solve_problem(problem, solver, time_limit_s, workers, seed, started)
         else:
             from gpuplan.strategy.fleet import solve_fleet
@@ -94,6 +105,30 @@ def _solve_problem(
     opts = problem.options
     return solve_fleet(
         problem,
+        solver=solver or opts.solver,
+        time_limit_s=time_limit_s if time_limit_s is not None else opts.time_limit_s,
+        workers=workers or opts.workers,
+        seed=seed if seed is not None else opts.seed,
+        started=started,
+    )
+
+
+def _solve_partitioned(
+    problem: Problem,
+    partitions: int,
+    solver: str | None,
+    time_limit_s: float | None,
+    workers: int | None,
+    seed: int | None,
+    started: float,
+) -> Plan:
+    """A Problem in `partitions` parts (`gpuplan.partition`), the problem's options filling in."""
+    from gpuplan.partition import solve_partitioned
+
+    opts = problem.options
+    return solve_partitioned(
+        problem,
+        partitions=partitions,
         solver=solver or opts.solver,
         time_limit_s=time_limit_s if time_limit_s is not None else opts.time_limit_s,
         workers=workers or opts.workers,

@@ -23,6 +23,7 @@ CORE = (
     "gpuplan.backends",
     "gpuplan.strategy",
     "gpuplan.api",
+    "gpuplan.partition",
 )
 LAYERS = (
     ("gpuplan.errors", "gpuplan.status", "gpuplan.interrupt"),
@@ -30,7 +31,7 @@ LAYERS = (
     ("gpuplan.program", "gpuplan.native"),
     ("gpuplan.bounds", "gpuplan.heuristics", "gpuplan.backends"),
     ("gpuplan.strategy",),
-    ("gpuplan.api",),
+    ("gpuplan.api", "gpuplan.partition"),
     ("gpuplan.executor", "gpuplan.capacity", "gpuplan.history", "gpuplan.calibration", "gpuplan.report"),
     ("gpuplan.cli",),
 )

@@ -20,7 +20,13 @@ from gpuplan.cli.timeline import timeline
 from gpuplan.errors import InputError
 
 #: `solve`'s settings by their name in the API and the problem's options -> the flag that sets them.
-_FLAGS = {"solver": "--solver", "time_limit_s": "--time-limit", "workers": "--workers", "seed": "--seed"}
+_FLAGS = {
+    "solver": "--solver",
+    "time_limit_s": "--time-limit",
+    "workers": "--workers",
+    "seed": "--seed",
+    "partitions": "--partitions",
+}
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -40,6 +46,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 seed=args.seed,
                 stop=stop,
+                partitions=args.partitions,
             )
         )
     except InputError as exc:
@@ -47,7 +54,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         if flag is None:
             raise
         # name the place the user chose the setting: the flag, or the problem's options
-        given = getattr(args, flag[2:].replace("-", "_")) is not None
+        given = flag == "--partitions" or getattr(args, flag[2:].replace("-", "_")) is not None
         raise InputError(flag if given else f"options.{exc.path}", exc.message) from None
     if use is not None:
         plan = plan.model_copy(update={"calibration": use})
@@ -152,6 +159,15 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--time-limit", type=float, default=None, help="wall-clock seconds (default 10)")
     s.add_argument("--workers", type=int, default=None, help="solver threads (default: all cores)")
     s.add_argument("--seed", type=int, default=None)
+    s.add_argument(
+        "--partitions",
+        type=int,
+        default=1,
+        metavar="K",
+        help="cut the fleet and the tasks into K parts solved side by side in worker processes (at most"
+        " --workers at a time), then repaired on the whole fleet; the bound stays the whole problem's."
+        " Not for scheduled problems or the matrix form (default 1: solve whole)",
+    )
     s.add_argument("--summary", action="store_true", help="also print a readable summary to stderr")
     s.add_argument(
         "--calibration", default=None, help="plan with the speeds and durations of `gpuplan calibrate`"

@@ -38,7 +38,7 @@ import resource
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -427,31 +427,16 @@ def solve_partitioned(
         "partition_split_s": round(time.monotonic() - t_split, 4),
     }
     results: list[dict[str, Any]] = []
-    c: FleetCompiled | None = None
-    bound: float | None = None
+    whole: list[Any] = []
+
+    def during() -> None:  # the whole program and its bound, while the parts run
+        whole.extend(_whole(problem, repair_from, stats))
+
     if jobs:
-        procs = min(workers, len(jobs))
-        threads = max(1, workers // procs)
-        waves = math.ceil(len(jobs) / procs)
-        window = max(0.0, repair_from - time.monotonic())
-        end_wall = time.time() + window
-        stats.update(partition_processes=procs, partition_threads=threads, partition_waves=waves)
-        ctx = mp.get_context("spawn")
-        stop = ctx.Event()
-        pool = ProcessPoolExecutor(procs, mp_context=ctx, initializer=_init_part, initargs=(stop,))
-        try:
-            with owned(_Pool(pool)), _relay(stop):
-                futures = [
-                    pool.submit(_solve_part, i, sub, solver, end_wall, window / waves, threads, seed)
-                    for i, sub in jobs
-                ]
-                c, bound = _whole(problem, repair_from, stats)
-                results = _collect(futures, repair_from + PART_GRACE_S, stop, stats)
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-            _Pool(pool).kill()
-    if c is None:
-        c, bound = _whole(problem, repair_from, stats)
+        results = run_parts(jobs, solver, workers, seed, repair_from, during, stats)
+    else:
+        during()
+    c, bound = whole
     for r in results:
         if "error" in r:
             raise InputError(*r["error"])
@@ -460,6 +445,42 @@ def solve_partitioned(
         verify_timed(home, problem)
         return home
     return _repair(problem, c, bound, results, solver, started, deadline, stats)
+
+
+def run_parts(
+    jobs: list[tuple[int, Problem]],
+    solver: str,
+    workers: int,
+    seed: int,
+    until: float,
+    during: Callable[[], None],
+    stats: dict[str, bool | int | float | str],
+) -> list[dict[str, Any]]:
+    """Solve the parts `jobs` (index, sub-problem) in worker processes (spawn), at most `workers` at
+    a time with the threads shared out, all by `until` (time.monotonic()): with more parts than
+    processes, each part gets an equal share of the window per wave. `during()` runs here meanwhile.
+    A stop of the calling context is passed on to the workers; their processes are killed on the
+    way out (and by `kill_children`, on an abort)."""
+    procs = min(workers, len(jobs))
+    threads = max(1, workers // procs)
+    waves = math.ceil(len(jobs) / procs)
+    window = max(0.0, until - time.monotonic())
+    end_wall = time.time() + window
+    stats.update(partition_processes=procs, partition_threads=threads, partition_waves=waves)
+    ctx = mp.get_context("spawn")
+    stop = ctx.Event()
+    pool = ProcessPoolExecutor(procs, mp_context=ctx, initializer=_init_part, initargs=(stop,))
+    try:
+        with owned(_Pool(pool)), _relay(stop):
+            futures = [
+                pool.submit(_solve_part, i, sub, solver, end_wall, window / waves, threads, seed)
+                for i, sub in jobs
+            ]
+            during()
+            return _collect(futures, until + PART_GRACE_S, stop, stats)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        _Pool(pool).kill()
 
 
 def _whole(problem: Problem, until: float, stats: dict[str, bool | int | float | str]) -> Any:

@@ -65,7 +65,9 @@ from gpuplan.program.priorities import TiersTooWide
 #: Most parts one solve may be cut into.
 MAX_PARTITIONS = 256
 #: Share of the time limit kept for the repair, the decode and the verification of the whole plan.
-RESERVE_SHARE = 0.15
+RESERVE_SHARE = 0.1
+#: Share of the time limit by which the whole program's bound stops (it runs beside the parts).
+BOUND_SHARE = 0.3
 #: Least time kept for them (seconds).
 MIN_RESERVE_S = 1.0
 #: How long past the parts' deadline the parent waits for a part before leaving its tasks to the
@@ -430,7 +432,7 @@ def solve_partitioned(
     whole: list[Any] = []
 
     def during() -> None:  # the whole program and its bound, while the parts run
-        whole.extend(_whole(problem, repair_from, stats))
+        whole.extend(_whole(problem, min(repair_from, started + BOUND_SHARE * time_limit_s), stats))
 
     if jobs:
         results = run_parts(jobs, solver, workers, seed, repair_from, during, stats)
@@ -615,10 +617,11 @@ def _repair(
     incumbents = [] if merged is None else [(time.monotonic() - started, merged)]
     phases = [f"{len(results)} parts"]
     st = state_of(p, assign)
+    moves_until = deadline - 0.5 * reserve_s(deadline - started)  # then the priority pass, decode, verify
     required = _place_required(st, deadline)
-    if solver != "greedy" and not past(deadline):
-        eject_improve(st, deadline)
-        swap_improve(st, deadline)
+    if solver != "greedy" and not past(moves_until):
+        eject_improve(st, moves_until)
+        swap_improve(st, moves_until)
     assign = st.assign
     if p.optional.any():
         assign, _ = honour_priorities(p, assign)  # a full pass: the verifier's dominance rule

@@ -66,8 +66,6 @@ from gpuplan.program.priorities import TiersTooWide
 MAX_PARTITIONS = 256
 #: Share of the time limit kept for the repair, the decode and the verification of the whole plan.
 RESERVE_SHARE = 0.1
-#: Share of the time limit by which the whole program's bound stops (it runs beside the parts).
-BOUND_SHARE = 0.3
 #: Least time kept for them (seconds).
 MIN_RESERVE_S = 1.0
 #: How long past the parts' deadline the parent waits for a part before leaving its tasks to the
@@ -267,7 +265,7 @@ def split_problem(problem: Problem, parts: int, seed: int = 0) -> Split:
     node_part = np.zeros(len(problem.nodes), dtype=np.int64)
     by_shape: dict[tuple[Any, ...], list[list[int]]] = {}
     for unit in _node_units(problem):
-        shape = tuple(sorted(_node_shape(problem, i) for i in unit))
+        shape = tuple(sorted((_node_shape(problem, i) for i in unit), key=repr))
         by_shape.setdefault(shape, []).append(unit)
     offset = 0
     for units in by_shape.values():
@@ -285,6 +283,8 @@ def split_problem(problem: Problem, parts: int, seed: int = 0) -> Split:
         else:
             by_kind.setdefault(_task_kind(task), []).append(t)
     room = _room(problem, node_part, parts)
+    # parts with nodes (fewer groups of nodes than parts leave some empty): where a kind no GPU takes goes
+    with_nodes = (np.bincount(node_part, minlength=parts) > 0).astype(np.float64)
     offset = 0
     for kind, rows in by_kind.items():
         members = np.array(rows, dtype=np.int64)
@@ -292,7 +292,8 @@ def split_problem(problem: Problem, parts: int, seed: int = 0) -> Split:
         size = np.array([(t.gpu_memory_gb, t.cpu_cores, t.memory_gb, t.work_h or 0.0) for t in tasks])
         # largest first (ties at random), then dealt in turn: each part gets a similar spread of sizes
         order = np.lexsort((rng.random(len(rows)), *(-size[:, j] for j in range(3, -1, -1))))
-        task_part[members[order]] = _deal(len(rows), room(kind), offset)
+        weights = room(kind)
+        task_part[members[order]] = _deal(len(rows), weights if weights.sum() > 0 else with_nodes, offset)
         offset += len(rows)
     return Split(parts, node_part, task_part)
 
@@ -351,6 +352,7 @@ def _solve_part(
         "status": plan.status.value,
         "solver": plan.solver,
         "objective": plan.objective,
+        "phases": plan.phases,
         "placed": [(a.task, a.gpus, a.node) for a in plan.assignments],
         "wall_s": round(time.monotonic() - began, 3),
         "peak_mb": _peak_mb(),
@@ -432,7 +434,7 @@ def solve_partitioned(
     whole: list[Any] = []
 
     def during() -> None:  # the whole program and its bound, while the parts run
-        whole.extend(_whole(problem, min(repair_from, started + BOUND_SHARE * time_limit_s), stats))
+        whole.extend(_whole(problem, repair_from, stats))
 
     if jobs:
         results = run_parts(jobs, solver, workers, seed, repair_from, during, stats)
@@ -607,6 +609,7 @@ def _repair(
         stats[f"part{i}_placed"], stats[f"part{i}_peak_mb"] = len(r["placed"]), r["peak_mb"]
         if r.get("solver"):
             stats[f"part{i}_solver"] = r["solver"]
+            stats[f"part{i}_phases"] = ", ".join(r["phases"])
     assign = _merge(c, results)
     bad = [v for v in p.violations(assign) if not v.startswith("required task")]
     if bad:

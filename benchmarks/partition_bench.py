@@ -164,6 +164,10 @@ def _pct(x: Any) -> str:
     return "—" if x is None else f"{100 * float(x):.2f}%"
 
 
+def _cell(x: Any) -> str:
+    return "—" if x is None else str(x)
+
+
 def markdown(path: Path) -> str:
     """The report of a results file."""
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -194,9 +198,9 @@ def markdown(path: Path) -> str:
             str(r.get("wall_s")),
             str(r.get("peak_mb")),
             ", ".join(f"{x:g}" for x in r.get("part_s") or []) or "—",
-            str(r.get("merged_placed", "—")),
-            str(r.get("repair_placed", "—")),
-            str(r.get("repair_s", "—")),
+            _cell(r.get("merged_placed")),
+            _cell(r.get("repair_placed")),
+            _cell(r.get("repair_s")),
         ]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"

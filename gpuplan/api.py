@@ -29,6 +29,7 @@ def solve(
     seed: int | None = None,
     stop: Stop | None = None,
     partitions: int = 1,
+    ray: str | None = None,
 ) -> Plan:
     """Plan `problem` and return a verified Plan.
 
@@ -40,7 +41,8 @@ def solve(
     the message saying so. `partitions` > 1 cuts the fleet and the batch into that many parts,
     solved side by side in worker processes and repaired on the whole fleet (`gpuplan.partition`;
     fleet problems without times only, else an InputError naming the field); 1 (the default) solves
-    the problem whole.
+    the problem whole. With `ray` (a Ray address, `auto` for the cluster this machine belongs to) the
+    parts run as Ray tasks there instead (Ray is imported only then).
     """
     started = time.monotonic()
     if isinstance(problem, dict):
@@ -52,10 +54,12 @@ def solve(
         from gpuplan.partition import refuse_unsupported
 
         refuse_unsupported(problem, partitions)
+    if ray is not None and partitions == 1:
+        raise InputError("ray", f"{ray!r}: Ray runs the parts of a partitioned solve; give partitions > 1")
     with watching(stop):
         if partitions > 1:
             assert isinstance(problem, Problem)  # refused otherwise
-            plan = _solve_partitioned(problem, partitions, solver, time_limit_s, workers, seed, started)
+            plan = _solve_partitioned(problem, partitions, solver, time_limit_s, workers, seed, started, ray)
         elif isinstance(problem, Problem):
             plan = _solve_problem(problem, solver, time_limit_s, workers, seed, started)
         else:
@@ -121,6 +125,7 @@ def _solve_partitioned(
     workers: int | None,
     seed: int | None,
     started: float,
+    ray: str | None,
 ) -> Plan:
     """A Problem in `partitions` parts (`gpuplan.partition`), the problem's options filling in."""
     from gpuplan.partition import solve_partitioned
@@ -134,6 +139,7 @@ def _solve_partitioned(
         workers=workers or opts.workers,
         seed=seed if seed is not None else opts.seed,
         started=started,
+        ray=ray,
     )
 
 

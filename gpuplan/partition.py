@@ -413,9 +413,12 @@ def solve_partitioned(
     workers: int | None,
     seed: int,
     started: float,
+    ray: str | None = None,
 ) -> Plan:
     """Solve `problem` in `partitions` parts side by side, then repair on the whole (module
-    docstring). The time limit is wall-clock for the whole call; a stop returns the best plan so far."""
+    docstring). The time limit is wall-clock for the whole call; a stop returns the best plan so far.
+    `ray`: a Ray address (`auto`): the parts run as Ray tasks there (`run_parts_ray`), not in local
+    worker processes."""
     from gpuplan.program.verify import verify_timed
 
     refuse_unsupported(problem, partitions)
@@ -436,7 +439,9 @@ def solve_partitioned(
     def during() -> None:  # the whole program and its bound, while the parts run
         whole.extend(_whole(problem, repair_from, stats))
 
-    if jobs:
+    if jobs and ray is not None:
+        results = run_parts_ray(jobs, solver, workers, seed, repair_from, during, stats, ray)
+    elif jobs:
         results = run_parts(jobs, solver, workers, seed, repair_from, during, stats)
     else:
         during()
@@ -485,6 +490,59 @@ def run_parts(
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         _Pool(pool).kill()
+
+
+#: How to get Ray when the parts run as Ray tasks.
+RAY_HINT = "pip install 'gpuplan[ray]'"
+
+
+def _ray(address: str) -> Any:
+    """The `ray` module, connected to the cluster at `address` (`auto`: the one this machine belongs
+    to; a driver already connected keeps its connection); InputError on `ray` when it cannot be."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("ray", f"Ray is not installed: {RAY_HINT}") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+        except Exception as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise InputError("ray", f"cannot connect to Ray at {address!r}: {first}") from None
+    return ray
+
+
+def run_parts_ray(
+    jobs: list[tuple[int, Problem]],
+    solver: str,
+    workers: int,
+    seed: int,
+    until: float,
+    during: Callable[[], None],
+    stats: dict[str, bool | int | float | str],
+    address: str,
+) -> list[dict[str, Any]]:
+    """`run_parts` as Ray tasks on the cluster at `address`, the `workers` threads shared out between
+    the parts (each asks Ray for as many CPUs); Ray decides how many run at once. Every part ends by
+    `until`, however late Ray starts it. A stop cancels the parts still running: their tasks go to
+    the repair."""
+    ray = _ray(address)
+    threads = max(1, workers // len(jobs))
+    window = max(0.0, until - time.monotonic())
+    end_wall = time.time() + window
+    task = ray.remote(num_cpus=threads, max_retries=0)(_solve_part)
+    refs = [task.remote(i, sub, solver, end_wall, window, threads, seed) for i, sub in jobs]
+    stats.update(partition_ray=True, partition_threads=threads)
+    during()
+    done: list[Any] = []
+    pending = list(refs)
+    while pending and time.monotonic() < until + PART_GRACE_S and not requested():
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_S * 4)
+        done.extend(ready)
+    for ref in pending:
+        ray.cancel(ref, force=True)
+    stats["parts_missing"] = len(pending)
+    return list(ray.get(done))
 
 
 def _whole(problem: Problem, until: float, stats: dict[str, bool | int | float | str]) -> Any:
@@ -676,6 +734,8 @@ __all__ = [
     "Split",
     "refuse_unsupported",
     "reserve_s",
+    "run_parts",
+    "run_parts_ray",
     "solve_partitioned",
     "split_problem",
     "sub_problems",

@@ -250,3 +250,28 @@ def test_the_api_names_the_argument():
     with pytest.raises(InputError) as exc:
         gpuplan.solve(small_problem(), partitions=9)
     assert exc.value.path == "partitions"
+
+
+# --- the parts as Ray tasks ------------------------------------------------------------------------------
+
+
+def test_the_parts_run_as_ray_tasks():
+    """With `ray`, the parts are Ray tasks (here on a local Ray instance); the plan is the same kind."""
+    ray = pytest.importorskip("ray", reason="needs the ray package: pip install 'gpuplan[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    try:
+        problem = small_problem(required=True)
+        plan = gpuplan.solve(problem, time_limit_s=20, workers=2, partitions=2, ray="auto")
+    finally:
+        ray.shutdown()
+    verify(plan, problem)
+    accounted(plan, problem)
+    assert plan.status.has_solution
+    assert plan.stats["partition_ray"] is True and plan.stats["parts_missing"] == 0
+
+
+def test_ray_without_parts_is_invalid_input(capsys):
+    code = main(["solve", str(REFUSED / "more_parts_than_nodes.json"), "--ray"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "--ray" in err and "partitions > 1" in err

@@ -26,6 +26,7 @@ _FLAGS = {
     "workers": "--workers",
     "seed": "--seed",
     "partitions": "--partitions",
+    "ray": "--ray",
 }
 
 
@@ -47,6 +48,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 stop=stop,
                 partitions=args.partitions,
+                ray=args.ray,
             )
         )
     except InputError as exc:
@@ -54,7 +56,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         if flag is None:
             raise
         # name the place the user chose the setting: the flag, or the problem's options
-        given = flag == "--partitions" or getattr(args, flag[2:].replace("-", "_")) is not None
+        given = flag in ("--partitions", "--ray") or getattr(args, flag[2:].replace("-", "_")) is not None
         raise InputError(flag if given else f"options.{exc.path}", exc.message) from None
     if use is not None:
         plan = plan.model_copy(update={"calibration": use})
@@ -167,6 +169,15 @@ def add_commands(sub: Any) -> None:
         help="cut the fleet and the tasks into K parts solved side by side in worker processes (at most"
         " --workers at a time), then repaired on the whole fleet; the bound stays the whole problem's."
         " Not for scheduled problems or the matrix form (default 1: solve whole)",
+    )
+    s.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="ADDRESS",
+        help="with --partitions: run the parts as tasks on a Ray cluster (auto, or HOST:PORT) instead of"
+        " local worker processes; gpuplan must be installed on its nodes (pip install 'gpuplan[ray]')",
     )
     s.add_argument("--summary", action="store_true", help="also print a readable summary to stderr")
     s.add_argument(

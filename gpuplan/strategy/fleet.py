@@ -24,6 +24,7 @@ import numpy as np
 
 from gpuplan.backends import require
 from gpuplan.bounds.fleet import Packing, fleet_lower_bound, packing_bound
+from gpuplan.bounds.node_patterns import NodePatterns, node_pattern_bound
 from gpuplan.errors import InputError
 from gpuplan.heuristics.fleet_greedy import (
     FleetState,
@@ -34,6 +35,7 @@ from gpuplan.heuristics.fleet_greedy import (
     swap_improve,
     task_order,
 )
+from gpuplan.heuristics.pattern_plan import guided_greedy, pattern_targets
 from gpuplan.interrupt import past
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
 from gpuplan.program.build import build
@@ -82,27 +84,41 @@ def _starts(
     late: np.ndarray | None,
     hold: Hold = (),
     start: np.ndarray | None = None,
+    targets: np.ndarray | None = None,
 ) -> tuple[FleetState, str]:
     """Greedy passes over a few orders and fit weights, the best by objective; new passes start only
     before `deadline`, and every pass stops at `hard_deadline`. With `start` (the plan of an earlier
-    stage, which keeps `hold`), it competes too, and a pass that breaks `hold` does not count."""
+    stage, which keeps `hold`), it competes too, and a pass that breaks `hold` does not count. With
+    `targets` (the node-pattern LP's node per task, `pattern_targets`), the pass it guides runs
+    first."""
     best: FleetState | None = None
     best_val = np.inf
     name = ""
     if start is not None:
         best, best_val, name = state_of(p, start), p.objective(start), "previous stage"
-    variants = [(how, balance, None) for how in ("gpu", "dominant") for balance in (1.0, 0.0)]
+    variants: list[tuple[str, float, np.ndarray | None]] = [
+        (how, balance, None) for how in ("gpu", "dominant") for balance in (1.0, 0.0)
+    ]
     if late is not None:
         variants = [("gpu", 1.0, late), ("dominant", 1.0, late), *variants]
+    if targets is not None:
+        variants = [("patterns", 1.0, targets), *variants]
     for how, balance, lt in variants:
         if best is not None and past(deadline):
             break
-        st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
+        if how == "patterns":
+            assert lt is not None
+            st = guided_greedy(p, lt, deadline=hard_deadline)
+        else:
+            st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
         broken = np.any((st.assign[:, 0] < 0) & ~p.optional) or not _within(hold, st.assign)
         val = np.inf if broken else p.objective(st.assign)
         if best is None or val < best_val:
             tag = ", packing order" if lt is not None else ""
-            best, best_val, name = st, val, f"greedy({how}, balance={balance:g}{tag})"
+            label = (
+                "greedy(node patterns)" if how == "patterns" else f"greedy({how}, balance={balance:g}{tag})"
+            )
+            best, best_val, name = st, val, label
     assert best is not None
     return best, name
 
@@ -122,10 +138,19 @@ class _Found:
     stats: dict[str, bool | int | float | str] = field(default_factory=dict)
 
 
+@dataclass
+class _Guides:
+    """What the bounds found that guides the greedy: the packing LP and the node-pattern LP."""
+
+    packing: Packing | None = None
+    patterns: NodePatterns | None = None
+
+
 def _bounds(
     p: FleetProgram, until: float
-) -> tuple[float | None, Packing | None, dict[str, bool | int | float | str]]:
-    """The aggregated LP bound and the packing bound (the larger is kept), each stopped at `until`."""
+) -> tuple[float | None, _Guides, dict[str, bool | int | float | str]]:
+    """The aggregated LP, packing and node-pattern bounds (the largest is kept), each stopped at
+    `until`."""
     stats: dict[str, bool | int | float | str] = {}
     lp = fleet_lower_bound(p, deadline=until)
     bound = None if not np.isfinite(lp.bound) else float(lp.bound)
@@ -134,7 +159,12 @@ def _bounds(
     if packing is not None:
         stats["packing_bound"] = packing.bound
         bound = packing.bound if bound is None else max(bound, packing.bound)
-    return bound, packing, stats
+    patterns = None if past(until) else node_pattern_bound(p, deadline=until)
+    if patterns is not None:
+        stats.update(patterns.stats)
+        if np.isfinite(patterns.bound):
+            bound = patterns.bound if bound is None else max(bound, patterns.bound)
+    return bound, _Guides(packing, patterns), stats
 
 
 def _search(
@@ -156,10 +186,12 @@ def _search(
     that keeps them (the earlier stage's), a start among the greedy ones."""
     deadline = t0 + span
     stats: dict[str, bool | int | float | str] = {}
-    bound, packing = None, None
+    bound, guides = None, _Guides()
     if with_bounds:
-        bound, packing, stats = _bounds(p, t0 + 0.3 * span)
-    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late_tasks(p, packing), hold, start)
+        bound, guides, stats = _bounds(p, t0 + 0.3 * span)
+    targets = None if guides.patterns is None else pattern_targets(p, guides.patterns)
+    late = late_tasks(p, guides.packing)
+    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, targets)
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
     warm = p.objective(st.assign) if feasible else None

@@ -1,0 +1,337 @@
+r"""A bound from node patterns: a Gilmore-Gomory configuration LP whose columns are whole nodes.
+
+Tasks of equal demands form *shapes* i (count :math:`N_i`, drop penalty :math:`w_i`); costs are
+left out. Nodes of equal make-up form node classes b (count :math:`M_b`): :math:`G_b` usable GPUs of
+one GPU class, capacity A and memory :math:`\mathrm{Mem}_b` each, CPU :math:`C_b`, host memory
+:math:`R_b`. A *pattern* of class b is what one such node can hold, :math:`x \in \mathbb{Z}_{\ge 0}^I`:
+
+.. math::
+
+    \sum_j u_j \le G_b,\qquad \sum_{i \in \kappa} k_i x_i \le \sum_j n_{j\kappa} u_j \;\; \forall \kappa,
+    \qquad \sum_i c_i x_i \le C_b,\qquad \sum_i r_i x_i \le R_b,
+
+where a *kind* :math:`\kappa` is a per-GPU demand (load :math:`\ell`, GPU memory m), a *GPU
+configuration* j is a maximal multiset of kinds one GPU holds (:math:`\sum \ell \le A`,
+:math:`\sum m \le \mathrm{Mem}_b`, :math:`n_{j\kappa}` of kind :math:`\kappa`), and :math:`u_j`
+counts the node's GPUs set up as j. A gang of :math:`k_i` GPUs takes :math:`k_i` slots of its kind
+(on distinct GPUs in a plan; the pattern does not ask, a relaxation, exact for whole-GPU gangs).
+
+For any prices :math:`\pi \ge 0`, every plan places at most
+
+.. math::
+
+    U(\pi) = \sum_i \pi_i N_i + \sum_b M_b \max\Big(0, \max_{x \in P_b} \sum_i (w_i - \pi_i) x_i\Big)
+
+of penalty (each node holds a pattern, and no shape is placed more than :math:`N_i` times), so
+:math:`\sum_t p_t - U(\pi)` bounds the objective from below when every other term of it is
+non-negative. Each inner maximum is a small integer program (`_Pricing`, CP-SAT); only CP-SAT's
+proven upper bound on it enters :math:`U`, with gains rounded up and CPU and host memory demands
+rounded down, so the value stays an upper bound whatever the solver's tolerance or time limit.
+The prices come from the restricted master LP over the patterns found so far (column generation,
+GLOP): :math:`\max \sum_{b,x} \lambda_{bx} w \cdot x` with :math:`\sum_x \lambda_{bx} \le M_b`,
+:math:`\sum_{b,x} x_i \lambda_{bx} \le N_i`. At its optimum :math:`U` is the LP value, which is at
+least as strong as the pooled LP of `gpuplan.bounds.fleet` (no node shares CPU or memory with
+another, no GPU memory with another GPU). Its columns, rounded to whole nodes, are also a plan
+(`gpuplan.heuristics.pattern_plan.pattern_targets`).
+
+Applies when every task with a home is optional and takes a GPU, shares sit side by side (no
+horizon, no further resources), every cost term is non-negative, and each node's usable GPUs are
+of one class; otherwise `node_pattern_bound` returns None.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpuplan.interrupt import past, solve_cpsat
+from gpuplan.program.fleet import FleetProgram
+
+#: Most GPU configurations per node class; past it the bound is not attempted.
+MAX_CONFIGS = 5_000
+#: Integer grid of the pricing's objective (per largest penalty) and of CPU and host memory.
+GAIN_SCALE = 1_000_000
+NODE_SCALE = 1_000
+_TOL = 1e-9
+
+
+@dataclass
+class NodePatterns:
+    """The bound and the master LP's node patterns (for a plan)."""
+
+    bound: float
+    stats: dict[str, float | str]
+    shape_of_task: np.ndarray  # int64 [T], -1 for tasks that fit nowhere
+    node_class: np.ndarray  # int64 [N], -1 for nodes without usable GPUs
+    columns: list[tuple[int, np.ndarray, float]] = field(default_factory=list)  # (b, x [I], lambda)
+
+
+def applicable(p: FleetProgram) -> bool:
+    """The conditions of the module docstring."""
+    if not p.shares or p.horizon or p.extra_load_c.size or not p.optional.any():
+        return False
+    home = p.eligible_c.any(axis=1)
+    if (~p.optional & home).any() or (p.cpu_only & home).any():
+        return False
+    terms = (p.cost_c, p.transfer_each, p.move_cost, p.dataset_charge, p.penalty)
+    if any((t < 0).any() for t in terms) or min(p.w_gpus, p.w_nodes, p.w_balance) < 0:
+        return False
+    usable = p.gpu_ok & ~p.host
+    first = np.full(p.n_nodes, -1)
+    first[p.gpu_node[usable]] = p.gpu_class[usable]
+    return bool(np.all(p.gpu_class[usable] == first[p.gpu_node[usable]]))
+
+
+def _configs(kinds: np.ndarray, cap: float, mem: float) -> np.ndarray | None:
+    """int [J, K]: the maximal multisets of kinds (rows: load, memory) one GPU holds; None past
+    MAX_CONFIGS or when a kind takes nothing (no multiset is maximal)."""
+    k_n = kinds.shape[0]
+    if k_n == 0:
+        return np.zeros((0, 0), dtype=np.int64)
+    if np.any((kinds[:, 0] <= _TOL) & (kinds[:, 1] <= _TOL)):
+        return None
+    lim_l, lim_m = cap * (1 + _TOL) + _TOL, mem * (1 + _TOL) + _TOL
+    out: list[list[int]] = []
+    counts = [0] * k_n
+
+    def fits(load: float, m: float, k: int) -> bool:
+        return load + kinds[k, 0] <= lim_l and m + kinds[k, 1] <= lim_m
+
+    def walk(k: int, load: float, m: float) -> bool:
+        if len(out) > MAX_CONFIGS:
+            return False
+        if k == k_n:
+            if not any(fits(load, m, j) for j in range(k_n)):
+                out.append(list(counts))
+            return True
+        n = 0
+        while fits(load + n * kinds[k, 0], m + n * kinds[k, 1], k):
+            n += 1
+        for a in range(n, -1, -1):
+            counts[k] = a
+            if not walk(k + 1, load + a * kinds[k, 0], m + a * kinds[k, 1]):
+                return False
+        counts[k] = 0
+        return True
+
+    if not walk(0, 0.0, 0.0):
+        return None
+    return np.array(out, dtype=np.int64).reshape(-1, k_n)
+
+
+@dataclass
+class _Pricing:
+    """The pricing problem of one node class: which shapes it takes, and through which kinds."""
+
+    items: np.ndarray  # int64: shapes this class can hold
+    kind: np.ndarray  # int64 per item
+    configs: np.ndarray  # int64 [J, K]
+    gpus: int
+    cpu: float
+    ram: float
+
+    def solve(self, shapes: _Shapes, gain: np.ndarray, limit_s: float) -> tuple[float, np.ndarray]:
+        """(an upper bound on max gain . x over the patterns, a pattern x [I] found)."""
+        from ortools.sat.python import cp_model
+
+        x_best = np.zeros(gain.size, dtype=np.int64)
+        take = self.items[gain[self.items] > 0]
+        if take.size == 0:
+            return 0.0, x_best
+        top = float(np.max(shapes.value))
+        scale = GAIN_SCALE / top
+        v = np.ceil(gain[take] * scale - 1e-9).astype(np.int64)
+        m = cp_model.CpModel()
+        gang = shapes.gang[take]
+        slots = self.configs.max(axis=0) * self.gpus if self.configs.size else np.zeros(0, dtype=np.int64)
+        ub = np.minimum(shapes.count[take], slots[self.kind_of(take)] // gang)
+        xs = [m.new_int_var(0, int(u), "") for u in ub]
+        us = [m.new_int_var(0, self.gpus, "") for _ in range(self.configs.shape[0])]
+        m.add(sum(us) <= self.gpus)
+        kinds = self.kind_of(take)
+        for k in np.unique(kinds):
+            sel = np.flatnonzero(kinds == k)
+            m.add(
+                sum(int(gang[s]) * xs[s] for s in sel)
+                <= sum(int(self.configs[j, k]) * us[j] for j in np.flatnonzero(self.configs[:, k]))
+            )
+        for need, cap in ((shapes.cpu[take], self.cpu), (shapes.ram[take], self.ram)):
+            if np.isfinite(cap) and need.any():
+                a = np.floor(need * NODE_SCALE + 1e-9).astype(np.int64)
+                m.add(sum(int(a[s]) * xs[s] for s in range(take.size) if a[s]) <= math.ceil(cap * NODE_SCALE))
+        m.maximize(sum(int(v[s]) * xs[s] for s in range(take.size)))
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = max(0.05, limit_s)
+        solver.parameters.num_workers = 1
+        status = solve_cpsat(solver, m)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return float((v * ub).sum()) / scale, x_best
+        for s, var in enumerate(xs):
+            x_best[take[s]] = solver.value(var)
+        return float(solver.best_objective_bound) / scale, x_best
+
+    def kind_of(self, shapes_idx: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self.items, shapes_idx)
+        return self.kind[pos]
+
+
+@dataclass
+class _Shapes:
+    """Tasks of equal demands (costs left out)."""
+
+    rep: np.ndarray
+    count: np.ndarray
+    value: np.ndarray
+    gang: np.ndarray
+    cpu: np.ndarray
+    ram: np.ndarray
+    of_task: np.ndarray
+
+
+def _shapes(p: FleetProgram) -> _Shapes:
+    home = np.flatnonzero(p.eligible_c.any(axis=1))
+    key = np.column_stack(
+        [p.eligible_c, np.where(p.eligible_c, p.load_c, 0.0), p.gang, p.gpu_mem, p.cpu, p.ram, p.penalty]
+    ).astype(np.float64)[home]
+    _, rep, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    of_task = np.full(p.n_tasks, -1, dtype=np.int64)
+    of_task[home] = inv
+    rep = home[rep]
+    return _Shapes(
+        rep,
+        np.bincount(inv, minlength=rep.size).astype(np.int64),
+        p.penalty[rep].astype(np.float64),
+        p.gang[rep].astype(np.int64),
+        p.cpu[rep].astype(np.float64),
+        p.ram[rep].astype(np.float64),
+        of_task,
+    )
+
+
+def _node_classes(p: FleetProgram) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(node class per node, -1 without usable GPUs; a representative node, the GPU class, the
+    usable GPUs per class)."""
+    usable = p.gpu_ok & ~p.host
+    gpus = np.bincount(p.gpu_node[usable], minlength=p.n_nodes)
+    cls = np.full(p.n_nodes, -1)
+    cls[p.gpu_node[usable]] = p.gpu_class[usable]
+    key = np.column_stack([gpus, cls, p.node_cpu, p.node_ram])
+    has = np.flatnonzero(gpus > 0)
+    node_class = np.full(p.n_nodes, -1, dtype=np.int64)
+    if not has.size:
+        return node_class, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    _, rep, inv = np.unique(key[has], axis=0, return_index=True, return_inverse=True)
+    node_class[has] = inv.ravel()
+    rep = has[rep]
+    return node_class, rep, cls[rep], gpus[rep]
+
+
+def _pricings(
+    p: FleetProgram, sh: _Shapes, reps: np.ndarray, gcls: np.ndarray, gpus: np.ndarray
+) -> list[_Pricing] | None:
+    out = []
+    for n, c, g in zip(reps, gcls, gpus, strict=True):
+        mem_cap = float(p.mem_cap[np.flatnonzero((p.gpu_node == n) & p.gpu_ok & ~p.host)[0]])
+        t = sh.rep
+        ok = (
+            p.eligible_c[t, c]
+            & (sh.gang <= g)
+            & (sh.cpu <= p.node_cpu[n] + _TOL)
+            & (sh.ram <= p.node_ram[n] + _TOL)
+        )
+        items = np.flatnonzero(ok)
+        pairs = np.column_stack([p.load_c[t[items], c], p.gpu_mem[t[items]]])
+        kinds, kind = np.unique(pairs, axis=0, return_inverse=True)
+        configs = _configs(kinds, float(p.capacity), mem_cap)
+        if configs is None:
+            return None
+        out.append(
+            _Pricing(
+                items,
+                kind.ravel().astype(np.int64),
+                configs,
+                int(g),
+                float(p.node_cpu[n]),
+                float(p.node_ram[n]),
+            )
+        )
+    return out
+
+
+def node_pattern_bound(
+    p: FleetProgram, deadline: float | None = None, max_rounds: int = 200, price_s: float = 2.0
+) -> NodePatterns | None:
+    """The node-pattern bound (module docstring) by column generation until `deadline`; None when
+    it does not apply."""
+    from ortools.linear_solver import pywraplp
+
+    started = time.monotonic()
+    if not applicable(p):
+        return None
+    sh = _shapes(p)
+    node_class, reps, gcls, gpus = _node_classes(p)
+    prices = _pricings(p, sh, reps, gcls, gpus)
+    if prices is None:
+        return None
+    m_b = np.bincount(node_class[node_class >= 0], minlength=reps.size).astype(np.float64)
+    total = float(p.penalty.sum())
+    stats: dict[str, float | str] = {
+        "pattern_shapes": int(sh.rep.size),
+        "pattern_node_classes": int(reps.size),
+    }
+    out = NodePatterns(-np.inf, stats, sh.of_task, node_class)
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    if solver is None:
+        return None
+    inf = solver.infinity()
+    rows = [solver.Constraint(-inf, float(n)) for n in sh.count]
+    node_rows = [solver.Constraint(-inf, float(m)) for m in m_b]
+    obj = solver.Objective()
+    obj.SetMaximization()
+    cols: list[tuple[int, np.ndarray, pywraplp.Variable]] = []
+    top = float(np.max(sh.value)) if sh.value.size else 1.0
+    price = np.zeros(sh.rep.size)
+    sigma = np.zeros(reps.size)
+    best_upper = np.inf
+    rounds = 0
+    while True:
+        remaining = np.inf if deadline is None else deadline - time.monotonic()
+        gain = sh.value - price
+        upper = float(price @ sh.count)
+        new = []
+        for b, pr in enumerate(prices):
+            ub, x = pr.solve(sh, gain, min(price_s, remaining / max(1, len(prices))))
+            upper += m_b[b] * max(0.0, ub)
+            if float(gain @ x) > sigma[b] + 1e-9 * top:
+                new.append((b, x))
+        best_upper = min(best_upper, upper)
+        rounds += 1
+        if not new or rounds >= max_rounds or (deadline is not None and past(deadline)):
+            break
+        for b, x in new:
+            var = solver.NumVar(0, inf, "")
+            for i in np.flatnonzero(x):
+                rows[i].SetCoefficient(var, float(x[i]))
+            node_rows[b].SetCoefficient(var, 1.0)
+            obj.SetCoefficient(var, float(sh.value @ x) / top)
+            cols.append((b, x, var))
+        if solver.Solve() != pywraplp.Solver.OPTIMAL:
+            break
+        price = np.array([max(0.0, r.dual_value()) for r in rows]) * top
+        sigma = np.array([max(0.0, r.dual_value()) for r in node_rows]) * top
+        stats["pattern_lp_value"] = float(total - obj.Value() * top)
+    if cols:
+        out.columns = [(b, x, var.solution_value()) for b, x, var in cols if var.solution_value() > 1e-9]
+    out.bound = float(total - best_upper)
+    stats["pattern_bound"] = out.bound
+    stats["pattern_rounds"] = rounds
+    stats["pattern_columns"] = len(cols)
+    stats["pattern_s"] = round(time.monotonic() - started, 4)
+    return out
+
+
+__all__ = ["NodePatterns", "applicable", "node_pattern_bound"]

@@ -66,6 +66,8 @@ class NodePatterns:
     stats: dict[str, float | str]
     shape_of_task: np.ndarray  # int64 [T], -1 for tasks that fit nowhere
     node_class: np.ndarray  # int64 [N], -1 for nodes without usable GPUs
+    shape_count: np.ndarray  # int64 [I]
+    shape_value: np.ndarray  # float64 [I]: the drop penalty of each shape
     columns: list[tuple[int, np.ndarray, float]] = field(default_factory=list)  # (b, x [I], lambda)
 
 
@@ -283,7 +285,7 @@ def node_pattern_bound(
         "pattern_shapes": int(sh.rep.size),
         "pattern_node_classes": int(reps.size),
     }
-    out = NodePatterns(-np.inf, stats, sh.of_task, node_class)
+    out = NodePatterns(-np.inf, stats, sh.of_task, node_class, sh.count, sh.value)
     solver = pywraplp.Solver.CreateSolver("GLOP")
     if solver is None:
         return None
@@ -325,7 +327,7 @@ def node_pattern_bound(
         sigma = np.array([max(0.0, r.dual_value()) for r in node_rows]) * top
         stats["pattern_lp_value"] = float(total - obj.Value() * top)
     if cols:
-        out.columns = [(b, x, var.solution_value()) for b, x, var in cols if var.solution_value() > 1e-9]
+        out.columns = [(b, x, max(0.0, var.solution_value())) for b, x, var in cols]
     out.bound = float(total - best_upper)
     stats["pattern_bound"] = out.bound
     stats["pattern_rounds"] = rounds

@@ -18,6 +18,7 @@ import numpy as np
 
 from gpuplan.bounds.node_patterns import NodePatterns
 from gpuplan.heuristics.fleet_greedy import FleetState, task_order
+from gpuplan.interrupt import past
 from gpuplan.program.fleet import FleetProgram
 
 
@@ -46,34 +47,79 @@ def _size(p: FleetProgram) -> np.ndarray:
     return np.maximum.reduce(rel)
 
 
-def pattern_targets(p: FleetProgram, pat: NodePatterns) -> np.ndarray:
+def round_columns(pat: NodePatterns, deadline: float | None = None) -> list[tuple[int, np.ndarray, int]]:
+    """Whole numbers of nodes per column, (b, x, nodes), by diving on the master LP over the columns
+    found: solve it for the nodes and tasks still free, fix floor(lambda) of every column (the
+    largest lambda once when all are below 1), repeat until no node or no value is left. Fixing
+    floor(lambda) keeps every shape within its count; the one column rounded up may ask for more
+    tasks than are left (the plan then takes what there is). Stops at `deadline`."""
+    from ortools.linear_solver import pywraplp
+
+    if not pat.columns:
+        return []
+    b_n = int(pat.node_class.max()) + 1
+    nodes_left = np.bincount(pat.node_class[pat.node_class >= 0], minlength=b_n).astype(np.float64)
+    tasks_left = pat.shape_count.astype(np.float64)
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    if solver is None:
+        return []
+    inf = solver.infinity()
+    top = float(pat.shape_value.max())
+    rows = [solver.Constraint(-inf, float(n)) for n in tasks_left]
+    node_rows = [solver.Constraint(-inf, float(m)) for m in nodes_left]
+    obj = solver.Objective()
+    obj.SetMaximization()
+    lam = []
+    for b, x, _ in pat.columns:
+        var = solver.NumVar(0, inf, "")
+        for i in np.flatnonzero(x):
+            rows[i].SetCoefficient(var, float(x[i]))
+        node_rows[b].SetCoefficient(var, 1.0)
+        obj.SetCoefficient(var, float(pat.shape_value @ x) / top)
+        lam.append(var)
+    fixed = np.zeros(len(lam), dtype=np.int64)
+    while nodes_left.sum() > 0 and not (deadline is not None and past(deadline)):
+        for i, r in enumerate(rows):
+            r.SetUb(float(max(0.0, tasks_left[i])))
+        for b, r in enumerate(node_rows):
+            r.SetUb(float(nodes_left[b]))
+        if solver.Solve() != pywraplp.Solver.OPTIMAL or obj.Value() <= 1e-9:
+            break
+        value = np.array([v.solution_value() for v in lam])
+        take = np.floor(value + 1e-9).astype(np.int64)
+        if not take.any():
+            take[int(np.argmax(value))] = 1
+        for j in np.flatnonzero(take):
+            b, x, _ = pat.columns[j]
+            n = int(min(take[j], nodes_left[b]))
+            fixed[j] += n
+            nodes_left[b] -= n
+            tasks_left -= n * x
+    return [(pat.columns[j][0], pat.columns[j][1], int(fixed[j])) for j in np.flatnonzero(fixed)]
+
+
+def pattern_targets(p: FleetProgram, pat: NodePatterns, deadline: float | None = None) -> np.ndarray:
     """int [T]: the node each task goes to when the node-pattern LP's columns are rounded to whole
-    nodes (-1: none). Per node class, each column gets floor(lambda) of its nodes, then the
-    columns with the largest fractions one more while nodes are left; a node's pattern is filled
-    with tasks of each shape in the greedy's order while there are any."""
+    nodes (`round_columns`), -1 for none; a node's pattern is filled with tasks of each shape in
+    the greedy's order while there are any."""
     target = np.full(p.n_tasks, -1, dtype=np.int64)
     order = task_order(p, "dominant")
     shape = pat.shape_of_task[order]
     pools = {int(i): deque(order[shape == i]) for i in np.unique(shape[shape >= 0])}
-    for b in np.unique(pat.node_class[pat.node_class >= 0]):
-        nodes = list(np.flatnonzero(pat.node_class == b))
-        cols = [(x, lam) for cb, x, lam in pat.columns if cb == b]
-        counts = [int(np.floor(lam + 1e-9)) for _, lam in cols]
-        for j in np.argsort([-(lam - np.floor(lam + 1e-9)) for _, lam in cols], kind="stable"):
-            if sum(counts) >= len(nodes):
+    free = {
+        int(b): deque(np.flatnonzero(pat.node_class == b))
+        for b in np.unique(pat.node_class[pat.node_class >= 0])
+    }
+    for b, x, count in round_columns(pat, deadline):
+        for _ in range(count):
+            if not free[b]:
                 break
-            if cols[j][1] - counts[j] > 1e-9:
-                counts[j] += 1
-        for (x, _), c in zip(cols, counts, strict=True):
-            for _ in range(c):
-                if not nodes:
-                    break
-                n = nodes.pop(0)
-                for i in np.flatnonzero(x):
-                    pool = pools.get(int(i), deque())
-                    for _ in range(int(x[i])):
-                        if pool:
-                            target[pool.popleft()] = n
+            n = free[b].popleft()
+            for i in np.flatnonzero(x):
+                pool = pools.get(int(i), deque())
+                for _ in range(int(x[i])):
+                    if pool:
+                        target[pool.popleft()] = n
     return target
 
 
@@ -117,4 +163,4 @@ def guided_greedy(p: FleetProgram, target: np.ndarray, deadline: float | None = 
     return st
 
 
-__all__ = ["guided_greedy", "pattern_targets"]
+__all__ = ["guided_greedy", "pattern_targets", "round_columns"]

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,19 +56,6 @@ MAX_CONFIGS = 5_000
 GAIN_SCALE = 1_000_000
 NODE_SCALE = 1_000
 _TOL = 1e-9
-
-
-@dataclass
-class NodePatterns:
-    """The bound and the master LP's node patterns (for a plan)."""
-
-    bound: float
-    stats: dict[str, float | str]
-    shape_of_task: np.ndarray  # int64 [T], -1 for tasks that fit nowhere
-    node_class: np.ndarray  # int64 [N], -1 for nodes without usable GPUs
-    shape_count: np.ndarray  # int64 [I]
-    shape_value: np.ndarray  # float64 [I]: the drop penalty of each shape
-    columns: list[tuple[int, np.ndarray, float]] = field(default_factory=list)  # (b, x [I], lambda)
 
 
 def applicable(p: FleetProgram) -> bool:
@@ -124,60 +111,79 @@ def _configs(kinds: np.ndarray, cap: float, mem: float) -> np.ndarray | None:
     return np.array(out, dtype=np.int64).reshape(-1, k_n)
 
 
-@dataclass
 class _Pricing:
-    """The pricing problem of one node class: which shapes it takes, and through which kinds."""
+    """The pricing problem of one node class (module docstring): one CP-SAT model over the shapes
+    the class can hold, built once; each call sets the variables' upper bounds and the objective."""
 
-    items: np.ndarray  # int64: shapes this class can hold
-    kind: np.ndarray  # int64 per item
-    configs: np.ndarray  # int64 [J, K]
-    gpus: int
-    cpu: float
-    ram: float
+    def __init__(
+        self,
+        sh: _Shapes,
+        items: np.ndarray,
+        kind: np.ndarray,
+        configs: np.ndarray,
+        gpus: int,
+        cpu: float,
+        ram: float,
+    ) -> None:
+        from ortools.sat.python import cp_model
 
-    def solve(self, shapes: _Shapes, gain: np.ndarray, limit_s: float) -> tuple[float, np.ndarray]:
-        """(an upper bound on max gain . x over the patterns, a pattern x [I] found)."""
+        self.items = items  # int64: shapes this class can hold
+        self.kind = kind  # int64 per item: its per-GPU demand (load, GPU memory)
+        self.configs = configs  # int64 [J, K]: the maximal GPU configurations
+        gang = sh.gang[items]
+        slots = configs.max(axis=0) * gpus if configs.size else np.zeros(0, dtype=np.int64)
+        self.cap = slots[kind] // gang if items.size else np.zeros(0, dtype=np.int64)
+        m = cp_model.CpModel()
+        self.xs = [m.new_int_var(0, int(u), "") for u in self.cap]
+        self.us = us = [m.new_int_var(0, gpus, "") for _ in range(configs.shape[0])]
+        m.add(sum(us) <= gpus)
+        for k in np.unique(kind):
+            sel = np.flatnonzero(kind == k)
+            m.add(
+                cp_model.LinearExpr.weighted_sum([self.xs[s] for s in sel], [int(g) for g in gang[sel]])
+                <= cp_model.LinearExpr.weighted_sum(
+                    [us[j] for j in np.flatnonzero(configs[:, k])],
+                    [int(c) for c in configs[configs[:, k] > 0, k]],
+                )
+            )
+        for need, limit in ((sh.cpu[items], cpu), (sh.ram[items], ram)):
+            if np.isfinite(limit) and need.any():
+                a = np.floor(need * NODE_SCALE + 1e-9).astype(np.int64)
+                m.add(
+                    cp_model.LinearExpr.weighted_sum(self.xs, [int(v) for v in a])
+                    <= math.ceil(limit * NODE_SCALE)
+                )
+        self.model = m
+
+    def solve(
+        self, shapes: _Shapes, gain: np.ndarray, count: np.ndarray, limit_s: float
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """(an upper bound on max gain . x over the patterns with x <= `count`, a pattern x [I]
+        found, its GPU configurations u [J])."""
         from ortools.sat.python import cp_model
 
         x_best = np.zeros(gain.size, dtype=np.int64)
-        take = self.items[gain[self.items] > 0]
-        if take.size == 0:
-            return 0.0, x_best
-        top = float(np.max(shapes.value))
-        scale = GAIN_SCALE / top
-        v = np.ceil(gain[take] * scale - 1e-9).astype(np.int64)
-        m = cp_model.CpModel()
-        gang = shapes.gang[take]
-        slots = self.configs.max(axis=0) * self.gpus if self.configs.size else np.zeros(0, dtype=np.int64)
-        ub = np.minimum(shapes.count[take], slots[self.kind_of(take)] // gang)
-        xs = [m.new_int_var(0, int(u), "") for u in ub]
-        us = [m.new_int_var(0, self.gpus, "") for _ in range(self.configs.shape[0])]
-        m.add(sum(us) <= self.gpus)
-        kinds = self.kind_of(take)
-        for k in np.unique(kinds):
-            sel = np.flatnonzero(kinds == k)
-            m.add(
-                sum(int(gang[s]) * xs[s] for s in sel)
-                <= sum(int(self.configs[j, k]) * us[j] for j in np.flatnonzero(self.configs[:, k]))
-            )
-        for need, cap in ((shapes.cpu[take], self.cpu), (shapes.ram[take], self.ram)):
-            if np.isfinite(cap) and need.any():
-                a = np.floor(need * NODE_SCALE + 1e-9).astype(np.int64)
-                m.add(sum(int(a[s]) * xs[s] for s in range(take.size) if a[s]) <= math.ceil(cap * NODE_SCALE))
-        m.maximize(sum(int(v[s]) * xs[s] for s in range(take.size)))
+        u_best = np.zeros(len(self.us), dtype=np.int64)
+        g = gain[self.items]
+        ub = np.where(g > 0, np.minimum(np.floor(count[self.items] + 1e-9).astype(np.int64), self.cap), 0)
+        ub = np.maximum(ub, 0)
+        if not ub.any():
+            return 0.0, x_best, u_best
+        scale = GAIN_SCALE / float(np.max(shapes.value))
+        v = np.where(ub > 0, np.ceil(g * scale - 1e-9), 0).astype(np.int64)
+        proto = self.model.proto
+        for var, u in zip(self.xs, ub, strict=True):
+            proto.variables[var.index].domain[1] = int(u)
+        self.model.maximize(cp_model.LinearExpr.weighted_sum(self.xs, [int(c) for c in v]))
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.05, limit_s)
         solver.parameters.num_workers = 1
-        status = solve_cpsat(solver, m)
+        status = solve_cpsat(solver, self.model)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return float((v * ub).sum()) / scale, x_best
-        for s, var in enumerate(xs):
-            x_best[take[s]] = solver.value(var)
-        return float(solver.best_objective_bound) / scale, x_best
-
-    def kind_of(self, shapes_idx: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(self.items, shapes_idx)
-        return self.kind[pos]
+            return float((v * ub).sum()) / scale, x_best, u_best
+        x_best[self.items] = [solver.value(var) for var in self.xs]
+        u_best[:] = [solver.value(var) for var in self.us]
+        return float(solver.best_objective_bound) / scale, x_best, u_best
 
 
 @dataclass
@@ -253,6 +259,7 @@ def _pricings(
             return None
         out.append(
             _Pricing(
+                sh,
                 items,
                 kind.ravel().astype(np.int64),
                 configs,
@@ -264,13 +271,132 @@ def _pricings(
     return out
 
 
+class _Master:
+    """The restricted master LP over the columns found so far (GLOP, values in units of the
+    largest penalty), with the pricing problems that add columns to it."""
+
+    def __init__(self, sh: _Shapes, prices: list[_Pricing], m_b: np.ndarray) -> None:
+        from ortools.linear_solver import pywraplp
+
+        self.sh, self.prices, self.m_b = sh, prices, m_b
+        self.top = float(np.max(sh.value)) if sh.value.size else 1.0
+        solver = pywraplp.Solver.CreateSolver("GLOP")
+        if solver is None:
+            raise RuntimeError("OR-Tools has no GLOP")
+        self.solver = solver
+        inf = solver.infinity()
+        self.rows = [solver.Constraint(-inf, float(n)) for n in sh.count]
+        self.node_rows = [solver.Constraint(-inf, float(m)) for m in m_b]
+        self.obj = solver.Objective()
+        self.obj.SetMaximization()
+        self.cols: list[tuple[int, np.ndarray, np.ndarray]] = []  # (b, x [I], u [J of b])
+        self.vars: list[object] = []
+
+    def add(self, b: int, x: np.ndarray, u: np.ndarray) -> None:
+        var = self.solver.NumVar(0, self.solver.infinity(), "")
+        for i in np.flatnonzero(x):
+            self.rows[i].SetCoefficient(var, float(x[i]))
+        self.node_rows[b].SetCoefficient(var, 1.0)
+        self.obj.SetCoefficient(var, float(self.sh.value @ x) / self.top)
+        self.cols.append((b, x, u))
+        self.vars.append(var)
+
+    def solve(self, tasks: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """(item prices, node-class prices, value) of the LP with `tasks` [I] and `nodes` [B] free;
+        None when GLOP fails."""
+        from ortools.linear_solver import pywraplp
+
+        for i, r in enumerate(self.rows):
+            r.SetUb(float(max(0.0, tasks[i])))
+        for b, r in enumerate(self.node_rows):
+            r.SetUb(float(max(0.0, nodes[b])))
+        if self.solver.Solve() != pywraplp.Solver.OPTIMAL:
+            return None
+        price = np.array([max(0.0, r.dual_value()) for r in self.rows]) * self.top
+        sigma = np.array([max(0.0, r.dual_value()) for r in self.node_rows]) * self.top
+        return price, sigma, self.obj.Value() * self.top
+
+    def values(self) -> np.ndarray:
+        return np.array([max(0.0, v.solution_value()) for v in self.vars])  # type: ignore[attr-defined]
+
+    def generate(
+        self, tasks: np.ndarray, nodes: np.ndarray, deadline: float | None, rounds: int, price_s: float
+    ) -> tuple[float, int]:
+        """Column generation for `tasks` and `nodes` free: (the least U(pi) seen, an upper bound on
+        the penalty any placement of them saves, and the rounds run)."""
+        price, sigma = np.zeros(tasks.size), np.zeros(nodes.size)
+        best = np.inf
+        done = 0
+        while True:
+            remaining = np.inf if deadline is None else deadline - time.monotonic()
+            gain = self.sh.value - price
+            upper = float(price @ tasks)
+            new = []
+            for b, pr in enumerate(self.prices):
+                if nodes[b] <= 0:
+                    continue
+                ub, x, u = pr.solve(self.sh, gain, tasks, min(price_s, remaining / max(1, len(self.prices))))
+                upper += nodes[b] * max(0.0, ub)
+                if float(gain @ x) > sigma[b] + 1e-9 * self.top:
+                    new.append((b, x, u))
+            best = min(best, upper)
+            done += 1
+            for b, x, u in new:
+                self.add(b, x, u)
+            if not new or done >= rounds or (deadline is not None and past(deadline)):
+                return best, done
+            solved = self.solve(tasks, nodes)
+            if solved is None:
+                return best, done
+            price, sigma, _ = solved
+
+
+@dataclass
+class NodePatterns:
+    """The bound and the master LP (for a plan: `dive`)."""
+
+    bound: float
+    stats: dict[str, float | str]
+    shape_of_task: np.ndarray  # int64 [T], -1 for tasks that fit nowhere
+    node_class: np.ndarray  # int64 [N], -1 for nodes without usable GPUs
+    master: _Master
+
+    def dive(
+        self, deadline: float | None = None, rounds: int = 1, price_s: float = 2.0
+    ) -> list[tuple[int, np.ndarray, np.ndarray, int]]:
+        """Whole numbers of nodes per pattern, (b, x [I], u [J], nodes), by diving on the master LP: solve
+        it for the nodes and tasks still free (a few rounds of column generation first), fix
+        floor(lambda) of every column (the largest lambda once when all are below 1), repeat until
+        no node or no value is left. Fixing floor(lambda) keeps every shape within its count; the
+        one column rounded up may ask for more tasks than are left (a plan then takes what there
+        is). Stops at `deadline`."""
+        m = self.master
+        nodes = m.m_b.copy()
+        tasks = m.sh.count.astype(np.float64)
+        fixed: dict[int, int] = {}
+        while nodes.sum() > 0 and not (deadline is not None and past(deadline)):
+            m.generate(tasks, nodes, deadline, rounds, price_s)
+            solved = m.solve(tasks, nodes)
+            if solved is None or solved[2] <= 1e-9 * m.top:
+                break
+            value = m.values()
+            take = np.floor(value + 1e-9).astype(np.int64)
+            if not take.any():
+                take[int(np.argmax(value))] = 1
+            for j in np.flatnonzero(take):
+                b, x, _ = m.cols[j]
+                n = int(min(take[j], nodes[b]))
+                fixed[int(j)] = fixed.get(int(j), 0) + n
+                nodes[b] -= n
+                tasks -= n * x
+        return [(*m.cols[j], n) for j, n in fixed.items() if n > 0]
+
+
 def node_pattern_bound(
     p: FleetProgram, deadline: float | None = None, max_rounds: int = 200, price_s: float = 2.0
 ) -> NodePatterns | None:
     """The node-pattern bound (module docstring) by column generation until `deadline`; None when
     it does not apply."""
-    from ortools.linear_solver import pywraplp
-
     started = time.monotonic()
     if not applicable(p):
         return None
@@ -280,60 +406,18 @@ def node_pattern_bound(
     if prices is None:
         return None
     m_b = np.bincount(node_class[node_class >= 0], minlength=reps.size).astype(np.float64)
-    total = float(p.penalty.sum())
+    master = _Master(sh, prices, m_b)
+    upper, rounds = master.generate(sh.count.astype(np.float64), m_b, deadline, max_rounds, price_s)
+    bound = float(p.penalty.sum() - upper)
     stats: dict[str, float | str] = {
         "pattern_shapes": int(sh.rep.size),
         "pattern_node_classes": int(reps.size),
+        "pattern_bound": bound,
+        "pattern_rounds": rounds,
+        "pattern_columns": len(master.cols),
+        "pattern_s": round(time.monotonic() - started, 4),
     }
-    out = NodePatterns(-np.inf, stats, sh.of_task, node_class, sh.count, sh.value)
-    solver = pywraplp.Solver.CreateSolver("GLOP")
-    if solver is None:
-        return None
-    inf = solver.infinity()
-    rows = [solver.Constraint(-inf, float(n)) for n in sh.count]
-    node_rows = [solver.Constraint(-inf, float(m)) for m in m_b]
-    obj = solver.Objective()
-    obj.SetMaximization()
-    cols: list[tuple[int, np.ndarray, pywraplp.Variable]] = []
-    top = float(np.max(sh.value)) if sh.value.size else 1.0
-    price = np.zeros(sh.rep.size)
-    sigma = np.zeros(reps.size)
-    best_upper = np.inf
-    rounds = 0
-    while True:
-        remaining = np.inf if deadline is None else deadline - time.monotonic()
-        gain = sh.value - price
-        upper = float(price @ sh.count)
-        new = []
-        for b, pr in enumerate(prices):
-            ub, x = pr.solve(sh, gain, min(price_s, remaining / max(1, len(prices))))
-            upper += m_b[b] * max(0.0, ub)
-            if float(gain @ x) > sigma[b] + 1e-9 * top:
-                new.append((b, x))
-        best_upper = min(best_upper, upper)
-        rounds += 1
-        if not new or rounds >= max_rounds or (deadline is not None and past(deadline)):
-            break
-        for b, x in new:
-            var = solver.NumVar(0, inf, "")
-            for i in np.flatnonzero(x):
-                rows[i].SetCoefficient(var, float(x[i]))
-            node_rows[b].SetCoefficient(var, 1.0)
-            obj.SetCoefficient(var, float(sh.value @ x) / top)
-            cols.append((b, x, var))
-        if solver.Solve() != pywraplp.Solver.OPTIMAL:
-            break
-        price = np.array([max(0.0, r.dual_value()) for r in rows]) * top
-        sigma = np.array([max(0.0, r.dual_value()) for r in node_rows]) * top
-        stats["pattern_lp_value"] = float(total - obj.Value() * top)
-    if cols:
-        out.columns = [(b, x, max(0.0, var.solution_value())) for b, x, var in cols]
-    out.bound = float(total - best_upper)
-    stats["pattern_bound"] = out.bound
-    stats["pattern_rounds"] = rounds
-    stats["pattern_columns"] = len(cols)
-    stats["pattern_s"] = round(time.monotonic() - started, 4)
-    return out
+    return NodePatterns(bound, stats, sh.of_task, node_class, master)
 
 
 __all__ = ["NodePatterns", "applicable", "node_pattern_bound"]

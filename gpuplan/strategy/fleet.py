@@ -35,7 +35,7 @@ from gpuplan.heuristics.fleet_greedy import (
     swap_improve,
     task_order,
 )
-from gpuplan.heuristics.pattern_plan import guided_greedy, pattern_targets
+from gpuplan.heuristics.pattern_plan import pattern_plan
 from gpuplan.interrupt import past
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
 from gpuplan.program.build import build
@@ -84,13 +84,12 @@ def _starts(
     late: np.ndarray | None,
     hold: Hold = (),
     start: np.ndarray | None = None,
-    targets: np.ndarray | None = None,
+    patterns: NodePatterns | None = None,
 ) -> tuple[FleetState, str]:
     """Greedy passes over a few orders and fit weights, the best by objective; new passes start only
     before `deadline`, and every pass stops at `hard_deadline`. With `start` (the plan of an earlier
     stage, which keeps `hold`), it competes too, and a pass that breaks `hold` does not count. With
-    `targets` (the node-pattern LP's node per task, `pattern_targets`), the pass it guides runs
-    first."""
+    `patterns` (the node-pattern LP), its plan (`pattern_plan`) comes first."""
     best: FleetState | None = None
     best_val = np.inf
     name = ""
@@ -101,14 +100,14 @@ def _starts(
     ]
     if late is not None:
         variants = [("gpu", 1.0, late), ("dominant", 1.0, late), *variants]
-    if targets is not None:
-        variants = [("patterns", 1.0, targets), *variants]
+    if patterns is not None:
+        variants = [("patterns", 1.0, None), *variants]
     for how, balance, lt in variants:
         if best is not None and past(deadline):
             break
         if how == "patterns":
-            assert lt is not None
-            st = guided_greedy(p, lt, deadline=hard_deadline)
+            assert patterns is not None
+            st = pattern_plan(p, patterns, deadline=hard_deadline, dive_until=deadline)
         else:
             st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
         broken = np.any((st.assign[:, 0] < 0) & ~p.optional) or not _within(hold, st.assign)
@@ -189,9 +188,8 @@ def _search(
     bound, guides = None, _Guides()
     if with_bounds:
         bound, guides, stats = _bounds(p, t0 + 0.3 * span)
-    targets = None if guides.patterns is None else pattern_targets(p, guides.patterns)
     late = late_tasks(p, guides.packing)
-    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, targets)
+    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, guides.patterns)
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
     warm = p.objective(st.assign) if feasible else None

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from gpuplan.backends.fleet_brute import brute_force
 from gpuplan.bounds.fleet import fleet_lower_bound
 from gpuplan.bounds.node_patterns import applicable, node_pattern_bound
-from gpuplan.heuristics.pattern_plan import guided_greedy, pattern_targets
+from gpuplan.heuristics.pattern_plan import pattern_plan
 from gpuplan.models import Problem
 from gpuplan.program.fleet import compile_fleet
 from tests.strategies import SETTINGS
@@ -59,7 +59,7 @@ def test_the_node_pattern_bound_is_below_the_optimum(data: dict) -> None:
     assert pat is not None
     best = ref[0]
     assert pat.bound <= best + 1e-6 * max(1.0, abs(best))
-    st_ = guided_greedy(p, pattern_targets(p, pat))
+    st_ = pattern_plan(p, pat)
     assert not p.violations(st_.assign)
 
 
@@ -69,7 +69,9 @@ def test_node_patterns_see_what_pooled_capacity_misses() -> None:
     data = {
         "gpu_types": [{"name": "A", "memory_gb": 40}],
         "nodes": [{"id": f"n{i}", "gpu_counts": {"A": 2}, "cpu_cores": 8, "memory_gb": 64} for i in range(2)],
-        "tasks": [{"id": f"t{i}", "gpus": 1, "cpu_cores": 6, "work_h": 1, "optional": True} for i in range(3)],
+        "tasks": [
+            {"id": f"t{i}", "gpus": 1, "cpu_cores": 6, "work_h": 1, "optional": True} for i in range(3)
+        ],
     }
     p = compile_fleet(Problem.model_validate(data)).program
     drop = float(p.penalty[0])
@@ -77,7 +79,7 @@ def test_node_patterns_see_what_pooled_capacity_misses() -> None:
     assert pat is not None
     assert pat.bound >= drop - 1e-6 * drop
     assert fleet_lower_bound(p).bound < 0.5 * drop
-    st_ = guided_greedy(p, pattern_targets(p, pat))
+    st_ = pattern_plan(p, pat)
     assert int((st_.assign[:, 0] >= 0).sum()) == 2
     assert np.isclose(p.objective(st_.assign), brute_force(p)[0])  # type: ignore[index]
 

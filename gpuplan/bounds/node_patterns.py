@@ -29,10 +29,12 @@ proven upper bound on it enters :math:`U`, with gains rounded up and CPU and hos
 rounded down, so the value stays an upper bound whatever the solver's tolerance or time limit.
 The prices come from the restricted master LP over the patterns found so far (column generation,
 GLOP): :math:`\max \sum_{b,x} \lambda_{bx} w \cdot x` with :math:`\sum_x \lambda_{bx} \le M_b`,
-:math:`\sum_{b,x} x_i \lambda_{bx} \le N_i`. At its optimum :math:`U` is the LP value, which is at
-least as strong as the pooled LP of `gpuplan.bounds.fleet` (no node shares CPU or memory with
-another, no GPU memory with another GPU). Its columns, rounded to whole nodes, are also a plan
-(`gpuplan.heuristics.pattern_plan.pattern_targets`).
+:math:`\sum_{b,x} x_i \lambda_{bx} \le N_i`. At its optimum :math:`U` is the LP value; it leaves
+costs out (worth less than one dropped task in all when 'placed' is lexicographically first), but
+on the penalties it is at least as strong as the pooled LP of `gpuplan.bounds.fleet`, up to the
+rounding of CPU and memory (no node lends CPU or memory to another, no GPU its memory to another
+GPU). Its columns, rounded to whole nodes, are also a plan
+(`gpuplan.heuristics.pattern_plan.pattern_plan`).
 
 Applies when every task with a home is optional and takes a GPU, shares sit side by side (no
 horizon, no further resources), every cost term is non-negative, and each node's usable GPUs are
@@ -220,30 +222,32 @@ def _shapes(p: FleetProgram) -> _Shapes:
     )
 
 
-def _node_classes(p: FleetProgram) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(node class per node, -1 without usable GPUs; a representative node, the GPU class, the
-    usable GPUs per class)."""
+def _node_classes(
+    p: FleetProgram,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(node class per node, -1 without usable GPUs; per class a representative node, its GPU
+    class, usable GPUs and the largest GPU memory among them)."""
     usable = p.gpu_ok & ~p.host
     gpus = np.bincount(p.gpu_node[usable], minlength=p.n_nodes)
     cls = np.full(p.n_nodes, -1)
     cls[p.gpu_node[usable]] = p.gpu_class[usable]
-    key = np.column_stack([gpus, cls, p.node_cpu, p.node_ram])
+    mem = np.zeros(p.n_nodes)
+    np.maximum.at(mem, p.gpu_node[usable], p.mem_cap[usable])
+    key = np.column_stack([gpus, cls, p.node_cpu, p.node_ram, mem])
     has = np.flatnonzero(gpus > 0)
     node_class = np.full(p.n_nodes, -1, dtype=np.int64)
-    if not has.size:
-        return node_class, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     _, rep, inv = np.unique(key[has], axis=0, return_index=True, return_inverse=True)
     node_class[has] = inv.ravel()
     rep = has[rep]
-    return node_class, rep, cls[rep], gpus[rep]
+    return node_class, rep, cls[rep], gpus[rep], mem[rep]
 
 
 def _pricings(
-    p: FleetProgram, sh: _Shapes, reps: np.ndarray, gcls: np.ndarray, gpus: np.ndarray
+    p: FleetProgram, sh: _Shapes, reps: np.ndarray, gcls: np.ndarray, gpus: np.ndarray, mems: np.ndarray
 ) -> list[_Pricing] | None:
+    """One pricing problem per node class; None when a class has too many GPU configurations."""
     out = []
-    for n, c, g in zip(reps, gcls, gpus, strict=True):
-        mem_cap = float(p.mem_cap[np.flatnonzero((p.gpu_node == n) & p.gpu_ok & ~p.host)[0]])
+    for n, c, g, mem_cap in zip(reps, gcls, gpus, mems, strict=True):
         t = sh.rep
         ok = (
             p.eligible_c[t, c]
@@ -254,7 +258,7 @@ def _pricings(
         items = np.flatnonzero(ok)
         pairs = np.column_stack([p.load_c[t[items], c], p.gpu_mem[t[items]]])
         kinds, kind = np.unique(pairs, axis=0, return_inverse=True)
-        configs = _configs(kinds, float(p.capacity), mem_cap)
+        configs = _configs(kinds, float(p.capacity), float(mem_cap))
         if configs is None:
             return None
         out.append(
@@ -401,8 +405,10 @@ def node_pattern_bound(
     if not applicable(p):
         return None
     sh = _shapes(p)
-    node_class, reps, gcls, gpus = _node_classes(p)
-    prices = _pricings(p, sh, reps, gcls, gpus)
+    node_class, reps, gcls, gpus, mems = _node_classes(p)
+    if not reps.size:
+        return None
+    prices = _pricings(p, sh, reps, gcls, gpus, mems)
     if prices is None:
         return None
     m_b = np.bincount(node_class[node_class >= 0], minlength=reps.size).astype(np.float64)

@@ -2,7 +2,8 @@
 
 `solve_fleet` builds the fleet program. When it is a GAP (`gap_view`) and its dense arrays fit, the
 GAP strategy solves the view. Otherwise, auto: the aggregated LP and packing bounds first
-(`gpuplan.bounds.fleet`), then greedy passes with several task orders and fit weights (the best
+(`gpuplan.bounds.fleet`) and the node-pattern bound (`gpuplan.bounds.node_patterns`), then the plan
+rounded from the node patterns and greedy passes with several task orders and fit weights (the best
 kept), then ejection and swap moves that place left-out tasks; when the model is small enough for
 the exact CP-SAT model (at most FLEET_EXACT_PAIRS eligible task-GPU pairs), CP-SAT polishes the best
 start for the remaining time. 'greedy' stops after the greedy passes; 'cpsat' always runs the exact

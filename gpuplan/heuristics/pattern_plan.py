@@ -10,7 +10,8 @@ demands share it), so a node's tasks go straight into the slots of their kind (g
 distinct GPUs), each checked against the state (CPU and host memory were rounded down in the
 pricing). Then every task still out (those the rounding left out, and any that found no slot) is
 offered anywhere, smallest first, by the greedy's best spot, so the room left holds as many tasks as
-possible.
+possible (once a task finds no room, the others of its shape are not tried: tasks of one shape fit
+in the same places, and the state only fills up).
 """
 
 from __future__ import annotations
@@ -127,13 +128,17 @@ def pattern_plan(
                     for g in chosen:
                         here.remove(g)
     rest = np.lexsort((_size(p), p.gang, -p.priority))
+    stuck: set[tuple[int, int, bool]] = set()  # kinds of task that found no room: the state only fills up
     for i, t in enumerate(rest):
         if deadline is not None and i % 64 == 0 and time.monotonic() >= deadline:
             break
-        if st.assign[t, 0] >= 0:
+        kind = (int(pat.shape_of_task[t]), int(p.spread[t]), bool(p.same_type[t]))
+        if st.assign[t, 0] >= 0 or kind in stuck:
             continue
         spot = st.best_spot(int(t))
-        if spot is not None and _worth(st, int(t), spot):
+        if spot is None:
+            stuck.add(kind)
+        elif _worth(st, int(t), spot):
             st.place(int(t), spot)
     return st
 

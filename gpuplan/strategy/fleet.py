@@ -149,21 +149,23 @@ class _Guides:
 def _bounds(
     p: FleetProgram, until: float
 ) -> tuple[float | None, _Guides, dict[str, bool | int | float | str]]:
-    """The aggregated LP, packing and node-pattern bounds (the largest is kept), each stopped at
-    `until`."""
+    """The node-pattern, aggregated LP and packing bounds (the largest is kept), each stopped at
+    `until`; the node-pattern one first, since when it applies it is the strongest on the drop
+    penalties and guides the best start."""
     stats: dict[str, bool | int | float | str] = {}
+    bound = None
+    patterns = node_pattern_bound(p, deadline=until)
+    if patterns is not None:
+        stats.update(patterns.stats)
+        bound = patterns.bound
     lp = fleet_lower_bound(p, deadline=until)
-    bound = None if not np.isfinite(lp.bound) else float(lp.bound)
+    if np.isfinite(lp.bound):
+        bound = float(lp.bound) if bound is None else max(bound, float(lp.bound))
     stats.update(lp.stats)
     packing = packing_bound(p, deadline=until)
     if packing is not None:
         stats["packing_bound"] = packing.bound
         bound = packing.bound if bound is None else max(bound, packing.bound)
-    patterns = None if past(until) else node_pattern_bound(p, deadline=until)
-    if patterns is not None:
-        stats.update(patterns.stats)
-        if np.isfinite(patterns.bound):
-            bound = patterns.bound if bound is None else max(bound, patterns.bound)
     return bound, _Guides(packing, patterns), stats
 
 

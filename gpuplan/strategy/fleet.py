@@ -147,17 +147,20 @@ class _Guides:
 
 
 def _bounds(
-    p: FleetProgram, until: float
+    p: FleetProgram, until: float, patterns_until: float | None = None
 ) -> tuple[float | None, _Guides, dict[str, bool | int | float | str]]:
     """The node-pattern, aggregated LP and packing bounds (the largest is kept), each stopped at
-    `until`; the node-pattern one first, since when it applies it is the strongest on the drop
-    penalties and guides the best start."""
+    `until`, the node-pattern one already at `patterns_until`. It runs first, since where it
+    applies it is the strongest on the drop penalties and guides the best start (only once its LP
+    is solved: the columns of an unfinished one make a poor plan)."""
     stats: dict[str, bool | int | float | str] = {}
     bound = None
-    patterns = node_pattern_bound(p, deadline=until)
+    patterns = node_pattern_bound(p, deadline=until if patterns_until is None else min(until, patterns_until))
     if patterns is not None:
         stats.update(patterns.stats)
         bound = patterns.bound
+        if not patterns.converged:
+            patterns = None
     lp = fleet_lower_bound(p, deadline=until)
     if np.isfinite(lp.bound):
         bound = float(lp.bound) if bound is None else max(bound, float(lp.bound))
@@ -190,7 +193,7 @@ def _search(
     stats: dict[str, bool | int | float | str] = {}
     bound, guides = None, _Guides()
     if with_bounds:
-        bound, guides, stats = _bounds(p, t0 + 0.3 * span)
+        bound, guides, stats = _bounds(p, t0 + 0.3 * span, t0 + 0.2 * span)
     late = late_tasks(p, guides.packing)
     st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, guides.patterns)
     incumbents: list[tuple[float, float]] = []

@@ -150,12 +150,12 @@ def _bounds(
     p: FleetProgram, until: float, patterns_until: float | None = None
 ) -> tuple[float | None, _Guides, dict[str, bool | int | float | str]]:
     """The node-pattern, aggregated LP and packing bounds (the largest is kept), each stopped at
-    `until`, the node-pattern one already at `patterns_until`. It runs first, since where it
-    applies it is the strongest on the drop penalties and guides the best start (only once its LP
-    is solved: the columns of an unfinished one make a poor plan)."""
+    `until`, the node-pattern one at `patterns_until` (None: not run). It runs first, since where
+    it applies it is the strongest on the drop penalties and guides the best start (only once its
+    LP is solved: the columns of an unfinished one make a poor plan)."""
     stats: dict[str, bool | int | float | str] = {}
     bound = None
-    patterns = node_pattern_bound(p, deadline=until if patterns_until is None else min(until, patterns_until))
+    patterns = None if patterns_until is None else node_pattern_bound(p, deadline=min(until, patterns_until))
     if patterns is not None:
         stats.update(patterns.stats)
         bound = patterns.bound
@@ -193,7 +193,7 @@ def _search(
     stats: dict[str, bool | int | float | str] = {}
     bound, guides = None, _Guides()
     if with_bounds:
-        bound, guides, stats = _bounds(p, t0 + 0.3 * span, t0 + 0.2 * span)
+        bound, guides, stats = _bounds(p, t0 + 0.3 * span, t0 + 0.15 * span)
     late = late_tasks(p, guides.packing)
     st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, guides.patterns)
     incumbents: list[tuple[float, float]] = []
@@ -710,6 +710,8 @@ def solve_tiered(
         verify(plan, problem)
         return plan
     stats: dict[str, bool | int | float | str] = {}
+    # No node-pattern bound: its plan would guide no stage, and the flat program's bound gains
+    # little from it (its time is the stages').
     bound, _, bound_stats = _bounds(p, started + TIERED_BOUND_SHARE * time_limit_s)
     stats.update(bound_stats)
     candidates = p.optional & p.has_home()

@@ -2,7 +2,8 @@
 
 `solve_fleet` builds the fleet program. When it is a GAP (`gap_view`) and its dense arrays fit, the
 GAP strategy solves the view. Otherwise, auto: the aggregated LP and packing bounds first
-(`gpuplan.bounds.fleet`), then greedy passes with several task orders and fit weights (the best
+(`gpuplan.bounds.fleet`) and the node-pattern bound (`gpuplan.bounds.node_patterns`), then the plan
+rounded from the node patterns and greedy passes with several task orders and fit weights (the best
 kept), then ejection and swap moves that place left-out tasks; when the model is small enough for
 the exact CP-SAT model (at most FLEET_EXACT_PAIRS eligible task-GPU pairs), CP-SAT polishes the best
 start for the remaining time. 'greedy' stops after the greedy passes; 'cpsat' always runs the exact
@@ -24,6 +25,7 @@ import numpy as np
 
 from gpuplan.backends import require
 from gpuplan.bounds.fleet import Packing, fleet_lower_bound, packing_bound
+from gpuplan.bounds.node_patterns import NodePatterns, node_pattern_bound
 from gpuplan.errors import InputError
 from gpuplan.heuristics.fleet_greedy import (
     FleetState,
@@ -34,6 +36,7 @@ from gpuplan.heuristics.fleet_greedy import (
     swap_improve,
     task_order,
 )
+from gpuplan.heuristics.pattern_plan import pattern_plan
 from gpuplan.interrupt import past
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
 from gpuplan.program.build import build
@@ -82,27 +85,40 @@ def _starts(
     late: np.ndarray | None,
     hold: Hold = (),
     start: np.ndarray | None = None,
+    patterns: NodePatterns | None = None,
 ) -> tuple[FleetState, str]:
     """Greedy passes over a few orders and fit weights, the best by objective; new passes start only
     before `deadline`, and every pass stops at `hard_deadline`. With `start` (the plan of an earlier
-    stage, which keeps `hold`), it competes too, and a pass that breaks `hold` does not count."""
+    stage, which keeps `hold`), it competes too, and a pass that breaks `hold` does not count. With
+    `patterns` (the node-pattern LP), its plan (`pattern_plan`) comes first."""
     best: FleetState | None = None
     best_val = np.inf
     name = ""
     if start is not None:
         best, best_val, name = state_of(p, start), p.objective(start), "previous stage"
-    variants = [(how, balance, None) for how in ("gpu", "dominant") for balance in (1.0, 0.0)]
+    variants: list[tuple[str, float, np.ndarray | None]] = [
+        (how, balance, None) for how in ("gpu", "dominant") for balance in (1.0, 0.0)
+    ]
     if late is not None:
         variants = [("gpu", 1.0, late), ("dominant", 1.0, late), *variants]
+    if patterns is not None:
+        variants = [("patterns", 1.0, None), *variants]
     for how, balance, lt in variants:
         if best is not None and past(deadline):
             break
-        st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
+        if how == "patterns":
+            assert patterns is not None
+            st = pattern_plan(p, patterns, deadline=hard_deadline, dive_until=deadline)
+        else:
+            st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
         broken = np.any((st.assign[:, 0] < 0) & ~p.optional) or not _within(hold, st.assign)
         val = np.inf if broken else p.objective(st.assign)
         if best is None or val < best_val:
             tag = ", packing order" if lt is not None else ""
-            best, best_val, name = st, val, f"greedy({how}, balance={balance:g}{tag})"
+            label = (
+                "greedy(node patterns)" if how == "patterns" else f"greedy({how}, balance={balance:g}{tag})"
+            )
+            best, best_val, name = st, val, label
     assert best is not None
     return best, name
 
@@ -122,19 +138,38 @@ class _Found:
     stats: dict[str, bool | int | float | str] = field(default_factory=dict)
 
 
+@dataclass
+class _Guides:
+    """What the bounds found that guides the greedy: the packing LP and the node-pattern LP."""
+
+    packing: Packing | None = None
+    patterns: NodePatterns | None = None
+
+
 def _bounds(
-    p: FleetProgram, until: float
-) -> tuple[float | None, Packing | None, dict[str, bool | int | float | str]]:
-    """The aggregated LP bound and the packing bound (the larger is kept), each stopped at `until`."""
+    p: FleetProgram, until: float, patterns_until: float | None = None
+) -> tuple[float | None, _Guides, dict[str, bool | int | float | str]]:
+    """The node-pattern, aggregated LP and packing bounds (the largest is kept), each stopped at
+    `until`, the node-pattern one at `patterns_until` (None: not run). It runs first, since where
+    it applies it is the strongest on the drop penalties and guides the best start (only once its
+    LP is solved: the columns of an unfinished one make a poor plan)."""
     stats: dict[str, bool | int | float | str] = {}
+    bound = None
+    patterns = None if patterns_until is None else node_pattern_bound(p, deadline=min(until, patterns_until))
+    if patterns is not None:
+        stats.update(patterns.stats)
+        bound = patterns.bound
+        if not patterns.converged:
+            patterns = None
     lp = fleet_lower_bound(p, deadline=until)
-    bound = None if not np.isfinite(lp.bound) else float(lp.bound)
+    if np.isfinite(lp.bound):
+        bound = float(lp.bound) if bound is None else max(bound, float(lp.bound))
     stats.update(lp.stats)
     packing = packing_bound(p, deadline=until)
     if packing is not None:
         stats["packing_bound"] = packing.bound
         bound = packing.bound if bound is None else max(bound, packing.bound)
-    return bound, packing, stats
+    return bound, _Guides(packing, patterns), stats
 
 
 def _search(
@@ -156,10 +191,11 @@ def _search(
     that keeps them (the earlier stage's), a start among the greedy ones."""
     deadline = t0 + span
     stats: dict[str, bool | int | float | str] = {}
-    bound, packing = None, None
+    bound, guides = None, _Guides()
     if with_bounds:
-        bound, packing, stats = _bounds(p, t0 + 0.3 * span)
-    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late_tasks(p, packing), hold, start)
+        bound, guides, stats = _bounds(p, t0 + 0.3 * span, t0 + 0.15 * span)
+    late = late_tasks(p, guides.packing)
+    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, guides.patterns)
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
     warm = p.objective(st.assign) if feasible else None
@@ -674,6 +710,8 @@ def solve_tiered(
         verify(plan, problem)
         return plan
     stats: dict[str, bool | int | float | str] = {}
+    # No node-pattern bound: its plan would guide no stage, and the flat program's bound gains
+    # little from it (its time is the stages').
     bound, _, bound_stats = _bounds(p, started + TIERED_BOUND_SHARE * time_limit_s)
     stats.update(bound_stats)
     candidates = p.optional & p.has_home()

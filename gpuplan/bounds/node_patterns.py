@@ -1,0 +1,437 @@
+r"""A bound from node patterns: a Gilmore-Gomory configuration LP whose columns are whole nodes.
+
+Tasks of equal demands form *shapes* i (count :math:`N_i`, drop penalty :math:`w_i`); costs are
+left out. Nodes of equal make-up form node classes b (count :math:`M_b`): :math:`G_b` usable GPUs of
+one GPU class, capacity A and memory :math:`\mathrm{Mem}_b` each, CPU :math:`C_b`, host memory
+:math:`R_b`. A *pattern* of class b is what one such node can hold, :math:`x \in \mathbb{Z}_{\ge 0}^I`:
+
+.. math::
+
+    \sum_j u_j \le G_b,\qquad \sum_{i \in \kappa} k_i x_i \le \sum_j n_{j\kappa} u_j \;\; \forall \kappa,
+    \qquad \sum_i c_i x_i \le C_b,\qquad \sum_i r_i x_i \le R_b,
+
+where a *kind* :math:`\kappa` is a per-GPU demand (load :math:`\ell`, GPU memory m), a *GPU
+configuration* j is a maximal multiset of kinds one GPU holds (:math:`\sum \ell \le A`,
+:math:`\sum m \le \mathrm{Mem}_b`, :math:`n_{j\kappa}` of kind :math:`\kappa`), and :math:`u_j`
+counts the node's GPUs set up as j. A gang of :math:`k_i` GPUs takes :math:`k_i` slots of its kind
+(on distinct GPUs in a plan; the pattern does not ask, a relaxation, exact for whole-GPU gangs).
+
+For any prices :math:`\pi \ge 0`, every plan places at most
+
+.. math::
+
+    U(\pi) = \sum_i \pi_i N_i + \sum_b M_b \max\Big(0, \max_{x \in P_b} \sum_i (w_i - \pi_i) x_i\Big)
+
+of penalty (each node holds a pattern, and no shape is placed more than :math:`N_i` times), so
+:math:`\sum_t p_t - U(\pi)` bounds the objective from below when every other term of it is
+non-negative. Each inner maximum is a small integer program (`_Pricing`, CP-SAT); only CP-SAT's
+proven upper bound on it enters :math:`U`, with gains rounded up and CPU and host memory demands
+rounded down, so the value stays an upper bound whatever the solver's tolerance or time limit.
+The prices come from the restricted master LP over the patterns found so far (column generation,
+GLOP): :math:`\max \sum_{b,x} \lambda_{bx} w \cdot x` with :math:`\sum_x \lambda_{bx} \le M_b`,
+:math:`\sum_{b,x} x_i \lambda_{bx} \le N_i`. At its optimum :math:`U` is the LP value; it leaves
+costs out (worth less than one dropped task in all when 'placed' is lexicographically first), but
+on the penalties it is at least as strong as the pooled LP of `gpuplan.bounds.fleet`, up to the
+rounding of CPU and memory (no node lends CPU or memory to another, no GPU its memory to another
+GPU). Its columns, rounded to whole nodes, are also a plan
+(`gpuplan.heuristics.pattern_plan.pattern_plan`).
+
+Applies when every task with a home is optional and takes a GPU, shares sit side by side (no
+horizon, no further resources), every cost term is non-negative, and each node's usable GPUs are
+of one class; otherwise `node_pattern_bound` returns None.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpuplan.interrupt import past, solve_cpsat
+from gpuplan.program.fleet import FleetProgram
+
+#: Most GPU configurations per node class; past it the bound is not attempted: each pricing model
+#: holds one variable per configuration and runs once per class and round, and with thousands of them
+#: (shares of many sizes, as in real traces) column generation does not finish in the bounds' share
+#: of the time, while the other bounds and starts lose that time.
+MAX_CONFIGS = 500
+#: Integer grid of the pricing's objective (per largest penalty) and of CPU and host memory.
+GAIN_SCALE = 1_000_000
+NODE_SCALE = 1_000
+_TOL = 1e-9
+
+
+def applicable(p: FleetProgram) -> bool:
+    """The conditions of the module docstring."""
+    if not p.shares or p.horizon or p.extra_load_c.size or not p.optional.any():
+        return False
+    home = p.eligible_c.any(axis=1)
+    if (~p.optional & home).any() or (p.cpu_only & home).any():
+        return False
+    terms = (p.cost_c, p.transfer_each, p.move_cost, p.dataset_charge, p.penalty)
+    if any((t < 0).any() for t in terms) or min(p.w_gpus, p.w_nodes, p.w_balance) < 0:
+        return False
+    usable = p.gpu_ok & ~p.host
+    first = np.full(p.n_nodes, -1)
+    first[p.gpu_node[usable]] = p.gpu_class[usable]
+    return bool(np.all(p.gpu_class[usable] == first[p.gpu_node[usable]]))
+
+
+def _configs(kinds: np.ndarray, cap: float, mem: float) -> np.ndarray | None:
+    """int [J, K]: the maximal multisets of kinds (rows: load, memory) one GPU holds; None past
+    MAX_CONFIGS or when a kind takes nothing (no multiset is maximal)."""
+    k_n = kinds.shape[0]
+    if k_n == 0:
+        return np.zeros((0, 0), dtype=np.int64)
+    if np.any((kinds[:, 0] <= _TOL) & (kinds[:, 1] <= _TOL)):
+        return None
+    lim_l, lim_m = cap * (1 + _TOL) + _TOL, mem * (1 + _TOL) + _TOL
+    out: list[list[int]] = []
+    counts = [0] * k_n
+
+    def fits(load: float, m: float, k: int) -> bool:
+        return load + kinds[k, 0] <= lim_l and m + kinds[k, 1] <= lim_m
+
+    def walk(k: int, load: float, m: float) -> bool:
+        if len(out) > MAX_CONFIGS:
+            return False
+        if k == k_n:
+            if not any(fits(load, m, j) for j in range(k_n)):
+                out.append(list(counts))
+            return True
+        n = 0
+        while fits(load + n * kinds[k, 0], m + n * kinds[k, 1], k):
+            n += 1
+        for a in range(n, -1, -1):
+            counts[k] = a
+            if not walk(k + 1, load + a * kinds[k, 0], m + a * kinds[k, 1]):
+                return False
+        counts[k] = 0
+        return True
+
+    if not walk(0, 0.0, 0.0):
+        return None
+    return np.array(out, dtype=np.int64).reshape(-1, k_n)
+
+
+class _Pricing:
+    """The pricing problem of one node class (module docstring): one CP-SAT model over the shapes
+    the class can hold, built once; each call sets the variables' upper bounds and the objective."""
+
+    def __init__(
+        self,
+        sh: _Shapes,
+        items: np.ndarray,
+        kind: np.ndarray,
+        configs: np.ndarray,
+        gpus: int,
+        cpu: float,
+        ram: float,
+    ) -> None:
+        from ortools.sat.python import cp_model
+
+        self.items = items  # int64: shapes this class can hold
+        self.kind = kind  # int64 per item: its per-GPU demand (load, GPU memory)
+        self.configs = configs  # int64 [J, K]: the maximal GPU configurations
+        gang = sh.gang[items]
+        slots = configs.max(axis=0) * gpus if configs.size else np.zeros(0, dtype=np.int64)
+        self.cap = slots[kind] // gang if items.size else np.zeros(0, dtype=np.int64)
+        m = cp_model.CpModel()
+        self.xs = [m.new_int_var(0, int(u), "") for u in self.cap]
+        self.us = us = [m.new_int_var(0, gpus, "") for _ in range(configs.shape[0])]
+        m.add(sum(us) <= gpus)
+        for k in np.unique(kind):
+            sel = np.flatnonzero(kind == k)
+            m.add(
+                cp_model.LinearExpr.weighted_sum([self.xs[s] for s in sel], [int(g) for g in gang[sel]])
+                <= cp_model.LinearExpr.weighted_sum(
+                    [us[j] for j in np.flatnonzero(configs[:, k])],
+                    [int(c) for c in configs[configs[:, k] > 0, k]],
+                )
+            )
+        for need, limit in ((sh.cpu[items], cpu), (sh.ram[items], ram)):
+            if np.isfinite(limit) and need.any():
+                a = np.floor(need * NODE_SCALE + 1e-9).astype(np.int64)
+                m.add(
+                    cp_model.LinearExpr.weighted_sum(self.xs, [int(v) for v in a])
+                    <= math.ceil(limit * NODE_SCALE)
+                )
+        self.model = m
+
+    def solve(
+        self, shapes: _Shapes, gain: np.ndarray, count: np.ndarray, limit_s: float
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """(an upper bound on max gain . x over the patterns with x <= `count`, a pattern x [I]
+        found, its GPU configurations u [J])."""
+        from ortools.sat.python import cp_model
+
+        x_best = np.zeros(gain.size, dtype=np.int64)
+        u_best = np.zeros(len(self.us), dtype=np.int64)
+        g = gain[self.items]
+        ub = np.where(g > 0, np.minimum(np.floor(count[self.items] + 1e-9).astype(np.int64), self.cap), 0)
+        ub = np.maximum(ub, 0)
+        if not ub.any():
+            return 0.0, x_best, u_best
+        scale = GAIN_SCALE / float(np.max(shapes.value))
+        v = np.where(ub > 0, np.ceil(g * scale - 1e-9), 0).astype(np.int64)
+        proto = self.model.proto
+        for var, u in zip(self.xs, ub, strict=True):
+            proto.variables[var.index].domain[1] = int(u)
+        self.model.maximize(cp_model.LinearExpr.weighted_sum(self.xs, [int(c) for c in v]))
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = max(0.05, limit_s)
+        solver.parameters.num_workers = 1
+        status = solve_cpsat(solver, self.model)
+        if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            return float((v * ub).sum()) / scale, x_best, u_best
+        x_best[self.items] = [solver.value(var) for var in self.xs]
+        u_best[:] = [solver.value(var) for var in self.us]
+        return float(solver.best_objective_bound) / scale, x_best, u_best
+
+
+@dataclass
+class _Shapes:
+    """Tasks of equal demands (costs left out)."""
+
+    rep: np.ndarray
+    count: np.ndarray
+    value: np.ndarray
+    gang: np.ndarray
+    cpu: np.ndarray
+    ram: np.ndarray
+    of_task: np.ndarray
+
+
+def _shapes(p: FleetProgram) -> _Shapes:
+    home = np.flatnonzero(p.eligible_c.any(axis=1))
+    key = np.column_stack(
+        [p.eligible_c, np.where(p.eligible_c, p.load_c, 0.0), p.gang, p.gpu_mem, p.cpu, p.ram, p.penalty]
+    ).astype(np.float64)[home]
+    _, rep, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    of_task = np.full(p.n_tasks, -1, dtype=np.int64)
+    of_task[home] = inv
+    rep = home[rep]
+    return _Shapes(
+        rep,
+        np.bincount(inv, minlength=rep.size).astype(np.int64),
+        p.penalty[rep].astype(np.float64),
+        p.gang[rep].astype(np.int64),
+        p.cpu[rep].astype(np.float64),
+        p.ram[rep].astype(np.float64),
+        of_task,
+    )
+
+
+def _node_classes(
+    p: FleetProgram,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(node class per node, -1 without usable GPUs; per class a representative node, its GPU
+    class, usable GPUs and the largest GPU memory among them)."""
+    usable = p.gpu_ok & ~p.host
+    gpus = np.bincount(p.gpu_node[usable], minlength=p.n_nodes)
+    cls = np.full(p.n_nodes, -1)
+    cls[p.gpu_node[usable]] = p.gpu_class[usable]
+    mem = np.zeros(p.n_nodes)
+    np.maximum.at(mem, p.gpu_node[usable], p.mem_cap[usable])
+    key = np.column_stack([gpus, cls, p.node_cpu, p.node_ram, mem])
+    has = np.flatnonzero(gpus > 0)
+    node_class = np.full(p.n_nodes, -1, dtype=np.int64)
+    _, rep, inv = np.unique(key[has], axis=0, return_index=True, return_inverse=True)
+    node_class[has] = inv.ravel()
+    rep = has[rep]
+    return node_class, rep, cls[rep], gpus[rep], mem[rep]
+
+
+def _pricings(
+    p: FleetProgram, sh: _Shapes, reps: np.ndarray, gcls: np.ndarray, gpus: np.ndarray, mems: np.ndarray
+) -> list[_Pricing] | None:
+    """One pricing problem per node class; None when a class has too many GPU configurations."""
+    out = []
+    for n, c, g, mem_cap in zip(reps, gcls, gpus, mems, strict=True):
+        t = sh.rep
+        ok = (
+            p.eligible_c[t, c]
+            & (sh.gang <= g)
+            & (sh.cpu <= p.node_cpu[n] + _TOL)
+            & (sh.ram <= p.node_ram[n] + _TOL)
+        )
+        items = np.flatnonzero(ok)
+        pairs = np.column_stack([p.load_c[t[items], c], p.gpu_mem[t[items]]])
+        kinds, kind = np.unique(pairs, axis=0, return_inverse=True)
+        configs = _configs(kinds, float(p.capacity), float(mem_cap))
+        if configs is None:
+            return None
+        out.append(
+            _Pricing(
+                sh,
+                items,
+                kind.ravel().astype(np.int64),
+                configs,
+                int(g),
+                float(p.node_cpu[n]),
+                float(p.node_ram[n]),
+            )
+        )
+    return out
+
+
+class _Master:
+    """The restricted master LP over the columns found so far (GLOP, values in units of the
+    largest penalty), with the pricing problems that add columns to it."""
+
+    def __init__(self, sh: _Shapes, prices: list[_Pricing], m_b: np.ndarray) -> None:
+        from ortools.linear_solver import pywraplp
+
+        self.sh, self.prices, self.m_b = sh, prices, m_b
+        self.top = float(np.max(sh.value)) if sh.value.size else 1.0
+        solver = pywraplp.Solver.CreateSolver("GLOP")
+        if solver is None:
+            raise RuntimeError("OR-Tools has no GLOP")
+        self.solver = solver
+        inf = solver.infinity()
+        self.rows = [solver.Constraint(-inf, float(n)) for n in sh.count]
+        self.node_rows = [solver.Constraint(-inf, float(m)) for m in m_b]
+        self.obj = solver.Objective()
+        self.obj.SetMaximization()
+        self.cols: list[tuple[int, np.ndarray, np.ndarray]] = []  # (b, x [I], u [J of b])
+        self.vars: list[object] = []
+
+    def add(self, b: int, x: np.ndarray, u: np.ndarray) -> None:
+        var = self.solver.NumVar(0, self.solver.infinity(), "")
+        for i in np.flatnonzero(x):
+            self.rows[i].SetCoefficient(var, float(x[i]))
+        self.node_rows[b].SetCoefficient(var, 1.0)
+        self.obj.SetCoefficient(var, float(self.sh.value @ x) / self.top)
+        self.cols.append((b, x, u))
+        self.vars.append(var)
+
+    def solve(self, tasks: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """(item prices, node-class prices, value) of the LP with `tasks` [I] and `nodes` [B] free;
+        None when GLOP fails."""
+        from ortools.linear_solver import pywraplp
+
+        for i, r in enumerate(self.rows):
+            r.SetUb(float(max(0.0, tasks[i])))
+        for b, r in enumerate(self.node_rows):
+            r.SetUb(float(max(0.0, nodes[b])))
+        if self.solver.Solve() != pywraplp.Solver.OPTIMAL:
+            return None
+        price = np.array([max(0.0, r.dual_value()) for r in self.rows]) * self.top
+        sigma = np.array([max(0.0, r.dual_value()) for r in self.node_rows]) * self.top
+        return price, sigma, self.obj.Value() * self.top
+
+    def values(self) -> np.ndarray:
+        return np.array([max(0.0, v.solution_value()) for v in self.vars])  # type: ignore[attr-defined]
+
+    def generate(
+        self, tasks: np.ndarray, nodes: np.ndarray, deadline: float | None, rounds: int, price_s: float
+    ) -> tuple[float, int, bool]:
+        """Column generation for `tasks` and `nodes` free: (the least U(pi) seen, an upper bound on
+        the penalty any placement of them saves; the rounds run; whether no column improves the
+        LP any more, so that it is solved)."""
+        price, sigma = np.zeros(tasks.size), np.zeros(nodes.size)
+        best = np.inf
+        done = 0
+        while True:
+            remaining = np.inf if deadline is None else deadline - time.monotonic()
+            gain = self.sh.value - price
+            upper = float(price @ tasks)
+            new = []
+            for b, pr in enumerate(self.prices):
+                if nodes[b] <= 0:
+                    continue
+                ub, x, u = pr.solve(self.sh, gain, tasks, min(price_s, remaining / max(1, len(self.prices))))
+                upper += nodes[b] * max(0.0, ub)
+                if float(gain @ x) > sigma[b] + 1e-9 * self.top:
+                    new.append((b, x, u))
+            best = min(best, upper)
+            done += 1
+            for b, x, u in new:
+                self.add(b, x, u)
+            if not new or done >= rounds or (deadline is not None and past(deadline)):
+                return best, done, not new
+            solved = self.solve(tasks, nodes)
+            if solved is None:
+                return best, done, False
+            price, sigma, _ = solved
+
+
+@dataclass
+class NodePatterns:
+    """The bound and the master LP (for a plan: `dive`)."""
+
+    bound: float
+    stats: dict[str, bool | int | float | str]
+    shape_of_task: np.ndarray  # int64 [T], -1 for tasks that fit nowhere
+    node_class: np.ndarray  # int64 [N], -1 for nodes without usable GPUs
+    master: _Master
+    converged: bool  # column generation ended with no improving column: the LP is solved
+
+    def dive(
+        self, deadline: float | None = None, rounds: int = 1, price_s: float = 2.0
+    ) -> list[tuple[int, np.ndarray, np.ndarray, int]]:
+        """Whole numbers of nodes per pattern, (b, x [I], u [J], nodes), by diving on the master LP: solve
+        it for the nodes and tasks still free (a few rounds of column generation first), fix
+        floor(lambda) of every column (the largest lambda once when all are below 1), repeat until
+        no node or no value is left. Fixing floor(lambda) keeps every shape within its count; the
+        one column rounded up may ask for more tasks than are left (a plan then takes what there
+        is). Stops at `deadline`."""
+        m = self.master
+        nodes = m.m_b.copy()
+        tasks = m.sh.count.astype(np.float64)
+        fixed: dict[int, int] = {}
+        while nodes.sum() > 0 and not (deadline is not None and past(deadline)):
+            m.generate(tasks, nodes, deadline, rounds, price_s)
+            solved = m.solve(tasks, nodes)
+            if solved is None or solved[2] <= 1e-9 * m.top:
+                break
+            value = m.values()
+            take = np.floor(value + 1e-9).astype(np.int64)
+            if not take.any():
+                take[int(np.argmax(value))] = 1
+            for j in np.flatnonzero(take):
+                b, x, _ = m.cols[j]
+                n = int(min(take[j], nodes[b]))
+                fixed[int(j)] = fixed.get(int(j), 0) + n
+                nodes[b] -= n
+                tasks -= n * x
+        return [(*m.cols[j], n) for j, n in fixed.items() if n > 0]
+
+
+def node_pattern_bound(
+    p: FleetProgram, deadline: float | None = None, max_rounds: int = 200, price_s: float = 2.0
+) -> NodePatterns | None:
+    """The node-pattern bound (module docstring) by column generation until `deadline`; None when
+    it does not apply."""
+    started = time.monotonic()
+    if not applicable(p):
+        return None
+    sh = _shapes(p)
+    node_class, reps, gcls, gpus, mems = _node_classes(p)
+    if not reps.size:
+        return None
+    prices = _pricings(p, sh, reps, gcls, gpus, mems)
+    if prices is None:
+        return None
+    m_b = np.bincount(node_class[node_class >= 0], minlength=reps.size).astype(np.float64)
+    master = _Master(sh, prices, m_b)
+    upper, rounds, converged = master.generate(
+        sh.count.astype(np.float64), m_b, deadline, max_rounds, price_s
+    )
+    bound = float(p.penalty.sum() - upper)
+    stats: dict[str, bool | int | float | str] = {
+        "pattern_shapes": int(sh.rep.size),
+        "pattern_node_classes": int(reps.size),
+        "pattern_bound": bound,
+        "pattern_rounds": rounds,
+        "pattern_converged": converged,
+        "pattern_columns": len(master.cols),
+        "pattern_s": round(time.monotonic() - started, 4),
+    }
+    return NodePatterns(bound, stats, sh.of_task, node_class, master, converged)
+
+
+__all__ = ["NodePatterns", "applicable", "node_pattern_bound"]

@@ -1,0 +1,146 @@
+"""A plan from the node-pattern LP (`gpuplan.bounds.node_patterns`): its columns, rounded to whole
+nodes, say what each node holds and how its GPUs are set up; tasks are laid into those slots, then
+a greedy pass fills what is left.
+
+When the batch asks for more than the fleet holds, which tasks to place and on which nodes (small
+tasks on the large-memory GPUs, whole-GPU tasks on the small ones, CPU and host memory spent in
+step with the GPUs) is what a plain size order gets wrong, and what the LP's patterns answer. A
+pattern fixes per node the tasks of each shape and the configuration of each GPU (which per-GPU
+demands share it), so a node's tasks go straight into the slots of their kind (gangs first, on
+distinct GPUs), each checked against the state (CPU and host memory were rounded down in the
+pricing). Then every task still out (those the rounding left out, and any that found no slot) is
+offered anywhere, smallest first, by the greedy's best spot, so the room left holds as many tasks as
+possible (once a task finds no room, the others of its shape are not tried: tasks of one shape fit
+in the same places, and the state only fills up).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+
+from gpuplan.bounds.node_patterns import NodePatterns
+from gpuplan.heuristics.fleet_greedy import FleetState, task_order
+from gpuplan.interrupt import past
+from gpuplan.program.fleet import FleetProgram
+
+_EPS = 1e-9
+
+
+def _size(p: FleetProgram) -> np.ndarray:
+    """float [T]: the largest fraction of the fleet's GPUs, CPU or host memory a task takes."""
+    gpus = max(int((p.gpu_ok & ~p.host).sum()), 1)
+    rel = [p.gang * p.share / gpus]
+    for cap, need in ((p.node_cpu, p.cpu), (p.node_ram, p.ram)):
+        finite = cap[np.isfinite(cap)]
+        if finite.size and finite.sum() > 0:
+            rel.append(need / finite.sum())
+    return np.maximum.reduce(rel)
+
+
+def _fits(st: FleetState, t: int, gpus: np.ndarray, n: int) -> bool:
+    """Task t fits on `gpus` (all on node n) as things stand."""
+    p = st.p
+    if not p.eligible(t)[gpus].all():
+        return False
+    if st.cpu[n] + p.cpu[t] > p.node_cpu[n] * (1 + _EPS) + _EPS:
+        return False
+    if st.ram[n] + p.ram[t] > p.node_ram[n] * (1 + _EPS) + _EPS:
+        return False
+    if p.spread[t] >= 0 and (int(p.spread[t]), n) in st.spread:
+        return False
+    if p.same_type[t] and np.unique(p.gpu_type[gpus]).size > 1:
+        return False
+    if not p.horizon and (p.gang[t] > 1 or p.share[t] >= 1.0) and st.count[gpus].any():
+        return False
+    if np.any(st.load[gpus] + p.load_c[t, p.gpu_class[gpus]] > p.capacity * (1 + _EPS) + _EPS):
+        return False
+    return p.horizon or bool(np.all(st.mem[gpus] + p.gpu_mem[t] <= p.mem_cap[gpus] * (1 + _EPS) + _EPS))
+
+
+def _worth(st: FleetState, t: int, gpus: np.ndarray) -> bool:
+    """The greedy's rule: an optional task goes in only when that lowers the objective."""
+    p = st.p
+    if not p.optional[t]:
+        return True
+    added = float(st.gpu_score(t, gpus).sum() + st.node_extra(t, p.gpu_node[gpus[:1]])[0])
+    keep = p.move_cost[t] * p.gang[t] * (p.current[t, 0] >= 0)
+    return added + p.transfer_each[t] < p.penalty[t] + keep
+
+
+def pattern_plan(
+    p: FleetProgram, pat: NodePatterns, deadline: float | None = None, dive_until: float | None = None
+) -> FleetState:
+    """The plan of the module docstring; running tasks are kept where they are first when they
+    still fit. The rounding (`NodePatterns.dive`) stops at `dive_until` (else `deadline`), the
+    passes at `deadline`."""
+    st = FleetState(p)
+    order = task_order(p, "dominant")
+    for t in order:
+        cur = p.current[t]
+        cur = cur[cur >= 0]
+        one_node = cur.size and cur.size == p.gang[t] and np.unique(p.gpu_node[cur]).size == 1
+        if one_node and _fits(st, int(t), cur, int(p.gpu_node[cur[0]])):
+            st.place(int(t), cur)
+    shape = pat.shape_of_task[order]
+    pools = {int(i): deque(order[shape == i]) for i in np.unique(shape[shape >= 0])}
+    usable = np.flatnonzero(p.gpu_ok & ~p.host)
+    by_node = usable[np.argsort(p.gpu_node[usable], kind="stable")]
+    starts = np.searchsorted(p.gpu_node[by_node], np.arange(p.n_nodes + 1))
+    classes = np.unique(pat.node_class[pat.node_class >= 0])
+    free = {int(b): deque(np.flatnonzero(pat.node_class == b)) for b in classes}
+    for b, x, u, count in pat.dive(deadline if dive_until is None else dive_until):
+        pricing = pat.master.prices[b]
+        items = np.flatnonzero(x)
+        items = items[np.argsort(-pat.master.sh.gang[items], kind="stable")]  # gangs first
+        for _ in range(count):
+            if not free[b] or (deadline is not None and past(deadline)):
+                break
+            n = int(free[b].popleft())
+            gpus = by_node[starts[n] : starts[n + 1]]
+            slots: dict[int, list[int]] = {}
+            at = 0
+            for j in np.flatnonzero(u):
+                for g in gpus[at : at + int(u[j])]:
+                    for k in np.flatnonzero(pricing.configs[j]):
+                        slots.setdefault(int(k), []).extend([int(g)] * int(pricing.configs[j, k]))
+                at += int(u[j])
+            for i in items:
+                kind = int(pricing.kind[np.searchsorted(pricing.items, i)])
+                pool = pools.get(int(i), deque())
+                for _ in range(int(x[i])):
+                    while pool and st.assign[pool[0], 0] >= 0:
+                        pool.popleft()
+                    if not pool:
+                        break
+                    t = int(pool[0])
+                    here = slots.get(kind, [])
+                    chosen = list(dict.fromkeys(here))[: int(p.gang[t])]
+                    if len(chosen) < p.gang[t]:
+                        break
+                    spot = np.array(chosen, dtype=np.int64)
+                    if not (_fits(st, t, spot, n) and _worth(st, t, spot)):
+                        break
+                    pool.popleft()
+                    st.place(t, spot)
+                    for g in chosen:
+                        here.remove(g)
+    rest = np.lexsort((_size(p), p.gang, -p.priority))
+    stuck: set[tuple[int, int, bool]] = set()  # kinds of task that found no room: the state only fills up
+    for i, t in enumerate(rest):
+        if deadline is not None and i % 64 == 0 and time.monotonic() >= deadline:
+            break
+        kind = (int(pat.shape_of_task[t]), int(p.spread[t]), bool(p.same_type[t]))
+        if st.assign[t, 0] >= 0 or kind in stuck:
+            continue
+        spot = st.best_spot(int(t))
+        if spot is None:
+            stuck.add(kind)
+        elif _worth(st, int(t), spot):
+            st.place(int(t), spot)
+    return st
+
+
+__all__ = ["pattern_plan"]

@@ -11,7 +11,9 @@ need. Vectorized over GPUs with numpy: one pass costs O(T x G).
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,6 +48,18 @@ class FleetState:
         self.by_node = np.argsort(prog.gpu_node, kind="stable")
         self.run_len = np.bincount(prog.gpu_node, minlength=prog.n_nodes)
         self.run_start = np.cumsum(self.run_len) - self.run_len
+        # The spot index (`_indexed_choice`): nodes that never held a task are alike when their GPUs
+        # and limits are, so only the first of each such family is searched; what changed on which
+        # node is logged, so a kind of task's candidates are brought up to date node by node.
+        self.changed: list[int] = []  # nodes, in the order their state changed
+        self.untouched = np.ones(prog.n_nodes, dtype=bool)
+        self.family, self.family_nodes = _node_families(prog, self.by_node, self.run_start, self.run_len)
+        self.family_next = np.zeros(len(self.family_nodes), dtype=np.int64)
+        self.is_rep = np.zeros(prog.n_nodes, dtype=bool)
+        self.is_rep[[nodes[0] for nodes in self.family_nodes if nodes.size]] = True
+        self.kinds: OrderedDict[int, _KindSpots] = OrderedDict()
+        self.stale = np.zeros(prog.n_nodes, dtype=bool)  # scratch: nodes changed since a kind looked
+        self.indexed = INDEXED
 
     # --- feasibility -----------------------------------------------------------------------
     def node_ok(self, t: int) -> np.ndarray:
@@ -59,6 +73,18 @@ class FleetState:
             for g, n in self.spread:
                 if g == grp:
                     ok[n] = False
+        return ok
+
+    def _node_ok_among(self, t: int, among: np.ndarray) -> np.ndarray:
+        """`node_ok` on the nodes `among` only (bool, one per node of `among`)."""
+        p = self.p
+        ok = (self.cpu[among] + p.cpu[t] <= p.node_cpu[among] * (1 + _EPS) + _EPS) & (
+            self.ram[among] + p.ram[t] <= p.node_ram[among] * (1 + _EPS) + _EPS
+        )
+        if p.spread[t] >= 0:
+            grp = p.spread[t]
+            taken = np.array([n for g, n in self.spread if g == grp], dtype=np.int64)
+            ok &= ~np.isin(among, taken)
         return ok
 
     def gpu_ok(self, t: int, node_ok: np.ndarray) -> np.ndarray:
@@ -76,21 +102,27 @@ class FleetState:
             ok &= self.mem[gpus] + p.gpu_mem[t] <= p.mem_cap[gpus] * (1 + _EPS) + _EPS
         return ok
 
-    def candidates(self, t: int) -> np.ndarray:
+    def candidates(self, t: int, among: np.ndarray | None = None) -> np.ndarray:
         """int [*]: the GPUs `gpu_ok` allows for task t, sought only on nodes that can hold it: CPU,
         host memory and spread room (`node_ok`), free primary capacity for the gang at its lightest
         eligible load, and, for a whole-GPU task, k idle GPUs. As the fleet fills, fewer nodes are
-        looked at (same answer as `gpu_ok` over every GPU, at a fraction of the cost)."""
+        looked at (same answer as `gpu_ok` over every GPU, at a fraction of the cost). `among`: only
+        these nodes (int, ascending)."""
         p = self.p
-        nodes = self.node_ok(t)
+        if among is None:
+            nodes = self.node_ok(t)
+            at: np.ndarray | slice = slice(None)
+        else:
+            nodes = self._node_ok_among(t, among)
+            at = among
         k = int(p.gang[t])
         if not p.cpu_only[t]:
             elig = p.eligible_c[t]
             lightest = float(p.load_c[t][elig].min(initial=np.inf))
-            nodes &= self.node_free + (1 + p.capacity) * 1e-9 >= k * lightest
+            nodes &= self.node_free[at] + (1 + p.capacity) * 1e-9 >= k * lightest
             if not p.horizon and (k > 1 or p.share[t] >= 1.0):
-                nodes &= self.free_whole >= k
-        chosen = np.flatnonzero(nodes)
+                nodes &= self.free_whole[at] >= k
+        chosen = np.flatnonzero(nodes) if among is None else among[nodes]
         lengths = self.run_len[chosen]
         total = int(lengths.sum())
         if total == 0:
@@ -102,8 +134,13 @@ class FleetState:
     # --- scoring -----------------------------------------------------------------------------
     def gpu_score(self, t: int, gpus: np.ndarray) -> np.ndarray:
         """Objective added per GPU of task t (node-level extras are added by the caller)."""
+        return self.p.cost_c[t, self.p.gpu_class[gpus]] + self.gpu_extra(t, gpus)
+
+    def gpu_extra(self, t: int, gpus: np.ndarray) -> np.ndarray:
+        """The part of `gpu_score` beyond the GPU class's cost: migration, a newly used GPU, a higher
+        peak utilization."""
         p = self.p
-        s = p.cost_c[t, p.gpu_class[gpus]].copy()
+        s = np.zeros(gpus.shape[0])
         if p.current[t, 0] >= 0:
             s += np.where(np.isin(gpus, p.current[t]), 0.0, p.move_cost[t])
         if p.w_gpus:
@@ -176,6 +213,7 @@ class FleetState:
         self.cpu[n] += p.cpu[t]
         self.ram[n] += p.ram[t]
         self.node_tasks[n] += 1
+        self._changed(n)
         if p.spread[t] >= 0:
             self.spread.add((int(p.spread[t]), n))
         if p.dataset[t] >= 0:
@@ -198,6 +236,7 @@ class FleetState:
         self.cpu[n] -= p.cpu[t]
         self.ram[n] -= p.ram[t]
         self.node_tasks[n] -= 1
+        self._changed(n)
         if p.spread[t] >= 0:
             self.spread.discard((int(p.spread[t]), n))
         if p.dataset[t] >= 0:
@@ -209,33 +248,102 @@ class FleetState:
         if p.w_balance:
             self.peak = float(self.load.max(initial=0.0)) / p.capacity
 
-    def best_spot(self, t: int) -> np.ndarray | None:
-        """The GPUs task t should take now, or None when it fits nowhere."""
+    def _changed(self, n: int) -> None:
+        """Log a change of node n's state; the first change of a family's searched node hands that
+        role to the family's next untouched node."""
+        self.changed.append(n)
+        if self.untouched[n]:
+            self.untouched[n] = False
+            if self.is_rep[n]:
+                self.is_rep[n] = False
+                f = self.family[n]
+                nodes = self.family_nodes[f]
+                i = self.family_next[f]
+                while i < nodes.size and not self.untouched[nodes[i]]:
+                    i += 1
+                self.family_next[f] = i
+                if i < nodes.size:
+                    self.is_rep[nodes[i]] = True
+                    self.changed.append(int(nodes[i]))
+
+    def best_spot(self, t: int, on: int | None = None) -> np.ndarray | None:
+        """The GPUs task t should take now (on node `on` only, when given), or None when it fits
+        nowhere."""
         p = self.p
-        cand = self.candidates(t)
+        if on is None and self.indexed and p.current[t, 0] < 0 and not p.w_balance:
+            cand, extra, fit = self._indexed_choice(t)
+            if cand.size == 0:
+                return None
+            return self._choose(t, cand, p.cost_c[t, p.gpu_class[cand]] + extra, fit)
+        cand = self.candidates(t) if on is None else self.candidates(t, np.array([on], dtype=np.int64))
         if cand.size == 0:
             return None
+        extra = self.gpu_extra(t, cand)
+        if p.gang[t] == 1:
+            extra = extra + self.node_extra(t, p.gpu_node[cand])
+        return self._choose(t, cand, p.cost_c[t, p.gpu_class[cand]] + extra, self.fit_key(t, cand))
+
+    def _indexed_choice(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Task t's candidate GPUs with their scores beyond the class cost (node extras included for
+        a single GPU) and fit keys, kept per kind of task (`kind_ids`: what the candidates, extras
+        and keys depend on) and brought up to date on the nodes changed since that kind last looked.
+        Only the first untouched node of each family is searched (its twins would score the same and
+        lose the tie to it). Same answer as the full search."""
+        key = int(kind_ids(self.p)[t])
+        spots = self.kinds.get(key)
+        if spots is None or len(self.changed) - spots.seen > self.p.n_nodes:
+            spots = self._spots_on(t, np.flatnonzero(~self.untouched | self.is_rep))
+        elif len(self.changed) > spots.seen:
+            nodes = np.unique(np.asarray(self.changed[spots.seen :], dtype=np.int64))
+            self.stale[nodes] = True
+            keep = ~self.stale[spots.ints[1]]
+            self.stale[nodes] = False
+            fresh = self._spots_on(t, nodes[~self.untouched[nodes] | self.is_rep[nodes]])
+            spots = _KindSpots(
+                len(self.changed),
+                np.concatenate([spots.ints[:, keep], fresh.ints], axis=1),
+                np.concatenate([spots.floats[:, keep], fresh.floats], axis=1),
+            )
+        self.kinds[key] = spots
+        self.kinds.move_to_end(key)
+        while len(self.kinds) > KIND_INDEX_SIZE:
+            self.kinds.popitem(last=False)
+        return spots.ints[0], spots.floats[0], spots.floats[1]
+
+    def _spots_on(self, t: int, nodes: np.ndarray) -> _KindSpots:
+        """Task t's candidates on `nodes` with their extras and fit keys (`_indexed_choice`)."""
+        p = self.p
+        cand = self.candidates(t, nodes) if nodes.size else np.zeros(0, dtype=np.int64)
+        extra = self.gpu_extra(t, cand)
+        if p.gang[t] == 1:
+            extra = extra + self.node_extra(t, p.gpu_node[cand])
+        return _KindSpots(
+            len(self.changed), np.stack([cand, p.gpu_node[cand]]), np.stack([extra, self.fit_key(t, cand)])
+        )
+
+    def _choose(self, t: int, cand: np.ndarray, score: np.ndarray, fit: np.ndarray) -> np.ndarray | None:
+        """The spot among candidate GPUs `cand` (any order) with their scores and fit keys: the
+        lowest objective added, ties to the tightest fit, then the lowest GPU (or node) index."""
+        p = self.p
         k = int(p.gang[t])
-        score = self.gpu_score(t, cand)
-        fit = self.fit_key(t, cand)
         if k == 1:
-            score = score + self.node_extra(t, p.gpu_node[cand])
             best = score.min()
             close = np.flatnonzero(score <= best + 1e-9 * max(1.0, abs(best)))
-            return cand[[close[np.argmin(fit[close])]]]
+            f = fit[close]
+            tight = close[f == f.min()]
+            return cand[[tight[np.argmin(cand[tight])]]]
         # Gang: per node (or node and type), the k cheapest free GPUs.
         group = (
             p.gpu_node[cand] * len(p.type_names) + p.gpu_type[cand] if p.same_type[t] else p.gpu_node[cand]
         )
-        order = np.lexsort((fit, score, group))
-        cand, score, group, fit = cand[order], score[order], group[order], fit[order]
+        order = np.lexsort((cand, fit, score, group))
+        cand, score, group = cand[order], score[order], group[order]
         starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
         sizes = np.diff(np.r_[starts, group.size])
         good = starts[sizes >= k]
         if good.size == 0:
             return None
-        csum = np.r_[0.0, np.cumsum(score)]
-        total = csum[good + k] - csum[good]
+        total = score[good[:, None] + np.arange(k)].sum(axis=1)
         total = total + self.node_extra(t, p.gpu_node[cand[good]])
         # Tie-break: nodes with the fewest free whole GPUs left after the gang (keep big nodes whole).
         tie = self.free_whole[p.gpu_node[cand[good]]] - k + 0.0
@@ -243,6 +351,60 @@ class FleetState:
         close = np.flatnonzero(total <= best + 1e-9 * max(1.0, abs(best)))
         s = good[close[np.argmin(tie[close])]]
         return cand[s : s + k]
+
+
+#: The spot index is on (`FleetState.indexed`); off, every search looks at every node.
+INDEXED = True
+#: Kinds of task whose candidates the spot index keeps at once (the least recently used go first).
+KIND_INDEX_SIZE = 64
+
+
+@dataclass(frozen=True)
+class _KindSpots:
+    """One kind of task's candidate GPUs, as of `seen` logged node changes (`_indexed_choice`)."""
+
+    seen: int
+    ints: np.ndarray  # int64 [2, M]: the GPUs, their nodes
+    floats: np.ndarray  # float64 [2, M]: their score extras, fit keys
+
+
+def kind_ids(p: FleetProgram) -> np.ndarray:
+    """int [T]: tasks with one id have the same candidates, score extras (beyond their class costs)
+    and fit keys in any state: same gang, share, memory, CPU, host memory, type rule, CPU-only,
+    spread group, dataset, eligible classes and loads. Computed once per program."""
+    ids = p.__dict__.get("_kind_ids")
+    if ids is None:
+        table = np.column_stack(
+            [p.gang, p.share, p.gpu_mem, p.cpu, p.ram, p.same_type, p.cpu_only, p.spread, p.dataset,
+             p.eligible_c, p.load_c]
+        ).astype(np.float64)  # fmt: skip
+        ids = np.unique(table, axis=0, return_inverse=True)[1].reshape(-1) if p.n_tasks else np.zeros(0, int)
+        p.__dict__["_kind_ids"] = ids
+    return ids
+
+
+def _node_families(
+    p: FleetProgram, by_node: np.ndarray, run_start: np.ndarray, run_len: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Nodes alike while empty: same GPUs (class, usable, memory, further capacities) in the same
+    order, same CPU and host memory. The family of each node, and each family's nodes ascending."""
+    index: dict[bytes, int] = {}
+    family = np.empty(p.n_nodes, dtype=np.int64)
+    for n in range(p.n_nodes):
+        run = by_node[run_start[n] : run_start[n] + run_len[n]]
+        key = b"".join(
+            (
+                p.gpu_class[run].tobytes(),
+                p.gpu_ok[run].tobytes(),
+                p.mem_cap[run].tobytes(),
+                p.extra_cap[:, run].tobytes() if p.extra_cap.size else b"",
+                np.array([p.node_cpu[n], p.node_ram[n]]).tobytes(),
+            )
+        )
+        family[n] = index.setdefault(key, len(index))
+    order = np.argsort(family, kind="stable")
+    bounds = np.cumsum(np.bincount(family, minlength=len(index)))[:-1]
+    return family, np.split(order, bounds)
 
 
 def task_order(prog: FleetProgram, how: str = "dominant", late: np.ndarray | None = None) -> np.ndarray:
@@ -323,14 +485,7 @@ def _left_out(st: FleetState, mask: np.ndarray, deadline: float) -> Iterator[int
 
 def _spot_on(st: FleetState, t: int, node: int) -> np.ndarray | None:
     """The best GPUs for task t on one node, or None."""
-    mask = np.zeros(st.p.n_nodes, dtype=bool)
-    mask[node] = True
-    saved = st.node_ok
-    st.node_ok = lambda task: saved(task) & mask  # type: ignore[method-assign]
-    try:
-        return st.best_spot(t)
-    finally:
-        st.node_ok = saved  # type: ignore[method-assign]
+    return st.best_spot(t, on=node)
 
 
 def eject_improve(st: FleetState, deadline: float, max_nodes: int = 12) -> int:

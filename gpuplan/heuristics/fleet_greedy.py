@@ -437,15 +437,17 @@ def fleet_greedy(
     st = FleetState(prog)
     st.balance = balance
     order = task_order(prog) if order is None else order
-    # Running tasks stay put first when they still fit.
-    for t in order:
+    # Running tasks stay put first when they still fit (checked on their own GPUs and node only).
+    running = order[prog.current[order, 0] >= 0]
+    for i, t in enumerate(running):
+        if deadline is not None and i % 64 == 0 and time.monotonic() >= deadline:
+            return st
         cur = prog.current[t]
         cur = cur[cur >= 0]
-        if cur.size and cur.size == prog.gang[t]:
-            ok = st.gpu_ok(t, st.node_ok(t))
-            one_node = np.unique(prog.gpu_node[cur]).size == 1
+        if cur.size == prog.gang[t]:
+            nodes = np.unique(prog.gpu_node[cur])
             one_type = not prog.same_type[t] or np.unique(prog.gpu_type[cur]).size == 1
-            if np.all(ok[cur]) and one_node and one_type:
+            if nodes.size == 1 and one_type and st._node_ok_among(t, nodes)[0] and np.all(st._fits(t, cur)):
                 st.place(t, cur)
     for i, t in enumerate(order):
         if deadline is not None and i % 64 == 0 and time.monotonic() >= deadline:

@@ -716,7 +716,7 @@ def _promote(st: FleetState, t: int) -> np.ndarray | None:
     if not lower.size:
         return None
     nodes = p.gpu_node[st.assign[lower, 0]]
-    for n in np.unique(nodes):
+    for n in _room_without(st, t, lower).tolist():
         victims = lower[nodes == n]
         rows = st.assign[victims].copy()
         for u in victims:
@@ -734,3 +734,39 @@ def _promote(st: FleetState, t: int) -> np.ndarray | None:
         st.remove(t)  # the caller places it
         return spot
     return None
+
+
+def _room_without(st: FleetState, t: int, lower: np.ndarray) -> np.ndarray:
+    """The nodes (ascending) holding some of the placed tasks `lower` where task t may fit once those
+    leave: CPU, host memory and k GPUs with room for it, checked on all nodes at once with a little
+    slack. A necessary condition only (spread groups are not looked at), so `_promote` tries no node
+    in vain that it would otherwise find, and skips the nodes where t cannot fit at all."""
+    p = st.p
+    rows = st.assign[lower]
+    used = rows >= 0
+    g = rows[used]
+    owner = np.repeat(lower, used.sum(axis=1))
+    load, mem, count = st.load.copy(), st.mem.copy(), st.count.copy()
+    np.subtract.at(load, g, p.load_c[owner, p.gpu_class[g]])
+    np.subtract.at(mem, g, p.gpu_mem[owner])
+    np.subtract.at(count, g, 1)
+    at = p.gpu_node[rows[:, 0]]
+    cpu, ram = st.cpu.copy(), st.ram.copy()
+    np.subtract.at(cpu, at, p.cpu[lower])
+    np.subtract.at(ram, at, p.ram[lower])
+    slack = 1e-6
+    node_ok = (cpu + p.cpu[t] <= p.node_cpu * (1 + slack) + slack) & (
+        ram + p.ram[t] <= p.node_ram * (1 + slack) + slack
+    )
+    fit = p.eligible(t) & node_ok[p.gpu_node]
+    k = int(p.gang[t])
+    if not p.horizon and (k > 1 or p.share[t] >= 1.0):
+        fit &= count == 0
+    fit &= load + p.load_c[t, p.gpu_class] <= p.capacity * (1 + slack) + slack
+    if not p.horizon:
+        fit &= mem + p.gpu_mem[t] <= p.mem_cap * (1 + slack) + slack
+    n_types = max(len(p.type_names), 1)
+    key = p.gpu_node * n_types + np.maximum(p.gpu_type, 0) if p.same_type[t] else p.gpu_node
+    counts = np.bincount(key[fit], minlength=1)
+    room = np.unique(np.flatnonzero(counts >= k) // (n_types if p.same_type[t] else 1))
+    return np.intersect1d(room, at)

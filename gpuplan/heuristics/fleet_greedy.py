@@ -52,6 +52,7 @@ class FleetState:
         # and limits are, so only the first of each such family is searched; what changed on which
         # node is logged, so a kind of task's candidates are brought up to date node by node.
         self.changed: list[int] = []  # nodes, in the order their state changed
+        self.loosened: list[bool] = []  # per change: room may have grown (a task off, a new searched node)
         self.untouched = np.ones(prog.n_nodes, dtype=bool)
         self.family, self.family_nodes = _node_families(prog, self.by_node, self.run_start, self.run_len)
         self.family_next = np.zeros(len(self.family_nodes), dtype=np.int64)
@@ -213,7 +214,7 @@ class FleetState:
         self.cpu[n] += p.cpu[t]
         self.ram[n] += p.ram[t]
         self.node_tasks[n] += 1
-        self._changed(n)
+        self._changed(n, False)
         if p.spread[t] >= 0:
             self.spread.add((int(p.spread[t]), n))
         if p.dataset[t] >= 0:
@@ -236,7 +237,7 @@ class FleetState:
         self.cpu[n] -= p.cpu[t]
         self.ram[n] -= p.ram[t]
         self.node_tasks[n] -= 1
-        self._changed(n)
+        self._changed(n, True)
         if p.spread[t] >= 0:
             self.spread.discard((int(p.spread[t]), n))
         if p.dataset[t] >= 0:
@@ -248,10 +249,11 @@ class FleetState:
         if p.w_balance:
             self.peak = float(self.load.max(initial=0.0)) / p.capacity
 
-    def _changed(self, n: int) -> None:
+    def _changed(self, n: int, loosened: bool) -> None:
         """Log a change of node n's state; the first change of a family's searched node hands that
         role to the family's next untouched node."""
         self.changed.append(n)
+        self.loosened.append(loosened)
         if self.untouched[n]:
             self.untouched[n] = False
             if self.is_rep[n]:
@@ -265,6 +267,7 @@ class FleetState:
                 if i < nodes.size:
                     self.is_rep[nodes[i]] = True
                     self.changed.append(int(nodes[i]))
+                    self.loosened.append(True)
 
     def best_spot(self, t: int, on: int | None = None) -> np.ndarray | None:
         """The GPUs task t should take now (on node `on` only, when given), or None when it fits
@@ -294,11 +297,18 @@ class FleetState:
         if spots is None or len(self.changed) - spots.seen > self.p.n_nodes:
             spots = self._spots_on(t, np.flatnonzero(~self.untouched | self.is_rep))
         elif len(self.changed) > spots.seen:
-            nodes = np.unique(np.asarray(self.changed[spots.seen :], dtype=np.int64))
+            # Nodes that only took tasks on since can only have lost room: those that were no
+            # candidates stay none; the others, and those that may have gained room, are searched.
+            changed = np.asarray(self.changed[spots.seen :], dtype=np.int64)
+            nodes = np.unique(changed)
             self.stale[nodes] = True
-            keep = ~self.stale[spots.ints[1]]
+            hit = self.stale[spots.ints[1]]
             self.stale[nodes] = False
-            fresh = self._spots_on(t, nodes[~self.untouched[nodes] | self.is_rep[nodes]])
+            keep = ~hit
+            redo = np.union1d(
+                spots.ints[1][hit], changed[np.asarray(self.loosened[spots.seen :], dtype=bool)]
+            )
+            fresh = self._spots_on(t, redo[~self.untouched[redo] | self.is_rep[redo]])
             spots = _KindSpots(
                 len(self.changed),
                 np.concatenate([spots.ints[:, keep], fresh.ints], axis=1),
@@ -315,11 +325,23 @@ class FleetState:
         p = self.p
         cand = self.candidates(t, nodes) if nodes.size else np.zeros(0, dtype=np.int64)
         extra = self.gpu_extra(t, cand)
-        if p.gang[t] == 1:
+        fit = self.fit_key(t, cand)
+        if p.gang[t] == 1 and cand.size > 1:
             extra = extra + self.node_extra(t, p.gpu_node[cand])
-        return _KindSpots(
-            len(self.changed), np.stack([cand, p.gpu_node[cand]]), np.stack([extra, self.fit_key(t, cand)])
-        )
+            # A GPU just after one of its node and class with the same extras and fit key can never
+            # win over it (the tie goes to the lower GPU): only the first of such a run is kept.
+            node, cls = p.gpu_node[cand], p.gpu_class[cand]
+            twin = (
+                (node[1:] == node[:-1])
+                & (cls[1:] == cls[:-1])
+                & (extra[1:] == extra[:-1])
+                & (fit[1:] == fit[:-1])
+            )
+            keep = np.r_[True, ~twin]
+            cand, extra, fit = cand[keep], extra[keep], fit[keep]
+        elif p.gang[t] == 1:
+            extra = extra + self.node_extra(t, p.gpu_node[cand])
+        return _KindSpots(len(self.changed), np.stack([cand, p.gpu_node[cand]]), np.stack([extra, fit]))
 
     def _choose(self, t: int, cand: np.ndarray, score: np.ndarray, fit: np.ndarray) -> np.ndarray | None:
         """The spot among candidate GPUs `cand` (any order) with their scores and fit keys: the

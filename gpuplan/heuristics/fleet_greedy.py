@@ -5,7 +5,10 @@ dataset copy, a newly used GPU or node, a higher peak utilization) and ties go t
 (best fit: fullest GPU, then the node with the fewest free GPUs and least CPU left), which keeps
 whole GPUs and whole nodes free for the large tasks and gangs that come later. Tasks already
 running are first kept where they are when they still fit, so a re-plan moves nothing without
-need. Vectorized over GPUs with numpy: one pass costs O(T x G).
+need. Vectorized over GPUs with numpy. A spot index keeps each kind of task's candidates between
+searches (`FleetState._indexed_choice`): only the nodes changed since are looked at again, and of
+the nodes that never held a task and are alike only the first, so a pass over a large fleet does
+not look at every GPU per task; it picks exactly the spot the full search would.
 """
 
 from __future__ import annotations

@@ -119,6 +119,22 @@ def _moved(p: FleetProgram, assign: np.ndarray) -> np.ndarray:
     return out
 
 
+def _money_and_hours(c: FleetCompiled, assign: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per placed task of `rows`: the money its GPUs and transfer cost, and its longest duration on
+    them (hours); computed per gang size, each sum over the task's own GPUs in order."""
+    p = c.program
+    money = np.zeros(rows.size)
+    hours = np.zeros(rows.size)
+    width = (assign[rows] >= 0).sum(axis=1)
+    for k in np.unique(width).tolist():
+        at = np.flatnonzero(width == k)
+        t = rows[at]
+        cls = p.gpu_class[assign[t, :k]]
+        money[at] = c.money_c[t[:, None], cls].sum(axis=1) + c.transfer_money[t]
+        hours[at] = c.duration[t[:, None], cls].max(axis=1)
+    return money, hours
+
+
 def decode_fleet(
     c: FleetCompiled,
     assign: np.ndarray | None,
@@ -166,16 +182,17 @@ def decode_fleet(
             raise ValueError("a scheduled problem's plan needs start times")
         end = start + _durations(c, assign)
     assignments = []
-    for t in np.flatnonzero(assign[:, 0] >= 0):
+    host = p.host
+    placed_rows = np.flatnonzero(assign[:, 0] >= 0)
+    money, longest = _money_and_hours(c, assign, placed_rows)
+    for t, money_t, hours in zip(placed_rows.tolist(), money.tolist(), longest.tolist(), strict=True):
         gs = assign[t][assign[t] >= 0]
-        cls = p.gpu_class[gs]
-        cost = float(c.money_c[t, cls].sum() + c.transfer_money[t])  # money, whatever the objective
+        cost = money_t  # money, whatever the objective
         if p.current[t, 0] >= 0:
             left = int(np.sum(~np.isin(p.current[t][p.current[t] >= 0], gs)))
             cost += c.source.tasks[t].migration_cost * left / p.gang[t]  # type: ignore[union-attr]
-        real = gs[~p.host[gs]]  # a CPU-only task's host slot is no GPU: it lists none
+        real = gs[~host[gs]]  # a CPU-only task's host slot is no GPU: it lists none
         types = {p.type_names[k] for k in p.gpu_type[real]} if p.shares else set()
-        hours = float(np.max(c.duration[t, cls]))
         assignments.append(
             Assignment(
                 task=c.task_ids[t],
@@ -208,7 +225,7 @@ def decode_fleet(
     used_rows += list(u["extra"])
     cap_rows += list(p.extra_cap)
     usage = []
-    for g in np.flatnonzero(~p.host):
+    for g in np.flatnonzero(~host):
         used = {n: round(float(v[g]), 9) for n, v in zip(names, used_rows, strict=True)}
         cap = {n: float(v[g]) for n, v in zip(names, cap_rows, strict=True)}
         ratio = max((used[r] / cap[r] if cap[r] > 0 else 0.0 for r in used), default=0.0)

@@ -446,17 +446,7 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
         dur_c[np.ix_(cpu_only, ~c_host)] = np.nan
 
     elig = np.isfinite(dur_c)
-    for i, t in enumerate(tasks):
-        row = np.ones(c_n, dtype=bool)
-        if t.allowed_types is not None:
-            row &= np.isin(c_type, [type_index[x] for x in t.allowed_types])
-        if t.forbidden_types:
-            row &= ~np.isin(c_type, [type_index[x] for x in t.forbidden_types])
-        if t.node_selector:
-            row &= np.array(
-                [all(lab.get(k) == v for k, v in t.node_selector.items()) for lab in c_labels], dtype=bool
-            )
-        elig[i] &= row
+    elig &= _placement_rows(tasks, type_index, c_type, c_labels)
     type_mem_c = np.where(c_host, 0.0, type_mem[ct]) if c_n else np.zeros(0)
     if c_n:
         elig &= need_mem[:, None] <= type_mem_c[None, :] + 1e-12
@@ -479,13 +469,10 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
         load_c = np.broadcast_to(share[:, None], (t_n, c_n)).copy()
         capacity = 1.0
     # A gang needs k usable GPUs of an eligible class on one node (of one type when same_type).
-    n_types = len(p.gpu_types)
-    for i, t in enumerate(tasks):
-        if t.gpus > 1:
-            usable = elig[i, g_class] & g_ok
-            key = g_node * n_types + g_type if t.same_type else g_node
-            if np.bincount(key[usable], minlength=1).max(initial=0) < t.gpus:
-                elig[i] = False
+    same_type = np.array([t.same_type for t in tasks], dtype=bool)
+    elig &= _gang_fits(elig, gang, same_type, g_class, g_ok, g_node, g_node * len(p.gpu_types) + g_type)[
+        :, None
+    ]
 
     # Time criteria weigh the schedule (program/schedule.py), not the placement: kept apart here.
     all_terms = p.objective.weights()
@@ -615,7 +602,7 @@ def compile_fleet(p: Problem, flat_tiers: bool = False, stage: int = 0) -> Fleet
         gpu_mem=np.array([t.gpu_memory_gb for t in tasks], dtype=np.float64),
         cpu=np.array([t.cpu_cores for t in tasks], dtype=np.float64),
         ram=np.array([t.memory_gb for t in tasks], dtype=np.float64),
-        same_type=np.array([t.same_type for t in tasks], dtype=bool),
+        same_type=same_type,
         cpu_only=cpu_only,
         spread=_group_index([t.anti_affinity for t in tasks]),
         dataset=dataset,
@@ -684,6 +671,64 @@ def _times(
         w_tardiness=w_time["tardiness"],
         end_max=end_max,
     )
+
+
+def _placement_rows(
+    tasks: list[Any], type_index: dict[str, int], c_type: np.ndarray, c_labels: list[dict[str, str]]
+) -> np.ndarray:
+    """bool [T, C]: the classes that each task's allowed and forbidden types and node selector admit,
+    worked out once per distinct (allowed, forbidden, selector): batches repeat few of them."""
+    rows: dict[tuple[Any, ...], int] = {}
+    table: list[np.ndarray] = []
+    which = np.empty(len(tasks), dtype=np.int64)
+    for i, t in enumerate(tasks):
+        key = (
+            None if t.allowed_types is None else tuple(t.allowed_types),
+            tuple(t.forbidden_types or ()),
+            tuple(sorted(t.node_selector.items())) if t.node_selector else (),
+        )
+        j = rows.get(key)
+        if j is None:
+            row = np.ones(c_type.shape[0], dtype=bool)
+            if t.allowed_types is not None:
+                row &= np.isin(c_type, [type_index[x] for x in t.allowed_types])
+            if t.forbidden_types:
+                row &= ~np.isin(c_type, [type_index[x] for x in t.forbidden_types])
+            if t.node_selector:
+                row &= np.array(
+                    [all(lab.get(k) == v for k, v in t.node_selector.items()) for lab in c_labels], dtype=bool
+                )
+            j = rows[key] = len(table)
+            table.append(row)
+        which[i] = j
+    return np.array(table, dtype=bool).reshape(len(table), c_type.shape[0])[which]
+
+
+def _gang_fits(
+    elig: np.ndarray,
+    gang: np.ndarray,
+    same_type: np.ndarray,
+    g_class: np.ndarray,
+    g_ok: np.ndarray,
+    node_key: np.ndarray,
+    node_type_key: np.ndarray,
+) -> np.ndarray:
+    """bool [T]: tasks whose gang finds k usable GPUs of eligible classes on one node (of one type
+    when same_type); always True for a single GPU. The most such GPUs on a node depends on the
+    eligible classes and same_type alone, so it is counted once per distinct pair."""
+    fits = np.ones(gang.shape[0], dtype=bool)
+    rows = np.flatnonzero(gang > 1)
+    if not rows.size:
+        return fits
+    keys = np.concatenate([elig[rows], same_type[rows, None]], axis=1)
+    distinct, inverse = np.unique(keys, axis=0, return_inverse=True)
+    most = np.empty(distinct.shape[0], dtype=np.int64)
+    for j, key in enumerate(distinct):
+        usable = key[:-1][g_class] & g_ok
+        by = node_type_key if key[-1] else node_key
+        most[j] = np.bincount(by[usable], minlength=1).max(initial=0)
+    fits[rows] = most[inverse.reshape(-1)] >= gang[rows]
+    return fits
 
 
 def _group_index(names: list[str | None]) -> np.ndarray:

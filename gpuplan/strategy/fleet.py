@@ -31,7 +31,7 @@ from gpuplan.heuristics.fleet_greedy import (
     FleetState,
     eject_improve,
     fleet_greedy,
-    honour_priorities,
+    honour_priorities_until,
     state_of,
     swap_improve,
     task_order,
@@ -55,6 +55,29 @@ log = logging.getLogger("gpuplan")
 
 #: Largest number of eligible (task, GPU) pairs for which auto runs the exact CP-SAT model.
 FLEET_EXACT_PAIRS = 20_000
+
+#: Decoding and verifying a plan take about this many times the building of its program (all three
+#: are per-task work over the specs, measured 1.6x to 2.2x at 100,000 tasks): that much of the time
+#: limit is kept for them, measured on the build of this very solve.
+FINISH_PER_BUILD = 2.5
+#: The priority repair after the searches gets about this many builds' worth before it.
+REPAIR_PER_BUILD = 1.0
+#: The most of the time limit the two reserves take together.
+RESERVE_SHARE = 0.25
+
+#: What the plan says when the priority repair was stopped by the clock.
+REPAIR_CUT = (
+    "priority repair cut by the time limit: a left-out task may fit in free room or in place of"
+    " lower-priority work"
+)
+
+
+def reserves(time_limit_s: float, built_s: float) -> tuple[float, float]:
+    """Seconds kept back from the searches for (decoding and verifying, the priority repair), from
+    the time the build took; together at most RESERVE_SHARE of the limit."""
+    finish, repair = FINISH_PER_BUILD * built_s, REPAIR_PER_BUILD * built_s
+    scale = min(1.0, RESERVE_SHARE * time_limit_s / max(finish + repair, 1e-12))
+    return finish * scale, repair * scale
 
 
 def _pairs(p: FleetProgram) -> int:
@@ -182,13 +205,15 @@ def _search(
     with_bounds: bool = True,
     hold: Hold = (),
     start: np.ndarray | None = None,
+    repair_until: float | None = None,
 ) -> _Found:
     """Bounds, greedy starts, moves and (when small enough or asked for) exact CP-SAT within the
     window [t0, t0 + span]; times are fractions of the window so a stage of a tiered solve gets
-    the same phases as a whole solve. `hold` (a stage of a lexicographic solve): the earlier
-    stages' objectives may not get worse (`_within`); CP-SAT holds them as constraints, and a
-    start, a round of moves or a priority repair that breaks them is not kept. `start`: a plan
-    that keeps them (the earlier stage's), a start among the greedy ones."""
+    the same phases as a whole solve. The priority repair after them may run until `repair_until`
+    (None: to its end); cut there, the stats say so (`priority_repair_cut`). `hold` (a stage of a
+    lexicographic solve): the earlier stages' objectives may not get worse (`_within`); CP-SAT holds
+    them as constraints, and a start, a round of moves or a priority repair that breaks them is not
+    kept. `start`: a plan that keeps them (the earlier stage's), a start among the greedy ones."""
     deadline = t0 + span
     stats: dict[str, bool | int | float | str] = {}
     bound, guides = None, _Guides()
@@ -275,7 +300,9 @@ def _search(
     if status is Status.FEASIBLE and assign is not None and p.optional.any():
         # A plan cut short by the clock may leave out a task that lower-priority work keeps out.
         before = assign
-        assign, fixed = honour_priorities(p, assign)
+        assign, fixed, finished = honour_priorities_until(p, assign, repair_until)
+        if not finished:
+            stats["priority_repair_cut"] = True
         if fixed and not _within(hold, assign):
             assign, fixed = before, 0
             stats["priority_repair_undone"] = True  # it worsened an earlier stage
@@ -339,6 +366,7 @@ def _search_staged(
     workers: int,
     seed: int,
     with_bounds: bool = True,
+    repair_until: float | None = None,
 ) -> _Staged:
     """`_search` stage by stage over the programs of a lexicographic objective's stages (highest
     first, one program when it has one stage), each on an equal share of the time left. Stage k
@@ -348,7 +376,9 @@ def _search_staged(
     left out where lower-priority work holds its room."""
     deadline = t0 + span
     if len(ps) == 1:
-        f = _search(ps[0], solver, t0, span, workers, seed, with_bounds=with_bounds)
+        f = _search(
+            ps[0], solver, t0, span, workers, seed, with_bounds=with_bounds, repair_until=repair_until
+        )
         value = None if f.assign is None or not f.status.has_solution else ps[0].objective(f.assign)
         proven = value is not None and _proven(value, f.bound)
         return _Staged(f, [] if value is None else [value], [f.bound], [proven])
@@ -364,7 +394,7 @@ def _search_staged(
         window = max(0.0, (deadline - now) / (len(ps) - k))
         hold = [] if best is None else [(q, q.objective(best)) for q in ps[:k]]
         bounds_too = with_bounds and k == 0
-        f = _search(p, solver, now, window, workers, seed, with_bounds=bounds_too, hold=hold, start=best)
+        f = _search(p, solver, now, window, workers, seed, bounds_too, hold, best, repair_until=repair_until)
         phases.extend(f"stage {k + 1}: {phase}" for phase in f.phases)
         stats.update({f"stage{k + 1}_{key}": value for key, value in f.stats.items()})
         bounds.append(f.bound)
@@ -383,7 +413,9 @@ def _search_staged(
         incumbents.append((time.monotonic() - t0, ps[0].objective(best)))
     assert best is not None and first is not None
     if ps[0].optional.any():
-        repaired, fixed = honour_priorities(ps[0], best)
+        repaired, fixed, finished = honour_priorities_until(ps[0], best, repair_until)
+        if not finished:
+            stats["priority_repair_cut"] = True
         if fixed and _lex_order(ps, repaired, best) <= 0:
             best = repaired
             stats["priority_repairs"] = fixed
@@ -459,6 +491,12 @@ def _homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None
     )
 
 
+def _repair_note(stats: dict[str, bool | int | float | str], message: str) -> str:
+    """`message`, with REPAIR_CUT joined when a priority repair of the solve was cut by the clock."""
+    cut = stats.get("priority_repair_cut") is True  # the last repair's; a stage's is repaired after
+    return "; ".join(m for m in (message, REPAIR_CUT if cut else "") if m)
+
+
 def solve_fleet(
     problem: Problem | MatrixProblem | Matrix,
     *,
@@ -510,6 +548,7 @@ def solve_fleet(
                 workers=workers,
                 seed=seed,
                 started=started,
+                built_s=time.monotonic() - began,
             )
         # The view scales the penalties to integers: they may overflow there even when exact in floats.
         dense = c.program.n_tasks * c.program.n_gpus <= AUTO_MAX_PAIRS or not c.program.shares
@@ -534,6 +573,7 @@ def solve_fleet(
             workers=workers,
             seed=seed,
             started=started,
+            built_s=time.monotonic() - began,  # the build that found the tiers too wide
         )
     if solver != "auto":
         require(solver, c.program if view is None else view.program)
@@ -551,7 +591,16 @@ def solve_fleet(
     elif plan is None:
         if not c.program.shares:
             raise AssertionError("the matrix form's program is a GAP; the fleet search does not take it")
-        f = _search(c.program, solver, started, time_limit_s, workers, seed)
+        finish, repair = reserves(time_limit_s, built)
+        f = _search(
+            c.program,
+            solver,
+            started,
+            time_limit_s - finish - repair,
+            workers,
+            seed,
+            repair_until=started + time_limit_s - finish,
+        )
         plan = decode_fleet(
             c,
             f.assign,
@@ -565,9 +614,12 @@ def solve_fleet(
             warm=f.warm,
             incumbents=f.incumbents,
             stats=f.stats,
-            message=""
-            if f.status.has_solution or f.status is Status.INFEASIBLE
-            else "no plan placing every required task was found within the time limit",
+            message=_repair_note(
+                f.stats,
+                ""
+                if f.status.has_solution or f.status is Status.INFEASIBLE
+                else "no plan placing every required task was found within the time limit",
+            ),
         )
     plan.stats["build_s"] = round(built, 4)
     verify_timed(plan, problem)
@@ -583,6 +635,7 @@ def solve_lexicographic(
     workers: int,
     seed: int,
     started: float,
+    built_s: float = 0.0,
 ) -> Plan:
     r"""A lexicographic objective too wide for one weighted sum, solved stage by stage
     (`_search_staged`; the stages are cut by :mod:`gpuplan.program.lexicographic`), exact at any
@@ -597,9 +650,10 @@ def solve_lexicographic(
         \qquad x^{(k)} \in rg\min \{\, g_k(x) : x 	ext{ feasible},\ g_j(x) \le g_j(x^{(k-1)})
         \ (j < k) \,\},
 
-    with :math:`x^{(0)}` none and stage 1 free. The tier bases of every :math:`g_j` exceed its
-    criteria, so holding :math:`g_1` keeps the priorities; a later stage's plan replaces the
-    earlier one only when :math:`(g_1, \dots, g_k)` is lexicographically no worse (within
+    with :math:`x^{(0)}` none and stage 1 free. `built_s`, the time the build took, sizes the time kept
+    for the last priority repair, decoding and verification (`reserves`). The tier bases of every
+    :math:`g_j` exceed its criteria, so holding :math:`g_1` keeps the priorities; a later stage's plan
+    replaces the earlier one only when :math:`(g_1, \dots, g_k)` is lexicographically no worse (within
     HOLD_TOLERANCE), so the final plan :math:`\hat x` is no worse than any stage's result. Its
     reported objective is :math:`g_1(\hat x)`, stage 1's weighted sum (the levels of later stages
     weigh 0 in it, `weight_<criterion>` = 0, and their values are in `stats`). Its bound
@@ -619,7 +673,16 @@ def solve_lexicographic(
     if plan is not None:
         verify(plan, problem)
         return plan
-    staged = _search_staged([ck.program for ck in cs], solver, started, time_limit_s, workers, seed)
+    finish, repair = reserves(time_limit_s, built_s)
+    staged = _search_staged(
+        [ck.program for ck in cs],
+        solver,
+        started,
+        time_limit_s - finish - repair,
+        workers,
+        seed,
+        repair_until=started + time_limit_s - finish,
+    )
     f = staged.found
     bound = f.bound
     if staged.values and not all(staged.proven) and staged.proven[0]:
@@ -638,15 +701,18 @@ def solve_lexicographic(
         warm=f.warm,
         incumbents=f.incumbents,
         stats=stats,
-        message="; ".join(
-            m
-            for m in (
-                _stage_message(cs, staged),
-                ""
-                if f.status.has_solution or f.status is Status.INFEASIBLE
-                else "no plan placing every required task was found within the time limit",
-            )
-            if m
+        message=_repair_note(
+            stats,
+            "; ".join(
+                m
+                for m in (
+                    _stage_message(cs, staged),
+                    ""
+                    if f.status.has_solution or f.status is Status.INFEASIBLE
+                    else "no plan placing every required task was found within the time limit",
+                )
+                if m
+            ),
         ),
     )
     verify(plan, problem)
@@ -688,6 +754,7 @@ def solve_tiered(
     workers: int,
     seed: int,
     started: float,
+    built_s: float = 0.0,
 ) -> Plan:
     r"""Priorities as a true lexicographic order at any size: one stage per priority tier.
 
@@ -698,12 +765,16 @@ def solve_tiered(
     the greedy's first choice). A stage that finds no plan with every required task keeps the
     previous stage's plan. The plan is then priced on the whole program with every tier weighed
     like the first (`flat_penalties`); its bound is that program's LP/packing bound, a valid lower
-    bound on the price of every plan, the tier-optimal ones included.
+    bound on the price of every plan, the tier-optimal ones included. `built_s` (the build that found
+    the tiers too wide) and this compile size the time kept for the last priority repair, decoding
+    and verification (`reserves`).
     """
     from gpuplan.program.verify import verify
 
-    deadline = started + time_limit_s
+    began = time.monotonic()
     c = compile_fleet(problem, flat_tiers=True)
+    finish, repair = reserves(time_limit_s, max(built_s, time.monotonic() - began))
+    deadline = started + time_limit_s - finish - repair
     p = c.program
     plan = _homeless_plan(c, solver, started)
     if plan is not None:
@@ -730,7 +801,9 @@ def solve_tiered(
         scs = [sc, *(compile_fleet(sub, flat_tiers=True, stage=k) for k in range(1, sc.stages))]
         now = time.monotonic()
         window = max(0.0, (deadline - now) / (len(levels) - j))
-        f = _search_staged([x.program for x in scs], solver, now, window, workers, seed, False).found
+        f = _search_staged(
+            [x.program for x in scs], solver, now, window, workers, seed, False, repair_until=now + window
+        ).found
         used.extend(f"tier {level}: {phase}" for phase in f.phases)
         for key, value in f.stats.items():
             stats[f"tier{level}_{key}"] = value
@@ -750,7 +823,9 @@ def solve_tiered(
         # Later tiers may move earlier tiers' tasks (they are required there, not fixed): a task a
         # tier left out can then fit where lower-priority work went. One repair over every tier;
         # each of its changes places a task of a higher tier than any it takes off.
-        repaired, fixed = honour_priorities(p, best)
+        repaired, fixed, finished = honour_priorities_until(p, best, started + time_limit_s - finish)
+        if not finished:
+            stats["priority_repair_cut"] = True
         if fixed:
             best = repaired
             stats["priority_repairs"] = fixed
@@ -780,15 +855,18 @@ def solve_tiered(
         warm=incumbents[0][1] if incumbents else None,
         incumbents=incumbents,
         stats=stats,
-        message="; ".join(
-            m
-            for m in (
-                message,
-                ""
-                if status.has_solution or status is Status.INFEASIBLE
-                else "no plan placing every required task was found within the time limit",
-            )
-            if m
+        message=_repair_note(
+            stats,
+            "; ".join(
+                m
+                for m in (
+                    message,
+                    ""
+                    if status.has_solution or status is Status.INFEASIBLE
+                    else "no plan placing every required task was found within the time limit",
+                )
+                if m
+            ),
         ),
     )
     verify(plan, problem)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 from hypothesis import assume, given
 
 import gpuplan
+from benchmarks.size_ladder import ladder_problem
+from gpuplan.api import parse_problem
+from gpuplan.heuristics import fleet_greedy as fleet_greedy_module
 from gpuplan.heuristics.fleet_greedy import fleet_greedy, honour_priorities
 from gpuplan.program.decode_fleet import decode_fleet
 from gpuplan.program.fleet import compile_fleet
@@ -78,3 +82,24 @@ def test_a_reversed_greedy_is_repaired_into_a_plan_the_verifier_accepts(data: di
     before = tuple(int(((st.assign[:, 0] >= 0) & (p.priority == v)).sum()) for v in levels)
     after = tuple(int(((fixed[:, 0] >= 0) & (p.priority == v)).sum()) for v in levels)
     assert after >= before  # placed per tier, highest first: lexicographically no worse
+
+
+def _every_node_with_victims(st: object, t: int, lower: np.ndarray) -> np.ndarray:
+    """The repair's reference: try every node that holds lower-priority work."""
+    return np.unique(st.p.gpu_node[st.assign[lower, 0]])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_promotion_skips_only_nodes_where_the_task_cannot_fit(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repair with its node prefilter (`_room_without`) makes exactly the changes of the repair
+    that tries every node, on a ladder fleet filled lowest priority first."""
+    p = compile_fleet(parse_problem(ladder_problem(400, seed=seed, priorities=True)), flat_tiers=True).program
+    order = np.lexsort((np.arange(p.n_tasks), p.priority))  # lowest priority first: much to repair
+    start = fleet_greedy(p, order=order).assign
+    fast, placed = honour_priorities(p, start.copy())
+    monkeypatch.setattr(fleet_greedy_module, "_room_without", _every_node_with_victims)
+    slow, placed_slow = honour_priorities(p, start.copy())
+    assert placed == placed_slow and placed > 0
+    assert np.array_equal(fast, slow)

@@ -435,7 +435,10 @@ def _node_families(
 def task_order(prog: FleetProgram, how: str = "dominant", late: np.ndarray | None = None) -> np.ndarray:
     """Priority first, then gangs, then the least flexible (fewest eligible GPUs, so tasks pinned to
     scarce types find them free), then the hardest to fit: 'dominant' by the largest share of the
-    average GPU, CPU or host memory per GPU the task takes; 'gpu' by GPU share. Tasks marked `late`
+    average GPU, CPU or host memory per GPU the task takes; 'gpu' by GPU share. 'density' puts
+    required tasks first, then optional ones by drop penalty per dominant size, highest first (the
+    knapsack rule: where 'placed' counts tasks, the small ones first), gangs and flexibility
+    breaking ties. Tasks marked `late`
     (bool [T]) go after all others of their priority (e.g. those a packing LP leaves out); CPU-only
     tasks go after the GPU tasks of their priority (they may use any node, GPU-less ones too, and
     take the CPU and memory the GPU tasks leave)."""
@@ -445,9 +448,12 @@ def task_order(prog: FleetProgram, how: str = "dominant", late: np.ndarray | Non
         finite = cap[np.isfinite(cap)]
         if finite.size and finite.sum() > 0:
             rel.append(need / (finite.sum() / gpus))
-    size = np.maximum.reduce(rel) if how == "dominant" else rel[0]
+    size = np.maximum.reduce(rel) if how in ("dominant", "density") else rel[0]
     late = np.zeros(prog.n_tasks, dtype=bool) if late is None else late
     flexibility = prog.eligible_c @ prog.usable_per_class()
+    if how == "density":
+        density = np.where(prog.optional, prog.penalty / np.maximum(size, 1e-12), np.inf)
+        return np.lexsort((-size, flexibility, -prog.gang, -density, prog.cpu_only, late, -prog.priority))
     return np.lexsort((-size, flexibility, -prog.gang, prog.cpu_only, late, -prog.priority))
 
 

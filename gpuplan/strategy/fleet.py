@@ -124,6 +124,8 @@ def _starts(
     ]
     if late is not None:
         variants = [("gpu", 1.0, late), ("dominant", 1.0, late), *variants]
+    if p.optional.any():
+        variants = [("density", 1.0, None), *variants]
     if patterns is not None:
         variants = [("patterns", 1.0, None), *variants]
     for how, balance, lt in variants:

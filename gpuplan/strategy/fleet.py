@@ -220,7 +220,7 @@ def _search(
     stats: dict[str, bool | int | float | str] = {}
     bound, guides = None, _Guides()
     if with_bounds:
-        bound, guides, stats = _bounds(p, t0 + 0.3 * span, t0 + 0.15 * span)
+        bound, guides, stats = _bounds(p, t0 + 0.35 * span, t0 + 0.25 * span)
     late = late_tasks(p, guides.packing)
     st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, guides.patterns)
     incumbents: list[tuple[float, float]] = []

@@ -173,12 +173,17 @@ def _bounds(
     p: FleetProgram, until: float, patterns_until: float | None = None
 ) -> tuple[float | None, _Guides, dict[str, bool | int | float | str]]:
     """The node-pattern, aggregated LP and packing bounds (the largest is kept), each stopped at
-    `until`, the node-pattern one at `patterns_until` (None: not run). It runs first, since where
+    `until`, the node-pattern one at `patterns_until` (None: not run; with priority tiers, by the
+    lexicographic stages, whose last LP's columns honour the tiers). It runs first, since where
     it applies it is the strongest on the drop penalties and guides the best start (only once its
     LP is solved: the columns of an unfinished one make a poor plan)."""
     stats: dict[str, bool | int | float | str] = {}
     bound = None
-    patterns = None if patterns_until is None else node_pattern_bound(p, deadline=min(until, patterns_until))
+    patterns = (
+        None
+        if patterns_until is None
+        else node_pattern_bound(p, deadline=min(until, patterns_until), lexicographic=True)
+    )
     if patterns is not None:
         stats.update(patterns.stats)
         bound = patterns.bound

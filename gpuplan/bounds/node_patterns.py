@@ -502,6 +502,32 @@ class NodePatterns:
                     need -= n * np.array([x[mask].sum() for mask in masks])
         return [(*m.cols[j], n) for j, n in fixed.items() if n > 0]
 
+    def tier_counts(self, assign: np.ndarray) -> np.ndarray:
+        """int64 [tiers]: the tasks `assign` places of each tier (0 the highest)."""
+        assert self.tier_of_shape is not None
+        shape = self.shape_of_task[(assign[:, 0] >= 0) & (self.shape_of_task >= 0)]
+        return np.bincount(self.tier_of_shape[shape], minlength=int(self.tier_of_shape.max()) + 1)
+
+    def tier_bound(self, placed: np.ndarray, deadline: float | None = None, price_s: float = 2.0) -> float:
+        """An upper bound on the penalty placed by every plan that, tier by tier from the highest,
+        places at least `placed[j]` tasks of tier j (0 the highest) (module docstring, 'tier by
+        tier'), by one more stage of column generation."""
+        if self.tier_of_shape is None or self.need is None:
+            raise ValueError("tier_bound needs the lexicographic stages")
+        m, sh, tier = self.master, self.master.sh, self.tier_of_shape
+        k = int(self.need.size) + 1
+        first = next((j for j in range(k - 1) if placed[j] < self.need[j]), k - 1)
+        m.set_gain(np.where(tier >= first, sh.value, 0.0))
+        need = self.need.astype(np.float64)
+        if first < k - 1:
+            need[first] = placed[first]
+            need[first + 1 :] = 0.0
+        upper, _, _ = m.generate(sh.count.astype(np.float64), m.m_b, deadline, 200, price_s, need)
+        held = sum(
+            _top_values(sh.value[tier == j], sh.count[tier == j], int(self.need[j])) for j in range(first)
+        )
+        return held + upper
+
 
 def _lexicographic(
     master: _Master,
@@ -522,7 +548,10 @@ def _lexicographic(
         mask = tier_of_shape == j
         last = j == k - 1
         master.set_gain(np.where(mask, sh.value if last else 1.0, 0.0))
-        until = None if deadline is None else time.monotonic() + (deadline - time.monotonic()) / (k - j)
+        # Half of a fair share is kept for each stage after this one: a stage that ends early (a
+        # tier that fits whole) leaves its time to the next.
+        share = 1.0 - 0.5 * (k - 1 - j) / (k - j)
+        until = None if deadline is None else time.monotonic() + share * (deadline - time.monotonic())
         upper, r, done = master.generate(
             counts, master.m_b, until, max_rounds, price_s, np.array(need, dtype=np.float64)
         )

@@ -846,6 +846,26 @@ def solve_tiered(
     incumbents: list[tuple[float, float]] = []
     used: list[str] = []
     for j, level in enumerate(levels):
+        laid = None
+        if follow is not None:  # the pattern plan's tasks of this tier, where the stages above left room
+            assert pat is not None
+            mine = candidates & (p.priority == level)
+            laid = lay_over(
+                p,
+                pat,
+                best,
+                follow,
+                mine,
+                time.monotonic() + 0.2 * (deadline - time.monotonic()) / (len(levels) - j),
+            )
+            if j < len(levels) - 1 and np.all(laid[mine, 0] >= 0):
+                # The whole tier is placed: a search could only lower its cost, which weighs less
+                # than any lower tier's task, and would move it out of the room the patterns keep.
+                best = laid
+                status = Status.FEASIBLE
+                used.append(f"tier {level}: node patterns (every task placed)")
+                incumbents.append((time.monotonic() - started, p.objective(best)))
+                continue
         keep = ~p.optional | (candidates & (p.priority == level))
         if best is not None:
             keep |= best[:, 0] >= 0
@@ -855,11 +875,7 @@ def solve_tiered(
         scs = [sc, *(compile_fleet(sub, flat_tiers=True, stage=k) for k in range(1, sc.stages))]
         now = time.monotonic()
         window = max(0.0, (deadline - now) / (len(levels) - j))
-        start = None
-        if follow is not None:  # the pattern plan's tasks of this tier, where the stages above left room
-            assert pat is not None
-            mine = candidates & (p.priority == level)
-            start = lay_over(p, pat, best, follow, mine, now + 0.2 * window)[rows, : sc.program.max_gang]
+        start = None if laid is None else laid[rows, : sc.program.max_gang]
         f = _search_staged(
             [x.program for x in scs],
             solver,

@@ -60,6 +60,15 @@ of tier j and :math:`V` the last stage's bound, the penalty it places is at most
 valid for any penalties; with :math:`B_j` above everything below it the first term is the largest.
 Each stage's gains stay near 1, so the pricing's grid and GLOP see no spread of magnitudes.
 
+**Tier by tier** (`NodePatterns.tier_bound`). A solve that weighs every tier alike (penalties equal
+within each tier) and orders the tiers by stages wants a bound on the price of the tier-optimal
+plans, not of every plan. Given a plan placing :math:`Q_j` tasks of tier j, every plan at least as
+good in the tier order places :math:`Z_i` of each tier i above the first tier f with
+:math:`Q_f < Z_f` (it cannot place more, by the stages, nor fewer, being no worse than the plan)
+and at least :math:`Q_f` of tier f. One more stage, maximizing the penalty of tiers f and below
+under the rows :math:`P_i \ge Z_i` (i < f) and :math:`P_f \ge Q_f`, bounds what it places below f;
+:math:`\sum_{i<f} V_i(Z_i)` bounds the rest.
+
 Applies when every task with a home is optional and takes a GPU, shares sit side by side (no
 horizon, no further resources), every cost term is non-negative, and each node's usable GPUs are
 of one class; otherwise `node_pattern_bound` returns None.

@@ -90,6 +90,8 @@ from gpuplan.program.fleet import FleetProgram
 #: (shares of many sizes, as in real traces) column generation does not finish in the bounds' share
 #: of the time, while the other bounds and starts lose that time.
 MAX_CONFIGS = 500
+#: Most columns one pricing adds to the master (the best solutions CP-SAT met on its way).
+MAX_COLUMNS = 4
 #: Integer grid of the pricing's objective (per largest penalty) and of CPU and host memory.
 GAIN_SCALE = 1_000_000
 NODE_SCALE = 1_000
@@ -197,18 +199,17 @@ class _Pricing:
 
     def solve(
         self, gain: np.ndarray, count: np.ndarray, limit_s: float, unit: float
-    ) -> tuple[float, np.ndarray, np.ndarray]:
-        """(an upper bound on max gain . x over the patterns with x <= `count`, a pattern x [I]
-        found, its GPU configurations u [J]); gains are put on a grid of `unit` / GAIN_SCALE."""
+    ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+        """(an upper bound on max gain . x over the patterns with x <= `count`; the patterns found on
+        the way, (x [I], GPU configurations u [J]), the best last); gains are put on a grid of
+        `unit` / GAIN_SCALE. Every improving solution CP-SAT meets is a column for the master."""
         from ortools.sat.python import cp_model
 
-        x_best = np.zeros(gain.size, dtype=np.int64)
-        u_best = np.zeros(len(self.us), dtype=np.int64)
         g = gain[self.items]
         ub = np.where(g > 0, np.minimum(np.floor(count[self.items] + 1e-9).astype(np.int64), self.cap), 0)
         ub = np.maximum(ub, 0)
         if not ub.any():
-            return 0.0, x_best, u_best
+            return 0.0, []
         scale = GAIN_SCALE / unit
         v = np.where(ub > 0, np.ceil(g * scale - 1e-9), 0).astype(np.int64)
         proto = self.model.proto
@@ -218,12 +219,19 @@ class _Pricing:
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.05, limit_s)
         solver.parameters.num_workers = 1
-        status = solve_cpsat(solver, self.model)
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        xs, us, items, size = self.xs, self.us, self.items, gain.size
+
+        class _Keep(cp_model.CpSolverSolutionCallback):  # type: ignore[misc]
+            def on_solution_callback(self) -> None:
+                x = np.zeros(size, dtype=np.int64)
+                x[items] = [self.value(var) for var in xs]
+                found.append((x, np.array([self.value(var) for var in us], dtype=np.int64)))
+
+        status = solve_cpsat(solver, self.model, _Keep())
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return float((v * ub).sum()) / scale, x_best, u_best
-        x_best[self.items] = [solver.value(var) for var in self.xs]
-        u_best[:] = [solver.value(var) for var in self.us]
-        return float(solver.best_objective_bound) / scale, x_best, u_best
+            return float((v * ub).sum()) / scale, []
+        return float(solver.best_objective_bound) / scale, found
 
 
 @dataclass
@@ -415,12 +423,17 @@ class _Master:
         the tier rows; the rounds run; whether no column improves the LP any more, so that it is
         solved). With tier rows, prices start from the LP over the columns found so far."""
         need = np.zeros(len(self.tier_rows)) if need is None else need
+        # No plan gains more than every task with a positive gain placed: once the LP reaches that,
+        # it is solved (column generation would tail off proving it, as when a whole tier fits).
+        cap = float(np.maximum(self.gain, 0.0) @ np.maximum(tasks, 0.0))
         price, sigma, mu = np.zeros(tasks.size), np.zeros(nodes.size), np.zeros(len(self.tier_rows))
         if self.tier_rows and self.cols:
             solved = self.solve(tasks, nodes, need)
             if solved is not None:
-                price, sigma, mu, _ = solved
-        best = np.inf
+                price, sigma, mu, value = solved
+                if value >= cap * (1 - 1e-12) - 1e-9 * self.top:
+                    return cap, 0, True
+        best = cap
         done = 0
         while True:
             remaining = np.inf if deadline is None else deadline - time.monotonic()
@@ -433,10 +446,10 @@ class _Master:
                 if nodes[b] <= 0:
                     continue
                 limit = min(price_s, remaining / max(1, len(self.prices)))
-                ub, x, u = pr.solve(gain, tasks, limit, self.top)
+                ub, found = pr.solve(gain, tasks, limit, self.top)
                 upper += nodes[b] * max(0.0, ub)
-                if float(gain @ x) > sigma[b] + 1e-9 * self.top * (1.0 + float(mu.max(initial=0.0))):
-                    new.append((b, x, u))
+                tol = 1e-9 * self.top * (1.0 + float(mu.max(initial=0.0)))
+                new.extend((b, x, u) for x, u in found[-MAX_COLUMNS:] if float(gain @ x) > sigma[b] + tol)
             best = min(best, upper)
             done += 1
             for b, x, u in new:
@@ -446,7 +459,9 @@ class _Master:
             solved = self.solve(tasks, nodes, need)
             if solved is None:
                 return best, done, False
-            price, sigma, mu, _ = solved
+            price, sigma, mu, value = solved
+            if value >= cap * (1 - 1e-12) - 1e-9 * self.top:
+                return cap, done, True
 
 
 #: Price of a task short on a tier row per tier above the last, in units of the largest gain: high
@@ -557,9 +572,9 @@ def _lexicographic(
         mask = tier_of_shape == j
         last = j == k - 1
         master.set_gain(np.where(mask, sh.value if last else 1.0, 0.0))
-        # Half of a fair share is kept for each stage after this one: a stage that ends early (a
-        # tier that fits whole) leaves its time to the next.
-        share = 1.0 - 0.5 * (k - 1 - j) / (k - j)
+        # A tenth of the time left is kept for each stage after this one (the last, over one tier's
+        # penalties with every other tier held by a row, is solved in a few rounds).
+        share = 1.0 - 0.1 * (k - 1 - j)
         until = None if deadline is None else time.monotonic() + share * (deadline - time.monotonic())
         upper, r, done = master.generate(
             counts, master.m_b, until, max_rounds, price_s, np.array(need, dtype=np.float64)

@@ -834,13 +834,15 @@ def solve_tiered(
         verify(plan, problem)
         return plan
     stats: dict[str, bool | int | float | str] = {}
-    bound, _, bound_stats = _bounds(p, started + TIERED_BOUND_SHARE * time_limit_s)
-    stats.update(bound_stats)
     candidates = p.optional & p.has_home()
     levels = tiers(candidates, p.priority)
     pat, follow = _tier_patterns(p, started, time_limit_s, deadline, stats)
     if pat is not None:
         deadline -= TIERED_TIER_BOUND_SHARE * time_limit_s
+    # The bound over every plan, after the pattern stages (which need the time more, and bound the
+    # tier-optimal plans far closer once the plan's tier counts reach theirs).
+    bound, _, bound_stats = _bounds(p, time.monotonic() + TIERED_BOUND_SHARE * time_limit_s)
+    stats.update(bound_stats)
     best: np.ndarray | None = None
     status = Status.UNKNOWN
     incumbents: list[tuple[float, float]] = []
@@ -856,7 +858,7 @@ def solve_tiered(
                 best,
                 follow,
                 mine,
-                time.monotonic() + 0.2 * (deadline - time.monotonic()) / (len(levels) - j),
+                deadline,
             )
             if j < len(levels) - 1 and np.all(laid[mine, 0] >= 0):
                 # The whole tier is placed: a search could only lower its cost, which weighs less
@@ -914,7 +916,7 @@ def solve_tiered(
             stats["priority_repairs"] = fixed
             used.append("priority repair")
     if pat is not None and best is not None:
-        upper = pat.tier_bound(pat.tier_counts(best), deadline=started + time_limit_s - finish - repair)
+        upper = pat.tier_bound(pat.tier_counts(best), deadline=started + time_limit_s - finish)
         tier_bound = float(p.penalty.sum() - upper)
         stats["pattern_tier_bound"] = tier_bound
         bound = tier_bound if bound is None else max(bound, tier_bound)
@@ -971,8 +973,8 @@ def _tier_patterns(
     """The node-pattern stages of a tiered solve's flat program and their plan; (None, None) when
     they do not apply, or when a tier's tasks differ in drop penalty (a stage then need not place
     the most tasks of its tier, which the bound over tier counts assumes), or when their LP is not
-    solved in time (the bound still holds; the plan is left out, the columns of an unfinished LP
-    make a poor one)."""
+    solved in time (its columns make a poor plan, and the bound over the plan's tier counts is weak
+    when the stages' counts are: the time kept for it goes to the stages)."""
     candidates = p.optional & p.has_home()
     for level in tiers(candidates, p.priority):
         pen = p.penalty[candidates & (p.priority == level)]
@@ -986,7 +988,8 @@ def _tier_patterns(
         return None, None
     stats.update({k: v for k, v in pat.stats.items() if k != "pattern_bound"})
     if not pat.converged:
-        return pat, None
+        stats["pattern_skipped"] = "the stages' LP was not solved in time"
+        return None, None
     until = min(deadline, started + TIERED_PATTERN_PLAN_SHARE * time_limit_s)
     follow = pattern_plan(p, pat, deadline=until, dive_until=until).assign
     return pat, follow

@@ -90,7 +90,8 @@ from gpuplan.program.fleet import FleetProgram
 #: (shares of many sizes, as in real traces) column generation does not finish in the bounds' share
 #: of the time, while the other bounds and starts lose that time.
 MAX_CONFIGS = 500
-#: Most columns one pricing adds to the master (the best solutions CP-SAT met on its way).
+#: Most columns one pricing adds to the master in the lexicographic stages (the best solutions
+#: CP-SAT met on its way: fewer rounds for several LPs on one budget); one otherwise.
 MAX_COLUMNS = 4
 #: Integer grid of the pricing's objective (per largest penalty) and of CPU and host memory.
 GAIN_SCALE = 1_000_000
@@ -354,6 +355,7 @@ class _Master:
         self.cols: list[tuple[int, np.ndarray, np.ndarray]] = []  # (b, x [I], u [J of b])
         self.vars: list[object] = []
         self.tier_rows: list[tuple[object, np.ndarray]] = []  # (constraint, shape mask)
+        self.per_pricing = 1  # columns one pricing may add (MAX_COLUMNS in the lexicographic stages)
 
     def add(self, b: int, x: np.ndarray, u: np.ndarray) -> None:
         var = self.solver.NumVar(0, self.solver.infinity(), "")
@@ -449,7 +451,9 @@ class _Master:
                 ub, found = pr.solve(gain, tasks, limit, self.top)
                 upper += nodes[b] * max(0.0, ub)
                 tol = 1e-9 * self.top * (1.0 + float(mu.max(initial=0.0)))
-                new.extend((b, x, u) for x, u in found[-MAX_COLUMNS:] if float(gain @ x) > sigma[b] + tol)
+                new.extend(
+                    (b, x, u) for x, u in found[-self.per_pricing :] if float(gain @ x) > sigma[b] + tol
+                )
             best = min(best, upper)
             done += 1
             for b, x, u in new:
@@ -564,6 +568,7 @@ def _lexicographic(
     plan places; Z per tier but the last; rounds; whether every stage's LP was solved)."""
     sh = master.sh
     k = int(tier_of_shape.max()) + 1
+    master.per_pricing = MAX_COLUMNS
     counts = sh.count.astype(np.float64)
     need: list[int] = []
     rounds, converged = 0, True

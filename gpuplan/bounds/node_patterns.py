@@ -36,6 +36,39 @@ rounding of CPU and memory (no node lends CPU or memory to another, no GPU its m
 GPU). Its columns, rounded to whole nodes, are also a plan
 (`gpuplan.heuristics.pattern_plan.pattern_plan`).
 
+**Priorities** (`lexicographic`). With drop penalties :math:`p_t = B_j + e_t` spread over many
+orders of magnitude, one LP over all tiers does not converge in floating point, so the tiers are
+taken one at a time, highest first. Stage j maximizes the number :math:`P_j` of placed tasks of tier
+j (the last tier: its penalty) subject to :math:`P_i \ge Z_i` for every tier i above, as elastic
+rows of the master. For multipliers :math:`\mu \ge 0` of those rows, every plan meeting them has
+
+.. math::
+
+    P_j \le P_j + \sum_i \mu_i (P_i - Z_i) \le U(\pi; g) - \sum_i \mu_i Z_i,
+
+U with the gains :math:`g` = 1 on tier j and :math:`\mu_i` on tier i, so
+:math:`Z_j = \lfloor U - \mu \cdot Z \rfloor` (at most the tier's size) holds for every such plan,
+whatever the LP's state. Any plan either meets every :math:`Z_i`, or meets those above some tier j
+and places at most :math:`Z_j - 1` of tier j; with :math:`V_j(z)` the sum of the z largest penalties
+of tier j and :math:`V` the last stage's bound, the penalty it places is at most
+
+.. math::
+
+    \max\Big(\sum_{i} V_i(Z_i) + V,\ \max_j \Big[\sum_{i<j} V_i(Z_i) + V_j(Z_j - 1) +
+    \sum_{i>j} \sum_{t \in i} p_t\Big]\Big),
+
+valid for any penalties; with :math:`B_j` above everything below it the first term is the largest.
+Each stage's gains stay near 1, so the pricing's grid and GLOP see no spread of magnitudes.
+
+**Tier by tier** (`NodePatterns.tier_bound`). A solve that weighs every tier alike (penalties equal
+within each tier) and orders the tiers by stages wants a bound on the price of the tier-optimal
+plans, not of every plan. Given a plan placing :math:`Q_j` tasks of tier j, every plan at least as
+good in the tier order places :math:`Z_i` of each tier i above the first tier f with
+:math:`Q_f < Z_f` (it cannot place more, by the stages, nor fewer, being no worse than the plan)
+and at least :math:`Q_f` of tier f. One more stage, maximizing the penalty of tiers f and below
+under the rows :math:`P_i \ge Z_i` (i < f) and :math:`P_f \ge Q_f`, bounds what it places below f;
+:math:`\sum_{i<f} V_i(Z_i)` bounds the rest.
+
 Applies when every task with a home is optional and takes a GPU, shares sit side by side (no
 horizon, no further resources), every cost term is non-negative, and each node's usable GPUs are
 of one class; otherwise `node_pattern_bound` returns None.
@@ -57,10 +90,15 @@ from gpuplan.program.fleet import FleetProgram
 #: (shares of many sizes, as in real traces) column generation does not finish in the bounds' share
 #: of the time, while the other bounds and starts lose that time.
 MAX_CONFIGS = 500
+#: Most columns one pricing adds to the master in the lexicographic stages (the best solutions
+#: CP-SAT met on its way: fewer rounds for several LPs on one budget); one otherwise.
+MAX_COLUMNS = 4
 #: Integer grid of the pricing's objective (per largest penalty) and of CPU and host memory.
 GAIN_SCALE = 1_000_000
 NODE_SCALE = 1_000
 _TOL = 1e-9
+#: How far below its need a tier row's bound is set in the master LP (tasks).
+_ROW_EASE = 1e-6
 
 
 def applicable(p: FleetProgram) -> bool:
@@ -161,20 +199,19 @@ class _Pricing:
         self.model = m
 
     def solve(
-        self, shapes: _Shapes, gain: np.ndarray, count: np.ndarray, limit_s: float
-    ) -> tuple[float, np.ndarray, np.ndarray]:
-        """(an upper bound on max gain . x over the patterns with x <= `count`, a pattern x [I]
-        found, its GPU configurations u [J])."""
+        self, gain: np.ndarray, count: np.ndarray, limit_s: float, unit: float
+    ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+        """(an upper bound on max gain . x over the patterns with x <= `count`; the patterns found on
+        the way, (x [I], GPU configurations u [J]), the best last); gains are put on a grid of
+        `unit` / GAIN_SCALE. Every improving solution CP-SAT meets is a column for the master."""
         from ortools.sat.python import cp_model
 
-        x_best = np.zeros(gain.size, dtype=np.int64)
-        u_best = np.zeros(len(self.us), dtype=np.int64)
         g = gain[self.items]
         ub = np.where(g > 0, np.minimum(np.floor(count[self.items] + 1e-9).astype(np.int64), self.cap), 0)
         ub = np.maximum(ub, 0)
         if not ub.any():
-            return 0.0, x_best, u_best
-        scale = GAIN_SCALE / float(np.max(shapes.value))
+            return 0.0, []
+        scale = GAIN_SCALE / unit
         v = np.where(ub > 0, np.ceil(g * scale - 1e-9), 0).astype(np.int64)
         proto = self.model.proto
         for var, u in zip(self.xs, ub, strict=True):
@@ -183,12 +220,19 @@ class _Pricing:
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.05, limit_s)
         solver.parameters.num_workers = 1
-        status = solve_cpsat(solver, self.model)
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        xs, us, items, size = self.xs, self.us, self.items, gain.size
+
+        class _Keep(cp_model.CpSolverSolutionCallback):  # type: ignore[misc]
+            def on_solution_callback(self) -> None:
+                x = np.zeros(size, dtype=np.int64)
+                x[items] = [self.value(var) for var in xs]
+                found.append((x, np.array([self.value(var) for var in us], dtype=np.int64)))
+
+        status = solve_cpsat(solver, self.model, _Keep())
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return float((v * ub).sum()) / scale, x_best, u_best
-        x_best[self.items] = [solver.value(var) for var in self.xs]
-        u_best[:] = [solver.value(var) for var in self.us]
-        return float(solver.best_objective_bound) / scale, x_best, u_best
+            return float((v * ub).sum()) / scale, []
+        return float(solver.best_objective_bound) / scale, found
 
 
 @dataclass
@@ -207,7 +251,16 @@ class _Shapes:
 def _shapes(p: FleetProgram) -> _Shapes:
     home = np.flatnonzero(p.eligible_c.any(axis=1))
     key = np.column_stack(
-        [p.eligible_c, np.where(p.eligible_c, p.load_c, 0.0), p.gang, p.gpu_mem, p.cpu, p.ram, p.penalty]
+        [
+            p.eligible_c,
+            np.where(p.eligible_c, p.load_c, 0.0),
+            p.gang,
+            p.gpu_mem,
+            p.cpu,
+            p.ram,
+            p.penalty,
+            p.priority,
+        ]
     ).astype(np.float64)[home]
     _, rep, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
     inv = inv.ravel()
@@ -280,13 +333,16 @@ def _pricings(
 
 class _Master:
     """The restricted master LP over the columns found so far (GLOP, values in units of the
-    largest penalty), with the pricing problems that add columns to it."""
+    largest gain), with the pricing problems that add columns to it. `gain` [I] is the objective
+    per shape (by default the drop penalties); each tier row asks for at least a number of placed
+    tasks of a set of shapes, elastic (a slack at a high price keeps the LP feasible)."""
 
     def __init__(self, sh: _Shapes, prices: list[_Pricing], m_b: np.ndarray) -> None:
         from ortools.linear_solver import pywraplp
 
         self.sh, self.prices, self.m_b = sh, prices, m_b
-        self.top = float(np.max(sh.value)) if sh.value.size else 1.0
+        self.gain = sh.value.astype(np.float64)
+        self.top = float(np.max(self.gain)) if self.gain.size else 1.0
         solver = pywraplp.Solver.CreateSolver("GLOP")
         if solver is None:
             raise RuntimeError("OR-Tools has no GLOP")
@@ -298,65 +354,131 @@ class _Master:
         self.obj.SetMaximization()
         self.cols: list[tuple[int, np.ndarray, np.ndarray]] = []  # (b, x [I], u [J of b])
         self.vars: list[object] = []
+        self.tier_rows: list[tuple[object, np.ndarray]] = []  # (constraint, shape mask)
+        self.per_pricing = 1  # columns one pricing may add (MAX_COLUMNS in the lexicographic stages)
 
     def add(self, b: int, x: np.ndarray, u: np.ndarray) -> None:
         var = self.solver.NumVar(0, self.solver.infinity(), "")
         for i in np.flatnonzero(x):
             self.rows[i].SetCoefficient(var, float(x[i]))
         self.node_rows[b].SetCoefficient(var, 1.0)
-        self.obj.SetCoefficient(var, float(self.sh.value @ x) / self.top)
+        for row, mask in self.tier_rows:
+            row.SetCoefficient(var, float(x[mask].sum()))  # type: ignore[attr-defined]
+        self.obj.SetCoefficient(var, float(self.gain @ x) / self.top)
         self.cols.append((b, x, u))
         self.vars.append(var)
 
-    def solve(self, tasks: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
-        """(item prices, node-class prices, value) of the LP with `tasks` [I] and `nodes` [B] free;
-        None when GLOP fails."""
+    def set_gain(self, gain: np.ndarray) -> None:
+        """Make `gain` [I] (value units) the objective."""
+        self.gain = gain.astype(np.float64)
+        self.top = float(np.max(self.gain)) if self.gain.size and np.max(self.gain) > 0 else 1.0
+        for var, (_, x, _) in zip(self.vars, self.cols, strict=True):
+            self.obj.SetCoefficient(var, float(self.gain @ x) / self.top)
+
+    def add_row(self, mask: np.ndarray, slack_price: float) -> None:
+        """A tier row over the shapes of `mask`; its slack costs `slack_price` (units of the largest
+        gain) per task short."""
+        row = self.solver.Constraint(0.0, self.solver.infinity())
+        for var, (_, x, _) in zip(self.vars, self.cols, strict=True):
+            row.SetCoefficient(var, float(x[mask].sum()))
+        slack = self.solver.NumVar(0, self.solver.infinity(), "")
+        row.SetCoefficient(slack, 1.0)
+        self.obj.SetCoefficient(slack, -float(slack_price))
+        self.tier_rows.append((row, mask))
+
+    def solve(
+        self, tasks: np.ndarray, nodes: np.ndarray, need: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+        """(item prices, node-class prices, tier-row prices, value) of the LP with `tasks` [I] and
+        `nodes` [B] free and tier row r asking for `need[r]` tasks; None when GLOP fails."""
         from ortools.linear_solver import pywraplp
 
         for i, r in enumerate(self.rows):
             r.SetUb(float(max(0.0, tasks[i])))
         for b, r in enumerate(self.node_rows):
             r.SetUb(float(max(0.0, nodes[b])))
+        need = np.zeros(len(self.tier_rows)) if need is None else need
+        for (row, _), n in zip(self.tier_rows, need, strict=True):
+            # A hair below: a row met only to GLOP's tolerance would price its slack, not its tasks.
+            row.SetLb(float(max(0.0, n - _ROW_EASE)))  # type: ignore[attr-defined]
         if self.solver.Solve() != pywraplp.Solver.OPTIMAL:
             return None
         price = np.array([max(0.0, r.dual_value()) for r in self.rows]) * self.top
         sigma = np.array([max(0.0, r.dual_value()) for r in self.node_rows]) * self.top
-        return price, sigma, self.obj.Value() * self.top
+        mu = np.array([max(0.0, -row.dual_value()) for row, _ in self.tier_rows]) * self.top  # type: ignore[attr-defined]
+        return price, sigma, mu, self.obj.Value() * self.top
 
     def values(self) -> np.ndarray:
         return np.array([max(0.0, v.solution_value()) for v in self.vars])  # type: ignore[attr-defined]
 
     def generate(
-        self, tasks: np.ndarray, nodes: np.ndarray, deadline: float | None, rounds: int, price_s: float
+        self,
+        tasks: np.ndarray,
+        nodes: np.ndarray,
+        deadline: float | None,
+        rounds: int,
+        price_s: float,
+        need: np.ndarray | None = None,
     ) -> tuple[float, int, bool]:
-        """Column generation for `tasks` and `nodes` free: (the least U(pi) seen, an upper bound on
-        the penalty any placement of them saves; the rounds run; whether no column improves the
-        LP any more, so that it is solved)."""
-        price, sigma = np.zeros(tasks.size), np.zeros(nodes.size)
-        best = np.inf
+        """Column generation for `tasks` and `nodes` free (and the tier rows asking for `need`):
+        (the least U(pi, mu) seen, an upper bound on the gain of any placement of them that meets
+        the tier rows; the rounds run; whether no column improves the LP any more, so that it is
+        solved). With tier rows, prices start from the LP over the columns found so far."""
+        need = np.zeros(len(self.tier_rows)) if need is None else need
+        # No plan gains more than every task with a positive gain placed: once the LP reaches that,
+        # it is solved (column generation would tail off proving it, as when a whole tier fits).
+        cap = float(np.maximum(self.gain, 0.0) @ np.maximum(tasks, 0.0))
+        price, sigma, mu = np.zeros(tasks.size), np.zeros(nodes.size), np.zeros(len(self.tier_rows))
+        if self.tier_rows and self.cols:
+            solved = self.solve(tasks, nodes, need)
+            if solved is not None:
+                price, sigma, mu, value = solved
+                if value >= cap * (1 - 1e-12) - 1e-9 * self.top:
+                    return cap, 0, True
+        best = cap
         done = 0
         while True:
             remaining = np.inf if deadline is None else deadline - time.monotonic()
-            gain = self.sh.value - price
-            upper = float(price @ tasks)
+            gain = self.gain - price
+            for (_, mask), m in zip(self.tier_rows, mu, strict=True):
+                gain = gain + m * mask
+            upper = float(price @ tasks) - float(mu @ np.maximum(need, 0.0))
             new = []
             for b, pr in enumerate(self.prices):
                 if nodes[b] <= 0:
                     continue
-                ub, x, u = pr.solve(self.sh, gain, tasks, min(price_s, remaining / max(1, len(self.prices))))
+                limit = min(price_s, remaining / max(1, len(self.prices)))
+                ub, found = pr.solve(gain, tasks, limit, self.top)
                 upper += nodes[b] * max(0.0, ub)
-                if float(gain @ x) > sigma[b] + 1e-9 * self.top:
-                    new.append((b, x, u))
+                tol = 1e-9 * self.top * (1.0 + float(mu.max(initial=0.0)))
+                new.extend(
+                    (b, x, u) for x, u in found[-self.per_pricing :] if float(gain @ x) > sigma[b] + tol
+                )
             best = min(best, upper)
             done += 1
             for b, x, u in new:
                 self.add(b, x, u)
             if not new or done >= rounds or (deadline is not None and past(deadline)):
                 return best, done, not new
-            solved = self.solve(tasks, nodes)
+            solved = self.solve(tasks, nodes, need)
             if solved is None:
                 return best, done, False
-            price, sigma, _ = solved
+            price, sigma, mu, value = solved
+            if value >= cap * (1 - 1e-12) - 1e-9 * self.top:
+                return cap, done, True
+
+
+#: Price of a task short on a tier row per tier above the last, in units of the largest gain: high
+#: enough that the LP trades no higher-tier task for lower-tier ones (a node holds at most a few
+#: dozen tasks), low enough for GLOP.
+SLACK_PRICE = 100.0
+
+
+def _top_values(values: np.ndarray, counts: np.ndarray, n: int) -> float:
+    """The sum of the `n` largest values, value i repeated counts[i] times."""
+    order = np.argsort(-values, kind="stable")
+    took = np.minimum(counts[order], np.maximum(0, n - np.concatenate([[0], np.cumsum(counts[order])[:-1]])))
+    return float(values[order] @ took)
 
 
 @dataclass
@@ -369,6 +491,8 @@ class NodePatterns:
     node_class: np.ndarray  # int64 [N], -1 for nodes without usable GPUs
     master: _Master
     converged: bool  # column generation ended with no improving column: the LP is solved
+    tier_of_shape: np.ndarray | None = None  # int64 [I], 0 the highest tier (lexicographic stages)
+    need: np.ndarray | None = None  # int64: Z_j, per tier row (every tier but the last)
 
     def dive(
         self, deadline: float | None = None, rounds: int = 1, price_s: float = 2.0
@@ -378,19 +502,23 @@ class NodePatterns:
         floor(lambda) of every column (the largest lambda once when all are below 1), repeat until
         no node or no value is left. Fixing floor(lambda) keeps every shape within its count; the
         one column rounded up may ask for more tasks than are left (a plan then takes what there
-        is). Stops at `deadline`."""
+        is). The tier rows ask for what is still missing of Z_j. Stops at `deadline`."""
         m = self.master
         nodes = m.m_b.copy()
         tasks = m.sh.count.astype(np.float64)
+        need = None if self.need is None else self.need.astype(np.float64)
+        masks = [mask for _, mask in m.tier_rows]
         fixed: dict[int, int] = {}
         while nodes.sum() > 0 and not (deadline is not None and past(deadline)):
-            m.generate(tasks, nodes, deadline, rounds, price_s)
-            solved = m.solve(tasks, nodes)
-            if solved is None or solved[2] <= 1e-9 * m.top:
+            m.generate(tasks, nodes, deadline, rounds, price_s, need)
+            solved = m.solve(tasks, nodes, need)
+            if solved is None or (solved[3] <= 1e-9 * m.top and not (need is not None and need.any())):
                 break
             value = m.values()
             take = np.floor(value + 1e-9).astype(np.int64)
             if not take.any():
+                if value.max(initial=0.0) <= 1e-9:
+                    break
                 take[int(np.argmax(value))] = 1
             for j in np.flatnonzero(take):
                 b, x, _ = m.cols[j]
@@ -398,14 +526,100 @@ class NodePatterns:
                 fixed[int(j)] = fixed.get(int(j), 0) + n
                 nodes[b] -= n
                 tasks -= n * x
+                if need is not None:
+                    need -= n * np.array([x[mask].sum() for mask in masks])
         return [(*m.cols[j], n) for j, n in fixed.items() if n > 0]
+
+    def tier_counts(self, assign: np.ndarray) -> np.ndarray:
+        """int64 [tiers]: the tasks `assign` places of each tier (0 the highest)."""
+        assert self.tier_of_shape is not None
+        shape = self.shape_of_task[(assign[:, 0] >= 0) & (self.shape_of_task >= 0)]
+        return np.bincount(self.tier_of_shape[shape], minlength=int(self.tier_of_shape.max()) + 1)
+
+    def tier_bound(self, placed: np.ndarray, deadline: float | None = None, price_s: float = 2.0) -> float:
+        """An upper bound on the penalty placed by every plan that, tier by tier from the highest,
+        places at least `placed[j]` tasks of tier j (0 the highest) (module docstring, 'tier by
+        tier'), by one more stage of column generation."""
+        if self.tier_of_shape is None or self.need is None:
+            raise ValueError("tier_bound needs the lexicographic stages")
+        m, sh, tier = self.master, self.master.sh, self.tier_of_shape
+        k = int(self.need.size) + 1
+        first = next((j for j in range(k - 1) if placed[j] < self.need[j]), k - 1)
+        m.set_gain(np.where(tier >= first, sh.value, 0.0))
+        need = self.need.astype(np.float64)
+        if first < k - 1:
+            need[first] = placed[first]
+            need[first + 1 :] = 0.0
+        upper, _, _ = m.generate(sh.count.astype(np.float64), m.m_b, deadline, 200, price_s, need)
+        held = sum(
+            _top_values(sh.value[tier == j], sh.count[tier == j], int(self.need[j])) for j in range(first)
+        )
+        return held + upper
+
+
+def _lexicographic(
+    master: _Master,
+    tier_of_shape: np.ndarray,
+    deadline: float | None,
+    max_rounds: int,
+    price_s: float,
+) -> tuple[float, np.ndarray, int, bool]:
+    """The stages of the module docstring ('priorities'): (U, the upper bound on the penalty any
+    plan places; Z per tier but the last; rounds; whether every stage's LP was solved)."""
+    sh = master.sh
+    k = int(tier_of_shape.max()) + 1
+    master.per_pricing = MAX_COLUMNS
+    counts = sh.count.astype(np.float64)
+    need: list[int] = []
+    rounds, converged = 0, True
+    upper = np.inf
+    for j in range(k):
+        mask = tier_of_shape == j
+        last = j == k - 1
+        master.set_gain(np.where(mask, sh.value if last else 1.0, 0.0))
+        # A tenth of the time left is kept for each stage after this one (the last, over one tier's
+        # penalties with every other tier held by a row, is solved in a few rounds).
+        share = 1.0 - 0.1 * (k - 1 - j)
+        until = None if deadline is None else time.monotonic() + share * (deadline - time.monotonic())
+        upper, r, done = master.generate(
+            counts, master.m_b, until, max_rounds, price_s, np.array(need, dtype=np.float64)
+        )
+        rounds += r
+        converged &= done
+        if not last:
+            z = min(math.floor(upper + 1e-6), int(sh.count[mask].sum()))
+            need.append(max(z, 0))
+            master.add_row(mask, SLACK_PRICE ** (k - 1 - j))
+    z_arr = np.array(need, dtype=np.int64)
+    tier_total = [(sh.value[tier_of_shape == j], sh.count[tier_of_shape == j]) for j in range(k)]
+    full = sum(_top_values(v, c, int(z)) for (v, c), z in zip(tier_total[:-1], z_arr, strict=True)) + upper
+    cases = [full]
+    for j in range(k - 1):  # a plan with fewer than Z_j tasks of tier j (and Z_i of every tier above)
+        if z_arr[j] < 1:
+            continue
+        held = sum(_top_values(v, c, int(z)) for (v, c), z in zip(tier_total[:j], z_arr[:j], strict=True))
+        rest = sum(float(v @ c) for v, c in tier_total[j + 1 :])
+        cases.append(held + _top_values(*tier_total[j], int(z_arr[j]) - 1) + rest)
+    return float(max(cases)), z_arr, rounds, converged
+
+
+def _tiers(p: FleetProgram, sh: _Shapes) -> np.ndarray:
+    """int64 [I]: the tier of each shape, 0 the highest priority among the tasks with a home."""
+    pr = p.priority[sh.rep]
+    levels = np.unique(pr)[::-1]
+    return np.searchsorted(-levels, -pr).astype(np.int64)
 
 
 def node_pattern_bound(
-    p: FleetProgram, deadline: float | None = None, max_rounds: int = 200, price_s: float = 2.0
+    p: FleetProgram,
+    deadline: float | None = None,
+    max_rounds: int = 200,
+    price_s: float = 2.0,
+    lexicographic: bool = False,
 ) -> NodePatterns | None:
     """The node-pattern bound (module docstring) by column generation until `deadline`; None when
-    it does not apply."""
+    it does not apply. `lexicographic`: by the stages of tiers (module docstring, 'priorities'),
+    when there is more than one."""
     started = time.monotonic()
     if not applicable(p):
         return None
@@ -418,9 +632,15 @@ def node_pattern_bound(
         return None
     m_b = np.bincount(node_class[node_class >= 0], minlength=reps.size).astype(np.float64)
     master = _Master(sh, prices, m_b)
-    upper, rounds, converged = master.generate(
-        sh.count.astype(np.float64), m_b, deadline, max_rounds, price_s
-    )
+    tier_of_shape = _tiers(p, sh) if lexicographic else None
+    need = None
+    if tier_of_shape is not None and tier_of_shape.max(initial=0) > 0:
+        upper, need, rounds, converged = _lexicographic(master, tier_of_shape, deadline, max_rounds, price_s)
+    else:
+        tier_of_shape = None
+        upper, rounds, converged = master.generate(
+            sh.count.astype(np.float64), m_b, deadline, max_rounds, price_s
+        )
     bound = float(p.penalty.sum() - upper)
     stats: dict[str, bool | int | float | str] = {
         "pattern_shapes": int(sh.rep.size),
@@ -431,7 +651,9 @@ def node_pattern_bound(
         "pattern_columns": len(master.cols),
         "pattern_s": round(time.monotonic() - started, 4),
     }
-    return NodePatterns(bound, stats, sh.of_task, node_class, master, converged)
+    if need is not None:
+        stats["pattern_tier_counts"] = ",".join(str(int(z)) for z in need)
+    return NodePatterns(bound, stats, sh.of_task, node_class, master, converged, tier_of_shape, need)
 
 
 __all__ = ["NodePatterns", "applicable", "node_pattern_bound"]

@@ -22,7 +22,7 @@ from collections import deque
 import numpy as np
 
 from gpuplan.bounds.node_patterns import NodePatterns
-from gpuplan.heuristics.fleet_greedy import FleetState, task_order
+from gpuplan.heuristics.fleet_greedy import FleetState, state_of, task_order
 from gpuplan.interrupt import past
 from gpuplan.program.fleet import FleetProgram
 
@@ -127,7 +127,16 @@ def pattern_plan(
                     st.place(t, spot)
                     for g in chosen:
                         here.remove(g)
+    _fill(st, pat, np.ones(p.n_tasks, dtype=bool), deadline)
+    return st
+
+
+def _fill(st: FleetState, pat: NodePatterns, tasks: np.ndarray, deadline: float | None) -> None:
+    """Offer every task of `tasks` (bool [T]) still out anywhere, highest priority, then smallest
+    first, by the greedy's best spot."""
+    p = st.p
     rest = np.lexsort((_size(p), p.gang, -p.priority))
+    rest = rest[tasks[rest]]
     stuck: set[tuple[int, int, bool]] = set()  # kinds of task that found no room: the state only fills up
     for i, t in enumerate(rest):
         if deadline is not None and i % 64 == 0 and time.monotonic() >= deadline:
@@ -140,7 +149,39 @@ def pattern_plan(
             stuck.add(kind)
         elif _worth(st, int(t), spot):
             st.place(int(t), spot)
-    return st
 
 
-__all__ = ["pattern_plan"]
+def lay_over(
+    p: FleetProgram,
+    pat: NodePatterns,
+    base: np.ndarray | None,
+    plan: np.ndarray,
+    tasks: np.ndarray,
+    deadline: float | None = None,
+) -> np.ndarray:
+    """`base` (None: nothing placed) with the tasks of `tasks` (bool [T]): a start for one stage of a
+    tier-by-tier solve that follows the node-pattern plan where the stages before it left room.
+    Each task `plan` places goes on the GPUs it gives when they still hold it, largest gang first,
+    and the others go where they fit; two orders, the one that places more penalty kept: every
+    such task first, then the others (the plan's layout whole), or gang size by gang size (a whole
+    node for a left-out gang of 8 is still free before the smaller tasks are laid)."""
+    best: np.ndarray | None = None
+    kept = -1.0
+    for by_gang in (False, True):
+        st = FleetState(p) if base is None else state_of(p, base)
+        groups = [tasks & (p.gang == g) for g in np.unique(p.gang[tasks])[::-1]] if by_gang else [tasks]
+        for mine in groups:
+            todo = np.flatnonzero(mine & (plan[:, 0] >= 0) & (st.assign[:, 0] < 0))
+            for t in todo[np.argsort(-p.gang[todo], kind="stable")]:
+                gpus = plan[t][plan[t] >= 0]
+                if _fits(st, int(t), gpus, int(p.gpu_node[gpus[0]])):
+                    st.place(int(t), gpus)
+            _fill(st, pat, mine, deadline)
+        value = float(p.penalty[tasks & (st.assign[:, 0] >= 0)].sum())
+        if value > kept:
+            best, kept = st.assign, value
+    assert best is not None
+    return best
+
+
+__all__ = ["lay_over", "pattern_plan"]

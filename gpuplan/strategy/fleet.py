@@ -36,7 +36,7 @@ from gpuplan.heuristics.fleet_greedy import (
     swap_improve,
     task_order,
 )
-from gpuplan.heuristics.pattern_plan import pattern_plan
+from gpuplan.heuristics.pattern_plan import lay_over, pattern_plan
 from gpuplan.interrupt import past
 from gpuplan.models import Matrix, MatrixProblem, Plan, Problem, Status
 from gpuplan.program.build import build
@@ -109,16 +109,29 @@ def _starts(
     hold: Hold = (),
     start: np.ndarray | None = None,
     patterns: NodePatterns | None = None,
+    start_name: str = "previous stage",
 ) -> tuple[FleetState, str]:
     """Greedy passes over a few orders and fit weights, the best by objective; new passes start only
     before `deadline`, and every pass stops at `hard_deadline`. With `start` (the plan of an earlier
     stage, which keeps `hold`), it competes too, and a pass that breaks `hold` does not count. With
-    `patterns` (the node-pattern LP), its plan (`pattern_plan`) comes first."""
+    `patterns` (the node-pattern LP), its plan (`pattern_plan`) comes first. `start_name`: what the
+    phases call `start`; a "node patterns" start (a stage of a tier-by-tier solve) gives way only to
+    a pass that drops less: passes that are merely cheaper pack the tier without the room the
+    lower tiers need, which the patterns keep."""
+    room = start is not None and start_name == "node patterns"
+
+    def rank(assign: np.ndarray, kept: bool = False) -> tuple[float, bool, float]:
+        """Objective; in `room` mode drop penalties first, and a pass only beats the start when it
+        drops less."""
+        if not room:
+            return 0.0, False, p.objective(assign)
+        return float(p.penalty[assign[:, 0] < 0].sum()), not kept, p.objective(assign)
+
     best: FleetState | None = None
-    best_val = np.inf
+    best_val: tuple[float, bool, float] = (np.inf, True, np.inf)
     name = ""
     if start is not None:
-        best, best_val, name = state_of(p, start), p.objective(start), "previous stage"
+        best, best_val, name = state_of(p, start), rank(start, kept=True), start_name
     variants: list[tuple[str, float, np.ndarray | None]] = [
         (how, balance, None) for how in ("gpu", "dominant") for balance in (1.0, 0.0)
     ]
@@ -137,7 +150,7 @@ def _starts(
         else:
             st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
         broken = np.any((st.assign[:, 0] < 0) & ~p.optional) or not _within(hold, st.assign)
-        val = np.inf if broken else p.objective(st.assign)
+        val = (np.inf, True, np.inf) if broken else rank(st.assign)
         if best is None or val < best_val:
             tag = ", packing order" if lt is not None else ""
             label = (
@@ -175,12 +188,17 @@ def _bounds(
     p: FleetProgram, until: float, patterns_until: float | None = None
 ) -> tuple[float | None, _Guides, dict[str, bool | int | float | str]]:
     """The node-pattern, aggregated LP and packing bounds (the largest is kept), each stopped at
-    `until`, the node-pattern one at `patterns_until` (None: not run). It runs first, since where
+    `until`, the node-pattern one at `patterns_until` (None: not run; with priority tiers, by the
+    lexicographic stages, whose last LP's columns honour the tiers). It runs first, since where
     it applies it is the strongest on the drop penalties and guides the best start (only once its
     LP is solved: the columns of an unfinished one make a poor plan)."""
     stats: dict[str, bool | int | float | str] = {}
     bound = None
-    patterns = None if patterns_until is None else node_pattern_bound(p, deadline=min(until, patterns_until))
+    patterns = (
+        None
+        if patterns_until is None
+        else node_pattern_bound(p, deadline=min(until, patterns_until), lexicographic=True)
+    )
     if patterns is not None:
         stats.update(patterns.stats)
         bound = patterns.bound
@@ -208,6 +226,7 @@ def _search(
     hold: Hold = (),
     start: np.ndarray | None = None,
     repair_until: float | None = None,
+    start_name: str = "previous stage",
 ) -> _Found:
     """Bounds, greedy starts, moves and (when small enough or asked for) exact CP-SAT within the
     window [t0, t0 + span]; times are fractions of the window so a stage of a tiered solve gets
@@ -222,7 +241,9 @@ def _search(
     if with_bounds:
         bound, guides, stats = _bounds(p, t0 + 0.35 * span, t0 + 0.25 * span)
     late = late_tasks(p, guides.packing)
-    st, name = _starts(p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, guides.patterns)
+    st, name = _starts(
+        p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, guides.patterns, start_name
+    )
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
     warm = p.objective(st.assign) if feasible else None
@@ -369,17 +390,28 @@ def _search_staged(
     seed: int,
     with_bounds: bool = True,
     repair_until: float | None = None,
+    start: np.ndarray | None = None,
 ) -> _Staged:
     """`_search` stage by stage over the programs of a lexicographic objective's stages (highest
     first, one program when it has one stage), each on an equal share of the time left. Stage k
     starts from the plan so far and holds the objectives of stages 1..k-1 at that plan's values;
     its plan is kept only when it is lexicographically no worse in stages 1..k (`_lex_order`). A
     last priority repair on stage 1's program, kept on the same condition, makes sure no task is
-    left out where lower-priority work holds its room."""
+    left out where lower-priority work holds its room. `start`: a plan for the first stage's starts
+    to weigh (a tier-by-tier solve's node-pattern plan)."""
     deadline = t0 + span
     if len(ps) == 1:
         f = _search(
-            ps[0], solver, t0, span, workers, seed, with_bounds=with_bounds, repair_until=repair_until
+            ps[0],
+            solver,
+            t0,
+            span,
+            workers,
+            seed,
+            with_bounds=with_bounds,
+            start=start,
+            repair_until=repair_until,
+            start_name="node patterns",
         )
         value = None if f.assign is None or not f.status.has_solution else ps[0].objective(f.assign)
         proven = value is not None and _proven(value, f.bound)
@@ -396,7 +428,20 @@ def _search_staged(
         window = max(0.0, (deadline - now) / (len(ps) - k))
         hold = [] if best is None else [(q, q.objective(best)) for q in ps[:k]]
         bounds_too = with_bounds and k == 0
-        f = _search(p, solver, now, window, workers, seed, bounds_too, hold, best, repair_until=repair_until)
+        first_start = start if k == 0 else best
+        f = _search(
+            p,
+            solver,
+            now,
+            window,
+            workers,
+            seed,
+            bounds_too,
+            hold,
+            first_start,
+            repair_until=repair_until,
+            start_name="node patterns" if k == 0 else "previous stage",
+        )
         phases.extend(f"stage {k + 1}: {phase}" for phase in f.phases)
         stats.update({f"stage{k + 1}_{key}": value for key, value in f.stats.items()})
         bounds.append(f.bound)
@@ -745,6 +790,11 @@ def _decode_gap(c: FleetCompiled, view: Program, out: GapOutcome, solver: str, s
 
 #: Share of a tiered solve's time for the bound of the whole program.
 TIERED_BOUND_SHARE = 0.15
+#: Shares of a tiered solve's time: until when the node-pattern stages may run, and when its plan
+#: must be rounded; and the share kept at the end for the bound over the plan's tier counts.
+TIERED_PATTERN_SHARE = 0.5
+TIERED_PATTERN_PLAN_SHARE = 0.6
+TIERED_TIER_BOUND_SHARE = 0.08
 
 
 def solve_tiered(
@@ -766,8 +816,11 @@ def solve_tiered(
     overflow. Tasks placed before keep their GPUs unless the stage moves them (their placement is
     the greedy's first choice). A stage that finds no plan with every required task keeps the
     previous stage's plan. The plan is then priced on the whole program with every tier weighed
-    like the first (`flat_penalties`); its bound is that program's LP/packing bound, a valid lower
-    bound on the price of every plan, the tier-optimal ones included. `built_s` (the build that found
+    like the first (`flat_penalties`); its bound is the larger of that program's LP/packing bound
+    (a lower bound on the price of every plan) and, when the node-pattern stages apply, the bound
+    over the plans placing, tier by tier, at least as many tasks as this one
+    (`NodePatterns.tier_bound`): a lower bound on the price of the tier-optimal plans, whose rounded
+    columns (`pattern_plan`) also give each stage a start (`lay_over`). `built_s` (the build that found
     the tiers too wide) and this compile size the time kept for the last priority repair, decoding
     and verification (`reserves`).
     """
@@ -783,17 +836,40 @@ def solve_tiered(
         verify(plan, problem)
         return plan
     stats: dict[str, bool | int | float | str] = {}
-    # No node-pattern bound: its plan would guide no stage, and the flat program's bound gains
-    # little from it (its time is the stages').
-    bound, _, bound_stats = _bounds(p, started + TIERED_BOUND_SHARE * time_limit_s)
-    stats.update(bound_stats)
     candidates = p.optional & p.has_home()
     levels = tiers(candidates, p.priority)
+    pat, follow = _tier_patterns(p, started, time_limit_s, deadline, stats)
+    if pat is not None:
+        deadline -= TIERED_TIER_BOUND_SHARE * time_limit_s
+    # The bound over every plan, after the pattern stages (which need the time more, and bound the
+    # tier-optimal plans far closer once the plan's tier counts reach theirs).
+    bound, _, bound_stats = _bounds(p, time.monotonic() + TIERED_BOUND_SHARE * time_limit_s)
+    stats.update(bound_stats)
     best: np.ndarray | None = None
     status = Status.UNKNOWN
     incumbents: list[tuple[float, float]] = []
     used: list[str] = []
     for j, level in enumerate(levels):
+        laid = None
+        if follow is not None:  # the pattern plan's tasks of this tier, where the stages above left room
+            assert pat is not None
+            mine = candidates & (p.priority == level)
+            laid = lay_over(
+                p,
+                pat,
+                best,
+                follow,
+                mine,
+                deadline,
+            )
+            if j < len(levels) - 1 and np.all(laid[mine, 0] >= 0):
+                # The whole tier is placed: a search could only lower its cost, which weighs less
+                # than any lower tier's task, and would move it out of the room the patterns keep.
+                best = laid
+                status = Status.FEASIBLE
+                used.append(f"tier {level}: node patterns (every task placed)")
+                incumbents.append((time.monotonic() - started, p.objective(best)))
+                continue
         keep = ~p.optional | (candidates & (p.priority == level))
         if best is not None:
             keep |= best[:, 0] >= 0
@@ -803,8 +879,17 @@ def solve_tiered(
         scs = [sc, *(compile_fleet(sub, flat_tiers=True, stage=k) for k in range(1, sc.stages))]
         now = time.monotonic()
         window = max(0.0, (deadline - now) / (len(levels) - j))
+        start = None if laid is None else laid[rows, : sc.program.max_gang]
         f = _search_staged(
-            [x.program for x in scs], solver, now, window, workers, seed, False, repair_until=now + window
+            [x.program for x in scs],
+            solver,
+            now,
+            window,
+            workers,
+            seed,
+            False,
+            repair_until=now + window,
+            start=start,
         ).found
         used.extend(f"tier {level}: {phase}" for phase in f.phases)
         for key, value in f.stats.items():
@@ -832,6 +917,11 @@ def solve_tiered(
             best = repaired
             stats["priority_repairs"] = fixed
             used.append("priority repair")
+    if pat is not None and best is not None:
+        upper = pat.tier_bound(pat.tier_counts(best), deadline=started + time_limit_s - finish)
+        tier_bound = float(p.penalty.sum() - upper)
+        stats["pattern_tier_bound"] = tier_bound
+        bound = tier_bound if bound is None else max(bound, tier_bound)
     objective = None if best is None else p.objective(best)
     message = ""
     if c.stages > 1:
@@ -873,6 +963,38 @@ def solve_tiered(
     )
     verify(plan, problem)
     return plan
+
+
+def _tier_patterns(
+    p: FleetProgram,
+    started: float,
+    time_limit_s: float,
+    deadline: float,
+    stats: dict[str, bool | int | float | str],
+) -> tuple[NodePatterns | None, np.ndarray | None]:
+    """The node-pattern stages of a tiered solve's flat program and their plan; (None, None) when
+    they do not apply, or when a tier's tasks differ in drop penalty (a stage then need not place
+    the most tasks of its tier, which the bound over tier counts assumes), or when their LP is not
+    solved in time (its columns make a poor plan, and the bound over the plan's tier counts is weak
+    when the stages' counts are: the time kept for it goes to the stages)."""
+    candidates = p.optional & p.has_home()
+    for level in tiers(candidates, p.priority):
+        pen = p.penalty[candidates & (p.priority == level)]
+        if pen.size and pen.max() != pen.min():
+            stats["pattern_skipped"] = "drop penalties differ within a tier"
+            return None, None
+    pat = node_pattern_bound(
+        p, deadline=min(deadline, started + TIERED_PATTERN_SHARE * time_limit_s), lexicographic=True
+    )
+    if pat is None or pat.need is None:
+        return None, None
+    stats.update({k: v for k, v in pat.stats.items() if k != "pattern_bound"})
+    if not pat.converged:
+        stats["pattern_skipped"] = "the stages' LP was not solved in time"
+        return None, None
+    until = min(deadline, started + TIERED_PATTERN_PLAN_SHARE * time_limit_s)
+    follow = pattern_plan(p, pat, deadline=until, dive_until=until).assign
+    return pat, follow
 
 
 def _keeps(before: np.ndarray, after: np.ndarray, p: FleetProgram) -> bool:

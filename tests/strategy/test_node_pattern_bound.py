@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import assume, given
+
 import gpuplan
+from gpuplan.backends.fleet_brute import brute_force
 from gpuplan.models import Problem
+from gpuplan.program import priorities
 from gpuplan.program.fleet import compile_fleet
+from tests.bounds.test_node_patterns import pattern_fleets
+from tests.strategies import SETTINGS
 
 
 def test_cpu_bound_nodes_are_seen_full() -> None:
@@ -25,3 +34,33 @@ def test_cpu_bound_nodes_are_seen_full() -> None:
     # at most four placeable: the bound counts two tasks dropped
     assert float(p.penalty.sum()) - float(plan.stats["pattern_bound"]) <= 4 * drop * (1 + 1e-9)
     assert plan.bound is not None and plan.bound >= float(plan.stats["pattern_bound"]) - 1e-6 * drop
+
+
+@pytest.fixture(scope="module")
+def wide() -> Iterator[pytest.MonkeyPatch]:
+    """Every priority tier counts as too wide to weigh (a monkeypatch usable inside hypothesis)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(priorities, "EXACT_LIMIT", 0.0)
+    yield mp
+    mp.undo()
+
+
+@SETTINGS
+@given(pattern_fleets())
+def test_a_tiered_solve_bounds_the_tier_optimal_plans(wide: pytest.MonkeyPatch, data: dict) -> None:
+    """Solved tier by tier with the node-pattern stages: the plan passes the verifier (priority
+    dominance included), and its bound stays below the flat price of a tier-optimal plan (the
+    optimum of the exactly weighted program, by brute force)."""
+    problem = Problem.model_validate(data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(priorities, "EXACT_LIMIT", float("inf"))
+        exact = compile_fleet(problem).program
+    ref = brute_force(exact)
+    assume(ref is not None)
+    flat = compile_fleet(problem, flat_tiers=True).program
+    price = flat.objective(ref[1])  # type: ignore[index]
+    plan = gpuplan.solve(data, solver="greedy", time_limit_s=2, workers=1)
+    assume(plan.solver == "tiered")  # else no task has a home
+    assert plan.bound is not None and plan.objective is not None
+    assert plan.bound <= price + 1e-6 * max(1.0, abs(price))
+    assert plan.bound <= plan.objective + 1e-6 * max(1.0, abs(plan.objective))

@@ -109,16 +109,17 @@ def _starts(
     hold: Hold = (),
     start: np.ndarray | None = None,
     patterns: NodePatterns | None = None,
-    start_name: str = "previous stage",
+    from_patterns: bool = False,
 ) -> tuple[FleetState, str]:
     """Greedy passes over a few orders and fit weights, the best by objective; new passes start only
     before `deadline`, and every pass stops at `hard_deadline`. With `start` (the plan of an earlier
     stage, which keeps `hold`), it competes too, and a pass that breaks `hold` does not count. With
-    `patterns` (the node-pattern LP), its plan (`pattern_plan`) comes first. `start_name`: what the
-    phases call `start`; a "node patterns" start (a stage of a tier-by-tier solve) gives way only to
-    a pass that drops less: passes that are merely cheaper pack the tier without the room the
-    lower tiers need, which the patterns keep."""
-    room = start is not None and start_name == "node patterns"
+    `patterns` (the node-pattern LP), its plan (`pattern_plan`) comes first. `from_patterns`: `start`
+    is the node-pattern plan (a stage of a tier-by-tier solve), which gives way only to a pass that
+    drops less: passes that are merely cheaper pack the tier without the room the lower tiers need,
+    which the patterns keep."""
+    room = start is not None and from_patterns
+    start_name = "node patterns" if from_patterns else "previous stage"
 
     def rank(assign: np.ndarray, kept: bool = False) -> tuple[float, bool, float]:
         """Objective; in `room` mode drop penalties first, and a pass only beats the start when it
@@ -226,7 +227,7 @@ def _search(
     hold: Hold = (),
     start: np.ndarray | None = None,
     repair_until: float | None = None,
-    start_name: str = "previous stage",
+    from_patterns: bool = False,
 ) -> _Found:
     """Bounds, greedy starts, moves and (when small enough or asked for) exact CP-SAT within the
     window [t0, t0 + span]; times are fractions of the window so a stage of a tiered solve gets
@@ -234,7 +235,8 @@ def _search(
     (None: to its end); cut there, the stats say so (`priority_repair_cut`). `hold` (a stage of a
     lexicographic solve): the earlier stages' objectives may not get worse (`_within`); CP-SAT holds
     them as constraints, and a start, a round of moves or a priority repair that breaks them is not
-    kept. `start`: a plan that keeps them (the earlier stage's), a start among the greedy ones."""
+    kept. `start`: a plan that keeps them (the earlier stage's), a start among the greedy ones;
+    `from_patterns`: it is the node-pattern plan (see `_starts`)."""
     deadline = t0 + span
     stats: dict[str, bool | int | float | str] = {}
     bound, guides = None, _Guides()
@@ -242,7 +244,7 @@ def _search(
         bound, guides, stats = _bounds(p, t0 + 0.35 * span, t0 + 0.25 * span)
     late = late_tasks(p, guides.packing)
     st, name = _starts(
-        p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, guides.patterns, start_name
+        p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, guides.patterns, from_patterns
     )
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
@@ -411,7 +413,7 @@ def _search_staged(
             with_bounds=with_bounds,
             start=start,
             repair_until=repair_until,
-            start_name="node patterns",
+            from_patterns=True,
         )
         value = None if f.assign is None or not f.status.has_solution else ps[0].objective(f.assign)
         proven = value is not None and _proven(value, f.bound)
@@ -440,7 +442,7 @@ def _search_staged(
             hold,
             first_start,
             repair_until=repair_until,
-            start_name="node patterns" if k == 0 else "previous stage",
+            from_patterns=k == 0,
         )
         phases.extend(f"stage {k + 1}: {phase}" for phase in f.phases)
         stats.update({f"stage{k + 1}_{key}": value for key, value in f.stats.items()})

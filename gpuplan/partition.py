@@ -51,6 +51,7 @@ from gpuplan.errors import InputError
 from gpuplan.heuristics.fleet_greedy import (
     FleetState,
     eject_improve,
+    fit_kind,
     honour_priorities,
     state_of,
     swap_improve,
@@ -58,9 +59,10 @@ from gpuplan.heuristics.fleet_greedy import (
 )
 from gpuplan.interrupt import POLL_S, in_context, owned, past, requested, watching
 from gpuplan.models import Plan, Problem, Status
-from gpuplan.program.decode_fleet import decode_fleet, presolve_plan
-from gpuplan.program.fleet import FleetCompiled, FleetProgram, compile_fleet
+from gpuplan.program.decode_fleet import decode_fleet
+from gpuplan.program.fleet import FleetCompiled, compile_fleet
 from gpuplan.program.priorities import TiersTooWide
+from gpuplan.strategy.fleet import homeless_plan
 
 #: Most parts one solve may be cut into.
 MAX_PARTITIONS = 256
@@ -449,7 +451,7 @@ def solve_partitioned(
     for r in results:
         if "error" in r:
             raise InputError(*r["error"])
-    home = _homeless(c, solver, started)
+    home = homeless_plan(c, solver, started)
     if home is not None:
         verify_timed(home, problem)
         return home
@@ -581,21 +583,6 @@ def _collect(
     return [f.result() for f in futures if f in done]
 
 
-def _homeless(c: FleetCompiled, solver: str, started: float) -> Plan | None:
-    """The infeasible plan when a required task has no eligible GPU in the whole fleet, else None."""
-    p = c.program
-    homeless = np.flatnonzero(~p.eligible_c.any(axis=1) & ~p.optional)
-    if not homeless.size:
-        return None
-    return presolve_plan(
-        c,
-        solver,
-        started,
-        "a required task fits on no GPU (or, CPU-only, on no node)",
-        f"{homeless.size} required task(s) have no eligible GPU or node",
-    )
-
-
 def _merge(c: FleetCompiled, results: list[dict[str, Any]]) -> np.ndarray:
     """The parts' placements as one assignment of the whole program (by task, GPU and node ids)."""
     p = c.program
@@ -610,21 +597,6 @@ def _merge(c: FleetCompiled, results: list[dict[str, Any]]) -> np.ndarray:
     return assign
 
 
-def _kind(p: FleetProgram, t: int) -> tuple[Any, ...]:
-    """Two tasks of one kind fit in the same places (the repair skips a kind that found none)."""
-    return (
-        int(p.gang[t]),
-        float(p.share[t]),
-        float(p.gpu_mem[t]),
-        float(p.cpu[t]),
-        float(p.ram[t]),
-        int(p.spread[t]),
-        bool(p.same_type[t]),
-        p.load_c[t].tobytes(),
-        p.eligible_c[t].tobytes(),
-    )
-
-
 def _place_required(st: FleetState, deadline: float) -> int:
     """Left-out required tasks where they fit as things stand, greedy order; how many were placed."""
     p = st.p
@@ -633,7 +605,7 @@ def _place_required(st: FleetState, deadline: float) -> int:
     for t in task_order(p, "gpu"):
         if st.assign[t, 0] >= 0 or p.optional[t] or past(deadline):
             continue
-        kind = _kind(p, int(t))
+        kind = fit_kind(p, int(t))
         if kind in stuck:
             continue
         spot = st.best_spot(int(t))

@@ -699,7 +699,7 @@ def honour_priorities_until(
     for t in todo[np.lexsort((-p.penalty[todo], -p.priority[todo]))]:
         if deadline is not None and time.monotonic() >= deadline:  # the clock only: a stop lets it finish
             return st.assign, placed, False
-        kind = _kind(p, int(t))
+        kind = fit_kind(p, int(t))
         if kind in stuck:
             continue
         spot = st.best_spot(int(t))
@@ -715,8 +715,9 @@ def honour_priorities_until(
     return st.assign, placed, True
 
 
-def _kind(p: FleetProgram, t: int) -> tuple[object, ...]:
-    """What decides where task t fits: two tasks of one kind fit in the same places."""
+def fit_kind(p: FleetProgram, t: int) -> tuple[object, ...]:
+    """What decides where task t fits, and what it may take from (its priority): two tasks of one
+    kind fit in the same places."""
     return (
         int(p.gang[t]),
         float(p.share[t]),

@@ -525,7 +525,7 @@ def _stage_message(cs: Sequence[FleetCompiled], staged: _Staged | None) -> str:
     return text
 
 
-def _homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None:
+def homeless_plan(c: FleetCompiled, solver: str, started: float) -> Plan | None:
     """The infeasible plan when a required task has no eligible GPU at all, else None."""
     p = c.program
     homeless = np.flatnonzero(~p.eligible_c.any(axis=1) & ~p.optional)
@@ -626,7 +626,7 @@ def solve_fleet(
         )
     if solver != "auto":
         require(solver, c.program if view is None else view.program)
-    plan = _homeless_plan(c, solver, started)
+    plan = homeless_plan(c, solver, started)
     if plan is None and view is not None:
         out = search_gap(
             view.program,
@@ -718,7 +718,7 @@ def solve_lexicographic(
     from gpuplan.program.verify import verify
 
     c = cs[0]
-    plan = _homeless_plan(c, solver, started)
+    plan = homeless_plan(c, solver, started)
     if plan is not None:
         verify(plan, problem)
         return plan
@@ -833,7 +833,7 @@ def solve_tiered(
     finish, repair = reserves(time_limit_s, max(built_s, time.monotonic() - began))
     deadline = started + time_limit_s - finish - repair
     p = c.program
-    plan = _homeless_plan(c, solver, started)
+    plan = homeless_plan(c, solver, started)
     if plan is not None:
         verify(plan, problem)
         return plan
@@ -1018,4 +1018,11 @@ def _stage_problem(problem: Problem, c: FleetCompiled, rows: np.ndarray, best: n
     return problem.model_copy(update={"tasks": tasks})
 
 
-__all__ = ["FLEET_EXACT_PAIRS", "HOLD_TOLERANCE", "solve_fleet", "solve_lexicographic", "solve_tiered"]
+__all__ = [
+    "FLEET_EXACT_PAIRS",
+    "HOLD_TOLERANCE",
+    "homeless_plan",
+    "solve_fleet",
+    "solve_lexicographic",
+    "solve_tiered",
+]

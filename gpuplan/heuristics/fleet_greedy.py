@@ -739,33 +739,108 @@ def _worth_placing(st: FleetState, t: int, spot: np.ndarray) -> bool:
     return added + p.transfer_each[t] < p.penalty[t]
 
 
+#: Most nodes `_promote` weighs for one task (of those where it fits once lower tiers leave).
+PROMOTE_NODES = 8
+
+
 def _promote(st: FleetState, t: int) -> np.ndarray | None:
-    """Take the lower-priority optional tasks off the first node where `t` then fits; re-place them
-    where they still fit (else they stay out). The GPUs for `t`, or None (nothing changed)."""
+    """Make room for `t` on a node by taking off optional tasks of lower priority, and re-place those
+    where they still fit (else they stay out). Of the first `PROMOTE_NODES` nodes where `t` fits with
+    all of them gone, the one whose room costs least is taken: tasks leave lowest tier first (then
+    largest) until `t` fits, those `t` does not need come back, and nodes compare by what is left out,
+    tier by tier from the highest, then by drop penalty. The GPUs for `t`, or None (nothing changed)."""
     p = st.p
     placed = np.flatnonzero(st.assign[:, 0] >= 0)
     lower = placed[p.optional[placed] & (p.priority[placed] < p.priority[t])]
     if not lower.size:
         return None
     nodes = p.gpu_node[st.assign[lower, 0]]
+    levels = np.unique(p.priority[lower])[::-1]
+    best: tuple[tuple[float, ...], int, np.ndarray] | None = None
+    tried = 0
     for n in _room_without(st, t, lower).tolist():
         victims = lower[nodes == n]
-        rows = st.assign[victims].copy()
-        for u in victims:
-            st.remove(int(u))
-        spot = _spot_on(st, t, int(n))
-        if spot is None:
-            for u, row in zip(victims, rows, strict=True):
-                st.place(int(u), row[row >= 0])
+        out = _room_on(st, t, int(n), victims)
+        if out is None:
             continue
-        st.place(t, spot)
-        for u in victims[np.argsort(-p.priority[victims], kind="stable")]:
-            again = st.best_spot(int(u))
-            if again is not None:
-                st.place(int(u), again)
-        st.remove(t)  # the caller places it
-        return spot
-    return None
+        key = (*(float((p.priority[out] == v).sum()) for v in levels), float(p.penalty[out].sum()))
+        if best is None or key < best[0]:
+            best = (key, int(n), out)
+        tried += 1
+        if tried >= PROMOTE_NODES or key[-1] == 0.0:
+            break
+    if best is None:
+        return None
+    _, n, out = best
+    for u in out:
+        st.remove(int(u))
+    spot = _spot_on(st, t, n)
+    assert spot is not None, "room found for a promoted task is gone"
+    st.place(t, spot)
+    for u in out[np.argsort(-p.priority[out], kind="stable")]:
+        again = st.best_spot(int(u))
+        if again is not None:
+            st.place(int(u), again)
+    st.remove(t)  # the caller places it
+    return spot
+
+
+def _room_on(st: FleetState, t: int, node: int, victims: np.ndarray) -> np.ndarray | None:
+    """The tasks of `victims` (placed on `node`, lower priority than t) that must leave for t to fit
+    there, or None when t does not fit even with all of them gone; the state is left as it was.
+    Greedy: take them off lowest priority first, largest GPU footprint first within a priority,
+    until t fits; then put back, highest priority first, each that still fits beside t."""
+    p = st.p
+    rows = {int(u): st.assign[u][st.assign[u] >= 0].copy() for u in victims}
+    for u in victims:
+        st.remove(int(u))
+    spot = _spot_on(st, t, node)
+    for u in victims:
+        st.place(int(u), rows[int(u)])
+    if spot is None:
+        return None
+    order = victims[np.lexsort((-(p.gang[victims] * p.share[victims]), p.priority[victims]))]
+    gone: list[int] = []
+    for u in order:
+        st.remove(int(u))
+        gone.append(int(u))
+        spot = _spot_on(st, t, node)
+        if spot is not None:
+            break
+    assert spot is not None
+    st.place(t, spot)
+    out = []
+    for u in sorted(gone, key=lambda u: (-p.priority[u], p.gang[u] * p.share[u])):
+        if fits_on(st, u, rows[u]):
+            st.place(u, rows[u])
+        else:
+            out.append(u)
+    st.remove(t)
+    for u in out:
+        st.place(u, rows[u])
+    return np.array(out, dtype=np.int64)
+
+
+def fits_on(st: FleetState, t: int, gpus: np.ndarray) -> bool:
+    """Task t fits on `gpus` (all on one node) as things stand: eligibility, node CPU and host
+    memory, spread group, one type, exclusive GPUs, load and GPU memory."""
+    p = st.p
+    n = int(p.gpu_node[gpus[0]])
+    if not p.eligible(t)[gpus].all():
+        return False
+    if st.cpu[n] + p.cpu[t] > p.node_cpu[n] * (1 + _EPS) + _EPS:
+        return False
+    if st.ram[n] + p.ram[t] > p.node_ram[n] * (1 + _EPS) + _EPS:
+        return False
+    if p.spread[t] >= 0 and (int(p.spread[t]), n) in st.spread:
+        return False
+    if p.same_type[t] and np.unique(p.gpu_type[gpus]).size > 1:
+        return False
+    if not p.horizon and (p.gang[t] > 1 or p.share[t] >= 1.0) and st.count[gpus].any():
+        return False
+    if np.any(st.load[gpus] + p.load_c[t, p.gpu_class[gpus]] > p.capacity * (1 + _EPS) + _EPS):
+        return False
+    return p.horizon or bool(np.all(st.mem[gpus] + p.gpu_mem[t] <= p.mem_cap[gpus] * (1 + _EPS) + _EPS))
 
 
 def _room_without(st: FleetState, t: int, lower: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from collections import deque
 import numpy as np
 
 from gpuplan.bounds.node_patterns import NodePatterns
-from gpuplan.heuristics.fleet_greedy import FleetState, state_of, task_order
+from gpuplan.heuristics.fleet_greedy import FleetState, fits_on, state_of, task_order
 from gpuplan.interrupt import past
 from gpuplan.program.fleet import FleetProgram
 
@@ -38,26 +38,6 @@ def _size(p: FleetProgram) -> np.ndarray:
         if finite.size and finite.sum() > 0:
             rel.append(need / finite.sum())
     return np.maximum.reduce(rel)
-
-
-def _fits(st: FleetState, t: int, gpus: np.ndarray, n: int) -> bool:
-    """Task t fits on `gpus` (all on node n) as things stand."""
-    p = st.p
-    if not p.eligible(t)[gpus].all():
-        return False
-    if st.cpu[n] + p.cpu[t] > p.node_cpu[n] * (1 + _EPS) + _EPS:
-        return False
-    if st.ram[n] + p.ram[t] > p.node_ram[n] * (1 + _EPS) + _EPS:
-        return False
-    if p.spread[t] >= 0 and (int(p.spread[t]), n) in st.spread:
-        return False
-    if p.same_type[t] and np.unique(p.gpu_type[gpus]).size > 1:
-        return False
-    if not p.horizon and (p.gang[t] > 1 or p.share[t] >= 1.0) and st.count[gpus].any():
-        return False
-    if np.any(st.load[gpus] + p.load_c[t, p.gpu_class[gpus]] > p.capacity * (1 + _EPS) + _EPS):
-        return False
-    return p.horizon or bool(np.all(st.mem[gpus] + p.gpu_mem[t] <= p.mem_cap[gpus] * (1 + _EPS) + _EPS))
 
 
 def _worth(st: FleetState, t: int, gpus: np.ndarray) -> bool:
@@ -82,7 +62,7 @@ def pattern_plan(
         cur = p.current[t]
         cur = cur[cur >= 0]
         one_node = cur.size and cur.size == p.gang[t] and np.unique(p.gpu_node[cur]).size == 1
-        if one_node and _fits(st, int(t), cur, int(p.gpu_node[cur[0]])):
+        if one_node and fits_on(st, int(t), cur):
             st.place(int(t), cur)
     shape = pat.shape_of_task[order]
     pools = {int(i): deque(order[shape == i]) for i in np.unique(shape[shape >= 0])}
@@ -121,7 +101,7 @@ def pattern_plan(
                     if len(chosen) < p.gang[t]:
                         break
                     spot = np.array(chosen, dtype=np.int64)
-                    if not (_fits(st, t, spot, n) and _worth(st, t, spot)):
+                    if not (fits_on(st, t, spot) and _worth(st, t, spot)):
                         break
                     pool.popleft()
                     st.place(t, spot)
@@ -174,7 +154,7 @@ def lay_over(
             todo = np.flatnonzero(mine & (plan[:, 0] >= 0) & (st.assign[:, 0] < 0))
             for t in todo[np.argsort(-p.gang[todo], kind="stable")]:
                 gpus = plan[t][plan[t] >= 0]
-                if _fits(st, int(t), gpus, int(p.gpu_node[gpus[0]])):
+                if fits_on(st, int(t), gpus):
                     st.place(int(t), gpus)
             _fill(st, pat, mine, deadline)
         value = float(p.penalty[tasks & (st.assign[:, 0] >= 0)].sum())

@@ -103,3 +103,32 @@ def test_promotion_skips_only_nodes_where_the_task_cannot_fit(
     slow, placed_slow = honour_priorities(p, start.copy())
     assert placed == placed_slow and placed > 0
     assert np.array_equal(fast, slow)
+
+
+CHEAPEST_ROOM = {
+    "gpu_types": [
+        {"name": "X", "memory_gb": 80, "cost_per_hour": 1},
+        {"name": "Y", "memory_gb": 80, "cost_per_hour": 1},
+    ],
+    "nodes": [{"id": "n0", "gpu_counts": {"X": 1}}, {"id": "n1", "gpu_counts": {"Y": 1}}],
+    "tasks": [
+        {"id": "middle", "work_h": 1, "optional": True, "priority": 1, "allowed_types": ["X"]},
+        {"id": "low", "work_h": 1, "optional": True, "priority": 0},
+        {"id": "high", "work_h": 1, "optional": True, "priority": 2},
+    ],
+}
+
+
+def test_a_promotion_takes_room_from_the_lowest_tier_it_can() -> None:
+    """'high' fits once either node's work leaves. n0 comes first but holds 'middle', which fits
+    nowhere else; n1 holds 'low': the repair takes n1, so only the lowest tier loses a task (taking
+    the first node left 'middle' out for good: nothing of lower priority blocks it then)."""
+    c = compile_fleet(gpuplan.Problem.model_validate(CHEAPEST_ROOM))
+    p = c.program
+    assign = p.empty_assign()
+    assign[0, 0] = 0  # 'middle' on n0's GPU
+    assign[1, 0] = 1  # 'low' on n1's GPU; 'high' left out
+    fixed, count = honour_priorities(p, assign)
+    assert count == 1
+    assert fixed[2, 0] == 1 and fixed[0, 0] == 0 and fixed[1, 0] < 0
+    verify(_plan(c, fixed), c.source)

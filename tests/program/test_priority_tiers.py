@@ -150,6 +150,7 @@ def test_penalties_that_overflow_only_the_integer_scale_are_solved_tier_by_tier(
     assert plan.solver == "tiered" and plan.status.has_solution
     placed = {int(a.task[1:]) % 8 for a in plan.assignments}
     assert placed == {7}  # the four GPUs go to the top tier
+    assert plan.stats["build_s"] > 0 and plan.stats["verify_s"] > 0  # where the time went
 
 
 def test_a_lexicographic_objective_too_wide_for_float64_is_solved_in_stages() -> None:

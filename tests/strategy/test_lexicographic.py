@@ -88,6 +88,7 @@ def test_the_last_of_six_criteria_still_decides(solver: str) -> None:
     assert plan.status.has_solution
     assert plan.stats["criterion_gpus_used"] == 2.0
     assert plan.solver == "staged" and plan.stats["lexicographic_stages"] > 1
+    assert plan.stats["build_s"] > 0 and plan.stats["verify_s"] > 0  # where the time went
     assert f"solved in {plan.stats['lexicographic_stages']} stages" in plan.message
     assert "float64" in plan.message and "weighed only as far" not in plan.message
     if solver == "cpsat":

@@ -468,6 +468,9 @@ class _Master:
                 return cap, done, True
 
 
+#: Once every column of the dive's LP is below one node, the nodes left over this many are rounded
+#: up per LP (the largest lambdas first), then the LP is solved again.
+TAIL_STEP = 4
 #: Price of a task short on a tier row per tier above the last, in units of the largest gain: high
 #: enough that the LP trades no higher-tier task for lower-tier ones (a node holds at most a few
 #: dozen tasks), low enough for GLOP.
@@ -499,16 +502,18 @@ class NodePatterns:
     ) -> list[tuple[int, np.ndarray, np.ndarray, int]]:
         """Whole numbers of nodes per pattern, (b, x [I], u [J], nodes), by diving on the master LP: solve
         it for the nodes and tasks still free (a few rounds of column generation first), fix
-        floor(lambda) of every column (the largest lambda once when all are below 1), repeat until
-        no node or no value is left. Fixing floor(lambda) keeps every shape within its count; the
-        one column rounded up may ask for more tasks than are left (a plan then takes what there
-        is). The tier rows ask for what is still missing of Z_j. Stops at `deadline`."""
+        floor(lambda) of every column, repeat until no node or no value is left. Fixing
+        floor(lambda) keeps every shape within its count. Once every lambda is below 1, the columns
+        of the largest lambda are rounded up to one node each, a share of the nodes left at a time
+        (`TAIL_STEP`), each cut to the tasks still left, so that what is fixed never counts a task
+        twice and the tier rows ask for exactly what is still missing of Z_j (a column that asks for
+        a task already taken would leave a task of a high tier out unseen). Stops at `deadline`."""
         m = self.master
         nodes = m.m_b.copy()
         tasks = m.sh.count.astype(np.float64)
         need = None if self.need is None else self.need.astype(np.float64)
         masks = [mask for _, mask in m.tier_rows]
-        fixed: dict[int, int] = {}
+        fixed: list[tuple[int, np.ndarray, np.ndarray, int]] = []
         while nodes.sum() > 0 and not (deadline is not None and past(deadline)):
             m.generate(tasks, nodes, deadline, rounds, price_s, need)
             solved = m.solve(tasks, nodes, need)
@@ -519,16 +524,26 @@ class NodePatterns:
             if not take.any():
                 if value.max(initial=0.0) <= 1e-9:
                     break
-                take[int(np.argmax(value))] = 1
-            for j in np.flatnonzero(take):
-                b, x, _ = m.cols[j]
+                up = np.argsort(-value, kind="stable")[: max(1, int(nodes.sum()) // TAIL_STEP)]
+                take[up[value[up] > 1e-9]] = 1
+            before = len(fixed)
+            for j in np.argsort(-value, kind="stable"):
+                b, x, u = m.cols[j]
                 n = int(min(take[j], nodes[b]))
-                fixed[int(j)] = fixed.get(int(j), 0) + n
+                if n <= 0:
+                    continue
+                if value[j] < 1:  # rounded up: cut to the tasks still left
+                    x = np.minimum(x, np.floor(np.maximum(tasks, 0.0) + 1e-9).astype(np.int64))
+                    if not x.any():
+                        continue
+                fixed.append((b, x, u, n))
                 nodes[b] -= n
                 tasks -= n * x
                 if need is not None:
                     need -= n * np.array([x[mask].sum() for mask in masks])
-        return [(*m.cols[j], n) for j, n in fixed.items() if n > 0]
+            if len(fixed) == before:
+                break  # nothing more to fix (the LP holds no column with a task left)
+        return fixed
 
     def tier_counts(self, assign: np.ndarray) -> np.ndarray:
         """int64 [tiers]: the tasks `assign` places of each tier (0 the highest)."""

@@ -134,3 +134,21 @@ def test_the_stages_place_the_higher_tier_first() -> None:
     st_ = pattern_plan(p, pat)
     assert st_.assign[0, 0] >= 0
     assert np.isclose(p.objective(st_.assign), brute_force(p)[0])  # type: ignore[index]
+
+
+def test_the_dive_never_counts_a_task_twice() -> None:
+    """The columns the dive fixes ask, shape by shape, for no more tasks than there are: the ones it
+    rounds up are cut to the tasks left, so the tier rows see what is really still missing (a
+    column asking for tasks already taken left top-tier tasks out unseen)."""
+    from benchmarks.size_ladder import ladder_problem
+    from gpuplan.api import parse_problem
+
+    p = compile_fleet(parse_problem(ladder_problem(200, seed=0, priorities=True)), flat_tiers=True).program
+    pat = node_pattern_bound(p, lexicographic=True)
+    assert pat is not None and pat.converged
+    asked = np.zeros(pat.master.sh.count.size)
+    fixed = pat.dive()
+    for _, x, _, n in fixed:
+        asked += n * x
+    assert np.all(asked <= pat.master.sh.count)
+    assert sum(n for *_, n in fixed) <= pat.master.m_b.sum()

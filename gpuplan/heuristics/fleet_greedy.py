@@ -442,13 +442,7 @@ def task_order(prog: FleetProgram, how: str = "dominant", late: np.ndarray | Non
     (bool [T]) go after all others of their priority (e.g. those a packing LP leaves out); CPU-only
     tasks go after the GPU tasks of their priority (they may use any node, GPU-less ones too, and
     take the CPU and memory the GPU tasks leave)."""
-    gpus = max(int((prog.gpu_ok & ~prog.host).sum()), 1)
-    rel = [prog.gang * prog.share]
-    for cap, need in ((prog.node_cpu, prog.cpu), (prog.node_ram, prog.ram)):
-        finite = cap[np.isfinite(cap)]
-        if finite.size and finite.sum() > 0:
-            rel.append(need / (finite.sum() / gpus))
-    size = np.maximum.reduce(rel) if how in ("dominant", "density") else rel[0]
+    size = prog.dominant_size() if how in ("dominant", "density") else prog.gang * prog.share
     late = np.zeros(prog.n_tasks, dtype=bool) if late is None else late
     flexibility = prog.eligible_c @ prog.usable_per_class()
     if how == "density":

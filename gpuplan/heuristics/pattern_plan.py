@@ -29,17 +29,6 @@ from gpuplan.program.fleet import FleetProgram
 _EPS = 1e-9
 
 
-def _size(p: FleetProgram) -> np.ndarray:
-    """float [T]: the largest fraction of the fleet's GPUs, CPU or host memory a task takes."""
-    gpus = max(int((p.gpu_ok & ~p.host).sum()), 1)
-    rel = [p.gang * p.share / gpus]
-    for cap, need in ((p.node_cpu, p.cpu), (p.node_ram, p.ram)):
-        finite = cap[np.isfinite(cap)]
-        if finite.size and finite.sum() > 0:
-            rel.append(need / finite.sum())
-    return np.maximum.reduce(rel)
-
-
 def _worth(st: FleetState, t: int, gpus: np.ndarray) -> bool:
     """The greedy's rule: an optional task goes in only when that lowers the objective."""
     p = st.p
@@ -115,7 +104,7 @@ def _fill(st: FleetState, pat: NodePatterns, tasks: np.ndarray, deadline: float 
     """Offer every task of `tasks` (bool [T]) still out anywhere, highest priority, then smallest
     first, by the greedy's best spot."""
     p = st.p
-    rest = np.lexsort((_size(p), p.gang, -p.priority))
+    rest = np.lexsort((p.dominant_size(), p.gang, -p.priority))
     rest = rest[tasks[rest]]
     stuck: set[tuple[int, int, bool]] = set()  # kinds of task that found no room: the state only fills up
     for i, t in enumerate(rest):

@@ -209,6 +209,17 @@ class FleetProgram:
         """int [classes]: healthy, cool-enough GPUs (and host slots) of each class."""
         return np.bincount(self.gpu_class[self.gpu_ok], minlength=self.eligible_c.shape[1])
 
+    def dominant_size(self) -> np.ndarray:
+        """float [T]: the largest share of the average GPU (its share of the fleet's CPU and host memory
+        too) a task takes: gang x share, CPU and host memory per GPU; how hard a task is to fit."""
+        gpus = max(int((self.gpu_ok & ~self.host).sum()), 1)
+        rel = [self.gang * self.share]
+        for cap, need in ((self.node_cpu, self.cpu), (self.node_ram, self.ram)):
+            finite = cap[np.isfinite(cap)]
+            if finite.size and finite.sum() > 0:
+                rel.append(need / (finite.sum() / gpus))
+        return np.maximum.reduce(rel)
+
     def has_home(self) -> np.ndarray:
         """bool [T]: tasks with an eligible class that holds a usable GPU (or host slot)."""
         return (self.eligible_c & (self.usable_per_class() > 0)[None, :]).any(axis=1)

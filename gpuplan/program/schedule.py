@@ -413,7 +413,8 @@ def makespan_bound(sp: ScheduleProgram) -> float:
 def _set_bound(sp: ScheduleProgram, p_min: np.ndarray, h: np.ndarray, need: np.ndarray) -> float:
     """The machine-set bounds (module docstring), within `_SET_WORK` cells."""
     f = sp.fleet
-    gpus = np.bincount(f.gpu_class[f.gpu_ok & ~f.host], minlength=f.eligible_c.shape[1])
+    # Host slots count too: a set's capacity may only be overstated (they take no GPU share anyway).
+    gpus = np.bincount(f.gpu_class[f.gpu_ok], minlength=f.eligible_c.shape[1])
     rho = f.gang * f.share * ~f.cpu_only
     tasks = np.flatnonzero(need & (rho > 0))
     if not tasks.size:

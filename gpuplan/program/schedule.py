@@ -70,12 +70,51 @@ ancestors in :math:`P` (a placed task's predecessors are placed), and the heads
 where :math:`R^*_\rho` are the tasks of :math:`R^*` with a positive demand :math:`\rho_t` (the
 area argument: they all run within :math:`[\min h, \max E)` and the resource holds at most its
 capacity at each instant). Tasks outside :math:`R^*` may be left out and count 0.
+
+Machine sets with heads and tails (:func:`makespan_bound`). The tails
+:math:`q_t = \max_{(t,b) \in P,\, b \in R^*} \underline p_b + q_b` (0 without such successors) give
+:math:`\max E \ge E_t + q_t`: each placed successor starts after t ends. For a set S of GPU classes
+with :math:`m_S` usable GPUs, let :math:`J_S` be the tasks of :math:`R^*` with :math:`\rho_t = k_t
+s_t > 0` whose eligible usable classes all lie in S (they run on S's GPUs only). Any nonempty
+:math:`J \subseteq J_S` runs within :math:`[\min_J h, \max E - \min_J q)` and S's GPUs hold at most
+share :math:`m_S` at each instant, so
+
+.. math::
+
+    \max_t E_t \ge \min_{t \in J} h_t + \min_{t \in J} q_t + \frac{\sum_{t \in J} \rho_t
+        \underline p_t}{m_S}.
+
+It is tried on :math:`J = \{t \in J_S : h_t \ge a\} \cap \{\text{the } i \text{ largest tails}\}`
+for up to ``_THRESHOLDS`` heads a and every i (any J is valid, so trying fewer only weakens it),
+with S each task's set of eligible usable classes, each class, the union of two such sets that
+meet, and all classes (at most ``_SETS`` sets; the work is :math:`O(|S| \cdot a \cdot T)`).
+
+Exclusive tasks (:math:`s_t > 1/2`: no two share a GPU at an instant) admit the parallel-machine
+bound (Carlier's): take J as above with gang copies, :math:`n_J = \sum_J k_t \ge m_S`; drop every
+other task and let each task of J run for its actual :math:`p_t \ge \underline p_t` on any GPU of S
+(identical machines). While a GPU of S is empty and another runs two copies, moving the last copy
+there keeps the relaxed schedule feasible; then each GPU's first copies are distinct, as are its
+last, so the idle time of S's GPUs in :math:`[0, \max E)` is at least the sum of the :math:`m_S`
+smallest heads :math:`H_J` and of the :math:`m_S` smallest tails :math:`Q_J` (copies counted k times):
+
+.. math::
+
+    m_S \max_t E_t \ge H_J + \sum_{t \in J} k_t \underline p_t + Q_J,
+
+tried on the head-threshold sets :math:`\{t \in J_S : h_t \ge a\}` and the tail-threshold sets.
+
+Integral time. When one :math:`\sigma = 10^j` (:math:`j \le 6`) makes every eligible duration and
+every release integral (:func:`time_grid`), shifting each task left until it meets its release, a
+predecessor's end or another task's end keeps a plan feasible (what runs just before its start
+runs at its start too) and lowers no end; so every plan's makespan is at least that of a plan
+whose times are multiples of :math:`1/\sigma`, and the bound is rounded up to such a multiple.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +124,13 @@ from gpuplan.program.fleet import NONE, FleetCompiled, FleetProgram
 
 _TOL = 1e-9  # relative capacity tolerance, as FleetProgram.violations
 _TIME_TOL = 1e-9  # times agree within this times max(1, |t|) hours
+
+#: Most head (and tail) thresholds the machine-set bound tries per set (module docstring).
+_THRESHOLDS = 32
+#: Most machine sets the machine-set bound tries (single classes and task sets first).
+_SETS = 256
+#: Most (set, threshold, task) cells the machine-set bound evaluates before it stops adding sets.
+_SET_WORK = 30_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -243,18 +289,106 @@ def must_place(sp: ScheduleProgram) -> np.ndarray:
     return need
 
 
-def lower_bound(sp: ScheduleProgram) -> float:
-    """A proven lower bound on the weighted time terms of every feasible plan (module docstring);
-    inf when a task that must be placed has no eligible usable GPU (then no plan exists)."""
+def tails(sp: ScheduleProgram, p_min: np.ndarray, need: np.ndarray) -> np.ndarray:
+    """float64 [T]: :math:`q_t`, the longest chain of fastest durations from t's end through
+    successors that must be placed (module docstring); 0 for a task without one."""
+    q = np.zeros(sp.n_tasks)
+    by_a: list[list[int]] = [[] for _ in range(sp.n_tasks)]
+    for a, b in sp.pred.reshape(-1, 2).tolist():
+        if need[b]:
+            by_a[a].append(b)
+    for t in topological_order(sp.n_tasks, sp.pred)[::-1].tolist():
+        for b in by_a[t]:
+            q[t] = max(q[t], p_min[b] + q[b])
+    return q
+
+
+def time_grid(sp: ScheduleProgram) -> float | None:
+    """The smallest :math:`\\sigma = 10^j` (j <= 6) that makes every eligible duration and every
+    release integral (up to float noise), or None: then plans' times need not lie on a grid."""
+    d = sp.duration_c[sp.fleet.eligible_c & np.isfinite(sp.duration_c)]
+    v = np.abs(np.r_[d, sp.release])
+    for j in range(7):
+        x = v * 10.0**j
+        if np.all(np.abs(x - np.round(x)) <= 1e-9 * np.maximum(1.0, x)):
+            return 10.0**j
+    return None
+
+
+def _head_rows(h: np.ndarray) -> np.ndarray:
+    """Up to `_THRESHOLDS` head thresholds: distinct values, evenly picked, the smallest always."""
+    u = np.unique(h)
+    if u.size > _THRESHOLDS:
+        u = u[np.unique(np.linspace(0, u.size - 1, _THRESHOLDS).round().astype(np.int64))]
+    return u
+
+
+def _energy(h: np.ndarray, q: np.ndarray, work: np.ndarray, cap: float) -> float:
+    """max over J of min_J h + min_J q + sum_J work / cap, J = {h >= a} cut to the i largest tails
+    (module docstring), vectorised over the thresholds a and every i."""
+    order = np.argsort(-q, kind="stable")
+    h, q, work = h[order], q[order], work[order]
+    a = _head_rows(h)
+    member = h[None, :] >= a[:, None]  # [A, n]: task i in J_a
+    cum = np.cumsum(member * work[None, :], axis=1)
+    val = np.where(member, a[:, None] + q[None, :] + cum / cap, -np.inf)
+    return float(val.max(initial=-np.inf))
+
+
+def _smallest(x: np.ndarray, m: int) -> float:
+    return float(np.partition(x, m - 1)[:m].sum()) if m < x.size else float(x.sum())
+
+
+def _parallel(h: np.ndarray, q: np.ndarray, p: np.ndarray, k: np.ndarray, m: int) -> float:
+    """Carlier's parallel-machine bound on exclusive tasks (module docstring), over head- and
+    tail-threshold sets; k copies of a gang. -inf when no set holds m copies."""
+    hh, qq, pp = np.repeat(h, k), np.repeat(q, k), np.repeat(p, k)
+    best = -np.inf
+    for key in (hh, qq):
+        for a in _head_rows(key):
+            sel = key >= a
+            if sel.sum() < m:
+                continue
+            total = _smallest(hh[sel], m) + pp[sel].sum() + _smallest(qq[sel], m)
+            best = max(best, total / m)
+    return best
+
+
+def _machine_sets(ok: np.ndarray) -> list[np.ndarray]:
+    """bool [C] class sets for the machine-set bound: each distinct row of `ok` (a task's eligible
+    usable GPU classes), each class of some row, unions of two rows that meet, and all of them."""
+    rows = np.unique(ok[ok.any(axis=1)], axis=0)
+    if not rows.size:
+        return []
+    sets = [np.eye(ok.shape[1], dtype=bool)[c] for c in np.flatnonzero(rows.any(axis=0))]
+    sets += list(rows)
+    sets.append(rows.any(axis=0))
+    for i in range(len(rows)):
+        if len(sets) >= 4 * _SETS:
+            break
+        meet = (rows[i + 1 :] & rows[i]).any(axis=1)
+        sets += list(rows[i + 1 :][meet] | rows[i])
+    uniq = np.unique(np.array(sets), axis=0)
+    key: dict[bytes, int] = {}
+    for i, r in enumerate(sets):
+        key.setdefault(r.tobytes(), i)  # keep the order: single classes and task rows first
+    order = sorted(range(len(uniq)), key=lambda j: key.get(uniq[j].tobytes(), 0))
+    return [uniq[j] for j in order[:_SETS]]
+
+
+def makespan_bound(sp: ScheduleProgram) -> float:
+    """A proven lower bound on the makespan of every feasible plan (module docstring): the critical
+    path, the whole-fleet area bounds, the machine-set bounds with heads and tails, rounded up to
+    the time grid; 0 when no task must be placed, inf when one has no eligible usable GPU."""
     f = sp.fleet
     p_min = fastest(sp)
-    h = heads(sp, p_min)
-    e = h + p_min
     need = must_place(sp)
-    if not np.isfinite(p_min[need]).all():
-        return np.inf  # a task that must be placed has no eligible usable GPU: no plan exists
     if not need.any():
         return 0.0
+    if not np.isfinite(p_min[need]).all():
+        return np.inf
+    h = heads(sp, p_min)
+    e = h + p_min
     makespan = float(e[need].max())
     usable = f.gpu_ok & ~f.host
     elig_any = f.eligible_c[need].any(axis=0)[f.gpu_class] & usable  # per class: never [T, G]
@@ -269,6 +403,53 @@ def lower_bound(sp: ScheduleProgram) -> float:
         busy = need & (rho > 0)
         if busy.any() and 0 < cap < np.inf:
             makespan = max(makespan, float(h[busy].min() + (rho[busy] * p_min[busy]).sum() / cap))
+    makespan = max(makespan, _set_bound(sp, p_min, h, need))
+    grid = time_grid(sp)
+    if grid is not None:
+        makespan = math.ceil(makespan * grid - 1e-6) / grid
+    return makespan
+
+
+def _set_bound(sp: ScheduleProgram, p_min: np.ndarray, h: np.ndarray, need: np.ndarray) -> float:
+    """The machine-set bounds (module docstring), within `_SET_WORK` cells."""
+    f = sp.fleet
+    # Host slots count too: a set's capacity may only be overstated (they take no GPU share anyway).
+    gpus = np.bincount(f.gpu_class[f.gpu_ok], minlength=f.eligible_c.shape[1])
+    rho = f.gang * f.share * ~f.cpu_only
+    tasks = np.flatnonzero(need & (rho > 0))
+    if not tasks.size:
+        return 0.0
+    ok = f.eligible_c[tasks] & (f.usable_per_class() > 0)[None, :]
+    q = tails(sp, p_min, need)
+    best, work = 0.0, 0
+    for s in _machine_sets(ok):
+        m = int(gpus[s].sum())
+        inside = ~(ok & ~s).any(axis=1)
+        if m <= 0 or not inside.any():
+            continue
+        t = tasks[inside]
+        work += (2 * _THRESHOLDS + 1) * t.size
+        if work > _SET_WORK:
+            break
+        best = max(best, _energy(h[t], q[t], rho[t] * p_min[t], float(m)))
+        excl = f.share[t] > 0.5 + 1e-8
+        if excl.any():
+            x = t[excl]
+            best = max(best, _parallel(h[x], q[x], p_min[x], f.gang[x].astype(np.int64), m))
+    return best
+
+
+def lower_bound(sp: ScheduleProgram) -> float:
+    """A proven lower bound on the weighted time terms of every feasible plan (module docstring);
+    inf when a task that must be placed has no eligible usable GPU (then no plan exists)."""
+    p_min = fastest(sp)
+    need = must_place(sp)
+    if not np.isfinite(p_min[need]).all():
+        return np.inf  # a task that must be placed has no eligible usable GPU: no plan exists
+    if not need.any():
+        return 0.0
+    e = heads(sp, p_min) + p_min
+    makespan = makespan_bound(sp) if sp.w_makespan else 0.0
     w = sp.weight[need]
     total = sp.w_makespan * makespan
     total += sp.w_completion * float(w @ e[need])
@@ -401,10 +582,13 @@ __all__ = [
     "heads",
     "late_chain",
     "lower_bound",
+    "makespan_bound",
     "must_place",
     "objective",
     "peak_levels",
     "schedule_program",
+    "tails",
+    "time_grid",
     "topological_order",
     "violations",
 ]

@@ -58,8 +58,17 @@ from benchmarks.openbdata import MILLI, NodeList, PodList
 TARGET_PEAK = 2.0
 """Default compression: the peak demand (GPUs wanted at once if every pod started at its release)
 reaches this many times the fleet's GPUs."""
-COPIES = 4
-"""Times the trace's pods are replayed (interleaved) at scale 1; see the module docstring."""
+COPIES_PER_PEAK = 2.0
+"""Default copies: the trace's pods are replayed (interleaved) ceil(this x the peak target) times at
+scale 1 (4 at the default peak of 2); see the module docstring."""
+
+
+def copies_for(peak: float) -> int:
+    """The default number of copies for a peak target (`COPIES_PER_PEAK`): all the copies' pods at
+    once ask for about 1.77 x the target, so the target is reached with arrivals still spread."""
+    return max(1, int(np.ceil(COPIES_PER_PEAK * peak - 1e-9)))
+
+
 SECONDS_PER_HOUR = 3600.0
 
 
@@ -173,17 +182,20 @@ def workload(
     scale: int = 1,
     compress: float | None = None,
     *,
-    copies: int = COPIES,
+    copies: int | None = None,
     peak: float = TARGET_PEAK,
     pod_list: str = "default",
     first: int | None = None,
     first_nodes: int | None = None,
 ) -> Workload:
     """The replay instance: the scheduled GPU pods of `pod_list` (only the `first` of them in file
-        order when given, for quick tests), `copies` x `scale` interleaved copies, on `scale` copies of
-        the GPU nodes, arrivals compressed by `compress` (default: `compression_for` the trace at
-        scale 1, so every scale gets the same factor). `first_nodes` keeps only the first nodes of the node
-    list (a small cluster for quick tests). Copy names get `#k` when there is more than one."""
+    order when given, for quick tests), `copies` (default `copies_for(peak)`) x `scale` interleaved
+    copies, on `scale` copies of the GPU nodes, arrivals compressed by `compress` (default:
+    `compression_for` the trace at scale 1, so every scale gets the same factor). `first_nodes`
+    keeps only the first nodes of the node list (a small cluster for quick tests). Copy names get
+    `#k` when there is more than one."""
+    if copies is None:
+        copies = copies_for(peak)
     if scale < 1 or copies < 1:
         raise ValueError(f"scale and copies must be >= 1 (got {scale}, {copies})")
     base_nodes = openbdata.read_nodes()
@@ -514,7 +526,7 @@ def scheduled_problem(
     scale: int = 1,
     compress: float | None = None,
     *,
-    copies: int = COPIES,
+    copies: int | None = None,
     first: int | None = None,
     first_nodes: int | None = None,
     time_limit: float = 60.0,
@@ -616,7 +628,7 @@ def run_scale(
     scale: int,
     *,
     compress: float | None,
-    copies: int,
+    copies: int | None,
     time_limit: float,
     baselines_only: bool,
     first: int | None = None,
@@ -694,7 +706,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="1", help="scales to run, comma-separated (1,2,4)")
     ap.add_argument("--time-limit", type=float, default=60.0, help="gpuplan's wall-clock limit in seconds")
-    ap.add_argument("--copies", type=int, default=COPIES, help="replays of the trace's pods at scale 1")
+    ap.add_argument(
+        "--copies", type=int, default=None, help="replays of the pods at scale 1 (default: 2 x --peak)"
+    )
     ap.add_argument(
         "--compress", type=float, default=None, help="arrival compression factor (default: --peak's rule)"
     )

@@ -12,16 +12,27 @@ is required (a queue: they all run eventually); a pod that fits no node even on 
 left out and counted. Objective: `completion_time`, weight 1, so Σ end = Σ JCT + Σ release and the
 plan that minimizes it minimizes the mean JCT.
 
-Oversubscription. The scheduled GPU pods of the default list ask for 5,485 GPUs together, fewer
-than the 6,212 GPUs of the 1,213 GPU nodes: compressing arrivals alone can never make them want more
-GPUs at once than the fleet has. So the trace is replayed `copies` times (default COPIES = 4): copy
-j of pod i arrives at the same (compressed) time as pod i, the copies interleaved in arrival order.
-`compress` (default: `compression_for`) is the smallest two-digit factor at which the peak demand,
-the GPUs wanted at once if every pod started at its release, reaches TARGET_PEAK (2) times the
-fleet's GPUs. The offered load (GPU-hours over the arrival window, in fleet GPUs) is reported too,
-but it is no measure of a queue here: 87% of the GPU-hours belong to 47 pods that run over 100 h,
-far past any compressed window. `--scale k` takes k copies of the fleet and k times the pods, same
-compression: the same load on a k times larger instance.
+Oversubscription (how the trace is compressed). The scheduled GPU pods of the default list ask for
+5,485 GPUs together, fewer than the 6,212 GPUs of the 1,213 GPU nodes: compressing arrivals alone
+can never make them want more GPUs at once than the fleet has. So the trace is replayed `copies`
+times: copy j of pod i arrives at the same (compressed) time as pod i, the copies interleaved in
+arrival order. `compress` (default: `compression_for`) is the smallest two-digit factor at which the
+peak demand, the GPUs wanted at once if every pod started at its release, reaches `peak` (default
+TARGET_PEAK = 2) times the fleet's GPUs; `copies` defaults to `copies_for(peak)` = ceil(2 x peak), so
+the copies together could ask for about 1.77 x the target and it is reached with arrivals still
+spread (peak 2, 4, 8: 4, 8, 16 copies, each at compression 1,700, an arrival window of 2.1 h).
+The offered load (GPU-hours over the arrival window, in fleet GPUs) is reported too, but it is no
+measure of a queue here: 87% of the GPU-hours belong to 47 pods that run over 100 h, far past any
+compressed window. `--scale k` takes k copies of the fleet and k times the pods, same compression:
+the same load on a k times larger instance.
+
+How deep the queue gets is set by the copies, not by the compression: with 4 copies FIFO's mean
+wait is 0.19 h at compression 1,700 and only 0.35 h with all pods arriving at one instant (most
+pods run minutes and free their GPUs fast), while 8 and 16 copies at compression 1,700 give 1.1 h
+and 4.1 h. The default is peak 2 (4 copies): the GPUs wanted at the peak are twice the fleet's, and
+at x4 the instance is already 99,248 pods on 4,852 nodes; 16 copies would make x4 397,000 pods,
+beyond what the quadratic replays and a 60 s plan handle. Heavier settings are run at x1 with
+`--peak 4` and `--peak 8` (benchmarks/README.md gives the figures).
 
 Baselines (what a cluster does without a planner): online event-driven replays that, at every
 arrival and completion, go through the queue and start every pod that fits now, on the node and GPUs
@@ -592,7 +603,8 @@ def run_gpuplan(w: Workload, time_limit: float) -> dict[str, Any]:
         rec["error"] = res.get("error") or res.get("note")
     if plan is None:
         return rec
-    rec.update(solver=plan.get("solver"), objective=plan.get("objective"), bound=plan.get("bound"))
+    rec.update(solver=plan.get("solver"), phases=plan.get("phases"), objective=plan.get("objective"))
+    rec["bound"] = plan.get("bound")
     try:
         sched = plan_to_timed(plan)
     except (KeyError, TypeError, ValueError) as exc:

@@ -12,16 +12,27 @@ is required (a queue: they all run eventually); a pod that fits no node even on 
 left out and counted. Objective: `completion_time`, weight 1, so Σ end = Σ JCT + Σ release and the
 plan that minimizes it minimizes the mean JCT.
 
-Oversubscription. The scheduled GPU pods of the default list ask for 5,485 GPUs together, fewer
-than the 6,212 GPUs of the 1,213 GPU nodes: compressing arrivals alone can never make them want more
-GPUs at once than the fleet has. So the trace is replayed `copies` times (default COPIES = 4): copy
-j of pod i arrives at the same (compressed) time as pod i, the copies interleaved in arrival order.
-`compress` (default: `compression_for`) is the smallest two-digit factor at which the peak demand,
-the GPUs wanted at once if every pod started at its release, reaches TARGET_PEAK (2) times the
-fleet's GPUs. The offered load (GPU-hours over the arrival window, in fleet GPUs) is reported too,
-but it is no measure of a queue here: 87% of the GPU-hours belong to 47 pods that run over 100 h,
-far past any compressed window. `--scale k` takes k copies of the fleet and k times the pods, same
-compression: the same load on a k times larger instance.
+Oversubscription (how the trace is compressed). The scheduled GPU pods of the default list ask for
+5,485 GPUs together, fewer than the 6,212 GPUs of the 1,213 GPU nodes: compressing arrivals alone
+can never make them want more GPUs at once than the fleet has. So the trace is replayed `copies`
+times: copy j of pod i arrives at the same (compressed) time as pod i, the copies interleaved in
+arrival order. `compress` (default: `compression_for`) is the smallest two-digit factor at which the
+peak demand, the GPUs wanted at once if every pod started at its release, reaches `peak` (default
+TARGET_PEAK = 2) times the fleet's GPUs; `copies` defaults to `copies_for(peak)` = ceil(2 x peak), so
+the copies together could ask for about 1.77 x the target and it is reached with arrivals still
+spread (peak 2, 4, 8: 4, 8, 16 copies, each at compression 1,700, an arrival window of 2.1 h).
+The offered load (GPU-hours over the arrival window, in fleet GPUs) is reported too, but it is no
+measure of a queue here: 87% of the GPU-hours belong to 47 pods that run over 100 h, far past any
+compressed window. `--scale k` takes k copies of the fleet and k times the pods, same compression:
+the same load on a k times larger instance.
+
+How deep the queue gets is set by the copies, not by the compression: with 4 copies FIFO's mean
+wait is 0.19 h at compression 1,700 and only 0.35 h with all pods arriving at one instant (most
+pods run minutes and free their GPUs fast), while 8 and 16 copies at compression 1,700 give 1.1 h
+and 4.1 h. The default is peak 2 (4 copies): the GPUs wanted at the peak are twice the fleet's, and
+at x4 the instance is already 99,248 pods on 4,852 nodes; 16 copies would make x4 397,000 pods,
+beyond what the quadratic replays and a 60 s plan handle. Heavier settings are run at x1 with
+`--peak 4` and `--peak 8` (benchmarks/README.md gives the figures).
 
 Baselines (what a cluster does without a planner): online event-driven replays that, at every
 arrival and completion, go through the queue and start every pod that fits now, on the node and GPUs
@@ -58,8 +69,17 @@ from benchmarks.openbdata import MILLI, NodeList, PodList
 TARGET_PEAK = 2.0
 """Default compression: the peak demand (GPUs wanted at once if every pod started at its release)
 reaches this many times the fleet's GPUs."""
-COPIES = 4
-"""Times the trace's pods are replayed (interleaved) at scale 1; see the module docstring."""
+COPIES_PER_PEAK = 2.0
+"""Default copies: the trace's pods are replayed (interleaved) ceil(this x the peak target) times at
+scale 1 (4 at the default peak of 2); see the module docstring."""
+
+
+def copies_for(peak: float) -> int:
+    """The default number of copies for a peak target (`COPIES_PER_PEAK`): all the copies' pods at
+    once ask for about 1.77 x the target, so the target is reached with arrivals still spread."""
+    return max(1, int(np.ceil(COPIES_PER_PEAK * peak - 1e-9)))
+
+
 SECONDS_PER_HOUR = 3600.0
 
 
@@ -173,17 +193,20 @@ def workload(
     scale: int = 1,
     compress: float | None = None,
     *,
-    copies: int = COPIES,
+    copies: int | None = None,
     peak: float = TARGET_PEAK,
     pod_list: str = "default",
     first: int | None = None,
     first_nodes: int | None = None,
 ) -> Workload:
     """The replay instance: the scheduled GPU pods of `pod_list` (only the `first` of them in file
-        order when given, for quick tests), `copies` x `scale` interleaved copies, on `scale` copies of
-        the GPU nodes, arrivals compressed by `compress` (default: `compression_for` the trace at
-        scale 1, so every scale gets the same factor). `first_nodes` keeps only the first nodes of the node
-    list (a small cluster for quick tests). Copy names get `#k` when there is more than one."""
+    order when given, for quick tests), `copies` (default `copies_for(peak)`) x `scale` interleaved
+    copies, on `scale` copies of the GPU nodes, arrivals compressed by `compress` (default:
+    `compression_for` the trace at scale 1, so every scale gets the same factor). `first_nodes`
+    keeps only the first nodes of the node list (a small cluster for quick tests). Copy names get
+    `#k` when there is more than one."""
+    if copies is None:
+        copies = copies_for(peak)
     if scale < 1 or copies < 1:
         raise ValueError(f"scale and copies must be >= 1 (got {scale}, {copies})")
     base_nodes = openbdata.read_nodes()
@@ -514,7 +537,7 @@ def scheduled_problem(
     scale: int = 1,
     compress: float | None = None,
     *,
-    copies: int = COPIES,
+    copies: int | None = None,
     first: int | None = None,
     first_nodes: int | None = None,
     time_limit: float = 60.0,
@@ -580,7 +603,8 @@ def run_gpuplan(w: Workload, time_limit: float) -> dict[str, Any]:
         rec["error"] = res.get("error") or res.get("note")
     if plan is None:
         return rec
-    rec.update(solver=plan.get("solver"), objective=plan.get("objective"), bound=plan.get("bound"))
+    rec.update(solver=plan.get("solver"), phases=plan.get("phases"), objective=plan.get("objective"))
+    rec["bound"] = plan.get("bound")
     try:
         sched = plan_to_timed(plan)
     except (KeyError, TypeError, ValueError) as exc:
@@ -616,7 +640,7 @@ def run_scale(
     scale: int,
     *,
     compress: float | None,
-    copies: int,
+    copies: int | None,
     time_limit: float,
     baselines_only: bool,
     first: int | None = None,
@@ -694,7 +718,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", default="1", help="scales to run, comma-separated (1,2,4)")
     ap.add_argument("--time-limit", type=float, default=60.0, help="gpuplan's wall-clock limit in seconds")
-    ap.add_argument("--copies", type=int, default=COPIES, help="replays of the trace's pods at scale 1")
+    ap.add_argument(
+        "--copies", type=int, default=None, help="replays of the pods at scale 1 (default: 2 x --peak)"
+    )
     ap.add_argument(
         "--compress", type=float, default=None, help="arrival compression factor (default: --peak's rule)"
     )

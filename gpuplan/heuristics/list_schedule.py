@@ -7,7 +7,20 @@ low-priority predecessor does not hold back an urgent successor), then by a rule
 - ``spt``: shortest fastest duration :math:`\underline p_t` first;
 - ``edd``: earliest :math:`\min(\delta_t, \bar d_t)` (due or deadline) first;
 - ``cp``: longest remaining critical path :math:`q_t = \underline p_t + \max_{(t,b) \in P} q_b`;
-- ``fifo``: earliest release first.
+- ``fifo``: earliest release first;
+- ``wspt``: weighted shortest processing time (Smith's rule), smallest :math:`\underline p_t / w_t`
+  first (weight 0 last): on one machine it minimises :math:`\sum_t w_t E_t`; with unit weights it
+  is ``spt``;
+- ``area``: Smith's rule with the task's size, smallest :math:`\underline p_t a_t / w_t` first, where
+  :math:`a_t = \max(k_t s_t / G^{\max}, c_t / C^{\max}, r_t / R^{\max})` is the task's dominant
+  share of the largest node (GPU shares, CPU, host memory; :math:`10^{-9}` at least): with many
+  resources a task of area :math:`p_t a_t` holds the others back by about that much, so small,
+  short tasks go first.
+
+`rules_for` orders the rules by the objective, since a large program may have time for one only
+(``wspt``, then ``spt`` and ``area``, first for completion time; ``edd`` first for tardiness;
+``cp`` first otherwise), and drops a rule that orders the tasks exactly as an earlier one
+(``edd`` without due times or deadlines is the task order, ``wspt`` with unit weights is ``spt``).
 
 Each task goes where it *ends* earliest, given what is already placed (ties: cheapest placement,
 then lowest GPU index): its earliest start is :math:`\max(r_t, \max_{(a,t) \in P} E_a)`; a gang
@@ -54,7 +67,7 @@ from gpuplan.program.schedule import (
 )
 
 #: The ordering rules, in the order `best_of` tries them.
-RULES = ("cp", "spt", "edd", "fifo")
+RULES = ("cp", "spt", "edd", "fifo", "wspt", "area")
 
 _TOL = 1e-9  # relative capacity tolerance, as the verifier's
 _SLACK = 1e-10  # a window may overrun the next busy time by this (relative): float noise, within
@@ -446,6 +459,12 @@ def rule_keys(sp: ScheduleProgram, rule: str) -> np.ndarray:
         return np.minimum(sp.due, sp.deadline)
     if rule == "fifo":
         return np.array(sp.release, dtype=np.float64)
+    if rule in ("wspt", "area"):
+        key = np.full(sp.n_tasks, np.inf)
+        pos = sp.weight > 0
+        size = dominant_share(sp)[pos] if rule == "area" else 1.0
+        key[pos] = p_min[pos] * size / sp.weight[pos]
+        return key
     if rule == "cp":
         q = np.where(np.isfinite(p_min), p_min, 0.0)
         tail = q.copy()
@@ -457,6 +476,44 @@ def rule_keys(sp: ScheduleProgram, rule: str) -> np.ndarray:
                 tail[t] = max(tail[t], q[t] + tail[b])
         return -tail
     raise ValueError(f"unknown rule {rule!r}; expected one of {RULES}")
+
+
+def dominant_share(sp: ScheduleProgram) -> np.ndarray:
+    """float [T]: :math:`a_t`, the task's largest share of the largest node's GPUs, CPU or host
+    memory (module docstring, ``wspt``), at least 1e-9 so that p_t still orders demand-free tasks."""
+    f = sp.fleet
+    gpus_per_node = np.bincount(f.gpu_node[~f.host], minlength=f.n_nodes)
+    a = np.where(f.cpu_only, 0.0, f.gang * f.share) / max(float(gpus_per_node.max(initial=0)), 1.0)
+    for demand, cap in ((f.cpu, f.node_cpu), (f.ram, f.node_ram)):
+        fin = cap[np.isfinite(cap)]
+        if fin.size and fin.max() > 0:
+            a = np.maximum(a, demand / float(fin.max()))
+    return np.maximum(a, 1e-9)
+
+
+def rule_order(sp: ScheduleProgram, rule: str) -> np.ndarray:
+    """int [T]: the tasks in the order `rule` takes them (effective priority first, then the
+    rule's key, then the task index), as both schemes do."""
+    return np.lexsort((np.arange(sp.n_tasks), rule_keys(sp, rule), -effective_priority(sp)))
+
+
+def rules_for(sp: ScheduleProgram) -> tuple[str, ...]:
+    """`RULES` in the order suited to the objective (module docstring), each distinct: a rule that
+    takes the tasks in the very order of an earlier one is left out (it would give the same plan)."""
+    if sp.w_tardiness > 0:
+        first: tuple[str, ...] = ("edd",)
+    elif sp.w_completion > 0 and sp.w_makespan == 0:
+        first = ("wspt", "spt", "area")
+    else:
+        first = ("cp",)
+    out: list[str] = []
+    seen: list[np.ndarray] = []
+    for rule in (*first, *(r for r in RULES if r not in first)):
+        order = rule_order(sp, rule)
+        if not any(np.array_equal(order, o) for o in seen):
+            out.append(rule)
+            seen.append(order)
+    return tuple(out)
 
 
 def effective_priority(sp: ScheduleProgram) -> np.ndarray:
@@ -545,4 +602,14 @@ def best_of(
     return best[1], best[2]
 
 
-__all__ = ["RULES", "best_of", "effective_priority", "list_schedule", "rank", "rule_keys"]
+__all__ = [
+    "RULES",
+    "best_of",
+    "dominant_share",
+    "effective_priority",
+    "list_schedule",
+    "rank",
+    "rule_keys",
+    "rule_order",
+    "rules_for",
+]

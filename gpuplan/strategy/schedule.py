@@ -3,7 +3,10 @@ limit; the bound is the larger of the cheap one and CP-SAT's.
 
 Auto: the parallel (event-driven) schedule (`heuristics/event_schedule.py`) under each rule, then
 the serial list schedule (`heuristics/list_schedule.py`), which backfills and is usually better,
-under each rule, while the first half of the time lasts, the best kept. The serial scheme costs
+under each rule, the best kept. The rules go in `rules_for`'s order (the one suited to the
+objective first: a large program may have time for one only). A rule starts while the first half
+of the time lasts when CP-SAT follows, else while the whole limit does, and only when the slowest
+rule of its scheme so far would still end before the cut (5% before the limit). The serial scheme costs
 about `SERIAL_S_PER_PAIR` seconds per eligible (task, GPU) pair and rule (measured: 1 ms per task
 at 1,000 GPUs, more with many breakpoints), so it runs only when one rule is expected to fit in that
 half (`serial_fits`); on larger programs the parallel scheme alone gives the plan (on the openb
@@ -31,7 +34,7 @@ import numpy as np
 
 from gpuplan.errors import InputError
 from gpuplan.heuristics.event_schedule import event_schedule
-from gpuplan.heuristics.list_schedule import RULES, list_schedule, rank
+from gpuplan.heuristics.list_schedule import list_schedule, rank, rules_for
 from gpuplan.interrupt import past
 from gpuplan.models import Plan, Problem, Status
 from gpuplan.program.decode_fleet import decode_fleet, presolve_plan
@@ -107,14 +110,21 @@ def solve_schedule(
     used = ""
     serial = serial_fits(pairs, time_limit_s)
     stats["schedule_serial"] = serial
+    rules = rules_for(sp)
     schemes = [("event", event_schedule, "event schedule")]
     if serial:
         schemes.append(("list", list_schedule, "list schedule"))
+    exact = solver == "cpsat" or (solver == "auto" and pairs <= SCHEDULE_EXACT_PAIRS)
+    rules_end = started + (LIST_SHARE if exact else 1.0) * time_limit_s  # no new rule after this
+    stop = deadline - 0.05 * time_limit_s  # a rule still running then is cut (a partial plan)
     for scheme, run, label in schemes:
-        for rule in RULES:
-            if best is not None and past(started + LIST_SHARE * time_limit_s):
+        longest = 0.0  # seconds of this scheme's slowest rule so far: the next one's estimate
+        for rule in rules:
+            if best is not None and (past(rules_end) or time.monotonic() + longest > stop):
                 break
-            assign, start = run(sp, rule, deadline=deadline - 0.05 * time_limit_s)
+            began = time.monotonic()
+            assign, start = run(sp, rule, deadline=stop)
+            longest = max(longest, time.monotonic() - began)
             key = rank(sp, assign, start)
             stats[f"{scheme}_{rule}_objective"] = round(key[1], 6)
             if best is None or key < best[:2]:
@@ -129,8 +139,7 @@ def solve_schedule(
     status = Status.FEASIBLE if feasible else Status.UNKNOWN
     name = "greedy"
     reason = f"{pairs:,} eligible pairs: event schedules" + (" and list schedules" if serial else "")
-    reason += f" ({', '.join(RULES)})"
-    exact = solver == "cpsat" or (solver == "auto" and pairs <= SCHEDULE_EXACT_PAIRS)
+    reason += f" ({', '.join(rules)})"
     left = deadline - time.monotonic()
     if exact and left > 0.05:
         from gpuplan.backends.schedule_cpsat import solve_schedule_cpsat

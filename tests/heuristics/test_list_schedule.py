@@ -150,3 +150,47 @@ def test_past_its_deadline_the_list_schedule_leaves_the_rest_out() -> None:
     assert any("required task" in v for v in violations(sp, assign, start))
     full, _ = list_schedule(sp, "spt")
     assert int((full[:, 0] >= 0).sum()) == n
+
+
+def test_wspt_and_area_keys_follow_smiths_rule() -> None:
+    """wspt: p / w (weight 0 last); area: p x the dominant share / w, so a 1-GPU task goes before
+    a 4-GPU one of the same length and weight, where wspt ties them."""
+    from gpuplan.heuristics.list_schedule import rule_keys
+
+    nodes = [{"id": "n", "gpu_counts": {"A": 4}}]
+    tasks = [
+        {"id": "big", "gpus": 4, "duration_h": {"A": 2, "B": 2}},
+        {"id": "one", "duration_h": {"A": 2, "B": 2}},
+        {"id": "heavy", "duration_h": {"A": 3, "B": 3}},
+        {"id": "free", "duration_h": {"A": 1, "B": 1}},
+    ]
+    sp = schedule_of(problem(tasks, nodes), [0] * 4, [INF] * 4, [INF] * 4, [1, 1, 6, 0], [], (0, 1, 0))
+    wspt, area = rule_keys(sp, "wspt"), rule_keys(sp, "area")
+    assert wspt.tolist() == [2.0, 2.0, 0.5, INF]
+    assert area[1] < area[0] and area[2] < area[1] and area[3] == INF
+    assert area[0] == pytest.approx(2.0) and area[1] == pytest.approx(0.5)
+
+
+def test_rules_for_puts_the_objectives_rule_first_and_drops_duplicates() -> None:
+    """Completion time: wspt first (spt, the same order under unit weights, dropped); tardiness:
+    edd first; makespan: cp first; edd without dues or deadlines orders as fifo and is dropped."""
+    from gpuplan.heuristics.list_schedule import rule_order, rules_for
+
+    nodes = [{"id": "n", "gpu_counts": {"A": 4}}]
+    tasks = [  # areas 3 x 1/4, 1 x 4/4, 2 x 1/4: area's order c, a, b; wspt's b, c, a
+        {"id": "a", "duration_h": {"A": 3, "B": 3}},
+        {"id": "b", "gpus": 4, "duration_h": {"A": 1, "B": 1}},
+        {"id": "c", "duration_h": {"A": 2, "B": 2}},
+    ]
+    p = problem(tasks, nodes)
+    unit = schedule_of(p, [0, 1, 2], [INF] * 3, [INF] * 3, [1, 1, 1], [], (0, 1, 0))
+    got = rules_for(unit)
+    assert rule_order(unit, "area").tolist() == [2, 0, 1]
+    assert got[0] == "wspt" and "spt" not in got and "area" in got and "cp" in got
+    assert ("edd" in got) != ("fifo" in got)  # one order, one rule
+    weighted = schedule_of(p, [0, 1, 2], [INF] * 3, [INF] * 3, [10, 1, 1], [], (0, 1, 0))
+    assert rules_for(weighted)[:2] == ("wspt", "spt")
+    late = schedule_of(p, [0, 1, 2], [INF] * 3, [5, 1, 3], [1, 1, 1], [], (0, 0, 1))
+    assert rules_for(late)[0] == "edd"
+    span = schedule_of(p, [0, 1, 2], [INF] * 3, [INF] * 3, [1, 1, 1], [], (1, 0, 0))
+    assert rules_for(span)[0] == "cp"

@@ -13,8 +13,12 @@ The launcher is measured twice in one command: `plain` (a new interpreter per wr
 transaction pair per launch, as the executor launched before the spawner) and `spawner` (the
 executor as it is: wrappers forked by a spawner, launches journaled and sent in batches).
 
+Each task is `python -I -c TASK` (`--task python`), the same without site processing
+(`python-nosite`: `python -I -S`, enough for a task that needs only the standard library) or a
+shell script (`sh`).
+
     .venv/bin/python benchmarks/executor_bench.py [--gpus 64] [--tasks 256] [--replan-solver auto]
-        [--task python|sh] [--no-baseline]
+        [--task python|python-nosite|sh] [--no-baseline]
 """
 
 from __future__ import annotations
@@ -46,12 +50,19 @@ TASK = (
 #: The same task as a POSIX shell script (about 1 ms of CPU to start against some 30 ms for Python):
 #: isolates the executor's own launch cost from the tasks' start-up on a small machine.
 SH_TASK = 'sleep "$1"; printf %s "$CUDA_VISIBLE_DEVICES" > "$2"'
+#: What a benchmark task can be: the Python task as `python -I` (`python`: site processing of the
+#: environment's .pth files, some 20 ms of CPU to start in a development venv) or as `python -I -S`
+#: (`python-nosite`: no site processing, some 8 ms; the task needs only the standard library), or
+#: the shell script (`sh`, some 2 ms).
+TASK_KINDS = ("python", "python-nosite", "sh")
 
 
 def task_argv(kind: str, sleep: float, out: Path) -> list[str]:
-    """The benchmark task's argv: a Python process (`python`) or a shell one (`sh`)."""
+    """The benchmark task's argv for a kind of `TASK_KINDS`."""
     if kind == "sh":
         return ["/bin/sh", "-c", SH_TASK, "task", str(sleep), str(out)]
+    if kind == "python-nosite":
+        return [sys.executable, "-I", "-S", "-c", TASK, str(sleep), str(out)]
     return [sys.executable, "-I", "-c", TASK, str(sleep), str(out)]
 
 
@@ -71,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sample-interval", type=float, default=0.1)
     ap.add_argument("--replan-solver", default="auto")
     ap.add_argument("--replan-time-limit", type=float, default=5.0)
-    ap.add_argument("--task", choices=("python", "sh"), default="python", help="what each task is")
+    ap.add_argument("--task", choices=TASK_KINDS, default="python", help="what each task is")
     ap.add_argument("--keep", action="store_true", help="keep the state directory")
     ap.add_argument("--no-baseline", action="store_true", help="skip the plain launcher's run")
     ap.add_argument("--out", type=Path, help="also write the report (JSON) to this file")
@@ -206,11 +217,15 @@ def one_run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     db = sqlite3.connect(work / "state" / "journal.sqlite")
     db.row_factory = sqlite3.Row
     attempts = db.execute("SELECT * FROM attempts ORDER BY id").fetchall()
-    launch = []
+    launch, to_claim, claim_to_spawn = [], [], []
     for a in attempts:
         started = Path(a["dir"], "started")
         if started.exists():
-            launch.append(json.loads(started.read_text())["t"] - a["t_start"])
+            t_spawned = json.loads(started.read_text())["t"]
+            t_claimed = json.loads(Path(a["dir"], "claim").read_text())["t"]
+            launch.append(t_spawned - a["t_start"])
+            to_claim.append(t_claimed - a["t_start"])
+            claim_to_spawn.append(t_spawned - t_claimed)
     first = [a for a in attempts if a["n"] == 1]
     span = max(a["t_running"] for a in first) - min(a["t_start"] for a in first)
     events = db.execute("SELECT * FROM events ORDER BY id").fetchall()
@@ -225,6 +240,10 @@ def one_run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             "p95": round(1000 * pct(launch, 0.95), 1),
             "max": round(1000 * max(launch), 1),
             "attempts": len(launch),
+            # the mean split in two at the wrapper's claim: journal commit, request and fork; then
+            # the wrapper starting the task
+            "recorded_to_claimed_mean": round(1000 * statistics.mean(to_claim), 1),
+            "claimed_to_spawned_mean": round(1000 * statistics.mean(claim_to_spawn), 1),
         },
         "first_wave_launch_s": round(span, 3),
         "launch_throughput_per_s": round(len(first) / span, 1),

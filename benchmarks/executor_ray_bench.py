@@ -15,6 +15,7 @@ first wave, and for each fault the time from the fault to the last moved task sp
 the Ray run also CPU and memory of the head (this process) and of the agents, idle and launching.
 
     .venv/bin/python benchmarks/executor_ray_bench.py [--nodes 8] [--gpus-per-node 8] [--tasks 256]
+        [--task python|python-nosite|sh]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from gpuplan.executor.sim import SimulatedBackend
 from gpuplan.executor.spec import SimFleet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from executor_bench import pct, task_argv
+from executor_bench import TASK_KINDS, pct, task_argv
 
 NODE_ARGS: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 80 * 1024**2}
 FAST_HEALTH = {
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fail-at", type=float, default=18.0, help="seconds after the start: a GPU fails")
     ap.add_argument("--remove-at", type=float, default=20.0, help="seconds after the start: a node leaves")
     ap.add_argument("--sample-interval", type=float, default=0.1)
-    ap.add_argument("--task", choices=("python", "sh"), default="python", help="what each task is")
+    ap.add_argument("--task", choices=TASK_KINDS, default="python", help="what each task is")
     ap.add_argument("--only", choices=("ray", "local"), help="run one executor only")
     ap.add_argument("--out", type=Path, help="also write the report (JSON) to this file")
     args = ap.parse_args(argv)

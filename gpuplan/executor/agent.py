@@ -104,7 +104,7 @@ class NodeAgent:
     def spawn(self, requests: list[LaunchRequest]) -> list[int | str]:
         """Start one wrapper per request (pid, or why not); each task also gets GPUPLAN_NODE (the plan's
         node id) and GPUPLAN_RAY_NODE_ID (where Ray placed this agent)."""
-        return self.site.spawn([replace(r, env={**r.env, **self.env}) for r in requests])
+        return self.site.spawn([replace(r, env={**r.env, **self.env}) for r in requests])()
 
     def poll(self, probes: list[Probe]) -> list[Outcome]:
         """(ended, exit code) per attempt, from the wrapper files on this node."""

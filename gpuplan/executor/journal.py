@@ -7,6 +7,13 @@ released | failed), `gpus` (excluded GPUs and why) and `events` (every decision 
 Each state change is one transaction, committed with `synchronous=FULL` before the executor acts on
 it (an attempt is recorded as `starting` before its process is spawned), so a killed executor finds
 on restart everything it had decided.
+
+A transaction whose content a restarted executor can learn again from the wrapper files (an attempt
+`running` with its pid, read back from its claim) may be committed lazily, `tx(durable=False)`: the
+commit is written to the WAL (so it survives the executor's death: it is in the kernel's page cache)
+but not fsynced, which costs a write instead of a wait for the disk. A power loss can lose it, and
+only it and lazy commits after it: the WAL is replayed up to its first torn frame, and the next
+durable commit fsyncs every frame before its own.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ class Journal:
         self.on_event = on_event
         self._pending: list[dict[str, Any]] = []
         self._depth = 0
+        self._durable = True
 
     def _add_columns(self) -> None:
         """Give an older journal the columns added since (a resumed old run reads them as NULL: no
@@ -84,26 +92,43 @@ class Journal:
         self.db.close()
 
     @contextmanager
-    def tx(self) -> Iterator[None]:
-        """One transaction (nested calls join the outer one); events are published after commit."""
+    def tx(self, *, durable: bool = True) -> Iterator[None]:
+        """One transaction (nested calls join the outer one); events are published after commit.
+
+        `durable=False` commits without an fsync (module docstring): only for writes a restarted
+        executor can recover from the wrapper files. A durable transaction cannot join a lazy one
+        (SQLite fixes a commit's safety level before the transaction begins): that raises.
+        """
         if self._depth:
+            if durable and not self._durable:
+                raise RuntimeError("a durable journal transaction cannot join a lazy (durable=False) one")
             self._depth += 1
             try:
                 yield
             finally:
                 self._depth -= 1
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
+        if not durable:
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self._durable = durable
         try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            self._pending.clear()
-            raise
+            self.db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                self._pending.clear()
+                raise
+            finally:
+                self._depth = 0
+            self.db.execute("COMMIT")
         finally:
-            self._depth = 0
-        self.db.execute("COMMIT")
+            if not durable:
+                if self.db.in_transaction:  # the COMMIT itself failed: the safety level can't change inside
+                    self.db.execute("ROLLBACK")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self._durable = True
         pending, self._pending = self._pending, []
         if self.on_event:
             for ev in pending:

@@ -20,6 +20,9 @@ from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.sites import Outcome, Probe
 from gpuplan.executor.state import Attempt, ExecutorBase, TaskState
 
+#: One launch: the task, its new attempt and the request that starts it.
+_Launch = tuple[TaskState, Attempt, LaunchRequest]
+
 #: Seconds between checks that a running attempt's wrapper is alive (its exit file is read every turn).
 ALIVE_CHECK_S = 1.0
 
@@ -43,16 +46,20 @@ class LifecycleMixin(ExecutorBase):
 
     def _start_many(self, tasks: list[TaskState]) -> None:
         """Launch a batch: record every attempt `starting` in one durable transaction, spawn the
-        wrappers (one request per site), then record them `running` in one more transaction.
+        wrappers (one request per site, every site's begun before any is awaited), then record them
+        `running` in one more transaction, committed lazily (no fsync: see `journal`).
 
-        One commit per batch rather than two per task keeps the journal's guarantee (an attempt is on
-        disk before its process can exist) at a fraction of the fsyncs.
+        One durable commit per batch rather than two per task keeps the journal's guarantee (an
+        attempt is on disk before its process can exist) at a fraction of the fsyncs. The `running`
+        records need no fsync: a restarted executor learns the same from the claim files (a
+        `starting` attempt whose wrapper claimed it is adopted, with the claim's pid). A batch in
+        which a spawn failed is recorded durably, since a failure uses up one of the task's retries.
         """
         if not tasks:
             return
         j = self.journal
         now = time.time()
-        batch: list[tuple[TaskState, Attempt, LaunchRequest]] = []
+        batch: list[_Launch] = []
         with j.tx():
             for task in tasks:
                 run = self.spec.tasks[task.id]
@@ -106,14 +113,21 @@ class LifecycleMixin(ExecutorBase):
                     env["GPUPLAN_CHECKPOINT_DIR"] = ckpt
                     mkdirs.append(ckpt)
                 batch.append((task, a, LaunchRequest(str(adir), str(log), list(run.argv), env, cwd, mkdirs)))
-        by_site: dict[str, list[tuple[TaskState, Attempt, LaunchRequest]]] = {}
+        by_site: dict[str, list[_Launch]] = {}
         for item in batch:
             by_site.setdefault(item[1].node, []).append(item)
-        spawned: list[tuple[TaskState, Attempt, int | str]] = []
+        # per site: its items, and the function collecting its answer (or why the request failed)
+        begun: list[tuple[list[_Launch], Callable[[], list[int | str]] | str]] = []
         for site, items in by_site.items():
             try:
-                pids = self.sites[site].spawn([r for _, _, r in items])
+                begun.append((items, self.sites[site].spawn([r for _, _, r in items])))
             except Exception as exc:  # the site is unreachable: nothing started there (claims decide)
+                begun.append((items, f"{type(exc).__name__}: {exc}"))
+        spawned: list[tuple[TaskState, Attempt, int | str]] = []
+        for items, collect in begun:
+            try:
+                pids = [collect] * len(items) if isinstance(collect, str) else collect()
+            except Exception as exc:  # no answer: whether its wrappers started, the claims decide
                 pids = [f"{type(exc).__name__}: {exc}"] * len(items)
             spawned.extend((t, a, pid) for (t, a, _), pid in zip(items, pids, strict=True))
         failed = [(t, a, str(pid)) for t, a, pid in spawned if isinstance(pid, str)]
@@ -131,7 +145,7 @@ class LifecycleMixin(ExecutorBase):
                 claim = f.get("claim") or {}
                 if not gone and "pid" in claim:
                     taken[a.id] = int(claim["pid"])  # the wrapper won the claim: it runs
-        with j.tx():
+        with j.tx(durable=bool(failed)):
             for task, a, pid in spawned:
                 if a.id in unknown:
                     continue

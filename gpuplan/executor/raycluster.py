@@ -123,11 +123,7 @@ class RaySite:
         self.lost_reason = ""
 
     def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return self.ray.get(getattr(self.handle, method).remote(*args), timeout=CALL_TIMEOUT_S)
-        except Exception as exc:
-            self.mark_lost(exc)
-            raise
+        return self._begin(method, *args)()
 
     def mark_lost(self, exc: BaseException) -> None:
         """Record that the agent is unreachable (a timeout or a dead actor)."""
@@ -136,13 +132,16 @@ class RaySite:
             self.lost_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             log.warning("node %s lost: %s", self.node, self.lost_reason)
 
-    def spawn(self, requests: list[LaunchRequest]) -> list[int | str]:
-        return self._call("spawn", requests)
+    def _begin(self, method: str, *args: Any) -> Callable[[], Any]:
+        """Send one request now; the returned function waits for its answer (a failure marks the
+        node lost and raises)."""
+        try:
+            ref = getattr(self.handle, method).remote(*args)
+        except Exception as exc:
+            self.mark_lost(exc)
+            raise
 
-    def poll(self, probes: list[Probe]) -> Callable[[], list[Outcome]]:
-        ref = self.handle.poll.remote(probes)
-
-        def collect() -> list[Outcome]:
+        def collect() -> Any:
             try:
                 return self.ray.get(ref, timeout=CALL_TIMEOUT_S)
             except Exception as exc:
@@ -150,6 +149,12 @@ class RaySite:
                 raise
 
         return collect
+
+    def spawn(self, requests: list[LaunchRequest]) -> Callable[[], list[int | str]]:
+        return self._begin("spawn", requests)
+
+    def poll(self, probes: list[Probe]) -> Callable[[], list[Outcome]]:
+        return self._begin("poll", probes)
 
     def signal(self, pids: list[int], sig: int) -> None:
         self._call("signal", pids, sig)

@@ -27,6 +27,7 @@ for nothing; so the earliest unfinished task starts once the running tasks end a
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable
 
 from gpuplan.executor.state import TERMINAL_TASK_STATES, ExecutorBase, TaskState
@@ -35,7 +36,11 @@ from gpuplan.executor.state import TERMINAL_TASK_STATES, ExecutorBase, TaskState
 #: counting a sliver as no overlap only makes a task wait longer, never overloads a GPU.
 OVERLAP_EPS_H = 1e-6
 
-#: Most launches recorded in one journal transaction and sent in one request per site.
+#: Most launches in one round: one journal transaction, then one request to each site involved, all
+#: sent before any answer is awaited, so the nodes of a cluster start their wrappers in parallel. A
+#: round is shared evenly among the sites with tasks to start, in turn (one machine: rounds of 8;
+#: 8 nodes: one launch each). The cap bounds how long an attempt recorded at the start of a round
+#: waits for its process.
 LAUNCH_BATCH = 8
 
 #: Task states that hold, or will hold, a place on a resource; those with a live attempt.
@@ -122,7 +127,7 @@ class SchedulingMixin(ExecutorBase):
         budget_end = time.monotonic() + max(
             self.settings.poll_interval_s, self.settings.sample_interval_s / 2
         )
-        batch: list[TaskState] = []
+        by_site: dict[str, list[TaskState]] = {}  # what may start now, per site, in launch order
         for t in order:
             if any(g in self.excluded or g not in self.device_of for g in t.gpus):
                 continue
@@ -135,16 +140,33 @@ class SchedulingMixin(ExecutorBase):
             )
             if not fits:
                 continue
-            batch.append(t)
+            by_site.setdefault(self._site_of(t), []).append(t)
             for g in t.gpus:
                 share[g] = share.get(g, 0.0) + t.share
                 mem[g] = mem.get(g, 0.0) + t.memory_gb
-            if len(batch) >= LAUNCH_BATCH:
-                self._start_many(batch)
-                batch = []
-                if time.monotonic() > budget_end:
-                    return True
-        self._start_many(batch)
+        return self._launch_rounds(list(by_site.values()), budget_end)
+
+    def _launch_rounds(self, per_site: list[list[TaskState]], budget_end: float) -> bool:
+        """Start the tasks of `per_site` (each site's in launch order) in rounds of `LAUNCH_BATCH`,
+        shared evenly among the sites that still have tasks, each round starting with the site after
+        the last one served; until none is left or the time box (`budget_end`, monotonic) ends.
+        Returns True when tasks were left for the next loop turn (their room is counted again then)."""
+        queues = [deque(tasks) for tasks in per_site if tasks]
+        turn = 0  # the queue that goes first in the next round
+        while queues:
+            share = -(-LAUNCH_BATCH // len(queues))  # ceil(LAUNCH_BATCH / sites)
+            batch: list[TaskState] = []
+            served = 0
+            while len(batch) < LAUNCH_BATCH and served < len(queues):
+                q = queues[(turn + served) % len(queues)]
+                batch.extend(q.popleft() for _ in range(min(share, len(q), LAUNCH_BATCH - len(batch))))
+                served += 1
+            self._start_many(batch)
+            nxt = queues[(turn + served) % len(queues)]
+            queues = [q for q in queues if q]
+            turn = next((i for i, q in enumerate(queues) if q is nxt), 0)
+            if queues and time.monotonic() > budget_end:
+                return True
         return False
 
     def _ready(self, task: TaskState, now: float) -> bool:

@@ -1,9 +1,10 @@
 """Where attempts run: a site starts, watches and signals the attempt processes of one machine.
 
-The executor talks to sites only in batches (one call per site per loop turn), so a site may be this
-machine (`LocalSite`: a spawner and the wrapper files) or an agent on another node reached over the
-network (`gpuplan.executor.raycluster`), at one round trip per batch. The journal stays with the
-executor; a site holds no state a restarted executor needs beyond the wrapper files.
+The executor talks to sites only in batches (one call per site per loop turn, begun on every site
+before any is awaited), so a site may be this machine (`LocalSite`: a spawner and the wrapper
+files) or an agent on another node reached over the network (`gpuplan.executor.raycluster`), at one
+round trip per batch. The journal stays with the executor; a site holds no state a restarted
+executor needs beyond the wrapper files.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ class Site(Protocol):
     node: str
     lost: bool
 
-    def spawn(self, requests: list[LaunchRequest]) -> list[int | str]:
-        """Start one wrapper per request: its pid, or why it could not start."""
+    def spawn(self, requests: list[LaunchRequest]) -> Callable[[], list[int | str]]:
+        """Begin starting one wrapper per request; the returned function gives, per request, its
+        pid or why it could not start. The executor begins every site's batch before it collects
+        any, so the nodes of a cluster fork their wrappers at the same time."""
         ...
 
     def poll(self, probes: list[Probe]) -> Callable[[], list[Outcome]]:
@@ -91,8 +94,9 @@ class LocalSite:
         self.node = node
         self.spawner = launcher.Spawner(fence=fence, stderr=spawner_log)
 
-    def spawn(self, requests: list[LaunchRequest]) -> list[int | str]:
-        return self.spawner.spawn(requests)
+    def spawn(self, requests: list[LaunchRequest]) -> Callable[[], list[int | str]]:
+        result = self.spawner.spawn(requests)
+        return lambda: result
 
     def poll(self, probes: list[Probe]) -> Callable[[], list[Outcome]]:
         result = poll_files(probes)

@@ -30,10 +30,6 @@ without a node):
     \pi_t \Rightarrow M \ge E_t,\; C_t \ge E_t,\; U_t \ge E_t - \lfloor \sigma \delta_t \rfloor,
 
 with :math:`M, C_t, U_t \ge 0` (:math:`C_t` is :math:`E_t` itself for a required task).
-The makespan also gets :math:`M \ge \lceil \sigma \mathrm{LB}_M \rceil` with
-:math:`\mathrm{LB}_M` the proven bound of :func:`gpuplan.program.schedule.makespan_bound`: every
-plan of the model is a plan of the program whose times are rounded up, so its makespan is at least
-that bound; CP-SAT then proves a plan that meets it optimal as soon as it finds one.
 
 Integer scaling
 ---------------
@@ -73,7 +69,7 @@ import numpy as np
 from gpuplan.backends.fleet_cpsat import _Model
 from gpuplan.interrupt import solve_cpsat
 from gpuplan.program.compile import _pow10_scale, scale_resource
-from gpuplan.program.schedule import ScheduleProgram, lower_bound, makespan_bound, objective, violations
+from gpuplan.program.schedule import ScheduleProgram, lower_bound, objective, violations
 from gpuplan.status import Status
 
 _TIME_BUDGET = 1e8  # the horizon bound H, in integer time units
@@ -292,9 +288,6 @@ class _ScheduleModel:
             mk = self.mk = m.new_int_var(0, h, "makespan")
             for t, e in self.e.items():
                 m.add(mk >= e).only_enforce_if(self.placed[t])
-            floor = makespan_bound(sp)
-            if math.isfinite(floor) and floor > 0:
-                m.add(mk >= min(h, math.ceil(floor * sc - 1e-6)))
             self.extra.append((mk, sp.w_makespan / sc, h))
         for t, e in self.e.items():
             w = float(sp.weight[t])

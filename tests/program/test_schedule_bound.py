@@ -1,7 +1,7 @@
 """The makespan bound of the scheduled program (`makespan_bound`): never above the optimum, on tiny
 random scheduled programs (the schedule brute force) and on small random flexible job shops (the
 benchmark's plain CP-SAT model, which knows nothing of the bound); the machine-set, parallel-machine
-and grid parts each raise it where the older bounds fall short; CP-SAT and the strategy use it."""
+and grid parts each raise it where the older bounds fall short; the plan's bound uses it."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gpuplan.heuristics.list_schedule import RULES, best_of, effective_priority, rule_keys
+from gpuplan.heuristics.list_schedule import RULES, best_of, rule_order
 from gpuplan.program.schedule import ScheduleProgram, fastest, must_place
 
 _TOL = 5e-10  # capacity tolerance: half the verifier's, so accumulated float error stays within it
@@ -327,9 +327,7 @@ def event_schedule(
     if f.horizon:
         raise ValueError("the parallel schedule needs shares side by side (no horizon)")
     t_n = sp.n_tasks
-    keys = rule_keys(sp, rule)
-    prio = effective_priority(sp)
-    by_rank = np.lexsort((np.arange(t_n), keys, -prio))  # rank -> task
+    by_rank = rule_order(sp, rule)  # rank -> task
     rank = np.empty(t_n, dtype=np.int64)
     rank[by_rank] = np.arange(t_n)
     sch = _Scheme(sp)

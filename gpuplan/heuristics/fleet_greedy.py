@@ -106,6 +106,15 @@ class FleetState:
             ok &= self.mem[gpus] + p.gpu_mem[t] <= p.mem_cap[gpus] * (1 + _EPS) + _EPS
         return ok
 
+    def fits_on(self, t: int, gpus: np.ndarray) -> bool:
+        """Task t fits on `gpus` (all on one node) as things stand: the node's CPU, host memory and
+        spread room (`node_ok`), each GPU's room (`_fits`), and one type where it asks for one."""
+        p = self.p
+        if p.same_type[t] and np.unique(p.gpu_type[gpus]).size > 1:
+            return False
+        node = np.array([p.gpu_node[gpus[0]]], dtype=np.int64)
+        return bool(self._node_ok_among(t, node)[0] and self._fits(t, gpus).all())
+
     def candidates(self, t: int, among: np.ndarray | None = None) -> np.ndarray:
         """int [*]: the GPUs `gpu_ok` allows for task t, sought only on nodes that can hold it: CPU,
         host memory and spread room (`node_ok`), free primary capacity for the gang at its lightest
@@ -761,7 +770,7 @@ def _promote(st: FleetState, t: int) -> np.ndarray | None:
         if best is None or key < best[0]:
             best = (key, int(n), out)
         tried += 1
-        if tried >= PROMOTE_NODES or key[-1] == 0.0:
+        if tried >= PROMOTE_NODES or not out.size:  # nothing left out: no node does better
             break
     if best is None:
         return None
@@ -805,7 +814,7 @@ def _room_on(st: FleetState, t: int, node: int, victims: np.ndarray) -> np.ndarr
     st.place(t, spot)
     out = []
     for u in sorted(gone, key=lambda u: (-p.priority[u], p.gang[u] * p.share[u])):
-        if fits_on(st, u, rows[u]):
+        if st.fits_on(u, rows[u]):
             st.place(u, rows[u])
         else:
             out.append(u)
@@ -813,28 +822,6 @@ def _room_on(st: FleetState, t: int, node: int, victims: np.ndarray) -> np.ndarr
     for u in out:
         st.place(u, rows[u])
     return np.array(out, dtype=np.int64)
-
-
-def fits_on(st: FleetState, t: int, gpus: np.ndarray) -> bool:
-    """Task t fits on `gpus` (all on one node) as things stand: eligibility, node CPU and host
-    memory, spread group, one type, exclusive GPUs, load and GPU memory."""
-    p = st.p
-    n = int(p.gpu_node[gpus[0]])
-    if not p.eligible(t)[gpus].all():
-        return False
-    if st.cpu[n] + p.cpu[t] > p.node_cpu[n] * (1 + _EPS) + _EPS:
-        return False
-    if st.ram[n] + p.ram[t] > p.node_ram[n] * (1 + _EPS) + _EPS:
-        return False
-    if p.spread[t] >= 0 and (int(p.spread[t]), n) in st.spread:
-        return False
-    if p.same_type[t] and np.unique(p.gpu_type[gpus]).size > 1:
-        return False
-    if not p.horizon and (p.gang[t] > 1 or p.share[t] >= 1.0) and st.count[gpus].any():
-        return False
-    if np.any(st.load[gpus] + p.load_c[t, p.gpu_class[gpus]] > p.capacity * (1 + _EPS) + _EPS):
-        return False
-    return p.horizon or bool(np.all(st.mem[gpus] + p.gpu_mem[t] <= p.mem_cap[gpus] * (1 + _EPS) + _EPS))
 
 
 def _room_without(st: FleetState, t: int, lower: np.ndarray) -> np.ndarray:

@@ -22,11 +22,9 @@ from collections import deque
 import numpy as np
 
 from gpuplan.bounds.node_patterns import NodePatterns
-from gpuplan.heuristics.fleet_greedy import FleetState, fits_on, state_of, task_order
+from gpuplan.heuristics.fleet_greedy import FleetState, state_of, task_order
 from gpuplan.interrupt import past
 from gpuplan.program.fleet import FleetProgram
-
-_EPS = 1e-9
 
 
 def _worth(st: FleetState, t: int, gpus: np.ndarray) -> bool:
@@ -51,7 +49,7 @@ def pattern_plan(
         cur = p.current[t]
         cur = cur[cur >= 0]
         one_node = cur.size and cur.size == p.gang[t] and np.unique(p.gpu_node[cur]).size == 1
-        if one_node and fits_on(st, int(t), cur):
+        if one_node and st.fits_on(int(t), cur):
             st.place(int(t), cur)
     shape = pat.shape_of_task[order]
     pools = {int(i): deque(order[shape == i]) for i in np.unique(shape[shape >= 0])}
@@ -90,7 +88,7 @@ def pattern_plan(
                     if len(chosen) < p.gang[t]:
                         break
                     spot = np.array(chosen, dtype=np.int64)
-                    if not (fits_on(st, t, spot) and _worth(st, t, spot)):
+                    if not (st.fits_on(t, spot) and _worth(st, t, spot)):
                         break
                     pool.popleft()
                     st.place(t, spot)
@@ -143,7 +141,7 @@ def lay_over(
             todo = np.flatnonzero(mine & (plan[:, 0] >= 0) & (st.assign[:, 0] < 0))
             for t in todo[np.argsort(-p.gang[todo], kind="stable")]:
                 gpus = plan[t][plan[t] >= 0]
-                if fits_on(st, int(t), gpus):
+                if st.fits_on(int(t), gpus):
                     st.place(int(t), gpus)
             _fill(st, pat, mine, deadline)
         value = float(p.penalty[tasks & (st.assign[:, 0] >= 0)].sum())

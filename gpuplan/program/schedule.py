@@ -380,14 +380,19 @@ def makespan_bound(sp: ScheduleProgram) -> float:
     """A proven lower bound on the makespan of every feasible plan (module docstring): the critical
     path, the whole-fleet area bounds, the machine-set bounds with heads and tails, rounded up to
     the time grid; 0 when no task must be placed, inf when one has no eligible usable GPU."""
-    f = sp.fleet
     p_min = fastest(sp)
     need = must_place(sp)
     if not need.any():
         return 0.0
     if not np.isfinite(p_min[need]).all():
         return np.inf
-    h = heads(sp, p_min)
+    return _makespan(sp, p_min, heads(sp, p_min), need)
+
+
+def _makespan(sp: ScheduleProgram, p_min: np.ndarray, h: np.ndarray, need: np.ndarray) -> float:
+    """`makespan_bound` given the fastest durations, the heads and the tasks that must be placed
+    (some, each with an eligible usable GPU)."""
+    f = sp.fleet
     e = h + p_min
     makespan = float(e[need].max())
     usable = f.gpu_ok & ~f.host
@@ -414,12 +419,12 @@ def _set_bound(sp: ScheduleProgram, p_min: np.ndarray, h: np.ndarray, need: np.n
     """The machine-set bounds (module docstring), within `_SET_WORK` cells."""
     f = sp.fleet
     # Host slots count too: a set's capacity may only be overstated (they take no GPU share anyway).
-    gpus = np.bincount(f.gpu_class[f.gpu_ok], minlength=f.eligible_c.shape[1])
+    gpus = f.usable_per_class()
     rho = f.gang * f.share * ~f.cpu_only
     tasks = np.flatnonzero(need & (rho > 0))
     if not tasks.size:
         return 0.0
-    ok = f.eligible_c[tasks] & (f.usable_per_class() > 0)[None, :]
+    ok = f.eligible_c[tasks] & (gpus > 0)[None, :]
     q = tails(sp, p_min, need)
     best, work = 0.0, 0
     for s in _machine_sets(ok):
@@ -448,8 +453,9 @@ def lower_bound(sp: ScheduleProgram) -> float:
         return np.inf  # a task that must be placed has no eligible usable GPU: no plan exists
     if not need.any():
         return 0.0
-    e = heads(sp, p_min) + p_min
-    makespan = makespan_bound(sp) if sp.w_makespan else 0.0
+    h = heads(sp, p_min)
+    e = h + p_min
+    makespan = _makespan(sp, p_min, h, need) if sp.w_makespan else 0.0
     w = sp.weight[need]
     total = sp.w_makespan * makespan
     total += sp.w_completion * float(w @ e[need])

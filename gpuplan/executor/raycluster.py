@@ -38,8 +38,11 @@ log = logging.getLogger("gpuplan")
 NAMESPACE = "gpuplan"
 NODE_RESOURCE = "gpuplan-node:"
 INSTALL_HINT = "pip install 'gpuplan[ray]'"
-#: Environment given to agents (and so to the task processes they start): Ray must not pick GPUs.
-AGENT_ENV = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}
+#: Environment given to agents (and so to the task processes they start): Ray must not pick GPUs, and
+#: must not lower the agent's CPU priority (Ray starts its workers at niceness 15, which the spawner,
+#: the wrappers and every task would inherit: tasks would run behind everything else on the node, and
+#: each launch would wait for a core behind them).
+AGENT_ENV = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1", "RAY_worker_niceness": "0"}
 #: Seconds to reach the cluster before giving up with a one-line error.
 CONNECT_TIMEOUT_S = 20.0
 #: Seconds a request to an agent may take; an agent silent this long counts as lost.

@@ -38,10 +38,14 @@ OVERLAP_EPS_H = 1e-6
 
 #: Most launches in one round: one journal transaction, then one request to each site involved, all
 #: sent before any answer is awaited, so the nodes of a cluster start their wrappers in parallel. A
-#: round is shared evenly among the sites with tasks to start, in turn (one machine: rounds of 8;
-#: 8 nodes: one launch each). The cap bounds how long an attempt recorded at the start of a round
-#: waits for its process.
-LAUNCH_BATCH = 8
+#: round is shared evenly among the sites with tasks to start, in turn (one machine: rounds of 4;
+#: 8 nodes: one launch each on 4 of them). The cap bounds how long an attempt recorded at the start
+#: of a round waits for its process: every fork of a round, and every task it starts, wants a core at
+#: once. Measured with `benchmarks/executor_bench.py` and `executor_ray_bench.py` (python-nosite
+#: tasks, 2 cores): rounds of 4 against 8 gave 23 against 34 ms on one machine and 46 against 56 to
+#: 61 ms on Ray at the same throughput (about 195 and 115 /s); rounds of 2 and 3 on Ray gave 48 and
+#: 43 ms at 107 and 110 /s.
+LAUNCH_BATCH = 4
 
 #: Task states that hold, or will hold, a place on a resource; those with a live attempt.
 _ACTIVE = ("queued", "starting", "running", "stopping")

@@ -36,6 +36,7 @@ def main() -> int:
     record = {"task": task, "cvd": cvd, "attempt": os.environ.get("GPUPLAN_ATTEMPT"), "checkpoint": found}
     record["node"] = os.environ.get("GPUPLAN_NODE")
     record["ray_node"] = os.environ.get("GPUPLAN_RAY_NODE_ID")
+    record["nice"] = os.getpriority(os.PRIO_PROCESS, 0)
     record["t"] = time.time()
     with open(os.path.join(args.out, f"{task}.starts"), "a") as fh:
         fh.write(json.dumps(record) + "\n")

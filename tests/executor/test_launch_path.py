@@ -116,7 +116,7 @@ def test_a_failed_spawn_is_recorded_durably(
     with _recording_tx(monkeypatch) as flags:
         ex._schedule()
     ex.close()
-    assert flags == [True, True]
+    assert len(flags) >= 2 and len(flags) % 2 == 0 and all(flags)  # two durable transactions a round
     db = sqlite3.connect(tmp_path / "state" / "journal.sqlite")
     rows = db.execute("SELECT state, reason FROM attempts").fetchall()
     assert rows and all(s == "failed" and "no fork today" in r for s, r in rows)
@@ -256,10 +256,10 @@ class _Rounds(scheduling.SchedulingMixin):
 @pytest.mark.parametrize(
     ("sizes", "expected"),
     [
-        ([20], [["a0"] * 8, ["a0"] * 8, ["a0"] * 4]),  # one machine: rounds of 8
-        ([10] * 8, [[f"a{k}" for k in range(8)]] * 10),  # 8 nodes: one launch each per round
-        ([3, 10], [["a0"] * 3 + ["a1"] * 4, ["a1"] * 6]),
-        ([1, 5, 9], [["a0", "a1", "a1", "a1", "a2", "a2", "a2"], ["a1"] * 2 + ["a2"] * 4, ["a2"] * 2]),
+        ([10], [["a0"] * 4, ["a0"] * 4, ["a0"] * 2]),  # one machine: rounds of 4
+        ([3] * 8, [["a0", "a1", "a2", "a3"], ["a4", "a5", "a6", "a7"]] * 3),  # 8 nodes: one each, in turn
+        ([3, 10], [["a0", "a0", "a1", "a1"], ["a0", "a1", "a1"], ["a1"] * 4, ["a1"] * 2]),
+        ([1, 5, 9], [["a0", "a1", "a1", "a2"], ["a1", "a1", "a2", "a2"], ["a1", "a2", "a2"], ["a2"] * 4]),
     ],
 )
 def test_launch_rounds_share_each_round_among_the_sites(sizes: list[int], expected: list[list[str]]) -> None:
@@ -276,4 +276,4 @@ def test_launch_rounds_stop_at_the_time_box() -> None:
     assert r._launch_rounds([[f"t{k}" for k in range(20)]], 0.0) is True  # type: ignore[list-item]
     assert len(r.rounds) == 1
     r = _Rounds()
-    assert r._launch_rounds([[f"t{k}" for k in range(8)]], 0.0) is False  # type: ignore[list-item]
+    assert r._launch_rounds([[f"t{k}" for k in range(4)]], 0.0) is False  # type: ignore[list-item]

@@ -188,6 +188,8 @@ def check_each_start(tmp: Path, lab: Lab, plan: gpuplan.Plan) -> None:
             gpus = json.loads(att["gpus"])
             assert rec["cvd"] == ",".join(gpu_uuid[g] for g in gpus), (a.task, rec)
             assert rec["node"] == att["node"] and rec["ray_node"] == ray_ids[att["node"]], (a.task, rec)
+            # Ray runs its workers at niceness 15; a task must not inherit that from its agent
+            assert rec["nice"] == os.getpriority(os.PRIO_PROCESS, 0), (a.task, rec)
         if rows[a.task][0]["t_start"] < first_replan:
             assert json.loads(rows[a.task][0]["gpus"]) == a.gpus, a.task
         assert len(records(out, a.task, "done")) == 1, (

@@ -670,6 +670,109 @@ def swap_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
     return placed_count + st.direct
 
 
+def trade_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
+    """Place left-out single-GPU tasks by trading the whole contents of two GPUs of one class on two
+    nodes, so that CPU and host memory move to where they are free.
+
+    A node packed with small tasks runs out of CPU or host memory while its GPUs keep slivers of
+    share and memory; a node of whole-GPU jobs has CPU and memory to spare and no GPU room. For a
+    left-out task t and a node A where a GPU g has room for it but CPU or host memory is short,
+    take another GPU g' of A and a GPU h of g''s class on another node B, every task on both alone on
+    one GPU and free to move (no spread group, dataset or current placement), such that after
+    trading their contents A has the CPU and memory for t and B still fits; trade them and place t
+    on g. Each GPU keeps its load and memory (the same class, the same tasks' demands), so only
+    node limits are checked. Kept when the objective drops. Returns the number of tasks placed.
+    """
+    p = st.p
+    free_task = (p.gang == 1) & (p.spread < 0) & (p.dataset < 0) & (p.current[:, 0] < 0)
+    st.direct = placed_count = 0
+    for t in _left_out(st, p.gang == 1, deadline):
+        room = st._fits(t, slice(None)) & st.is_gpu
+        if not room.any():
+            continue
+        nodes = np.unique(p.gpu_node[room])
+        d_cpu = st.cpu[nodes] + p.cpu[t] - p.node_cpu[nodes]
+        d_ram = st.ram[nodes] + p.ram[t] - p.node_ram[nodes]
+        short = (d_cpu > _EPS) | (d_ram > _EPS)
+        if (~short).any():
+            continue  # it fits a node as is but for spread room: nothing to trade for
+        rel = np.maximum(d_cpu / max(p.cpu[t], 1e-9), d_ram / max(p.ram[t], 1e-9))
+        nodes = nodes[np.argsort(rel, kind="stable")][:max_nodes]
+        # per GPU: the CPU and memory of its tasks, and whether they may all move
+        on = np.flatnonzero(st.assign[:, 0] >= 0)
+        g_of = st.assign[on, 0]
+        cpu_g = np.bincount(g_of, weights=p.cpu[on], minlength=p.n_gpus)
+        ram_g = np.bincount(g_of, weights=p.ram[on], minlength=p.n_gpus)
+        held = st.assign[on][~free_task[on]]
+        stuck = np.zeros(p.n_gpus, dtype=bool)
+        stuck[held[held >= 0]] = True
+        movable = st.is_gpu & ~stuck
+        weigh = cpu_g / max(p.cpu[t], 1e-9) + ram_g / max(p.ram[t], 1e-9)  # what a GPU's tasks hold
+        of_class: dict[int, np.ndarray] = {}  # the movable GPUs of a class
+        done = False
+        for a in nodes:
+            a = int(a)
+            gs = np.flatnonzero(room & (p.gpu_node == a))
+            need_cpu = st.cpu[a] + p.cpu[t] - p.node_cpu[a]
+            need_ram = st.ram[a] + p.ram[t] - p.node_ram[a]
+            mine = np.flatnonzero((p.gpu_node == a) & movable & (st.count > 0))
+            for g2 in mine[np.argsort(-weigh[mine], kind="stable")].tolist():
+                if gs.size == 1 and gs[0] == g2:
+                    continue
+                c = int(p.gpu_class[g2])
+                if c not in of_class:
+                    of_class[c] = np.flatnonzero(movable & (p.gpu_class == c))
+                hs = of_class[c]
+                b = p.gpu_node[hs]
+                ok = b != a
+                ok &= cpu_g[g2] - cpu_g[hs] >= need_cpu - _EPS
+                ok &= ram_g[g2] - ram_g[hs] >= need_ram - _EPS
+                ok &= st.cpu[b] - cpu_g[hs] + cpu_g[g2] <= p.node_cpu[b] * (1 + _EPS) + _EPS
+                ok &= st.ram[b] - ram_g[hs] + ram_g[g2] <= p.node_ram[b] * (1 + _EPS) + _EPS
+                hs = hs[ok]
+                if hs.size == 0:
+                    continue
+                h = int(hs[np.argmin(weigh[hs])])
+                if _trade(st, t, g2, h, gs[gs != g2]):
+                    placed_count += 1
+                    done = True
+                    break
+            if done:
+                break
+    return placed_count + st.direct
+
+
+def _trade(st: FleetState, t: int, g2: int, h: int, spots: np.ndarray) -> bool:
+    """Trade the contents of GPUs g2 and h, then place task t on one of `spots` (GPUs of g2's node);
+    kept when the objective drops, else undone. True when kept."""
+    p = st.p
+    before = p.objective(st.assign)
+    on_g2 = np.flatnonzero(st.assign[:, 0] == g2)
+    on_h = np.flatnonzero(st.assign[:, 0] == h)
+    for u in (*on_g2, *on_h):
+        st.remove(int(u))
+    moved = [(int(u), h) for u in on_g2] + [(int(u), g2) for u in on_h]
+    ok = True
+    for u, g in moved:
+        if not st.fits_on(u, np.array([g])):
+            ok = False
+            break
+        st.place(u, np.array([g]))
+    spot = next((int(g) for g in spots if ok and st.fits_on(t, np.array([g]))), None)
+    if ok and spot is not None:
+        st.place(t, np.array([spot]))
+        if p.objective(st.assign) < before - 1e-9 * max(1.0, abs(before)):
+            return True
+        st.remove(t)
+    for u, _ in moved:
+        st.remove(u)
+    for u in on_g2:
+        st.place(int(u), np.array([g2]))
+    for u in on_h:
+        st.place(int(u), np.array([h]))
+    return False
+
+
 def state_of(p: FleetProgram, assign: np.ndarray) -> FleetState:
     """The running loads of a complete assignment [T, K]."""
     st = FleetState(p)

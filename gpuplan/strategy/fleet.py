@@ -35,6 +35,7 @@ from gpuplan.heuristics.fleet_greedy import (
     state_of,
     swap_improve,
     task_order,
+    trade_improve,
 )
 from gpuplan.heuristics.pattern_plan import lay_over, pattern_plan
 from gpuplan.interrupt import past
@@ -261,11 +262,12 @@ def _search(
         before = st.assign.copy()
         moved = eject_improve(st, min(until, t0 + 0.6 * span))
         swapped = swap_improve(st, until)
-        if (moved or swapped) and not _within(hold, st.assign):
-            st, moved, swapped = state_of(p, before), 0, 0
+        traded = trade_improve(st, until)
+        if (moved or swapped or traded) and not _within(hold, st.assign):
+            st, moved, swapped, traded = state_of(p, before), 0, 0, 0
             stats["moves_undone"] = True  # they worsened an earlier stage
-        stats["eject_placed"], stats["swap_placed"] = moved, swapped
-        if moved or swapped:
+        stats["eject_placed"], stats["swap_placed"], stats["trade_placed"] = moved, swapped, traded
+        if moved or swapped or traded:
             phases.append("moves")
     assign: np.ndarray | None = st.assign.copy()
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)

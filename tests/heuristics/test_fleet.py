@@ -12,7 +12,7 @@ from hypothesis import given, settings
 
 from gpuplan import solve
 from gpuplan.bounds.fleet import fleet_lower_bound, packing_bound
-from gpuplan.heuristics.fleet_greedy import eject_improve, fleet_greedy, swap_improve
+from gpuplan.heuristics.fleet_greedy import eject_improve, fleet_greedy, state_of, swap_improve, trade_improve
 from gpuplan.models import GPU, GPUType, Node, Objective, Problem, Task
 from gpuplan.program.fleet import compile_fleet
 from gpuplan.program.verify import VerificationError, verify
@@ -72,6 +72,40 @@ def test_transfer_time_and_dataset_charge() -> None:
     assert prog.objective(a) == pytest.approx(2.0 + 2.0 + 36.0)  # one copy of the dataset
 
 
+def test_a_trade_of_two_gpus_contents_makes_cpu_room() -> None:
+    """Node A has GPU share for t but not its CPU; B has CPU but no GPU room. Trading the contents of
+    A's GPU a0 (two half-GPU tasks, 8 cores) with B's b0 (one whole-GPU task, 1 core) makes room:
+    no single-task ejection or swap can (a half-GPU task does not fit beside a whole one)."""
+    nodes = [{"id": n, "gpu_counts": {"B": 2}, "cpu_cores": 10, "memory_gb": 100} for n in ("A", "B")]
+    tasks = [
+        {"id": "s1", "gpu_share": 0.5, "cpu_cores": 4, "work_h": 1},
+        {"id": "s2", "gpu_share": 0.5, "cpu_cores": 4, "work_h": 1},
+        {"id": "q", "gpu_share": 0.5, "cpu_cores": 1, "work_h": 1},
+        {"id": "w", "cpu_cores": 1, "work_h": 1},
+        {"id": "v", "cpu_cores": 1, "work_h": 1},
+        {"id": "t", "gpu_share": 0.5, "cpu_cores": 4, "work_h": 1, "optional": True},
+    ]
+    p = Problem.model_validate({"gpu_types": TYPES, "nodes": nodes, "tasks": tasks})
+    c = compile_fleet(p)
+    prog = c.program
+    gpu = {g: k for k, g in enumerate(c.gpu_ids)}
+    a0, a1, b0, b1 = (gpu[f"{n}/B/{k}"] for n, k in (("A", 0), ("A", 1), ("B", 0), ("B", 1)))
+    start = prog.empty_assign()
+    for task, g in zip(("s1", "s2", "q", "w", "v"), (a0, a0, a1, b0, b1), strict=True):
+        start[c.task_ids.index(task), 0] = g
+    t = c.task_ids.index("t")
+    for move in (eject_improve, swap_improve):
+        state = state_of(prog, start)
+        assert move(state, deadline=float("inf")) == 0, move.__name__
+    state = state_of(prog, start)
+    assert trade_improve(state, deadline=float("inf")) == 1
+    assert prog.violations(state.assign) == []
+    assert state.assign[t, 0] == a1
+    assert {c.task_ids[u] for u in np.flatnonzero(state.assign[:, 0] == b0)} == {"s1", "s2"}
+    assert {c.task_ids[u] for u in np.flatnonzero(state.assign[:, 0] == a0)} == {"w"}
+    assert prog.objective(state.assign) < prog.objective(start)
+
+
 # --- random tiny problems ----------------------------------------------------------------------------
 
 
@@ -88,6 +122,7 @@ def test_greedy_is_feasible_and_bounds_hold(problem: Problem) -> None:
     before = state.assign[:, 0] >= 0
     eject_improve(state, deadline=float("inf"))
     swap_improve(state, deadline=float("inf"))
+    trade_improve(state, deadline=float("inf"))
     placed = state.assign[:, 0] >= 0
     assert np.all(placed[before])  # the moves place tasks, they never leave one out
     bad = [v for v in prog.violations(state.assign) if "dropped" not in v]

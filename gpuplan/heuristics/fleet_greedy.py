@@ -677,8 +677,8 @@ def trade_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
     A node packed with small tasks runs out of CPU or host memory while its GPUs keep slivers of
     share and memory; a node of whole-GPU jobs has CPU and memory to spare and no GPU room. For a
     left-out task t and a node A where a GPU g has room for it but CPU or host memory is short,
-    take another GPU g' of A and a GPU h of g''s class on another node B, every task on both alone on
-    one GPU and free to move (no spread group, dataset or current placement), such that after
+    take another GPU g' of A and a GPU h of the same class on another node B, every task on both
+    alone on one GPU and free to move (no spread group, dataset or current placement), such that after
     trading their contents A has the CPU and memory for t and B still fits; trade them and place t
     on g. Each GPU keeps its load and memory (the same class, the same tasks' demands), so only
     node limits are checked. Kept when the objective drops. Returns the number of tasks placed.

@@ -686,6 +686,7 @@ def trade_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
     p = st.p
     free_task = (p.gang == 1) & (p.spread < 0) & (p.dataset < 0) & (p.current[:, 0] < 0)
     st.direct = placed_count = 0
+    seen = -1  # len(st.changed) when the per-GPU sums below were taken: they hold until a task moves
     for t in _left_out(st, p.gang == 1, deadline):
         room = st._fits(t, slice(None)) & st.is_gpu
         if not room.any():
@@ -698,17 +699,19 @@ def trade_improve(st: FleetState, deadline: float, max_nodes: int = 8) -> int:
             continue  # it fits a node as is but for spread room: nothing to trade for
         rel = np.maximum(d_cpu / max(p.cpu[t], 1e-9), d_ram / max(p.ram[t], 1e-9))
         nodes = nodes[np.argsort(rel, kind="stable")][:max_nodes]
-        # per GPU: the CPU and memory of its tasks, and whether they may all move
-        on = np.flatnonzero(st.assign[:, 0] >= 0)
-        g_of = st.assign[on, 0]
-        cpu_g = np.bincount(g_of, weights=p.cpu[on], minlength=p.n_gpus)
-        ram_g = np.bincount(g_of, weights=p.ram[on], minlength=p.n_gpus)
-        held = st.assign[on][~free_task[on]]
-        stuck = np.zeros(p.n_gpus, dtype=bool)
-        stuck[held[held >= 0]] = True
-        movable = st.is_gpu & ~stuck
+        if seen != len(st.changed):
+            # per GPU: the CPU and memory of its tasks, and whether they may all move
+            seen = len(st.changed)
+            on = np.flatnonzero(st.assign[:, 0] >= 0)
+            g_of = st.assign[on, 0]
+            cpu_g = np.bincount(g_of, weights=p.cpu[on], minlength=p.n_gpus)
+            ram_g = np.bincount(g_of, weights=p.ram[on], minlength=p.n_gpus)
+            held = st.assign[on][~free_task[on]]
+            stuck = np.zeros(p.n_gpus, dtype=bool)
+            stuck[held[held >= 0]] = True
+            movable = st.is_gpu & ~stuck
+            of_class: dict[int, np.ndarray] = {}  # the movable GPUs of a class
         weigh = cpu_g / max(p.cpu[t], 1e-9) + ram_g / max(p.ram[t], 1e-9)  # what a GPU's tasks hold
-        of_class: dict[int, np.ndarray] = {}  # the movable GPUs of a class
         done = False
         for a in nodes:
             a = int(a)

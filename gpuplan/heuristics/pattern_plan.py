@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,6 +44,18 @@ def pattern_plan(
     """The plan of the module docstring; running tasks are kept where they are first when they
     still fit. The rounding (`NodePatterns.dive`) stops at `dive_until` (else `deadline`), the
     passes at `deadline`."""
+    return lay_patterns(p, pat, pat.dive(deadline if dive_until is None else dive_until), deadline)
+
+
+def lay_patterns(
+    p: FleetProgram,
+    pat: NodePatterns,
+    patterns: Sequence[tuple[int, np.ndarray, np.ndarray, int]],
+    deadline: float | None = None,
+) -> FleetState:
+    """Lay tasks into whole-node `patterns` (node class b, shape counts x [I], GPU configurations
+    u [J of b], nodes), each on the next free node of its class, then offer what is left anywhere
+    (module docstring); running tasks are kept where they are first when they still fit."""
     st = FleetState(p)
     order = task_order(p, "dominant")
     for t in order:
@@ -58,7 +71,7 @@ def pattern_plan(
     starts = np.searchsorted(p.gpu_node[by_node], np.arange(p.n_nodes + 1))
     classes = np.unique(pat.node_class[pat.node_class >= 0])
     free = {int(b): deque(np.flatnonzero(pat.node_class == b)) for b in classes}
-    for b, x, u, count in pat.dive(deadline if dive_until is None else dive_until):
+    for b, x, u, count in patterns:
         pricing = pat.master.prices[b]
         items = np.flatnonzero(x)
         items = items[np.argsort(-pat.master.sh.gang[items], kind="stable")]  # gangs first
@@ -151,4 +164,4 @@ def lay_over(
     return best
 
 
-__all__ = ["lay_over", "pattern_plan"]
+__all__ = ["lay_over", "lay_patterns", "pattern_plan"]

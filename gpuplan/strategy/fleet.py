@@ -27,6 +27,7 @@ from gpuplan.backends import require
 from gpuplan.bounds.fleet import Packing, fleet_lower_bound, packing_bound
 from gpuplan.bounds.node_patterns import NodePatterns, node_pattern_bound
 from gpuplan.errors import InputError
+from gpuplan.heuristics.config_plan import config_plan
 from gpuplan.heuristics.fleet_greedy import (
     FleetState,
     eject_improve,
@@ -56,6 +57,9 @@ log = logging.getLogger("gpuplan")
 
 #: Largest number of eligible (task, GPU) pairs for which auto runs the exact CP-SAT model.
 FLEET_EXACT_PAIRS = 20_000
+
+#: Most share of a solve's time for the plan from whole GPU configurations (`config_plan`).
+CONFIG_PLAN_SHARE = 0.1
 
 #: Decoding and verifying a plan take about this many times the building of its program (all three
 #: are per-task work over the specs, measured 1.6x to 2.2x at 100,000 tasks): that much of the time
@@ -111,14 +115,17 @@ def _starts(
     start: np.ndarray | None = None,
     patterns: NodePatterns | None = None,
     from_patterns: bool = False,
+    workers: int = 1,
+    configs_s: float = 0.0,
 ) -> tuple[FleetState, str]:
     """Greedy passes over a few orders and fit weights, the best by objective; new passes start only
     before `deadline`, and every pass stops at `hard_deadline`. With `start` (the plan of an earlier
     stage, which keeps `hold`), it competes too, and a pass that breaks `hold` does not count. With
-    `patterns` (the node-pattern LP), its plan (`pattern_plan`) comes first. `from_patterns`: `start`
-    is the node-pattern plan (a stage of a tier-by-tier solve), which gives way only to a pass that
-    drops less: passes that are merely cheaper pack the tier without the room the lower tiers need,
-    which the patterns keep."""
+    `patterns` (the node-pattern LP), its plans come first: rounded from its columns (`pattern_plan`)
+    and from whole GPU configurations (`config_plan`, for at most `configs_s` seconds).
+    `from_patterns`: `start` is the node-pattern plan (a stage of a tier-by-tier solve), which gives
+    way only to a pass that drops less: passes that are merely cheaper pack the tier without the
+    room the lower tiers need, which the patterns keep."""
     room = start is not None and from_patterns
     start_name = "node patterns" if from_patterns else "previous stage"
 
@@ -142,21 +149,28 @@ def _starts(
     if p.optional.any():
         variants = [("density", 1.0, None), *variants]
     if patterns is not None:
-        variants = [("patterns", 1.0, None), *variants]
+        variants = [("patterns", 1.0, None), ("configs", 1.0, None), *variants]
     for how, balance, lt in variants:
         if best is not None and past(deadline):
             break
         if how == "patterns":
             assert patterns is not None
             st = pattern_plan(p, patterns, deadline=hard_deadline, dive_until=deadline)
+        elif how == "configs":
+            assert patterns is not None
+            cut = min(deadline, time.monotonic() + configs_s)
+            found = config_plan(p, patterns, deadline=cut, workers=workers)
+            if found is None:
+                continue
+            st = found
         else:
             st = fleet_greedy(p, order=task_order(p, how, lt), balance=balance, deadline=hard_deadline)
         broken = np.any((st.assign[:, 0] < 0) & ~p.optional) or not _within(hold, st.assign)
         val = (np.inf, True, np.inf) if broken else rank(st.assign)
         if best is None or val < best_val:
             tag = ", packing order" if lt is not None else ""
-            label = (
-                "greedy(node patterns)" if how == "patterns" else f"greedy({how}, balance={balance:g}{tag})"
+            label = {"patterns": "greedy(node patterns)", "configs": "greedy(GPU configurations)"}.get(
+                how, f"greedy({how}, balance={balance:g}{tag})"
             )
             best, best_val, name = st, val, label
     assert best is not None
@@ -245,7 +259,16 @@ def _search(
         bound, guides, stats = _bounds(p, t0 + 0.35 * span, t0 + 0.25 * span)
     late = late_tasks(p, guides.packing)
     st, name = _starts(
-        p, t0 + 0.5 * span, deadline - 0.02 * span, late, hold, start, guides.patterns, from_patterns
+        p,
+        t0 + 0.5 * span,
+        deadline - 0.02 * span,
+        late,
+        hold,
+        start,
+        guides.patterns,
+        from_patterns,
+        workers,
+        CONFIG_PLAN_SHARE * span,
     )
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)
@@ -844,7 +867,7 @@ def solve_tiered(
     stats: dict[str, bool | int | float | str] = {}
     candidates = p.optional & p.has_home()
     levels = tiers(candidates, p.priority)
-    pat, follow = _tier_patterns(p, started, time_limit_s, deadline, stats)
+    pat, follow = _tier_patterns(p, started, time_limit_s, deadline, stats, workers)
     if pat is not None:
         deadline -= TIERED_TIER_BOUND_SHARE * time_limit_s
     # The bound over every plan, after the pattern stages (which need the time more, and bound the
@@ -978,6 +1001,7 @@ def _tier_patterns(
     time_limit_s: float,
     deadline: float,
     stats: dict[str, bool | int | float | str],
+    workers: int = 1,
 ) -> tuple[NodePatterns | None, np.ndarray | None]:
     """The node-pattern stages of a tiered solve's flat program and their plan; (None, None) when
     they do not apply, or when a tier's tasks differ in drop penalty (a stage then need not place
@@ -1001,7 +1025,21 @@ def _tier_patterns(
         return None, None
     until = min(deadline, started + TIERED_PATTERN_PLAN_SHARE * time_limit_s)
     follow = pattern_plan(p, pat, deadline=until, dive_until=until).assign
+    stats["pattern_plan_tier_counts"] = ",".join(str(int(z)) for z in pat.tier_counts(follow))
+    # The plan from whole GPU configurations when it places more, tier by tier from the highest.
+    cut = min(until, time.monotonic() + CONFIG_PLAN_SHARE * time_limit_s)
+    other = config_plan(p, pat, deadline=cut, workers=workers)
+    if other is not None:
+        stats["config_plan_tier_counts"] = ",".join(str(int(z)) for z in pat.tier_counts(other.assign))
+        if _tier_key(pat, p, other.assign) > _tier_key(pat, p, follow):
+            follow = other.assign
+            stats["pattern_plan"] = "GPU configurations"
     return pat, follow
+
+
+def _tier_key(pat: NodePatterns, p: FleetProgram, assign: np.ndarray) -> tuple[int | float, ...]:
+    """Larger is better: the tasks placed per tier from the highest, then less objective."""
+    return (*(int(z) for z in pat.tier_counts(assign)), -p.objective(assign))
 
 
 def _keeps(before: np.ndarray, after: np.ndarray, p: FleetProgram) -> bool:

@@ -117,12 +117,14 @@ def _starts(
     from_patterns: bool = False,
     workers: int = 1,
     configs_s: float = 0.0,
+    configs: NodePatterns | None = None,
 ) -> tuple[FleetState, str]:
     """Greedy passes over a few orders and fit weights, the best by objective; new passes start only
     before `deadline`, and every pass stops at `hard_deadline`. With `start` (the plan of an earlier
     stage, which keeps `hold`), it competes too, and a pass that breaks `hold` does not count. With
-    `patterns` (the node-pattern LP), its plans come first: rounded from its columns (`pattern_plan`)
-    and from whole GPU configurations (`config_plan`, for at most `configs_s` seconds).
+    `patterns` (the node-pattern LP, solved), the plan rounded from its columns (`pattern_plan`) comes
+    first; with `configs` (its shapes and configurations), the plan from whole GPU configurations
+    (`config_plan`, for at most `configs_s` seconds) next.
     `from_patterns`: `start` is the node-pattern plan (a stage of a tier-by-tier solve), which gives
     way only to a pass that drops less: passes that are merely cheaper pack the tier without the
     room the lower tiers need, which the patterns keep."""
@@ -148,8 +150,10 @@ def _starts(
         variants = [("gpu", 1.0, late), ("dominant", 1.0, late), *variants]
     if p.optional.any():
         variants = [("density", 1.0, None), *variants]
+    if configs is not None:
+        variants = [("configs", 1.0, None), *variants]
     if patterns is not None:
-        variants = [("patterns", 1.0, None), ("configs", 1.0, None), *variants]
+        variants = [("patterns", 1.0, None), *variants]
     for how, balance, lt in variants:
         if best is not None and past(deadline):
             break
@@ -157,9 +161,9 @@ def _starts(
             assert patterns is not None
             st = pattern_plan(p, patterns, deadline=hard_deadline, dive_until=deadline)
         elif how == "configs":
-            assert patterns is not None
+            assert configs is not None
             cut = min(deadline, time.monotonic() + configs_s)
-            found = config_plan(p, patterns, deadline=cut, workers=workers)
+            found = config_plan(p, configs, deadline=cut, workers=workers)
             if found is None:
                 continue
             st = found
@@ -194,10 +198,13 @@ class _Found:
 
 @dataclass
 class _Guides:
-    """What the bounds found that guides the greedy: the packing LP and the node-pattern LP."""
+    """What the bounds found that guides the greedy: the packing LP and the node-pattern LP (only
+    once solved: the columns of an unfinished one make a poor plan), and its shapes and GPU
+    configurations, which the plan from whole GPU configurations needs whether or not it was."""
 
     packing: Packing | None = None
     patterns: NodePatterns | None = None
+    configs: NodePatterns | None = None
 
 
 def _bounds(
@@ -215,6 +222,7 @@ def _bounds(
         if patterns_until is None
         else node_pattern_bound(p, deadline=min(until, patterns_until), lexicographic=True)
     )
+    configs = patterns
     if patterns is not None:
         stats.update(patterns.stats)
         bound = patterns.bound
@@ -228,7 +236,7 @@ def _bounds(
     if packing is not None:
         stats["packing_bound"] = packing.bound
         bound = packing.bound if bound is None else max(bound, packing.bound)
-    return bound, _Guides(packing, patterns), stats
+    return bound, _Guides(packing, patterns, configs), stats
 
 
 def _search(
@@ -269,6 +277,7 @@ def _search(
         from_patterns,
         workers,
         CONFIG_PLAN_SHARE * span,
+        guides.configs,
     )
     incumbents: list[tuple[float, float]] = []
     feasible = not np.any((st.assign[:, 0] < 0) & ~p.optional)

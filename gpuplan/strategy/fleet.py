@@ -59,7 +59,7 @@ log = logging.getLogger("gpuplan")
 FLEET_EXACT_PAIRS = 20_000
 
 #: Most share of a solve's time for the plan from whole GPU configurations (`config_plan`).
-CONFIG_PLAN_SHARE = 0.1
+CONFIG_PLAN_SHARE = 0.15
 
 #: Decoding and verifying a plan take about this many times the building of its program (all three
 #: are per-task work over the specs, measured 1.6x to 2.2x at 100,000 tasks): that much of the time

@@ -45,7 +45,7 @@ import numpy as np
 from gpuplan.bounds.node_patterns import GAIN_SCALE, NODE_SCALE, NodePatterns
 from gpuplan.heuristics.fleet_greedy import FleetState
 from gpuplan.heuristics.pattern_plan import lay_patterns
-from gpuplan.interrupt import solve_cpsat
+from gpuplan.interrupt import past, solve_cpsat
 from gpuplan.program.fleet import FleetProgram
 
 _EPS = 1e-9
@@ -86,7 +86,9 @@ def config_plan(
     for b, (x, u) in enumerate(solved):
         best: tuple[tuple[float, ...], list[tuple[int, np.ndarray, np.ndarray, int]]] | None = None
         for mixed in (True, False):
-            split = _split(p, pat, b, x, u, mixed)
+            if best is not None and deadline is not None and past(deadline):
+                break
+            split = _split(p, pat, b, x, u, mixed, deadline)
             held = sum((xn for _, xn, _, _ in split), np.zeros(tier.size, dtype=np.int64))
             counts = np.bincount(tier, weights=held, minlength=levels)
             key = (*counts[:-1], float(pat.master.sh.value @ (held * (tier == levels - 1))))
@@ -197,10 +199,17 @@ def _class_program(
 
 
 def _split(
-    p: FleetProgram, pat: NodePatterns, b: int, x: np.ndarray, u: np.ndarray, mixed: bool
+    p: FleetProgram,
+    pat: NodePatterns,
+    b: int,
+    x: np.ndarray,
+    u: np.ndarray,
+    mixed: bool,
+    deadline: float | None = None,
 ) -> list[tuple[int, np.ndarray, np.ndarray, int]]:
     """Node patterns (b, x [I], u [J], 1) of class b from its class solution (module docstring,
-    'back to nodes'); tasks whose unit finds no node are left to the fill. `mixed`: a GPU's slots
+    'back to nodes'); tasks whose unit finds no node, or none before `deadline` (or a stop
+    request), are left to the fill. `mixed`: a GPU's slots
     take heavy and light tasks in turn (GPUs alike), else the heaviest left (GPUs of one make-up,
     which pair whole with whole on a node)."""
     sh, pricing = pat.master.sh, pat.master.prices[b]
@@ -281,6 +290,8 @@ def _split(
         light_cpu[:-1] = np.minimum.accumulate(np.array([un.cpu for un in units])[::-1])[::-1]
         light_ram[:-1] = np.minimum.accumulate(np.array([un.ram for un in units])[::-1])[::-1]
     for q, un in enumerate(units):
+        if deadline is not None and q % 256 == 0 and past(deadline):
+            break
         ok = (slots >= un.gpus) & (cpu >= un.cpu - _EPS) & (ram >= un.ram - _EPS)
         if un.gpus == 1:
             keep = (

@@ -113,3 +113,20 @@ def test_it_places_what_the_lp_allows_on_alike_nodes() -> None:
     lp = float(p.penalty.sum() - pat.bound) / float(p.penalty[0])  # tasks the LP places
     assert placed >= int(np.floor(lp + 1e-6))
     assert placed >= int((pattern_plan(p, pat).assign[:, 0] >= 0).sum())
+
+
+def test_a_stop_request_ends_it_at_once() -> None:
+    """With a stop requested, the class program, the split and the laying all return at once, and
+    what comes back (if anything) is still a plan."""
+    from gpuplan.interrupt import watching
+
+    data = _alike_nodes()
+    data["nodes"] = [dict(n, id=f"n{i}") for i in range(40) for n in data["nodes"][:1]]
+    p = compile_fleet(Problem.model_validate(data)).program
+    pat = node_pattern_bound(p)
+    assert pat is not None
+    began = time.monotonic()
+    with watching(lambda: True):
+        plan = config_plan(p, pat, deadline=time.monotonic() + 30)
+    assert time.monotonic() - began < 1.0
+    assert plan is None or not p.violations(plan.assign)

@@ -1014,9 +1014,11 @@ def _tier_patterns(
 ) -> tuple[NodePatterns | None, np.ndarray | None]:
     """The node-pattern stages of a tiered solve's flat program and their plan; (None, None) when
     they do not apply, or when a tier's tasks differ in drop penalty (a stage then need not place
-    the most tasks of its tier, which the bound over tier counts assumes), or when their LP is not
-    solved in time (its columns make a poor plan, and the bound over the plan's tier counts is weak
-    when the stages' counts are: the time kept for it goes to the stages)."""
+    the most tasks of its tier, which the bound over tier counts assumes). The plan is the better
+    of the one rounded from the LP's columns and the one from whole GPU configurations; when the
+    LP is not solved in time its columns make a poor plan, and only the latter is tried (or, when
+    it finds nothing, (None, None): the time kept for the bound over tier counts, weak then, goes to
+    the stages)."""
     candidates = p.optional & p.has_home()
     for level in tiers(candidates, p.priority):
         pen = p.penalty[candidates & (p.priority == level)]
@@ -1029,20 +1031,23 @@ def _tier_patterns(
     if pat is None or pat.need is None:
         return None, None
     stats.update({k: v for k, v in pat.stats.items() if k != "pattern_bound"})
-    if not pat.converged:
-        stats["pattern_skipped"] = "the stages' LP was not solved in time"
-        return None, None
     until = min(deadline, started + TIERED_PATTERN_PLAN_SHARE * time_limit_s)
-    follow = pattern_plan(p, pat, deadline=until, dive_until=until).assign
-    stats["pattern_plan_tier_counts"] = ",".join(str(int(z)) for z in pat.tier_counts(follow))
+    follow = None
+    if pat.converged:
+        follow = pattern_plan(p, pat, deadline=until, dive_until=until).assign
+        stats["pattern_plan_tier_counts"] = ",".join(str(int(z)) for z in pat.tier_counts(follow))
+    else:
+        stats["pattern_skipped"] = "the stages' LP was not solved in time"
     # The plan from whole GPU configurations when it places more, tier by tier from the highest.
     cut = min(until, time.monotonic() + CONFIG_PLAN_SHARE * time_limit_s)
     other = config_plan(p, pat, deadline=cut, workers=workers)
     if other is not None:
         stats["config_plan_tier_counts"] = ",".join(str(int(z)) for z in pat.tier_counts(other.assign))
-        if _tier_key(pat, p, other.assign) > _tier_key(pat, p, follow):
+        if follow is None or _tier_key(pat, p, other.assign) > _tier_key(pat, p, follow):
             follow = other.assign
             stats["pattern_plan"] = "GPU configurations"
+    if follow is None:
+        return None, None
     return pat, follow
 
 

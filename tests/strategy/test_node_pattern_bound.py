@@ -64,3 +64,37 @@ def test_a_tiered_solve_bounds_the_tier_optimal_plans(wide: pytest.MonkeyPatch, 
     assert plan.bound is not None and plan.objective is not None
     assert plan.bound <= price + 1e-6 * max(1.0, abs(price))
     assert plan.bound <= plan.objective + 1e-6 * max(1.0, abs(plan.objective))
+
+
+def test_a_tiered_solve_whose_lp_is_unsolved_starts_from_whole_gpu_configurations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the stages' LP is not solved in time its columns make a poor plan, but the plan from
+    whole GPU configurations needs only its shapes: the tiered solve starts from it (before, it fell
+    back to greedy orders: on the 10,000-task ladder rung with priorities and a 20 s limit, 4,049
+    placed at 60.6%, against 4,602 at 0.003% now)."""
+    from gpuplan.strategy import fleet
+
+    real = fleet.node_pattern_bound
+
+    def unsolved(*args: object, **kwargs: object) -> object:
+        pat = real(*args, **kwargs)  # type: ignore[arg-type]
+        if pat is not None:
+            pat.converged = False
+        return pat
+
+    monkeypatch.setattr(priorities, "EXACT_LIMIT", 0.0)
+    monkeypatch.setattr(fleet, "node_pattern_bound", unsolved)
+    nodes = [{"id": f"n{i}", "gpu_counts": {"B": 2}, "cpu_cores": 8, "memory_gb": 64} for i in range(6)]
+    tasks = [
+        {"id": f"t{i}", "gpus": 1, "gpu_share": 0.5, "cpu_cores": 2, "gpu_memory_gb": 8, "priority": i % 2}
+        for i in range(30)
+    ]
+    for t in tasks:
+        t.update(optional=True, work_h=1.0)
+    problem = {"gpu_types": [{"name": "B", "memory_gb": 16}], "nodes": nodes, "tasks": tasks}
+    plan = gpuplan.solve(problem, time_limit_s=5, workers=1)
+    assert plan.solver == "tiered"
+    assert plan.stats["pattern_skipped"] == "the stages' LP was not solved in time"
+    assert plan.stats["pattern_plan"] == "GPU configurations"
+    assert len(plan.assignments) == 24  # four halves of 2 cores per node of 8 cores

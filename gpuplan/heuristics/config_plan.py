@@ -79,9 +79,7 @@ def config_plan(
     if solved is None:
         return None
     patterns: list[tuple[int, np.ndarray, np.ndarray, int]] = []
-    tier = (
-        pat.tier_of_shape if pat.tier_of_shape is not None else np.zeros(pat.master.sh.count.size, np.int64)
-    )
+    tier = _tier_of_shape(pat)
     levels = int(tier.max(initial=0)) + 1
     for b, (x, u) in enumerate(solved):
         best: tuple[tuple[float, ...], list[tuple[int, np.ndarray, np.ndarray, int]]] | None = None
@@ -97,6 +95,13 @@ def config_plan(
         assert best is not None
         patterns.extend(best[1])
     return lay_patterns(p, pat, patterns, deadline)
+
+
+def _tier_of_shape(pat: NodePatterns) -> np.ndarray:
+    """int64 [I]: each shape's priority tier, 0 the highest (all 0 without tiers)."""
+    if pat.tier_of_shape is not None:
+        return pat.tier_of_shape
+    return np.zeros(pat.master.sh.count.size, dtype=np.int64)
 
 
 def _class_facts(p: FleetProgram, pat: NodePatterns, b: int) -> tuple[int, float, float]:
@@ -147,7 +152,7 @@ def _class_program(
         us.append(u)
     for i, vs in of_shape.items():
         model.add(sum(vs) <= int(sh.count[i]))
-    tier = pat.tier_of_shape if pat.tier_of_shape is not None else np.zeros(sh.count.size, dtype=np.int64)
+    tier = _tier_of_shape(pat)
     stages = int(tier.max(initial=0)) + 1
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = max(1, workers)
@@ -217,9 +222,7 @@ def _split(
     nodes = int(pat.master.m_b[b])
 
     def weight(i: int) -> float:
-        return (sh.cpu[i] / cpu_cap if math.isfinite(cpu_cap) else 0.0) + (
-            sh.ram[i] / ram_cap if math.isfinite(ram_cap) else 0.0
-        )
+        return float(_frac(sh.cpu[i], cpu_cap) + _frac(sh.ram[i], ram_cap))
 
     kind_of = {int(i): int(k) for i, k in zip(pricing.items, pricing.kind, strict=True)}
     left = u.copy()

@@ -15,21 +15,13 @@ from gpuplan.models import Problem
 from gpuplan.program.fleet import compile_fleet
 from tests.strategies import SETTINGS
 
+#: The GPU types of `pattern_fleets`.
+PATTERN_TYPES = [{"name": "A", "memory_gb": 40, "cost_per_hour": 2.0}, {"name": "B", "memory_gb": 16}]
 
-@st.composite
-def pattern_fleets(draw: st.DrawFn) -> dict:
-    """Tiny fleets the bound applies to: nodes of one GPU type each, CPU and host memory that bind,
-    optional singles (shares, GPU memory) and gangs of 2."""
-    types = [{"name": "A", "memory_gb": 40, "cost_per_hour": 2.0}, {"name": "B", "memory_gb": 16}]
-    nodes = [
-        {
-            "id": f"n{i}",
-            "gpu_counts": {draw(st.sampled_from(["A", "B"])): draw(st.integers(1, 2))},
-            "cpu_cores": draw(st.sampled_from([4, 8, 64])),
-            "memory_gb": draw(st.sampled_from([32, 64, 512])),
-        }
-        for i in range(draw(st.integers(1, 3)))
-    ]
+
+def pattern_tasks(draw: st.DrawFn, work_h: tuple[float, ...] = (1.0, 2.5)) -> list[dict]:
+    """1 to 5 optional tasks of priority 0 or 1: singles (shares, GPU memory) and gangs of 2, with
+    CPU and host memory, and a `work_h` drawn from `work_h`."""
     tasks = []
     for i in range(draw(st.integers(1, 5))):
         gang = draw(st.sampled_from([1, 1, 1, 2]))
@@ -41,12 +33,28 @@ def pattern_fleets(draw: st.DrawFn) -> dict:
                 "gpu_memory_gb": draw(st.sampled_from([0, 8, 16, 24])),
                 "cpu_cores": draw(st.sampled_from([0, 2, 4])),
                 "memory_gb": draw(st.sampled_from([0, 16, 32])),
-                "work_h": draw(st.sampled_from([1.0, 2.5])),
+                "work_h": draw(st.sampled_from(list(work_h))),
                 "priority": draw(st.integers(0, 1)),
                 "optional": True,
             }
         )
-    return {"gpu_types": types, "nodes": nodes, "tasks": tasks}
+    return tasks
+
+
+@st.composite
+def pattern_fleets(draw: st.DrawFn) -> dict:
+    """Tiny fleets the bound applies to: nodes of one GPU type each, CPU and host memory that bind,
+    and the tasks of `pattern_tasks`."""
+    nodes = [
+        {
+            "id": f"n{i}",
+            "gpu_counts": {draw(st.sampled_from(["A", "B"])): draw(st.integers(1, 2))},
+            "cpu_cores": draw(st.sampled_from([4, 8, 64])),
+            "memory_gb": draw(st.sampled_from([32, 64, 512])),
+        }
+        for i in range(draw(st.integers(1, 3)))
+    ]
+    return {"gpu_types": PATTERN_TYPES, "nodes": nodes, "tasks": pattern_tasks(draw)}
 
 
 @SETTINGS

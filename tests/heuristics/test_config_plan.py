@@ -15,7 +15,7 @@ from gpuplan.heuristics.config_plan import config_plan
 from gpuplan.heuristics.pattern_plan import pattern_plan
 from gpuplan.models import Problem
 from gpuplan.program.fleet import compile_fleet
-from tests.bounds.test_node_patterns import pattern_fleets
+from tests.bounds.test_node_patterns import PATTERN_TYPES, pattern_fleets, pattern_tasks
 from tests.strategies import SETTINGS
 
 
@@ -44,24 +44,7 @@ def one_of_a_kind_fleets(draw: st.DrawFn) -> dict:
         }
         for i, cpu in enumerate(cpus)
     ]
-    tasks = []
-    for i in range(draw(st.integers(1, 5))):
-        gang = draw(st.sampled_from([1, 1, 1, 2]))
-        tasks.append(
-            {
-                "id": f"t{i}",
-                "gpus": gang,
-                "gpu_share": 1.0 if gang > 1 else draw(st.sampled_from([0.25, 0.5, 1.0])),
-                "gpu_memory_gb": draw(st.sampled_from([0, 8, 16, 24])),
-                "cpu_cores": draw(st.sampled_from([0, 2, 4])),
-                "memory_gb": draw(st.sampled_from([0, 16, 32])),
-                "work_h": 1.0,
-                "priority": draw(st.integers(0, 1)),
-                "optional": True,
-            }
-        )
-    types = [{"name": "A", "memory_gb": 40, "cost_per_hour": 2.0}, {"name": "B", "memory_gb": 16}]
-    return {"gpu_types": types, "nodes": nodes, "tasks": tasks}
+    return {"gpu_types": PATTERN_TYPES, "nodes": nodes, "tasks": pattern_tasks(draw, work_h=(1.0,))}
 
 
 @SETTINGS

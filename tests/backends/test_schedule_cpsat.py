@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from gpuplan.backends.schedule_cpsat import ScheduleResult, solve_schedule_cpsat
+from gpuplan.backends.schedule_cpsat import LNS_MIN_S, ScheduleResult, solve_schedule_cpsat
 from gpuplan.heuristics.list_schedule import best_of
 from gpuplan.program.schedule import ScheduleProgram, lower_bound, objective, violations
 from gpuplan.status import Status
@@ -126,3 +126,47 @@ def test_random_fleet_plan_is_valid_and_no_worse_than_its_hint() -> None:
     assert violations(sp, res.assign, res.start) == []
     assert res.objective <= objective(sp, *hint) + 1e-9
     assert res.bound is not None and res.bound <= res.objective
+
+
+def _job_shop(jobs: int, machines: int, ops: int, seed: int) -> ScheduleProgram:
+    """A random flexible job shop as a scheduled program: each job a chain of `ops` tasks, each task
+    on 2 of the `machines` GPUs (one per type) with durations 1-20 h; minimise the makespan."""
+    rng = np.random.default_rng(seed)
+    types = [{"name": f"M{m}", "memory_gb": 80} for m in range(machines)]
+    nodes = [{"id": f"n{m}", "gpus": [{"id": f"g{m}", "type": f"M{m}"}]} for m in range(machines)]
+    tasks, pred = [], []
+    for j in range(jobs):
+        for o in range(ops):
+            alts = rng.choice(machines, size=2, replace=False)
+            tasks.append(
+                {"id": f"j{j}o{o}", "duration_h": {f"M{m}": float(rng.integers(1, 21)) for m in alts}}
+            )
+            if o:
+                pred.append((len(tasks) - 2, len(tasks) - 1))
+    n = len(tasks)
+    prob = {"gpu_types": types, "nodes": nodes, "tasks": tasks}
+    return schedule_of(prob, [0] * n, [INF] * n, [INF] * n, [1] * n, pred, w=(1, 0, 0))
+
+
+def test_unproven_search_goes_on_with_neighbourhoods_from_its_schedule() -> None:
+    """A job shop the first part cannot prove: the rest of the time searches neighbourhoods from its
+    schedule, and the answer is no worse than that schedule, valid, with the first part's bound."""
+    sp = _job_shop(jobs=12, machines=4, ops=6, seed=1)
+    hint = best_of(sp)
+    res = solve_schedule_cpsat(sp, time_limit=3.0, workers=1, seed=0, hint=hint)
+    assert res.stats["cpsat_status"] == "FEASIBLE", res.stats
+    assert res.stats["cpsat_lns_status"] in ("FEASIBLE", "OPTIMAL"), res.stats
+    assert res.objective is not None and res.objective <= res.stats["cpsat_first_objective"]
+    assert violations(sp, res.assign, res.start) == []
+    assert res.bound is not None and lower_bound(sp) - 1e-6 <= res.bound <= res.objective
+
+
+def test_short_or_proven_solve_is_one_full_search() -> None:
+    """Below LNS_MIN_S, or when the first part proves the optimum, no neighbourhood-only part runs."""
+    sp = _job_shop(jobs=12, machines=4, ops=6, seed=1)
+    short = solve_schedule_cpsat(sp, time_limit=LNS_MIN_S / 2, workers=1, seed=0, hint=best_of(sp))
+    assert "cpsat_lns_status" not in short.stats
+    tiny = _job_shop(jobs=2, machines=2, ops=2, seed=0)
+    proven = solve_schedule_cpsat(tiny, time_limit=10.0, workers=1, seed=0)
+    assert proven.status is Status.OPTIMAL
+    assert "cpsat_lns_status" not in proven.stats

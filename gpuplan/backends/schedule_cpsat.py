@@ -406,7 +406,7 @@ def solve_schedule_cpsat(
             lns_code in (cp_model.OPTIMAL, cp_model.FEASIBLE)
             and lns.objective_value <= solver.objective_value
         ):
-            solver, code = lns, (cp_model.FEASIBLE if lns_code == cp_model.FEASIBLE else lns_code)
+            solver, code = lns, lns_code
         cp_lb = max(cp_lb, lns.best_objective_bound)
     stats["cpsat_solve_s"] = round(solve_s, 4)
     raw = {

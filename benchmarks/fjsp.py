@@ -3,6 +3,7 @@
     python -m benchmarks.fjsp [--names mk01,k1] --time-limit 30 --workers 2 --seed 0 \
         --out benchmarks/results/fjsp-30s.jsonl
     python -m benchmarks.fjsp --markdown benchmarks/results/fjsp-30s.jsonl
+    python -m benchmarks.fjsp --across RESULTS_SEED0.jsonl RESULTS_SEED1.jsonl ...
 
 Each instance (`benchmarks.fjspdata`: a job is a chain of tasks, a machine one GPU of its own type;
 `--scale 1,2,4` adds k disjoint copies of it, whose optimal makespan is the original's)
@@ -274,6 +275,54 @@ def markdown(path: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def across(paths: list[Path]) -> str:
+    """Results files of one limit at several seeds, side by side: per instance in every file, each
+    method's makespan per seed (* where proven optimal), and the targets' comparisons per seed."""
+    runs = []
+    for path in paths:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        runs.append((json.loads(lines[0]), {r["instance"]: r for r in map(json.loads, lines[1:])}))
+    names = [n for n in runs[0][1] if all(n in rows for _, rows in runs)]
+    seeds = [str(head["seed"]) for head, _ in runs]
+    out = [
+        f"## Across seeds {', '.join(seeds)} (instances in every file; * proven optimal)",
+        "",
+        *(f"- seed {head['seed']}: `{head['command']}`, commit `{head['commit']}`" for head, _ in runs),
+        "",
+        "| instance | gpuplan | plain CP-SAT | gpuplan worse at seeds | proved by plain only at seeds |",
+        "|---|--:|--:|--:|--:|",
+    ]
+
+    def cell(x: dict[str, Any]) -> str:
+        return (
+            "—" if x["makespan"] is None else f"{x['makespan']:g}" + ("*" if x["status"] == "optimal" else "")
+        )
+
+    for n in names:
+        rows = [rows[n] for _, rows in runs]
+        worse = [
+            s
+            for s, r in zip(seeds, rows, strict=True)
+            if r["cpsat"]["makespan"] is not None
+            and (r["gpuplan"]["makespan"] is None or r["gpuplan"]["makespan"] > r["cpsat"]["makespan"] + EPS)
+        ]
+        proof = [
+            s
+            for s, r in zip(seeds, rows, strict=True)
+            if r["cpsat"]["status"] == "optimal" and r["gpuplan"]["status"] != "optimal"
+        ]
+        out.append(
+            f"| {n} | {' / '.join(cell(r['gpuplan']) for r in rows)} | "
+            f"{' / '.join(cell(r['cpsat']) for r in rows)} | {', '.join(worse) or '—'} | "
+            f"{', '.join(proof) or '—'} |"
+        )
+    out.append("")
+    for head, rows in runs:
+        lines = summary([rows[n] for n in names], METHODS)
+        out.append(f"- seed {head['seed']}: " + "; ".join(x.removeprefix("- ") for x in lines[-2:]))
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "cpsat":  # the plain model's own process
@@ -290,7 +339,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="the shared folder (default: <repo>/../shared)")
     ap.add_argument("--out", type=Path, help="results file (.jsonl); the report goes beside it (.md)")
     ap.add_argument("--markdown", type=Path, help="print the report of a results file and stop")
+    ap.add_argument(
+        "--across", type=Path, nargs="+", help="print results files of several seeds side by side and stop"
+    )
     args = ap.parse_args(argv)
+    if args.across:
+        sys.stdout.write(across(args.across))
+        return 0
     if args.markdown:
         sys.stdout.write(markdown(args.markdown))
         return 0

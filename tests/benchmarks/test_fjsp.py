@@ -87,3 +87,53 @@ def test_scaled_copies_are_disjoint_and_keep_the_bounds() -> None:
     assert res["objective"] == 5 and check_schedule(two, res["schedule"])[0] == "ok"
     with pytest.raises(ValueError, match="scale must be >= 1"):
         scaled(TINY, 0)
+
+
+def _results(path: Path, seed: int, rows: dict[str, tuple[tuple[int, str], tuple[int, str]]]) -> Path:
+    """A results file: per instance, (makespan, status) of gpuplan and of plain CP-SAT."""
+    import json
+
+    head = {"seed": seed, "command": f"fjsp --seed {seed}", "commit": "c"}
+    out = [head]
+    for name, (g, c) in rows.items():
+        res = {
+            m: {
+                "makespan": v,
+                "status": st,
+                "bound": 1,
+                "check": "ok",
+                "gap_pct": 0.0,
+                "new_best": False,
+                "wall_s": 1.0,
+            }
+            for m, (v, st) in (("gpuplan", g), ("cpsat", c))
+        }
+        out.append({"instance": name, **res})
+    path.write_text("\n".join(json.dumps(x) for x in out) + "\n", encoding="utf-8")
+    return path
+
+
+def test_across_seeds_names_each_seed_where_gpuplan_loses_or_misses_a_proof(tmp_path: Path) -> None:
+    from benchmarks.fjsp import across
+
+    a = _results(
+        tmp_path / "s0.jsonl",
+        0,
+        {"a": ((60, "feasible"), (59, "feasible")), "b": ((11, "optimal"), (11, "optimal"))},
+    )
+    b = _results(
+        tmp_path / "s1.jsonl",
+        1,
+        {"a": ((58, "feasible"), (61, "feasible")), "b": ((11, "feasible"), (11, "optimal"))},
+    )
+    text = across([a, b])
+    assert "| a | 60 / 58 | 59 / 61 | 0 | — |" in text
+    assert "| b | 11* / 11 | 11* / 11* | — | 1 |" in text
+    assert (
+        "- seed 0: gpuplan worse than plain CP-SAT on 1: a (60 vs 59); "
+        "proven optimal by plain CP-SAT but not by gpuplan: none" in text
+    )
+    assert (
+        "- seed 1: gpuplan worse than plain CP-SAT on 0: none; "
+        "proven optimal by plain CP-SAT but not by gpuplan: b" in text
+    )

@@ -37,7 +37,9 @@ Two parts. First CP-SAT's full portfolio (with 2 workers: one tree search with L
 and one that interleaves neighbourhood searches) for ``1 - LNS_SHARE`` of the time. When that
 ends with a schedule but no proof, the rest of the time goes to neighbourhood search alone
 (``use_lns_only``: every worker relaxes parts of the best schedule), started from that schedule
-as a complete hint; the bound stays the first part's. In CP-SAT's log on mk15 (30 s) the
+as a complete hint; the bound stays the first part's. When it ends with no schedule (and no proof
+that none exists), the rest of the time is the full search again: a neighbourhood needs a
+schedule to start from. In CP-SAT's log on mk15 (30 s) the
 tree search gave only the first two of 23 schedules; the neighbourhood searches gave the rest.
 The cost: a proof the tree search would find late in the limit is lost (k4 in the benchmark's
 report).
@@ -394,7 +396,14 @@ def solve_schedule_cpsat(
     stats.update({"cpsat_build_s": round(built, 4), "cpsat_status": solver.status_name(code)})
     solve_s = solver.wall_time
     cp_lb = solver.best_objective_bound
-    if code == cp_model.FEASIBLE and not past(started + time_limit - LNS_MIN_S / 2):
+    if code == cp_model.UNKNOWN and not past(started + time_limit - LNS_MIN_S / 2):
+        # no schedule yet, so none to search around: the rest of the time is the full search again
+        solver = _solver(max(0.05, started + time_limit - time.monotonic()), workers, seed, lns_only=False)
+        code = solve_cpsat(solver, mm.model)
+        stats["cpsat_rest_status"] = solver.status_name(code)
+        solve_s += solver.wall_time
+        cp_lb = max(cp_lb, solver.best_objective_bound)
+    elif code == cp_model.FEASIBLE and not past(started + time_limit - LNS_MIN_S / 2):
         stats["cpsat_first_objective"] = objective(sp, *sm.decode(solver))
         lns = _solver(max(0.05, started + time_limit - time.monotonic()), workers, seed, lns_only=True)
         _hint_all(mm.model, solver)

@@ -3,6 +3,8 @@ hand-made cases for its scaling of time."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -159,6 +161,30 @@ def test_unproven_search_goes_on_with_neighbourhoods_from_its_schedule() -> None
     assert res.objective is not None and res.objective <= res.stats["cpsat_first_objective"]
     assert violations(sp, res.assign, res.start) == []
     assert res.bound is not None and lower_bound(sp) - 1e-6 <= res.bound <= res.objective
+
+
+def test_first_part_without_a_schedule_leaves_the_rest_to_the_full_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first part that ends with no schedule (here: stopped after presolve) does not end the solve:
+    the rest of the time is the full search, which finds and proves the small job shop's optimum."""
+    from gpuplan.backends import schedule_cpsat
+
+    real = schedule_cpsat.solve_cpsat
+    calls: list[str] = []
+
+    def first_stops_after_presolve(solver: Any, model: Any) -> Any:
+        if not calls:
+            solver.parameters.stop_after_presolve = True
+        calls.append("solve")
+        return real(solver, model)
+
+    monkeypatch.setattr(schedule_cpsat, "solve_cpsat", first_stops_after_presolve)
+    sp = _job_shop(jobs=3, machines=2, ops=2, seed=0)
+    res = solve_schedule_cpsat(sp, time_limit=10.0, workers=1, seed=0)
+    assert res.stats["cpsat_status"] == "UNKNOWN" and res.stats["cpsat_rest_status"] == "OPTIMAL"
+    assert len(calls) == 2 and "cpsat_lns_status" not in res.stats
+    assert res.status is Status.OPTIMAL and violations(sp, res.assign, res.start) == []
 
 
 def test_short_or_proven_solve_is_one_full_search() -> None:

@@ -187,6 +187,32 @@ def test_first_part_without_a_schedule_leaves_the_rest_to_the_full_search(
     assert res.status is Status.OPTIMAL and violations(sp, res.assign, res.start) == []
 
 
+def test_a_neighbourhood_search_that_ends_early_leaves_the_rest_to_the_full_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The neighbourhood-only part ending before its time (here: stopped after presolve) does not end
+    the solve: the rest is the full search from the first part's schedule, and no worse than it."""
+    from gpuplan.backends import schedule_cpsat
+
+    real = schedule_cpsat.solve_cpsat
+    calls: list[bool] = []
+
+    def lns_stops_after_presolve(solver: Any, model: Any) -> Any:
+        calls.append(bool(solver.parameters.use_lns_only))
+        if solver.parameters.use_lns_only:
+            solver.parameters.stop_after_presolve = True
+        return real(solver, model)
+
+    monkeypatch.setattr(schedule_cpsat, "solve_cpsat", lns_stops_after_presolve)
+    sp = _job_shop(jobs=12, machines=4, ops=6, seed=1)
+    res = solve_schedule_cpsat(sp, time_limit=3.0, workers=1, seed=0, hint=best_of(sp))
+    assert calls == [False, True, False], res.stats
+    assert res.stats["cpsat_lns_status"] == "UNKNOWN" and res.stats["cpsat_lns_s"] < 1.0
+    assert res.stats["cpsat_rest_status"] in ("FEASIBLE", "OPTIMAL") and res.stats["cpsat_rest_s"] > 1.0
+    assert res.objective is not None and res.objective <= res.stats["cpsat_first_objective"]
+    assert violations(sp, res.assign, res.start) == []
+
+
 def test_short_or_proven_solve_is_one_full_search() -> None:
     """Below LNS_MIN_S, or when the first part proves the optimum, no neighbourhood-only part runs."""
     sp = _job_shop(jobs=12, machines=4, ops=6, seed=1)

@@ -5,6 +5,13 @@ processes with the local launcher (a fenced spawner: a wrapper whose agent is go
 since the head will run it elsewhere), reads the node's GPUs (NVML, or a simulated fleet) and answers
 the head's batched requests. It decides nothing and keeps no state beyond the wrapper files: the
 head keeps the journal, decides and re-plans. Plain Python (no Ray import), so it is tested as is.
+
+Ends come to the head by `watch`, a call that returns as soon as an attempt of the node has ended
+(or after its timeout): the agent looks at its attempts' exit files every `WATCH_STEP_S` and checks
+their wrappers' life every `ALIVE_CHECK_S`, on its own node, so the head need not ask every node
+every loop turn (a round trip per node per turn: with many nodes, most of the head's work).
+`watch` runs beside the other calls (the actor takes a few calls at once); the attempts it watches
+(`_live`) are those this agent spawned and those the head polled and found running.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import os
 import resource
 import socket
+import threading
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,7 +27,10 @@ from typing import Any
 
 from gpuplan.executor.devices import DeviceBackend, DeviceInfo, Reading
 from gpuplan.executor.launcher import LaunchRequest
-from gpuplan.executor.sites import LocalSite, Outcome, Probe
+from gpuplan.executor.sites import ALIVE_CHECK_S, LocalSite, Outcome, Probe, poll_files
+
+#: Seconds between an agent's looks at its attempts' exit files while the head waits on `watch`.
+WATCH_STEP_S = 0.05
 
 
 def _proc_usage(pid: int) -> dict[str, float] | None:
@@ -84,6 +95,9 @@ class NodeAgent:
             self.backend = NvmlBackend()
         self.site = LocalSite(node, spawner_log=Path(root) / "spawner.log", fence=True)
         self.env = {"GPUPLAN_NODE": node}
+        self._lock = threading.Lock()
+        # attempt dir -> (its wrapper's pid, when its life was last checked), for those not reported ended
+        self._live: dict[str, tuple[int, float]] = {}
         ray_node = _ray_node_id()
         if ray_node:
             self.env["GPUPLAN_RAY_NODE_ID"] = ray_node
@@ -104,11 +118,51 @@ class NodeAgent:
     def spawn(self, requests: list[LaunchRequest]) -> list[int | str]:
         """Start one wrapper per request (pid, or why not); each task also gets GPUPLAN_NODE (the plan's
         node id) and GPUPLAN_RAY_NODE_ID (where Ray placed this agent)."""
-        return self.site.spawn([replace(r, env={**r.env, **self.env}) for r in requests])()
+        pids = self.site.spawn([replace(r, env={**r.env, **self.env}) for r in requests])()
+        now = time.monotonic()
+        with self._lock:
+            for r, pid in zip(requests, pids, strict=True):
+                if isinstance(pid, int):
+                    self._live[r.dir] = (pid, now)
+        return pids
 
     def poll(self, probes: list[Probe]) -> list[Outcome]:
-        """(ended, exit code) per attempt, from the wrapper files on this node."""
-        return self.site.poll(probes)()
+        """(ended, exit code) per attempt, from the wrapper files on this node; the attempts still
+        running are watched from now on."""
+        out = self.site.poll(probes)()
+        now = time.monotonic()
+        with self._lock:
+            for p, (ended, _) in zip(probes, out, strict=True):
+                if ended:
+                    self._live.pop(p.dir, None)
+                elif p.pid is not None:
+                    checked = now if p.check_alive else self._live.get(p.dir, (p.pid, now))[1]
+                    self._live[p.dir] = (p.pid, checked)
+        return out
+
+    def watch(self, timeout_s: float) -> list[tuple[str, int | None]]:
+        """Wait until attempts of this node end, at most `timeout_s` seconds; those that ended, each
+        with its exit code (None: the wrapper vanished without one), no longer watched. [] when none
+        ended in time. A wrapper's life is checked once it has run `ALIVE_CHECK_S` since the last
+        check (or its start: a wrapper just forked has not claimed its attempt yet)."""
+        end = time.monotonic() + timeout_s
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                live = list(self._live.items())
+                due = {d for d, (_, checked) in live if now - checked >= ALIVE_CHECK_S}
+                for d in due:
+                    self._live[d] = (self._live[d][0], now)
+            outcomes = poll_files([Probe(d, pid, d in due) for d, (pid, _) in live])
+            ended = [(d, rc) for (d, _), (done, rc) in zip(live, outcomes, strict=True) if done]
+            if ended:
+                with self._lock:
+                    for d, _ in ended:
+                        self._live.pop(d, None)
+                return ended
+            if now >= end:
+                return []
+            time.sleep(min(WATCH_STEP_S, max(0.0, end - now)))
 
     def signal(self, pids: list[int], sig: int) -> None:
         """`sig` to each wrapper's process group."""

@@ -17,14 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpuplan.executor.launcher import LaunchRequest
-from gpuplan.executor.sites import Outcome, Probe
+from gpuplan.executor.sites import ALIVE_CHECK_S, Outcome, Probe
 from gpuplan.executor.state import Attempt, ExecutorBase, TaskState
 
 #: One launch: the task, its new attempt and the request that starts it.
 _Launch = tuple[TaskState, Attempt, LaunchRequest]
-
-#: Seconds between checks that a running attempt's wrapper is alive (its exit file is read every turn).
-ALIVE_CHECK_S = 1.0
 
 
 def _safe(name: str) -> str:
@@ -164,7 +161,9 @@ class LifecycleMixin(ExecutorBase):
         """(ended, exit code) per attempt id, one request per site; the exit code is None when the
         wrapper vanished without one. Wrappers are checked for life about once a second (or always
         with `check_alive`). An attempt on a lost site counts as ended without a code with
-        `lost_ended` (stopping it), else it is left out (its node's fault will stop it)."""
+        `lost_ended` (stopping it), else it is left out (its node's fault will stop it). Both ask
+        every site for a fresh look (a stop waits on it); a plain poll may be answered from the ends
+        a node agent reported (`Site.poll`)."""
         now = time.monotonic()
         by_site: dict[str, list[Attempt]] = {}
         for a in attempts:
@@ -178,7 +177,10 @@ class LifecycleMixin(ExecutorBase):
                     a.checked = now
                 probes.append(Probe(str(a.dir), a.pid, check))
             try:
-                pending.append((mine, None if self.sites[site].lost else self.sites[site].poll(probes)))
+                fresh = check_alive or lost_ended
+                pending.append(
+                    (mine, None if self.sites[site].lost else self.sites[site].poll(probes, fresh))
+                )
             except Exception:
                 pending.append((mine, None))
         out: dict[int, Outcome] = {}

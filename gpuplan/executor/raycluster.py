@@ -47,6 +47,10 @@ AGENT_ENV = {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1", "RAY_worker_nic
 CONNECT_TIMEOUT_S = 20.0
 #: Seconds a request to an agent may take; an agent silent this long counts as lost.
 CALL_TIMEOUT_S = 10.0
+#: Seconds an agent's `watch` waits when nothing ends on its node (then the head asks again).
+WATCH_S = 1.0
+#: Calls an agent takes at once: a `watch` waiting beside the head's other requests.
+AGENT_CONCURRENCY = 4
 
 
 class ClusterUnavailable(DeviceUnavailable):
@@ -118,12 +122,52 @@ def _lost(exc: BaseException, ray: Any) -> bool:
 
 
 class RaySite:
-    """A node's agent seen as a site: every call is one round trip; a failed one marks it lost."""
+    """A node's agent seen as a site: every call is one round trip; a failed one marks it lost.
+
+    Polls are answered from the agent's reports where they can be: while the attempts asked about
+    are all watched by the agent (spawned through it, or found running by an earlier poll) and its
+    `watch` call has not returned, none of them has ended (the agent looks every
+    `agent.WATCH_STEP_S`, checks wrappers' life every second, and would have answered), so the
+    answer costs no round trip; when the watch returns, its ends are kept until polled and a new
+    watch is sent. A poll about other attempts, or a fresh one, asks the agent.
+    """
 
     def __init__(self, ray: Any, node: str, handle: Any) -> None:
         self.ray, self.node, self.handle = ray, node, handle
         self.lost = False
         self.lost_reason = ""
+        self._watch: Any = None  # the agent's outstanding `watch` call, sent at `_watch_sent`
+        self._watch_sent = 0.0
+        self._watched: set[str] = set()  # attempt dirs the agent watches, as far as this head knows
+        self._ended: dict[str, Outcome] = {}  # ends the watch reported, not yet polled
+
+    def _take_watch(self) -> None:
+        """Keep the ends of a returned watch, and send a new one while there is anything to watch
+        (a failed watch marks the node lost and raises)."""
+        if self._watch is not None:
+            ready, _ = self.ray.wait([self._watch], timeout=0)
+            if not ready:
+                if time.monotonic() - self._watch_sent > WATCH_S + CALL_TIMEOUT_S:
+                    exc = TimeoutError(f"the agent's watch did not answer in {WATCH_S + CALL_TIMEOUT_S:g} s")
+                    self.mark_lost(exc)
+                    raise exc
+                return
+            ref, self._watch = self._watch, None
+            try:
+                ended = self.ray.get(ref, timeout=CALL_TIMEOUT_S)
+            except Exception as exc:
+                self.mark_lost(exc)
+                raise
+            for d, rc in ended:
+                self._watched.discard(d)
+                self._ended[d] = (True, rc)
+        if self._watch is None and self._watched and not self.lost:
+            try:
+                self._watch = self.handle.watch.remote(WATCH_S)
+                self._watch_sent = time.monotonic()
+            except Exception as exc:
+                self.mark_lost(exc)
+                raise
 
     def _call(self, method: str, *args: Any) -> Any:
         return self._begin(method, *args)()
@@ -154,10 +198,34 @@ class RaySite:
         return collect
 
     def spawn(self, requests: list[LaunchRequest]) -> Callable[[], list[int | str]]:
-        return self._begin("spawn", requests)
+        collect = self._begin("spawn", requests)
 
-    def poll(self, probes: list[Probe]) -> Callable[[], list[Outcome]]:
-        return self._begin("poll", probes)
+        def spawned() -> list[int | str]:
+            pids: list[int | str] = collect()
+            self._watched.update(r.dir for r, pid in zip(requests, pids, strict=True) if isinstance(pid, int))
+            return pids
+
+        return spawned
+
+    def poll(self, probes: list[Probe], fresh: bool = False) -> Callable[[], list[Outcome]]:
+        self._take_watch()
+        if not fresh and all(p.dir in self._watched or p.dir in self._ended for p in probes):
+            result = [self._ended.pop(p.dir, (False, None)) for p in probes]
+            return lambda: result
+        collect = self._begin("poll", probes)
+
+        def polled() -> list[Outcome]:
+            out: list[Outcome] = collect()
+            for p, (ended, _) in zip(probes, out, strict=True):
+                self._ended.pop(p.dir, None)
+                if ended:
+                    self._watched.discard(p.dir)
+                elif p.pid is not None:
+                    self._watched.add(p.dir)
+            self._take_watch()
+            return out
+
+        return polled
 
     def signal(self, pids: list[int], sig: int) -> None:
         self._call("signal", pids, sig)
@@ -227,6 +295,7 @@ class RayFleet:
                     "max_restarts": 0,
                     "scheduling_strategy": NodeAffinitySchedulingStrategy(cluster[n]["NodeID"], soft=False),
                     "runtime_env": {"env_vars": AGENT_ENV},
+                    "max_concurrency": AGENT_CONCURRENCY,
                 }
                 if detached:
                     opts.update(name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True)

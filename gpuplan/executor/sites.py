@@ -20,6 +20,9 @@ from gpuplan.executor.launcher import LaunchRequest
 #: One poll result: (ended, exit code); the code is None when the wrapper vanished without one.
 Outcome = tuple[bool, int | None]
 
+#: Seconds between checks that a running attempt's wrapper is still alive (a few `/proc` reads).
+ALIVE_CHECK_S = 1.0
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -44,8 +47,10 @@ class Site(Protocol):
         any, so the nodes of a cluster fork their wrappers at the same time."""
         ...
 
-    def poll(self, probes: list[Probe]) -> Callable[[], list[Outcome]]:
-        """Begin looking at attempts; the returned function gives one outcome per probe."""
+    def poll(self, probes: list[Probe], fresh: bool = False) -> Callable[[], list[Outcome]]:
+        """Begin looking at attempts; the returned function gives one outcome per probe. Without
+        `fresh` a site may answer from what its node last reported (a node agent that reports ends
+        as they happen); with it, it looks now."""
         ...
 
     def signal(self, pids: list[int], sig: int) -> None:
@@ -98,7 +103,7 @@ class LocalSite:
         result = self.spawner.spawn(requests)
         return lambda: result
 
-    def poll(self, probes: list[Probe]) -> Callable[[], list[Outcome]]:
+    def poll(self, probes: list[Probe], fresh: bool = False) -> Callable[[], list[Outcome]]:
         result = poll_files(probes)
         return lambda: result
 
@@ -119,4 +124,4 @@ class LocalSite:
         self.spawner.close()
 
 
-__all__ = ["LocalSite", "Outcome", "Probe", "Site", "poll_files"]
+__all__ = ["ALIVE_CHECK_S", "LocalSite", "Outcome", "Probe", "Site", "poll_files"]

@@ -142,7 +142,7 @@ class _LoggedSite:
 
         return collect
 
-    def poll(self, probes: list[Probe]) -> Callable[[], list[Outcome]]:
+    def poll(self, probes: list[Probe], fresh: bool = False) -> Callable[[], list[Outcome]]:
         result = self.agent.poll(probes)
         return lambda: result
 

@@ -1,0 +1,145 @@
+"""Ends reported by node agents: `NodeAgent.watch` returns as soon as an attempt of its node ends, and
+`RaySite` answers the head's polls from it without a round trip per poll. Ray itself is replaced by
+a thread pool (`_FakeRay`), so what is tested is the head's and the agent's logic, not Ray's."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpuplan.executor import raycluster
+from gpuplan.executor.agent import NodeAgent
+from gpuplan.executor.launcher import LaunchRequest
+from gpuplan.executor.raycluster import RaySite
+from gpuplan.executor.sites import Probe
+
+
+class _FakeRay:
+    """`ray.get` and `ray.wait` over futures."""
+
+    @staticmethod
+    def get(ref: Future[Any], timeout: float | None = None) -> Any:
+        return ref.result(timeout=timeout)
+
+    @staticmethod
+    def wait(refs: list[Future[Any]], timeout: float = 0) -> tuple[list[Future[Any]], list[Future[Any]]]:
+        return [r for r in refs if r.done()], [r for r in refs if not r.done()]
+
+
+class _Method:
+    def __init__(self, pool: ThreadPoolExecutor, fn: Any) -> None:
+        self.pool, self.fn = pool, fn
+
+    def remote(self, *args: Any) -> Future[Any]:
+        return self.pool.submit(self.fn, *args)
+
+
+class _Handle:
+    """An actor handle over a local agent: each `.remote` call runs in a thread pool (as a threaded
+    actor takes several calls at once)."""
+
+    def __init__(self, agent: NodeAgent, pool: ThreadPoolExecutor) -> None:
+        self.agent, self.pool = agent, pool
+
+    def __getattr__(self, name: str) -> _Method:
+        return _Method(self.pool, getattr(self.agent, name))
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[NodeAgent]:
+    a = NodeAgent("n0", {"node": "n0", "gpus": []}, None, str(tmp_path / "n0"))
+    yield a
+    a.stop()
+
+
+def _request(root: Path, name: str, script: str) -> LaunchRequest:
+    return LaunchRequest(
+        str(root / "attempts" / name), str(root / "logs" / f"{name}.log"), ["sh", "-c", script], {}, str(root)
+    )
+
+
+def test_watch_returns_an_end_as_it_happens_and_nothing_after_its_timeout(
+    agent: NodeAgent, tmp_path: Path
+) -> None:
+    t0 = time.monotonic()
+    assert agent.watch(0.2) == [] and 0.15 <= time.monotonic() - t0 < 1.0
+    req = _request(tmp_path, "a", "sleep 0.3; exit 3")
+    (pid,) = agent.spawn([req])
+    assert isinstance(pid, int)
+    t0 = time.monotonic()
+    assert agent.watch(10.0) == [(req.dir, 3)]
+    assert time.monotonic() - t0 < 2.0
+    assert agent.watch(0.1) == []  # reported once
+
+
+def test_a_wrapper_killed_without_an_exit_record_is_reported_by_its_life_check(
+    agent: NodeAgent, tmp_path: Path
+) -> None:
+    req = _request(tmp_path, "k", "sleep 30")
+    (pid,) = agent.spawn([req])
+    assert isinstance(pid, int)
+    time.sleep(0.2)
+    os.killpg(pid, signal.SIGKILL)
+    assert agent.watch(5.0) == [(req.dir, None)]
+
+
+def test_the_head_polls_without_a_round_trip_while_the_agent_watches(
+    agent: NodeAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(raycluster, "WATCH_S", 0.3)
+    polls: list[int] = []
+    real_poll = agent.poll
+
+    def counted(probes: list[Probe]) -> Any:
+        polls.append(len(probes))
+        return real_poll(probes)
+
+    monkeypatch.setattr(agent, "poll", counted)
+    with ThreadPoolExecutor(4) as pool:
+        site = RaySite(_FakeRay(), "n0", _Handle(agent, pool))
+        reqs = [_request(tmp_path, "ok", "sleep 0.4"), _request(tmp_path, "bad", "sleep 0.8; exit 5")]
+        pids = site.spawn(reqs)()
+        assert all(isinstance(p, int) for p in pids)
+        probes = [Probe(r.dir, int(p), True) for r, p in zip(reqs, pids, strict=True)]
+        seen: dict[str, tuple[bool, int | None]] = {}
+        deadline = time.monotonic() + 10
+        turns = 0
+        while len(seen) < 2 and time.monotonic() < deadline:
+            left = [p for p in probes if p.dir not in seen]
+            for p, out in zip(left, site.poll(left)(), strict=True):
+                if out[0]:
+                    seen[p.dir] = out
+            turns += 1
+            time.sleep(0.02)
+        assert seen == {reqs[0].dir: (True, 0), reqs[1].dir: (True, 5)}
+        assert turns > 20 and polls == []  # every answer came from the watch
+        assert site.poll(probes[:1], fresh=True)() == [(True, 0)] and polls == [1]  # fresh: asked
+        site.close()
+
+
+def test_a_watch_that_never_answers_marks_the_node_lost(
+    agent: NodeAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(raycluster, "WATCH_S", 0.01)
+    never: Future[Any] = Future()
+    monkeypatch.setattr(agent, "watch", lambda timeout_s: never.result())
+    with ThreadPoolExecutor(4) as pool:
+        site = RaySite(_FakeRay(), "n0", _Handle(agent, pool))
+        req = _request(tmp_path, "hang", "sleep 5")
+        (pid,) = site.spawn([req])()
+        probe = Probe(req.dir, int(pid), True)
+        assert site.poll([probe])() == [(False, None)]  # asked: running; the watch is sent
+        monkeypatch.setattr(raycluster, "CALL_TIMEOUT_S", 0.05)
+        time.sleep(0.1)
+        with pytest.raises(TimeoutError, match="did not answer"):
+            site.poll([probe])
+        assert site.lost and "TimeoutError" in site.lost_reason
+        never.set_result([])
+        os.killpg(int(pid), signal.SIGKILL)

@@ -1,0 +1,137 @@
+"""The time-indexed makespan bound: never above the shortest makespan (brute force on tiny programs
+with gangs, shares, memory, CPU and optional tasks), exact on small job shops, and used by the
+scheduled CP-SAT solve to close a search early."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from gpuplan.backends.schedule_cpsat import solve_schedule_cpsat
+from gpuplan.bounds.time_indexed import time_indexed_makespan
+from gpuplan.program.schedule import ScheduleProgram, ends, must_place, violations
+from gpuplan.status import Status
+from tests.oracles import schedule_brute_force
+from tests.strategies import schedule_of, scheduled_programs
+
+INF = float("inf")
+
+
+def makespan_only(sp: ScheduleProgram) -> ScheduleProgram:
+    """`sp` with the makespan as its whole objective: no costs, free drops of optional tasks, so its
+    optimum is the shortest makespan of the tasks that must be placed."""
+    f = sp.fleet
+    fleet = f.replace(
+        cost_c=np.zeros_like(f.cost_c),
+        penalty=np.zeros_like(f.penalty),
+        move_cost=np.zeros_like(f.move_cost),
+        transfer_each=np.zeros_like(f.transfer_each),
+        dataset_charge=np.zeros_like(f.dataset_charge),
+        w_gpus=0.0,
+        w_nodes=0.0,
+        w_balance=0.0,
+    )
+    return sp.replace(fleet=fleet, w_makespan=1.0, w_completion=0.0, w_tardiness=0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(scheduled_programs())
+def test_bound_is_never_above_the_shortest_makespan(sp: ScheduleProgram) -> None:
+    """Asked with a loose upper makespan (so it must find the relaxation's minimum), the bound is at
+    most the brute-force shortest makespan of the tasks that must be placed."""
+    sp = makespan_only(sp)
+    ref = schedule_brute_force(sp)
+    if ref is None:
+        return
+    _, assign, start = ref
+    need = must_place(sp)
+    if not need.any():
+        assert time_indexed_makespan(sp, 10.0, time.monotonic() + 5).status == "nothing to bound"
+        return
+    shortest = float(ends(sp, assign, start)[need].max(initial=0.0))
+    loose = float(sp.release.max() + np.nan_to_num(sp.duration_c, nan=0.0).max(axis=1).sum()) + 5
+    res = time_indexed_makespan(sp, loose, time.monotonic() + 20)
+    assert res.status in ("optimal", "infeasible"), res
+    assert res.makespan is not None and res.makespan <= shortest + 1e-9, (res, shortest)
+
+
+def job_shop(jobs: int, machines: int, ops: int, seed: int) -> ScheduleProgram:
+    """A random flexible job shop: each job a chain of `ops` tasks, each on 2 of the `machines`
+    GPUs (one per type) with durations 1-6 h; minimise the makespan."""
+    rng = np.random.default_rng(seed)
+    types = [{"name": f"M{m}", "memory_gb": 80} for m in range(machines)]
+    nodes = [{"id": f"n{m}", "gpus": [{"id": f"g{m}", "type": f"M{m}"}]} for m in range(machines)]
+    tasks, pred = [], []
+    for j in range(jobs):
+        for o in range(ops):
+            alts = rng.choice(machines, size=2, replace=False)
+            tasks.append(
+                {"id": f"j{j}o{o}", "duration_h": {f"M{m}": float(rng.integers(1, 7)) for m in alts}}
+            )
+            if o:
+                pred.append((len(tasks) - 2, len(tasks) - 1))
+    n = len(tasks)
+    prob = {"gpu_types": types, "nodes": nodes, "tasks": tasks}
+    return schedule_of(prob, [0] * n, [INF] * n, [INF] * n, [1] * n, pred, w=(1, 0, 0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_on_small_job_shops(seed: int) -> None:
+    """On a job shop the relaxation is the problem on its grid: below the optimum it has no solution
+    (the bound is the optimum), and from above it finds the optimum."""
+    sp = job_shop(jobs=4, machines=3, ops=3, seed=seed)
+    ref = solve_schedule_cpsat(sp, time_limit=20, workers=1, seed=0)
+    assert ref.status is Status.OPTIMAL and ref.objective is not None
+    below = time_indexed_makespan(sp, ref.objective, time.monotonic() + 20)
+    assert below.status == "infeasible" and below.makespan == pytest.approx(ref.objective)
+    above = time_indexed_makespan(sp, ref.objective + 4, time.monotonic() + 20)
+    assert above.status == "optimal" and above.makespan == pytest.approx(ref.objective)
+
+
+def test_does_not_run_off_grid_or_too_large() -> None:
+    """Durations of 1/3 h have no decimal grid; a horizon of many slots is too large: no bound, and
+    the status says why, without building a model."""
+    sp = job_shop(jobs=2, machines=2, ops=2, seed=0)
+    thirds = sp.replace(duration_c=sp.duration_c / 3)
+    assert time_indexed_makespan(thirds, 10.0, time.monotonic() + 5).status == "no time grid"
+    started = time.monotonic()
+    big = time_indexed_makespan(job_shop(8, 3, 4, 0), 1e6, time.monotonic() + 5)
+    assert big.makespan is None and big.status.startswith("too large"), big
+    assert time.monotonic() - started < 2
+
+
+def test_first_schedule_proven_by_the_bound_ends_the_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first part stopped at its first schedule leaves the time-indexed bound to prove it (or to
+    bound it, then the searches go on); either way the solve ends proven optimal, and when the bound
+    meets the first schedule no further search runs."""
+    from gpuplan.backends import schedule_cpsat
+
+    real = schedule_cpsat.solve_cpsat
+    calls: list[str] = []
+
+    def first_stops_at_a_schedule(solver: Any, model: Any) -> Any:
+        if not calls:
+            solver.parameters.stop_after_first_solution = True
+        calls.append("solve")
+        return real(solver, model)
+
+    monkeypatch.setattr(schedule_cpsat, "solve_cpsat", first_stops_at_a_schedule)
+    sp = job_shop(jobs=4, machines=3, ops=3, seed=1)
+    res = solve_schedule_cpsat(sp, time_limit=10.0, workers=1, seed=0)
+    assert res.stats["cpsat_status"] == "FEASIBLE", res.stats
+    assert res.stats["cpsat_ti_status"] in ("infeasible", "optimal"), res.stats
+    assert res.status is Status.OPTIMAL and violations(sp, res.assign, res.start) == []
+    assert res.objective == pytest.approx(res.stats["cpsat_ti_makespan"])
+    if res.stats["cpsat_ti_status"] == "infeasible":
+        assert len(calls) == 1 and "cpsat_lns_status" not in res.stats
+
+
+def test_not_asked_with_other_time_terms() -> None:
+    """A completion-time objective is not a makespan: the bound is not asked."""
+    sp = job_shop(jobs=4, machines=3, ops=3, seed=1).replace(w_makespan=0.0, w_completion=1.0)
+    res = solve_schedule_cpsat(sp, time_limit=3.0, workers=1, seed=0)
+    assert "cpsat_ti_status" not in res.stats

@@ -12,7 +12,8 @@ at 1,000 GPUs, more with many breakpoints), so it runs only when one rule is exp
 half (`serial_fits`); on larger programs the parallel scheme alone gives the plan (on the openb
 trace, 25,000 tasks on 6,212 GPUs: about 3 s a rule, against well over 60 s for one serial rule).
 Then, when the program has at most `SCHEDULE_EXACT_PAIRS` eligible pairs, the CP-SAT interval
-model (`backends/schedule_cpsat.py`) hinted with the best for the rest of the time. 'greedy' stops
+model (`backends/schedule_cpsat.py`) hinted with the best for the rest of the time, unless the best
+already meets the bound below (then it is proven optimal and nothing is left to search). 'greedy' stops
 after the list schedules; 'cpsat' always runs the model; 'milp' does not take scheduled programs.
 The bound without CP-SAT's proof:
 
@@ -141,6 +142,9 @@ def solve_schedule(
     reason = f"{pairs:,} eligible pairs: event schedules" + (" and list schedules" if serial else "")
     reason += f" ({', '.join(rules)})"
     left = deadline - time.monotonic()
+    if exact and warm is not None and bound is not None and relative_gap(warm, bound) <= OPTIMALITY_TOLERANCE:
+        exact = False  # the list schedule meets the bound: proven, nothing left to search
+        reason += "; it meets the bound, so CP-SAT is not run"
     if exact and left > 0.05:
         from gpuplan.backends.schedule_cpsat import solve_schedule_cpsat
 

@@ -222,3 +222,31 @@ def test_short_or_proven_solve_is_one_full_search() -> None:
     proven = solve_schedule_cpsat(tiny, time_limit=10.0, workers=1, seed=0)
     assert proven.status is Status.OPTIMAL
     assert "cpsat_lns_status" not in proven.stats
+
+
+def test_a_first_schedule_that_meets_the_bounds_ends_the_solve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first part stopped at its first schedule (the optimal hint), which the cheap bound proves
+    (12 GPU-hours at 1 per hour, plus the work over the GPUs for the makespan): no time-indexed
+    bound, no further search, OPTIMAL."""
+    from gpuplan.backends import schedule_cpsat
+
+    real = schedule_cpsat.solve_cpsat
+    calls: list[str] = []
+
+    def first_stops_at_a_schedule(solver: Any, model: Any) -> Any:
+        # at its first schedule, with no presolve and no LP, CP-SAT has not proved it yet
+        solver.parameters.stop_after_first_solution = True
+        solver.parameters.cp_model_presolve = False
+        solver.parameters.linearization_level = 0
+        calls.append("solve")
+        return real(solver, model)
+
+    monkeypatch.setattr(schedule_cpsat, "solve_cpsat", first_stops_at_a_schedule)
+    tasks = [{"id": f"t{i}", "duration_h": {"A": 1.0}} for i in range(12)]
+    sp = schedule_of(problem(tasks, gpus=3), [0] * 12, [INF] * 12, [INF] * 12, [1] * 12, [], w=(1, 0, 0))
+    res = solve_schedule_cpsat(sp, time_limit=20.0, workers=1, seed=0, hint=best_of(sp))
+    if res.stats["cpsat_status"] == "OPTIMAL":
+        pytest.skip("CP-SAT proved the first schedule itself")
+    assert res.stats["cpsat_status"] == "FEASIBLE" and res.stats["cpsat_closed_by"] == "bounds", res.stats
+    assert len(calls) == 1 and "cpsat_ti_status" not in res.stats and "cpsat_lns_status" not in res.stats
+    assert res.status is Status.OPTIMAL and res.objective == pytest.approx(12.0 + 4.0)  # cost + makespan

@@ -95,3 +95,19 @@ def test_a_chain_past_its_deadline_is_infeasible_with_the_chain_named() -> None:
         "task 'eval' cannot end by 6 h (its deadline_h or the horizon): prep (2 h) -> train (3 h) ->"
         " eval (1 h), from 'prep''s release at 1 h at the fastest GPUs, ends at 7 h"
     )
+
+
+def test_a_list_schedule_that_meets_the_bound_skips_cpsat() -> None:
+    """Twelve 1 h tasks on three GPUs: the list schedule's makespan of 4 h is the work over the
+    GPUs, a proof; CP-SAT is not run, and the plan says so (a search on a proven plan once spent
+    the whole limit)."""
+    problem = {
+        "gpu_types": [{"name": "A", "memory_gb": 80}],
+        "nodes": [{"id": "n", "gpu_counts": {"A": 3}}],
+        "tasks": [{"id": f"t{i}", "duration_h": {"A": 1.0}} for i in range(12)],
+        "objective": {"kind": "makespan"},
+    }
+    plan = gpuplan.solve(problem, time_limit_s=20)
+    assert plan.status is Status.OPTIMAL and plan.objective == pytest.approx(4.0)
+    assert "cpsat" not in plan.phases and "cpsat_status" not in plan.stats
+    assert "meets the bound" in plan.solver_reason

@@ -1,8 +1,14 @@
 r"""A time-indexed lower bound on the makespan of a scheduled program, proven by SCIP.
 
-Given a makespan :math:`U` some plan reaches, the question "can every task that must be placed
-end by :math:`U - 1/\sigma`?" is asked of a relaxation on the time grid :math:`1/\sigma` h
-(:func:`gpuplan.program.schedule.time_grid`), with :math:`K = \lceil \sigma U \rceil - 1` slots.
+Destructive lower bounding (A. Klein and R. Scholl, "Computing lower bounds by destructive
+improvement", EJOR 112, 1999): starting from the cheap makespan bound :math:`L`
+(:func:`gpuplan.program.schedule.makespan_bound`), ask "can every task that must be placed end by
+:math:`K/\sigma`?" for :math:`K = \lceil \sigma L \rceil, \lceil \sigma L \rceil + 1, \dots` on
+the time grid :math:`1/\sigma` h (:func:`gpuplan.program.schedule.time_grid`), of a relaxation with
+K slots. Each "no" (SCIP proves the relaxation infeasible) raises the bound to :math:`(K+1)/\sigma`;
+the first "yes", an answer not found in time, or reaching the makespan some plan has ends it. Each
+question is a feasibility problem, smallest first, so no incumbent is needed to ask it.
+
 Per task :math:`t` that must be placed (:math:`R^*`), per class :math:`c` it is eligible for that
 holds a usable GPU, and per start slot :math:`s`, a binary :math:`x_{tcs}`:
 
@@ -17,8 +23,7 @@ holds a usable GPU, and per start slot :math:`s`, a binary :math:`x_{tcs}`:
     \le \bar\rho \sum_c m_c \quad \forall u \;(\text{with gangs}),
 
     \sum_{c,\, s \le u} x_{bcs} \le \sum_{c,\, s + \lfloor \sigma d_{ac} \rfloor \le u} x_{acs}
-    \quad \forall (a, b) \in P,\, u, \qquad
-    \min M \ge \sum_{c,s} (s + \lfloor \sigma d_{tc} \rfloor)\, x_{tcs},
+    \quad \forall (a, b) \in P,\, u,
 
 with :math:`h_t, q_t` the heads and tails at the fastest durations, :math:`m_c` the usable GPUs of
 class c, :math:`\rho_t` the share as an integer :math:`\lfloor 1000\,\text{share} \rfloor` and
@@ -32,12 +37,12 @@ heads and tails still hold, and the tasks covering slot u all run at the instant
 :math:`(u+1)/\sigma`, so a GPU's shares (their floors) fit there; a gang, which may span classes,
 counts on the pool only, with one of its classes' durations (at most its own). GPU memory, node CPU
 and host memory, spread groups and optional tasks are left out. So when the relaxation has no
-solution every plan's makespan is at least :math:`(K+1)/\sigma`, and otherwise at least SCIP's
-bound on M over :math:`\sigma`. On a flexible job shop (one GPU per type, whole GPUs, no gangs) it
-is the problem itself on the grid, and with integral times exact.
+solution every plan's makespan is at least :math:`(K+1)/\sigma`. On a flexible job shop (one GPU
+per type, whole GPUs, no gangs) it is the problem itself on the grid, and with integral times
+exact.
 
 Why: CP-SAT closes small job shops by search, late or never (the Kacem k4 instance took it 33-37 s;
-SCIP proved the same bound on this model in about 5 s), while time-indexed formulations are known
+SCIP answered the question at 10 on this model in about 4 s), while time-indexed formulations are known
 for their strong LP relaxations (Sousa and Wolsey, Math. Programming 54, 1992). Its size grows with
 the horizon in slots, so it runs only within `MAX_VARIABLES` and `MAX_COEFFICIENTS`.
 """
@@ -45,13 +50,23 @@ the horizon in slots, so it runs only within `MAX_VARIABLES` and `MAX_COEFFICIEN
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from gpuplan.interrupt import run_stoppable
-from gpuplan.program.schedule import ScheduleProgram, fastest, heads, must_place, tails, time_grid
+from gpuplan.program.schedule import (
+    ScheduleProgram,
+    fastest,
+    heads,
+    makespan_bound,
+    must_place,
+    tails,
+    time_grid,
+)
 
 #: Largest number of binaries (task, class, start slot) the model may have.
 MAX_VARIABLES = 15_000
@@ -65,20 +80,25 @@ SHARE_UNITS = 1000
 
 @dataclass(frozen=True)
 class TimeIndexedBound:
-    """The outcome: `makespan` a proven lower bound in hours (None when the model did not run or
-    proved nothing); `status` SCIP's ('infeasible', 'optimal', 'feasible', 'unknown') or why it did
-    not run."""
+    """The outcome: `makespan` a proven lower bound in hours (the cheap one when no question was
+    answered "no"; None when the model did not run); `status` the last answer ('infeasible':
+    every question up to the makespan given was "no"; 'feasible', 'unknown') or why it did not
+    run; `slots` the last K asked; `questions` how many were asked."""
 
     makespan: float | None
     status: str
     variables: int = 0
     slots: int = 0
     seconds: float = 0.0
+    questions: int = 0
 
 
-def time_indexed_makespan(sp: ScheduleProgram, upper: float, deadline: float) -> TimeIndexedBound:
+def time_indexed_makespan(
+    sp: ScheduleProgram, upper: float, deadline: float, stop: threading.Event | None = None
+) -> TimeIndexedBound:
     """A lower bound on every plan's makespan (module docstring), by SCIP until `deadline` (a
-    time.monotonic() instant); `upper` is a makespan some plan reaches (hours)."""
+    time.monotonic() instant) or `stop` is set (from another thread); `upper` is a makespan some
+    plan reaches (hours): no question is asked at or above it."""
     started = time.monotonic()
     grid = time_grid(sp)
     if grid is None:
@@ -86,7 +106,6 @@ def time_indexed_makespan(sp: ScheduleProgram, upper: float, deadline: float) ->
     need = must_place(sp)
     if not need.any() or not math.isfinite(upper):
         return TimeIndexedBound(None, "nothing to bound")
-    k_slots = math.ceil(upper * grid - 1e-6) - 1
     f = sp.fleet
     usable = f.usable_per_class()
     ok = f.eligible_c & (usable > 0)[None, :] & np.isfinite(sp.duration_c)
@@ -98,27 +117,37 @@ def time_indexed_makespan(sp: ScheduleProgram, upper: float, deadline: float) ->
     dur = np.floor(np.where(ok, sp.duration_c, 0.0) * grid + 1e-6).astype(np.int64)
     lo = np.floor(h * grid + 1e-6).astype(np.int64)
     tail = np.floor(q * grid + 1e-6).astype(np.int64)
-    tasks = np.flatnonzero(need).tolist()
-    # options: (task, class, first start, last start)
-    options: list[tuple[int, int, int, int]] = []
-    for t in tasks:
-        for c in np.flatnonzero(ok[t]).tolist():
-            hi = k_slots - int(dur[t, c]) - int(tail[t])
-            if hi >= lo[t]:
-                options.append((t, c, int(lo[t]), hi))
-    n_vars = sum(hi - first + 1 for _, _, first, hi in options)
-    placed = {t for t, *_ in options}
-    if len(placed) < len(tasks):  # a task cannot end by K at all: every plan's makespan exceeds K
-        return TimeIndexedBound(
-            (k_slots + 1) / grid, "infeasible", n_vars, k_slots, time.monotonic() - started
-        )
-    if n_vars > MAX_VARIABLES:
-        return TimeIndexedBound(None, f"too large ({n_vars:,} variables)", n_vars, k_slots)
     rho = np.floor(np.where(f.cpu_only, 0.0, f.share) * SHARE_UNITS).astype(np.int64)
-    coefs = _coefficients(sp, options, dur, rho, need)
-    if coefs > MAX_COEFFICIENTS:
-        return TimeIndexedBound(None, f"too large ({coefs:,} coefficients)", n_vars, k_slots)
-    return _solve(sp, options, dur, rho, need, grid, k_slots, deadline, started, n_vars)
+    tasks = np.flatnonzero(need).tolist()
+    first_k = math.ceil(makespan_bound(sp) * grid - 1e-6)
+    top = math.ceil(upper * grid - 1e-6)  # a plan ends by `top`: no question at or above it
+    status, n_vars, asked, k_slots = "nothing to ask", 0, 0, first_k
+    bound = first_k
+    for k_slots in range(first_k, top):
+        # options: (task, class, first start, last start)
+        options = [
+            (t, c, int(lo[t]), k_slots - int(dur[t, c]) - int(tail[t]))
+            for t in tasks
+            for c in np.flatnonzero(ok[t]).tolist()
+            if k_slots - int(dur[t, c]) - int(tail[t]) >= lo[t]
+        ]
+        n_vars = sum(hi - first + 1 for _, _, first, hi in options)
+        if len({t for t, *_ in options}) < len(tasks):  # a task cannot end by K at all
+            status, bound = "infeasible", k_slots + 1
+            continue
+        if n_vars > MAX_VARIABLES:
+            status = f"too large ({n_vars:,} variables)"
+            break
+        coefs = _coefficients(sp, options, dur, rho, need)
+        if coefs > MAX_COEFFICIENTS:
+            status = f"too large ({coefs:,} coefficients)"
+            break
+        asked += 1
+        status = _ask(sp, options, dur, rho, need, deadline, stop)
+        if status != "infeasible":
+            break
+        bound = k_slots + 1
+    return TimeIndexedBound(bound / grid, status, n_vars, k_slots, time.monotonic() - started, asked)
 
 
 def _coefficients(
@@ -148,23 +177,22 @@ def _coefficients(
     return total
 
 
-def _solve(
+def _ask(
     sp: ScheduleProgram,
     options: list[tuple[int, int, int, int]],
     dur: np.ndarray,
     rho: np.ndarray,
     need: np.ndarray,
-    grid: float,
-    k_slots: int,
     deadline: float,
-    started: float,
-    n_vars: int,
-) -> TimeIndexedBound:
+    stop: threading.Event | None,
+) -> str:
+    """SCIP's answer on the relaxation with these start windows: 'infeasible' (proven), 'feasible'
+    or 'unknown' (time, stop, or SCIP missing)."""
     from ortools.linear_solver import pywraplp
 
     solver = pywraplp.Solver.CreateSolver("SCIP")
     if solver is None:
-        return TimeIndexedBound(None, "SCIP is not available", n_vars, k_slots)
+        return "unknown"
     f = sp.fleet
     usable = f.usable_per_class()
     gangs = bool((f.gang[need] > 1).any())
@@ -194,11 +222,9 @@ def _solve(
         row = solver.Constraint(-solver.infinity(), float(cap))
         for x, a in terms:
             row.SetCoefficient(x, float(a))
-    succ: set[int] = set()
     for a, b in sp.pred.reshape(-1, 2).tolist():
         if not (need[a] and need[b]):
             continue
-        succ.add(a)
         starts_b = sorted(by_task[b], key=lambda o: o[0])
         ends_a = sorted(by_task[a], key=lambda o: o[0] + o[1])
         for u in range(starts_b[0][0], starts_b[-1][0] + 1):
@@ -211,31 +237,35 @@ def _solve(
                 if s + p > u:
                     break
                 row.SetCoefficient(x, -1.0)
-    m = solver.IntVar(0.0, float(k_slots), "makespan")
-    for t, xs in by_task.items():
-        if t in succ:
-            continue
-        row = solver.Constraint(-solver.infinity(), 0.0)
-        row.SetCoefficient(m, -1.0)
-        for s, p, x in xs:
-            row.SetCoefficient(x, float(s + p))
-    solver.Minimize(m)
     left = deadline - time.monotonic()
-    if left <= 0.05:
-        return TimeIndexedBound(None, "no time left", n_vars, k_slots, time.monotonic() - started)
+    if left <= 0.05 or (stop is not None and stop.is_set()):
+        return "unknown"
     solver.SetTimeLimit(max(1, int(left * 1000)))
-    params = pywraplp.MPSolverParameters()
-    params.SetDoubleParam(pywraplp.MPSolverParameters.RELATIVE_MIP_GAP, 0.0)
-    code = run_stoppable(lambda: solver.Solve(params), solver.InterruptSolve)
-    seconds = time.monotonic() - started
+    code = run_stoppable(lambda: _solve_until(solver, stop), solver.InterruptSolve)
     if code == pywraplp.Solver.INFEASIBLE:
-        return TimeIndexedBound((k_slots + 1) / grid, "infeasible", n_vars, k_slots, seconds)
-    status = {pywraplp.Solver.OPTIMAL: "optimal", pywraplp.Solver.FEASIBLE: "feasible"}.get(code, "unknown")
-    solved = code in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE)
-    bound = solver.Objective().BestBound() if solved else -1.0
-    if not math.isfinite(bound) or bound <= 0:
-        return TimeIndexedBound(None, status, n_vars, k_slots, seconds)
-    return TimeIndexedBound(math.ceil(bound - 1e-6) / grid, status, n_vars, k_slots, seconds)
+        return "infeasible"
+    return "feasible" if code in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE) else "unknown"
+
+
+def _solve_until(solver: Any, stop: threading.Event | None) -> int:
+    """`solver.Solve()`, interrupted once `stop` is set (checked every 0.05 s)."""
+    if stop is None:
+        return int(solver.Solve())
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if stop.wait(0.05):
+                solver.InterruptSolve()
+                return
+
+    watcher = threading.Thread(target=watch, name="gpuplan-ti-stop", daemon=True)
+    watcher.start()
+    try:
+        return int(solver.Solve())
+    finally:
+        done.set()
+        watcher.join()
 
 
 __all__ = ["MAX_COEFFICIENTS", "MAX_VARIABLES", "TimeIndexedBound", "time_indexed_makespan"]

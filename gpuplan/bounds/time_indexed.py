@@ -193,12 +193,17 @@ def _ask(
     solver = pywraplp.Solver.CreateSolver("SCIP")
     if solver is None:
         return "unknown"
+    def halted() -> bool:  # checked while building too: a build of the largest model takes ~1 s
+        return time.monotonic() >= deadline or (stop is not None and stop.is_set())
+
     f = sp.fleet
     usable = f.usable_per_class()
     gangs = bool((f.gang[need] > 1).any())
     by_task: dict[int, list[tuple[int, int, object]]] = {}  # t -> (start, duration, var)
     cover: dict[tuple[int, int], list[tuple[object, int]]] = {}  # (class or -1 = pool, slot) -> terms
     for t, c, first, hi in options:
+        if halted():
+            return "unknown"
         p = int(dur[t, c])
         for s in range(first, hi + 1):
             x = solver.BoolVar("")
@@ -225,6 +230,8 @@ def _ask(
     for a, b in sp.pred.reshape(-1, 2).tolist():
         if not (need[a] and need[b]):
             continue
+        if halted():
+            return "unknown"
         starts_b = sorted(by_task[b], key=lambda o: o[0])
         ends_a = sorted(by_task[a], key=lambda o: o[0] + o[1])
         for u in range(starts_b[0][0], starts_b[-1][0] + 1):
@@ -238,7 +245,7 @@ def _ask(
                     break
                 row.SetCoefficient(x, -1.0)
     left = deadline - time.monotonic()
-    if left <= 0.05 or (stop is not None and stop.is_set()):
+    if left <= 0.05 or halted():
         return "unknown"
     solver.SetTimeLimit(max(1, int(left * 1000)))
     code = run_stoppable(lambda: _solve_until(solver, stop), solver.InterruptSolve)

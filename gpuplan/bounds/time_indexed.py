@@ -193,6 +193,7 @@ def _ask(
     solver = pywraplp.Solver.CreateSolver("SCIP")
     if solver is None:
         return "unknown"
+
     def halted() -> bool:  # checked while building too: a build of the largest model takes ~1 s
         return time.monotonic() >= deadline or (stop is not None and stop.is_set())
 

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -66,6 +67,27 @@ def task_argv(kind: str, sleep: float, out: Path) -> list[str]:
     return [sys.executable, "-I", "-c", TASK, str(sleep), str(out)]
 
 
+def task_start(kind: str, n: int = 20) -> dict[str, float]:
+    """The benchmark task's own start-up: CPU (user + system, ms) of one run with no sleep, the mean
+    of `n` runs one after another, and the launches per second it alone allows on this machine's
+    cores (a first wave starts every task at once, and at equal priority the launcher shares the
+    cores with their start-ups: a ceiling for the launch throughput, whatever the launcher)."""
+    with tempfile.TemporaryDirectory(prefix="gpuplan-start") as tmp:
+        argv = task_argv(kind, 0.0, Path(tmp) / "out")
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "GPU-start"}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        for _ in range(n):
+            subprocess.run(argv, check=True, env=env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / n
+    cores = os.cpu_count() or 1
+    return {
+        "cpu_ms": round(1000 * cpu_s, 2),
+        "cores": cores,
+        "ceiling_per_s": round(cores / max(cpu_s, 1e-6)),
+    }
+
+
 def pct(values: list[float], q: float) -> float:
     """The q-quantile (nearest rank) of values."""
     s = sorted(values)
@@ -89,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     report: dict[str, object] = {
         "command": "benchmarks/executor_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "task_start": task_start(args.task),
         "runs": {},
     }
     runs: dict[str, dict[str, Any]] = {}

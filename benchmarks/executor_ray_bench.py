@@ -40,7 +40,7 @@ from gpuplan.executor.sim import SimulatedBackend
 from gpuplan.executor.spec import SimFleet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from executor_bench import TASK_KINDS, pct, task_argv
+from executor_bench import TASK_KINDS, pct, task_argv, task_start
 
 NODE_ARGS: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 80 * 1024**2}
 FAST_HEALTH = {
@@ -215,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "gpus": args.nodes * args.gpus_per_node,
         "tasks": args.tasks,
         "task": args.task,
+        "task_start": task_start(args.task),
         "failing_gpu": failing,
         "leaving_node": leaving,
         "runs": {},

@@ -250,3 +250,30 @@ def test_a_first_schedule_that_meets_the_bounds_ends_the_solve(monkeypatch: pyte
     assert res.stats["cpsat_status"] == "FEASIBLE" and res.stats["cpsat_closed_by"] == "bounds", res.stats
     assert len(calls) == 1 and "cpsat_ti_status" not in res.stats and "cpsat_lns_status" not in res.stats
     assert res.status is Status.OPTIMAL and res.objective == pytest.approx(12.0 + 4.0)  # cost + makespan
+
+
+def test_a_search_stops_at_a_schedule_the_bound_proves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The searches after the first part stop at the first schedule the cheap bound proves (12
+    one-hour tasks on 3 GPUs: cost 12 plus makespan 4) instead of running out their time."""
+    from gpuplan.backends import schedule_cpsat
+
+    real = schedule_cpsat.solve_cpsat
+    calls: list[bool] = []
+
+    def first_is_poor(solver: Any, model: Any, callback: Any = None) -> Any:
+        if not calls:  # no presolve, no LP, first schedule: not proven, and likely not optimal
+            solver.parameters.stop_after_first_solution = True
+            solver.parameters.cp_model_presolve = False
+            solver.parameters.linearization_level = 0
+        calls.append(callback is not None)
+        return real(solver, model, callback)
+
+    monkeypatch.setattr(schedule_cpsat, "solve_cpsat", first_is_poor)
+    tasks = [{"id": f"t{i}", "duration_h": {"A": 1.0}} for i in range(12)]
+    sp = schedule_of(problem(tasks, gpus=3), [0] * 12, [INF] * 12, [INF] * 12, [1] * 12, [], w=(1, 0, 0))
+    res = solve_schedule_cpsat(sp, time_limit=20.0, workers=1, seed=0)
+    assert res.status is Status.OPTIMAL and res.objective == pytest.approx(16.0), res.stats
+    assert res.stats.get("cpsat_closed_by") == "bounds", res.stats
+    assert "cpsat_rest_status" not in res.stats
+    if "cpsat_lns_status" in res.stats:  # the first schedule was not optimal: the search stopped
+        assert calls == [False, True] and res.stats["cpsat_lns_s"] < 10, res.stats

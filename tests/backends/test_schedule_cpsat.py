@@ -173,11 +173,11 @@ def test_first_part_without_a_schedule_leaves_the_rest_to_the_full_search(
     real = schedule_cpsat.solve_cpsat
     calls: list[str] = []
 
-    def first_stops_after_presolve(solver: Any, model: Any) -> Any:
+    def first_stops_after_presolve(solver: Any, model: Any, callback: Any = None) -> Any:
         if not calls:
             solver.parameters.stop_after_presolve = True
         calls.append("solve")
-        return real(solver, model)
+        return real(solver, model, callback)
 
     monkeypatch.setattr(schedule_cpsat, "solve_cpsat", first_stops_after_presolve)
     sp = _job_shop(jobs=3, machines=2, ops=2, seed=0)
@@ -197,11 +197,11 @@ def test_a_neighbourhood_search_that_ends_early_leaves_the_rest_to_the_full_sear
     real = schedule_cpsat.solve_cpsat
     calls: list[bool] = []
 
-    def lns_stops_after_presolve(solver: Any, model: Any) -> Any:
+    def lns_stops_after_presolve(solver: Any, model: Any, callback: Any = None) -> Any:
         calls.append(bool(solver.parameters.use_lns_only))
         if solver.parameters.use_lns_only:
             solver.parameters.stop_after_presolve = True
-        return real(solver, model)
+        return real(solver, model, callback)
 
     monkeypatch.setattr(schedule_cpsat, "solve_cpsat", lns_stops_after_presolve)
     sp = _job_shop(jobs=12, machines=4, ops=6, seed=1)
@@ -233,13 +233,13 @@ def test_a_first_schedule_that_meets_the_bounds_ends_the_solve(monkeypatch: pyte
     real = schedule_cpsat.solve_cpsat
     calls: list[str] = []
 
-    def first_stops_at_a_schedule(solver: Any, model: Any) -> Any:
+    def first_stops_at_a_schedule(solver: Any, model: Any, callback: Any = None) -> Any:
         # at its first schedule, with no presolve and no LP, CP-SAT has not proved it yet
         solver.parameters.stop_after_first_solution = True
         solver.parameters.cp_model_presolve = False
         solver.parameters.linearization_level = 0
         calls.append("solve")
-        return real(solver, model)
+        return real(solver, model, callback)
 
     monkeypatch.setattr(schedule_cpsat, "solve_cpsat", first_stops_at_a_schedule)
     tasks = [{"id": f"t{i}", "duration_h": {"A": 1.0}} for i in range(12)]

@@ -121,11 +121,11 @@ def test_first_schedule_proven_by_the_bound_ends_the_solve(monkeypatch: pytest.M
     real = schedule_cpsat.solve_cpsat
     calls: list[str] = []
 
-    def first_stops_at_a_schedule(solver: Any, model: Any) -> Any:
+    def first_stops_at_a_schedule(solver: Any, model: Any, callback: Any = None) -> Any:
         if not calls:
             solver.parameters.stop_after_first_solution = True
         calls.append("solve")
-        return real(solver, model)
+        return real(solver, model, callback)
 
     monkeypatch.setattr(schedule_cpsat, "solve_cpsat", first_stops_at_a_schedule)
     sp = job_shop(jobs=4, machines=3, ops=3, seed=1)

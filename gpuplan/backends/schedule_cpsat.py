@@ -426,20 +426,21 @@ def solve_schedule_cpsat(
         return b if ti is None else max(b, ti)
 
     closed = False  # a bound meets the best schedule: nothing left to search
+    best = _Best(math.inf, math.inf)
     if code == cp_model.FEASIBLE and not past(late):
         first_assign, first_start = sm.decode(solver)
         first_value = stats["cpsat_first_objective"] = objective(sp, first_assign, first_start)
+        placed = (first_assign >= 0).any(axis=1)
+        best = _Best(first_value, float(ends(sp, first_assign, first_start)[placed].max(initial=0.0)))
         closed = _meets(first_value, bound_now())
         if closed:
             stats["cpsat_closed_by"] = "bounds"
         elif sp.w_makespan > 0 and sp.w_completion == 0 and sp.w_tardiness == 0:
-            beside = _TimeIndexedBeside(
-                sp, mm.trivial_bound, first_value, first_assign, first_start, started + time_limit
-            )
+            beside = _TimeIndexedBeside(sp, mm.trivial_bound, best, started + time_limit)
     if code == cp_model.FEASIBLE and not past(late) and not closed:
         lns = _solver(max(0.05, started + time_limit - time.monotonic()), workers, seed, lns_only=True)
         _hint_all(mm.model, solver)
-        stopper = _stop_at_bound(sm, bound_now)
+        stopper = _tracker(sm, best, bound_now)
         if beside is None or beside.searching(lns):
             lns_code = solve_cpsat(lns, mm.model, stopper)
             stats["cpsat_lns_s"] = round(lns.wall_time, 4)
@@ -461,7 +462,7 @@ def solve_schedule_cpsat(
             _hint_all(mm.model, solver)
         rest = _solver(max(0.05, started + time_limit - time.monotonic()), workers, seed, lns_only=False)
         if beside is None or beside.searching(rest):
-            rest_code = solve_cpsat(rest, mm.model, _stop_at_bound(sm, bound_now))
+            rest_code = solve_cpsat(rest, mm.model, _tracker(sm, best, bound_now))
             stats["cpsat_rest_s"] = round(rest.wall_time, 4)
             stats["cpsat_rest_status"] = rest.status_name(rest_code)
             solve_s += rest.wall_time
@@ -498,30 +499,38 @@ def solve_schedule_cpsat(
     return _with_hint(sp, hint, ScheduleResult(assign, start, status, value, bound), note, stats)
 
 
-def _stop_at_bound(sm: _ScheduleModel, bound_now: Callable[[], float]) -> Any:
-    """A CP-SAT solution callback that stops the search at a schedule the bound so far proves
-    (`proved` then True): a search has nothing left to find there (mk09 in the benchmark searched
-    27 s past a schedule its cheap bound proved). The schedule is decoded and valued exactly only
-    when the model's objective, less its rounding slack, is within the tolerance of the bound."""
+@dataclass
+class _Best:
+    """The best schedule the searches have found so far: its objective (user units, exact) and
+    makespan (hours); read by the time-indexed bound's thread."""
+
+    value: float
+    makespan: float
+
+
+def _tracker(sm: _ScheduleModel, best: _Best, bound_now: Callable[[], float]) -> Any:
+    """A CP-SAT solution callback that keeps `best` and stops the search at a schedule the bound so
+    far proves (`proved` then True): a search has nothing left to find there (mk09 in the benchmark
+    searched 27 s past a schedule its cheap bound proved). Each schedule is decoded and valued
+    exactly (a few ms; a search finds tens)."""
     from ortools.sat.python import cp_model
 
-    mm = sm.mm
-    slack = mm.cost_slack + mm.bal_slack + sm.time.due_slack
-
-    class StopAtBound(cp_model.CpSolverSolutionCallback):  # type: ignore[misc]
+    class Tracker(cp_model.CpSolverSolutionCallback):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.proved = False
 
         def on_solution_callback(self) -> None:
-            b = bound_now()
-            if self.objective_value / mm.cost_scale - slack > b + 1e-6 * max(1.0, abs(b)):
-                return
-            if _meets(objective(sm.sp, *sm.decode(self)), b):
+            assign, start = sm.decode(self)
+            value = objective(sm.sp, assign, start)
+            placed = (assign >= 0).any(axis=1)
+            best.makespan = min(best.makespan, float(ends(sm.sp, assign, start)[placed].max(initial=0.0)))
+            best.value = min(best.value, value)
+            if _meets(value, bound_now()):
                 self.proved = True
                 self.stop_search()
 
-    return StopAtBound()
+    return Tracker()
 
 
 def _meets(value: float, bound: float) -> bool:
@@ -531,27 +540,19 @@ def _meets(value: float, bound: float) -> bool:
 
 class _TimeIndexedBeside:
     """The time-indexed bound (:mod:`gpuplan.bounds.time_indexed`) in a thread beside CP-SAT's
-    searches (SCIP releases the GIL), asked up to the makespan of the first part's schedule, until
-    `end_at`. When its bound proves that schedule (objective `value`), it stops the search running
-    and `proved` is set; `finish` stops it and gives its bound on the objective (user units)."""
+    searches (SCIP releases the GIL), asking up to the best makespan the searches have found
+    (`best`, kept by `_tracker`), until `end_at`. When its bound proves the best schedule, it stops
+    the search running and asks nothing more, and `proved` is set; `finish` stops it and gives its
+    bound on the objective (user units)."""
 
-    def __init__(
-        self,
-        sp: ScheduleProgram,
-        placement_bound: float,
-        value: float,
-        assign: np.ndarray,
-        start: np.ndarray,
-        end_at: float,
-    ) -> None:
+    def __init__(self, sp: ScheduleProgram, placement_bound: float, best: _Best, end_at: float) -> None:
         from gpuplan.bounds.time_indexed import TimeIndexedBound
 
-        self.sp, self.placement_bound, self.value, self.end_at = sp, placement_bound, value, end_at
-        placed = (assign >= 0).any(axis=1)
-        self.upper = float(ends(sp, assign, start)[placed].max(initial=0.0))
+        self.sp, self.placement_bound, self.best, self.end_at = sp, placement_bound, best, end_at
         self.stop = threading.Event()
         self.proved = threading.Event()
         self.result: TimeIndexedBound | None = None
+        self._makespan: float | None = None  # the bound so far (hours)
         self._lock = threading.Lock()
         self._search: Any = None
         self._thread = threading.Thread(target=in_context(self._run), name="gpuplan-ti", daemon=True)
@@ -560,20 +561,28 @@ class _TimeIndexedBeside:
     def _run(self) -> None:
         from gpuplan.bounds.time_indexed import time_indexed_makespan
 
-        self.result = time_indexed_makespan(self.sp, self.upper, self.end_at, stop=self.stop)
+        self.result = time_indexed_makespan(
+            self.sp, lambda: self.best.makespan, self.end_at, stop=self.stop, on_bound=self._raised
+        )
+        if self.result.makespan is not None:
+            self._raised(self.result.makespan)
+
+    def _raised(self, makespan: float) -> None:
+        """A question answered "no": the bound is `makespan`; stop everything if it proves the best."""
+        self._makespan = max(makespan, self._makespan or 0.0)
         b = self.bound()
-        if b is not None and _meets(self.value, b):
+        if b is not None and _meets(self.best.value, b):
             with self._lock:
                 self.proved.set()
+                self.stop.set()
                 if self._search is not None:
                     self._search.stop_search()
 
     def bound(self) -> float | None:
         """The proven bound on the objective: the placement bound plus the weighted makespan bound."""
-        res = self.result
-        if res is None or res.makespan is None:
+        if self._makespan is None:
             return None
-        return (self.placement_bound + self.sp.w_makespan * res.makespan) * (1 - 1e-12)
+        return (self.placement_bound + self.sp.w_makespan * self._makespan) * (1 - 1e-12)
 
     def searching(self, solver: Any) -> bool:
         """Take `solver` as the search to stop on a proof; False when the proof is already in."""
@@ -590,6 +599,7 @@ class _TimeIndexedBeside:
             stats["cpsat_ti_status"] = res.status
             stats["cpsat_ti_s"] = round(res.seconds, 4)
             stats["cpsat_ti_variables"] = res.variables
+            stats["cpsat_ti_questions"] = res.questions
             if res.makespan is not None:
                 stats["cpsat_ti_makespan"] = res.makespan
         return self.bound()

@@ -49,9 +49,12 @@ the horizon in slots, so it runs only within `MAX_VARIABLES` and `MAX_COEFFICIEN
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,17 +97,24 @@ class TimeIndexedBound:
 
 
 def time_indexed_makespan(
-    sp: ScheduleProgram, upper: float, deadline: float, stop: threading.Event | None = None
+    sp: ScheduleProgram,
+    upper: float | Callable[[], float],
+    deadline: float,
+    stop: threading.Event | None = None,
+    on_bound: Callable[[float], None] | None = None,
 ) -> TimeIndexedBound:
     """A lower bound on every plan's makespan (module docstring), by SCIP until `deadline` (a
-    time.monotonic() instant) or `stop` is set (from another thread); `upper` is a makespan some
-    plan reaches (hours): no question is asked at or above it."""
+    time.monotonic() instant) or `stop` is set (from another thread). `upper` is a makespan some
+    plan reaches (hours), or a function giving the best so far (a search running beside): no
+    question is asked at or above it, and a question it passes is dropped. `on_bound` is told each
+    raised bound (hours)."""
+    best = upper if callable(upper) else (lambda: upper)
     started = time.monotonic()
     grid = time_grid(sp)
     if grid is None:
         return TimeIndexedBound(None, "no time grid")
     need = must_place(sp)
-    if not need.any() or not math.isfinite(upper):
+    if not need.any() or not math.isfinite(best()):
         return TimeIndexedBound(None, "nothing to bound")
     f = sp.fleet
     usable = f.usable_per_class()
@@ -120,10 +130,15 @@ def time_indexed_makespan(
     rho = np.floor(np.where(f.cpu_only, 0.0, f.share) * SHARE_UNITS).astype(np.int64)
     tasks = np.flatnonzero(need).tolist()
     first_k = math.ceil(makespan_bound(sp) * grid - 1e-6)
-    top = math.ceil(upper * grid - 1e-6)  # a plan ends by `top`: no question at or above it
+
+    def top() -> int:  # a plan ends by `top`: no question at or above it
+        return math.ceil(best() * grid - 1e-6)
+
     status, n_vars, asked, k_slots = "nothing to ask", 0, 0, first_k
     bound = first_k
-    for k_slots in range(first_k, top):
+    for k_slots in itertools.count(first_k):
+        if k_slots >= top():
+            break
         # options: (task, class, first start, last start)
         options = [
             (t, c, int(lo[t]), k_slots - int(dur[t, c]) - int(tail[t]))
@@ -134,6 +149,8 @@ def time_indexed_makespan(
         n_vars = sum(hi - first + 1 for _, _, first, hi in options)
         if len({t for t, *_ in options}) < len(tasks):  # a task cannot end by K at all
             status, bound = "infeasible", k_slots + 1
+            if on_bound is not None:
+                on_bound(bound / grid)
             continue
         if n_vars > MAX_VARIABLES:
             status = f"too large ({n_vars:,} variables)"
@@ -143,11 +160,18 @@ def time_indexed_makespan(
             status = f"too large ({coefs:,} coefficients)"
             break
         asked += 1
-        status = _ask(sp, options, dur, rho, need, deadline, stop)
+        status = _ask(sp, options, dur, rho, need, deadline, stop, functools.partial(_passed, top, k_slots))
         if status != "infeasible":
             break
         bound = k_slots + 1
+        if on_bound is not None:
+            on_bound(bound / grid)
     return TimeIndexedBound(bound / grid, status, n_vars, k_slots, time.monotonic() - started, asked)
+
+
+def _passed(top: Callable[[], int], k_slots: int) -> bool:
+    """Has a plan ending by `k_slots` been found (the question at `k_slots` is moot)?"""
+    return top() <= k_slots
 
 
 def _coefficients(
@@ -185,9 +209,10 @@ def _ask(
     need: np.ndarray,
     deadline: float,
     stop: threading.Event | None,
+    moot: Callable[[], bool],
 ) -> str:
     """SCIP's answer on the relaxation with these start windows: 'infeasible' (proven), 'feasible'
-    or 'unknown' (time, stop, or SCIP missing)."""
+    or 'unknown' (time, stop, the question made moot by a better plan, or SCIP missing)."""
     from ortools.linear_solver import pywraplp
 
     solver = pywraplp.Solver.CreateSolver("SCIP")
@@ -195,7 +220,7 @@ def _ask(
         return "unknown"
 
     def halted() -> bool:  # checked while building too: a build of the largest model takes ~1 s
-        return time.monotonic() >= deadline or (stop is not None and stop.is_set())
+        return time.monotonic() >= deadline or (stop is not None and stop.is_set()) or moot()
 
     f = sp.fleet
     usable = f.usable_per_class()
@@ -249,21 +274,19 @@ def _ask(
     if left <= 0.05 or halted():
         return "unknown"
     solver.SetTimeLimit(max(1, int(left * 1000)))
-    code = run_stoppable(lambda: _solve_until(solver, stop), solver.InterruptSolve)
+    code = run_stoppable(lambda: _solve_until(solver, halted), solver.InterruptSolve)
     if code == pywraplp.Solver.INFEASIBLE:
         return "infeasible"
     return "feasible" if code in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE) else "unknown"
 
 
-def _solve_until(solver: Any, stop: threading.Event | None) -> int:
-    """`solver.Solve()`, interrupted once `stop` is set (checked every 0.05 s)."""
-    if stop is None:
-        return int(solver.Solve())
+def _solve_until(solver: Any, halted: Callable[[], bool]) -> int:
+    """`solver.Solve()`, interrupted once `halted()` (checked every 0.05 s)."""
     done = threading.Event()
 
     def watch() -> None:
-        while not done.is_set():
-            if stop.wait(0.05):
+        while not done.wait(0.05):
+            if halted():
                 solver.InterruptSolve()
                 return
 

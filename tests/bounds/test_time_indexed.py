@@ -151,13 +151,14 @@ class FakeSearch:
 def test_the_bound_stops_the_search_when_it_proves_the_first_schedule() -> None:
     """Given an optimal first schedule, the bound beside the search proves it and stops the search;
     given a worse one, it stops nothing and still gives the optimum as its bound."""
-    from gpuplan.backends.schedule_cpsat import _TimeIndexedBeside
+    from gpuplan.backends.schedule_cpsat import _Best, _TimeIndexedBeside
 
     sp = job_shop(jobs=5, machines=3, ops=4, seed=1)  # SCIP takes some 0.2 s to prove it
     ref = solve_schedule_cpsat(sp, time_limit=20, workers=1, seed=0)
     assert ref.status is Status.OPTIMAL and ref.objective is not None
     search = FakeSearch()
-    beside = _TimeIndexedBeside(sp, 0.0, ref.objective, ref.assign, ref.start, time.monotonic() + 20)
+    best = _Best(ref.objective, ref.objective)  # a job shop's objective is its makespan
+    beside = _TimeIndexedBeside(sp, 0.0, best, time.monotonic() + 20)
     if not beside.searching(search):
         pytest.skip("the bound proved the schedule before the search began")
     assert beside.proved.wait(20) and search.stopped.is_set()
@@ -166,10 +167,8 @@ def test_the_bound_stops_the_search_when_it_proves_the_first_schedule() -> None:
     assert beside.finish(stats) == pytest.approx(ref.objective)
     assert stats["cpsat_ti_status"] == "infeasible"
 
-    late = ref.start + 3.0  # every task 3 h later: a valid, worse schedule
-    assert violations(sp, ref.assign, late) == []
-    search = FakeSearch()
-    beside = _TimeIndexedBeside(sp, 0.0, ref.objective + 3, ref.assign, late, time.monotonic() + 20)
+    search = FakeSearch()  # the best schedule found is 3 h longer than the optimum
+    beside = _TimeIndexedBeside(sp, 0.0, _Best(ref.objective + 3, ref.objective + 3), time.monotonic() + 20)
     beside.searching(search)
     beside._thread.join(20)
     assert not beside.proved.is_set() and not search.stopped.is_set()
@@ -181,3 +180,25 @@ def test_not_asked_with_other_time_terms() -> None:
     sp = job_shop(jobs=4, machines=3, ops=3, seed=1).replace(w_makespan=0.0, w_completion=1.0)
     res = solve_schedule_cpsat(sp, time_limit=3.0, workers=1, seed=0)
     assert "cpsat_ti_status" not in res.stats
+
+
+def test_a_better_plan_found_beside_ends_the_questions() -> None:
+    """Asked with a loose makespan, the questions go on to the first "yes"; when a plan as short as
+    the optimum turns up beside (here: told after the first "no"), no question at or past it is
+    asked, and every one asked was a "no"."""
+    sp = job_shop(jobs=5, machines=3, ops=4, seed=5)
+    ref = solve_schedule_cpsat(sp, time_limit=20, workers=1, seed=0)
+    assert ref.status is Status.OPTIMAL and ref.objective is not None
+    assert makespan_bound(sp) < ref.objective - 1  # at least two questions below the optimum
+    loose = time_indexed_makespan(sp, ref.objective + 4, time.monotonic() + 20)
+    assert loose.status == "feasible"
+    best = [ref.objective + 4]
+    told: list[float] = []
+
+    def raised(bound: float) -> None:
+        told.append(bound)
+        best[0] = ref.objective  # a search beside finds the optimum
+
+    res = time_indexed_makespan(sp, lambda: best[0], time.monotonic() + 20, on_bound=raised)
+    assert res.status == "infeasible" and res.makespan == pytest.approx(ref.objective), res
+    assert res.questions == loose.questions - 1 and told[-1] == pytest.approx(ref.objective)

@@ -44,19 +44,22 @@ from, and no part should leave time unused (in one benchmark run of 30 s, a solv
 with the first part's schedule; it did not recur in three runs). In CP-SAT's log on mk15 (30 s) the
 tree search gave only the first two of 23 schedules; the neighbourhood searches gave the rest. The
 cost: a proof the tree search would find late in the limit may be lost; the time-indexed bound
-below wins back the small ones.
+below wins back small ones.
 
-When the first part's schedule meets the bound so far (the cheap one, CP-SAT's), it is proven and the
-solve ends (a search once went on for the whole limit on a proven schedule: mk09 in the benchmark).
+A schedule that meets the bound so far (the cheap one, CP-SAT's, the time-indexed one) ends the
+solve: the first part's, checked when it ends, and each one the later searches find, checked by a
+solution callback (`_tracker`, which also keeps the best schedule's objective and makespan). A
+search once went on for the whole limit past such a schedule (mk09 in the benchmark: 27 s).
+
 When the objective's only time term is the makespan, the time-indexed bound
 (:mod:`gpuplan.bounds.time_indexed`, SCIP) runs in a thread beside the searches that follow the first
-part, on models within its size limits: it raises the makespan bound by feasibility questions, up
-to the first part's makespan. Its bound joins the others; when it proves the first part's schedule,
-it stops the search running and the solve ends. Beside rather than before: it takes the time it
-needs (from under a second to more than the limit) without a share to guess, at the cost of a third
-of the CPU while both run on 2 cores. On the benchmark's job shops it proves Kacem k4 (the solve
-ends after 7 s) and mk02 (13 s), which CP-SAT alone proved at one seed in three (k4) and never (mk02)
-within 30 s.
+part: it raises the makespan bound by feasibility questions, from the cheap bound up to the best
+makespan found so far (a question that a better schedule makes moot is dropped). When its bound
+proves the best schedule, it stops the search running and the solve ends. Beside rather than
+before: it takes the time it needs (from under a second to more than the limit) without a share to
+guess, at the cost of a third of the CPU while both run on 2 cores. On the benchmark's job shops it
+proves Kacem k4 (the solve ends after about 7 s) and mk02 (9 to 25 s), which CP-SAT alone proved at
+one seed in three (k4) and never (mk02) within 30 s.
 
 Integer scaling
 ---------------

@@ -5,6 +5,7 @@ shared settings."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 from hypothesis import settings
@@ -683,3 +684,59 @@ def scheduled_problems(draw: st.DrawFn, max_tasks: int = 3) -> dict:
         "tasks": tasks,
         "objective": {"kind": "weighted", "terms": terms},
     }
+
+
+def job_shop(jobs: int, machines: int, ops: int, seed: int, longest: int = 20) -> ScheduleProgram:
+    """A random flexible job shop as a scheduled program: each job a chain of `ops` tasks, each task
+    on 2 of the `machines` GPUs (one per type) with durations 1-`longest` h; minimise the makespan."""
+    rng = np.random.default_rng(seed)
+    types = [{"name": f"M{m}", "memory_gb": 80} for m in range(machines)]
+    nodes = [{"id": f"n{m}", "gpus": [{"id": f"g{m}", "type": f"M{m}"}]} for m in range(machines)]
+    tasks, pred = [], []
+    for j in range(jobs):
+        for o in range(ops):
+            alts = rng.choice(machines, size=2, replace=False)
+            durations = {f"M{m}": float(rng.integers(1, longest + 1)) for m in alts}
+            tasks.append({"id": f"j{j}o{o}", "duration_h": durations})
+            if o:
+                pred.append((len(tasks) - 2, len(tasks) - 1))
+    n = len(tasks)
+    prob = {"gpu_types": types, "nodes": nodes, "tasks": tasks}
+    inf = float("inf")
+    return schedule_of(prob, [0] * n, [inf] * n, [inf] * n, [1] * n, pred, w=(1, 0, 0))
+
+
+def makespan_only(sp: ScheduleProgram) -> ScheduleProgram:
+    """`sp` whose objective is its makespan alone: no placement cost, free drops, no other time
+    term, so the brute-force optimum is the least makespan over every feasible plan."""
+    f = sp.fleet
+    fleet = f.replace(
+        cost_c=np.zeros_like(f.cost_c),
+        penalty=np.zeros_like(f.penalty),
+        move_cost=np.zeros_like(f.move_cost),
+        transfer_each=np.zeros_like(f.transfer_each),
+        dataset_charge=np.zeros_like(f.dataset_charge),
+        w_gpus=0.0,
+        w_nodes=0.0,
+        w_balance=0.0,
+    )
+    return sp.replace(fleet=fleet, w_makespan=1.0, w_completion=0.0, w_tardiness=0.0)
+
+
+def on_first_cpsat_solve(monkeypatch: Any, **params: Any) -> list[str]:
+    """Make the scheduled CP-SAT solve's first CP-SAT call run with `params` set (e.g. stopped after
+    presolve); the list returned grows by one entry per call."""
+    from gpuplan.backends import schedule_cpsat
+
+    real = schedule_cpsat.solve_cpsat
+    calls: list[str] = []
+
+    def solve(solver: Any, model: Any, callback: Any = None) -> Any:
+        if not calls:
+            for name, value in params.items():
+                setattr(solver.parameters, name, value)
+        calls.append("solve")
+        return real(solver, model, callback)
+
+    monkeypatch.setattr(schedule_cpsat, "solve_cpsat", solve)
+    return calls

@@ -14,7 +14,7 @@ from gpuplan.heuristics.list_schedule import best_of
 from gpuplan.program.schedule import ScheduleProgram, lower_bound, objective, violations
 from gpuplan.status import Status
 from tests.oracles import schedule_brute_force
-from tests.strategies import random_schedule, schedule_of, scheduled_programs
+from tests.strategies import job_shop, on_first_cpsat_solve, random_schedule, schedule_of, scheduled_programs
 
 INF = float("inf")
 
@@ -130,30 +130,10 @@ def test_random_fleet_plan_is_valid_and_no_worse_than_its_hint() -> None:
     assert res.bound is not None and res.bound <= res.objective
 
 
-def _job_shop(jobs: int, machines: int, ops: int, seed: int) -> ScheduleProgram:
-    """A random flexible job shop as a scheduled program: each job a chain of `ops` tasks, each task
-    on 2 of the `machines` GPUs (one per type) with durations 1-20 h; minimise the makespan."""
-    rng = np.random.default_rng(seed)
-    types = [{"name": f"M{m}", "memory_gb": 80} for m in range(machines)]
-    nodes = [{"id": f"n{m}", "gpus": [{"id": f"g{m}", "type": f"M{m}"}]} for m in range(machines)]
-    tasks, pred = [], []
-    for j in range(jobs):
-        for o in range(ops):
-            alts = rng.choice(machines, size=2, replace=False)
-            tasks.append(
-                {"id": f"j{j}o{o}", "duration_h": {f"M{m}": float(rng.integers(1, 21)) for m in alts}}
-            )
-            if o:
-                pred.append((len(tasks) - 2, len(tasks) - 1))
-    n = len(tasks)
-    prob = {"gpu_types": types, "nodes": nodes, "tasks": tasks}
-    return schedule_of(prob, [0] * n, [INF] * n, [INF] * n, [1] * n, pred, w=(1, 0, 0))
-
-
 def test_unproven_search_goes_on_with_neighbourhoods_from_its_schedule() -> None:
     """A job shop the first part cannot prove: the rest of the time searches neighbourhoods from its
     schedule, and the answer is no worse than that schedule, valid, with the first part's bound."""
-    sp = _job_shop(jobs=12, machines=4, ops=6, seed=1)
+    sp = job_shop(jobs=12, machines=4, ops=6, seed=1)
     hint = best_of(sp)
     res = solve_schedule_cpsat(sp, time_limit=3.0, workers=1, seed=0, hint=hint)
     assert res.stats["cpsat_status"] == "FEASIBLE", res.stats
@@ -168,19 +148,8 @@ def test_first_part_without_a_schedule_leaves_the_rest_to_the_full_search(
 ) -> None:
     """A first part that ends with no schedule (here: stopped after presolve) does not end the solve:
     the rest of the time is the full search, which finds and proves the small job shop's optimum."""
-    from gpuplan.backends import schedule_cpsat
-
-    real = schedule_cpsat.solve_cpsat
-    calls: list[str] = []
-
-    def first_stops_after_presolve(solver: Any, model: Any, callback: Any = None) -> Any:
-        if not calls:
-            solver.parameters.stop_after_presolve = True
-        calls.append("solve")
-        return real(solver, model, callback)
-
-    monkeypatch.setattr(schedule_cpsat, "solve_cpsat", first_stops_after_presolve)
-    sp = _job_shop(jobs=3, machines=2, ops=2, seed=0)
+    calls = on_first_cpsat_solve(monkeypatch, stop_after_presolve=True)
+    sp = job_shop(jobs=3, machines=2, ops=2, seed=0)
     res = solve_schedule_cpsat(sp, time_limit=10.0, workers=1, seed=0)
     assert res.stats["cpsat_status"] == "UNKNOWN" and res.stats["cpsat_rest_status"] == "OPTIMAL"
     assert len(calls) == 2 and "cpsat_lns_status" not in res.stats
@@ -204,7 +173,7 @@ def test_a_neighbourhood_search_that_ends_early_leaves_the_rest_to_the_full_sear
         return real(solver, model, callback)
 
     monkeypatch.setattr(schedule_cpsat, "solve_cpsat", lns_stops_after_presolve)
-    sp = _job_shop(jobs=12, machines=4, ops=6, seed=1)
+    sp = job_shop(jobs=12, machines=4, ops=6, seed=1)
     res = solve_schedule_cpsat(sp, time_limit=3.0, workers=1, seed=0, hint=best_of(sp))
     assert calls == [False, True, False], res.stats
     assert res.stats["cpsat_lns_status"] == "UNKNOWN" and res.stats["cpsat_lns_s"] < 1.0
@@ -215,10 +184,10 @@ def test_a_neighbourhood_search_that_ends_early_leaves_the_rest_to_the_full_sear
 
 def test_short_or_proven_solve_is_one_full_search() -> None:
     """Below LNS_MIN_S, or when the first part proves the optimum, no neighbourhood-only part runs."""
-    sp = _job_shop(jobs=12, machines=4, ops=6, seed=1)
+    sp = job_shop(jobs=12, machines=4, ops=6, seed=1)
     short = solve_schedule_cpsat(sp, time_limit=LNS_MIN_S / 2, workers=1, seed=0, hint=best_of(sp))
     assert "cpsat_lns_status" not in short.stats
-    tiny = _job_shop(jobs=2, machines=2, ops=2, seed=0)
+    tiny = job_shop(jobs=2, machines=2, ops=2, seed=0)
     proven = solve_schedule_cpsat(tiny, time_limit=10.0, workers=1, seed=0)
     assert proven.status is Status.OPTIMAL
     assert "cpsat_lns_status" not in proven.stats

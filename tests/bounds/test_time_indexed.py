@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,26 +16,9 @@ from gpuplan.bounds.time_indexed import time_indexed_makespan
 from gpuplan.program.schedule import ScheduleProgram, ends, makespan_bound, must_place, violations
 from gpuplan.status import Status
 from tests.oracles import schedule_brute_force
-from tests.strategies import schedule_of, scheduled_programs
+from tests.strategies import job_shop, makespan_only, on_first_cpsat_solve, scheduled_programs
 
 INF = float("inf")
-
-
-def makespan_only(sp: ScheduleProgram) -> ScheduleProgram:
-    """`sp` with the makespan as its whole objective: no costs, free drops of optional tasks, so its
-    optimum is the shortest makespan of the tasks that must be placed."""
-    f = sp.fleet
-    fleet = f.replace(
-        cost_c=np.zeros_like(f.cost_c),
-        penalty=np.zeros_like(f.penalty),
-        move_cost=np.zeros_like(f.move_cost),
-        transfer_each=np.zeros_like(f.transfer_each),
-        dataset_charge=np.zeros_like(f.dataset_charge),
-        w_gpus=0.0,
-        w_nodes=0.0,
-        w_balance=0.0,
-    )
-    return sp.replace(fleet=fleet, w_makespan=1.0, w_completion=0.0, w_tardiness=0.0)
 
 
 @settings(max_examples=40, deadline=None)
@@ -60,31 +42,11 @@ def test_bound_is_never_above_the_shortest_makespan(sp: ScheduleProgram) -> None
     assert res.makespan is not None and res.makespan <= shortest + 1e-9, (res, shortest)
 
 
-def job_shop(jobs: int, machines: int, ops: int, seed: int) -> ScheduleProgram:
-    """A random flexible job shop: each job a chain of `ops` tasks, each on 2 of the `machines`
-    GPUs (one per type) with durations 1-6 h; minimise the makespan."""
-    rng = np.random.default_rng(seed)
-    types = [{"name": f"M{m}", "memory_gb": 80} for m in range(machines)]
-    nodes = [{"id": f"n{m}", "gpus": [{"id": f"g{m}", "type": f"M{m}"}]} for m in range(machines)]
-    tasks, pred = [], []
-    for j in range(jobs):
-        for o in range(ops):
-            alts = rng.choice(machines, size=2, replace=False)
-            tasks.append(
-                {"id": f"j{j}o{o}", "duration_h": {f"M{m}": float(rng.integers(1, 7)) for m in alts}}
-            )
-            if o:
-                pred.append((len(tasks) - 2, len(tasks) - 1))
-    n = len(tasks)
-    prob = {"gpu_types": types, "nodes": nodes, "tasks": tasks}
-    return schedule_of(prob, [0] * n, [INF] * n, [INF] * n, [1] * n, pred, w=(1, 0, 0))
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_exact_on_small_job_shops(seed: int) -> None:
     """On a job shop the relaxation is the problem on its grid: every question below the optimum is
     answered "no" (the bound is the optimum), and asked past it, the first "yes" is at the optimum."""
-    sp = job_shop(jobs=5, machines=3, ops=4, seed=seed)
+    sp = job_shop(jobs=5, machines=3, ops=4, seed=seed, longest=6)
     ref = solve_schedule_cpsat(sp, time_limit=20, workers=1, seed=0)
     assert ref.status is Status.OPTIMAL and ref.objective is not None
     cheap = makespan_bound(sp)
@@ -101,11 +63,11 @@ def test_does_not_run_off_grid_or_too_large(monkeypatch: pytest.MonkeyPatch) -> 
     asked: the bound is the cheap one, and the status says why."""
     from gpuplan.bounds import time_indexed
 
-    sp = job_shop(jobs=2, machines=2, ops=2, seed=0)
+    sp = job_shop(jobs=2, machines=2, ops=2, seed=0, longest=6)
     thirds = sp.replace(duration_c=sp.duration_c / 3)
     assert time_indexed_makespan(thirds, 10.0, time.monotonic() + 5).status == "no time grid"
     monkeypatch.setattr(time_indexed, "MAX_VARIABLES", 10)
-    big = job_shop(8, 3, 4, 0)
+    big = job_shop(8, 3, 4, 0, longest=6)
     res = time_indexed_makespan(big, 1e6, time.monotonic() + 5)
     assert res.status.startswith("too large") and res.questions == 0, res
     assert res.makespan == pytest.approx(makespan_bound(big))
@@ -116,19 +78,8 @@ def test_first_schedule_proven_by_the_bound_ends_the_solve(monkeypatch: pytest.M
     neighbourhood search; the solve ends proven optimal, and when the bound proves the first
     schedule no full search follows. (Which of the two proves first is a race; the stop itself is
     tested below.)"""
-    from gpuplan.backends import schedule_cpsat
-
-    real = schedule_cpsat.solve_cpsat
-    calls: list[str] = []
-
-    def first_stops_at_a_schedule(solver: Any, model: Any, callback: Any = None) -> Any:
-        if not calls:
-            solver.parameters.stop_after_first_solution = True
-        calls.append("solve")
-        return real(solver, model, callback)
-
-    monkeypatch.setattr(schedule_cpsat, "solve_cpsat", first_stops_at_a_schedule)
-    sp = job_shop(jobs=4, machines=3, ops=3, seed=1)
+    on_first_cpsat_solve(monkeypatch, stop_after_first_solution=True)
+    sp = job_shop(jobs=4, machines=3, ops=3, seed=1, longest=6)
     res = solve_schedule_cpsat(sp, time_limit=10.0, workers=1, seed=0)
     assert res.stats["cpsat_status"] == "FEASIBLE", res.stats
     assert "cpsat_ti_status" in res.stats, res.stats
@@ -153,7 +104,7 @@ def test_the_bound_stops_the_search_when_it_proves_the_first_schedule() -> None:
     given a worse one, it stops nothing and still gives the optimum as its bound."""
     from gpuplan.backends.schedule_cpsat import _Best, _TimeIndexedBeside
 
-    sp = job_shop(jobs=5, machines=3, ops=4, seed=1)  # SCIP takes some 0.2 s to prove it
+    sp = job_shop(jobs=5, machines=3, ops=4, seed=1, longest=6)  # SCIP takes some 0.2 s to prove it
     ref = solve_schedule_cpsat(sp, time_limit=20, workers=1, seed=0)
     assert ref.status is Status.OPTIMAL and ref.objective is not None
     search = FakeSearch()
@@ -177,7 +128,7 @@ def test_the_bound_stops_the_search_when_it_proves_the_first_schedule() -> None:
 
 def test_not_asked_with_other_time_terms() -> None:
     """A completion-time objective is not a makespan: the bound is not asked."""
-    sp = job_shop(jobs=4, machines=3, ops=3, seed=1).replace(w_makespan=0.0, w_completion=1.0)
+    sp = job_shop(jobs=4, machines=3, ops=3, seed=1, longest=6).replace(w_makespan=0.0, w_completion=1.0)
     res = solve_schedule_cpsat(sp, time_limit=3.0, workers=1, seed=0)
     assert "cpsat_ti_status" not in res.stats
 
@@ -186,7 +137,7 @@ def test_a_better_plan_found_beside_ends_the_questions() -> None:
     """Asked with a loose makespan, the questions go on to the first "yes"; when a plan as short as
     the optimum turns up beside (here: told after the first "no"), no question at or past it is
     asked, and every one asked was a "no"."""
-    sp = job_shop(jobs=5, machines=3, ops=4, seed=5)
+    sp = job_shop(jobs=5, machines=3, ops=4, seed=5, longest=6)
     ref = solve_schedule_cpsat(sp, time_limit=20, workers=1, seed=0)
     assert ref.status is Status.OPTIMAL and ref.objective is not None
     assert makespan_bound(sp) < ref.objective - 1  # at least two questions below the optimum

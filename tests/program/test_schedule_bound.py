@@ -27,26 +27,9 @@ from gpuplan.program.schedule import (
     time_grid,
 )
 from tests.oracles import schedule_brute_force
-from tests.strategies import schedule_of, scheduled_programs
+from tests.strategies import makespan_only, schedule_of, scheduled_programs
 
 INF = float("inf")
-
-
-def makespan_only(sp: ScheduleProgram) -> ScheduleProgram:
-    """`sp` whose objective is its makespan alone: no placement cost, free drops, no other time
-    term, so the brute-force optimum is the least makespan over every feasible plan."""
-    f = sp.fleet
-    fleet = f.replace(
-        cost_c=np.zeros_like(f.cost_c),
-        penalty=np.zeros_like(f.penalty),
-        move_cost=np.zeros_like(f.move_cost),
-        transfer_each=np.zeros_like(f.transfer_each),
-        dataset_charge=np.zeros_like(f.dataset_charge),
-        w_gpus=0.0,
-        w_nodes=0.0,
-        w_balance=0.0,
-    )
-    return sp.replace(fleet=fleet, w_makespan=1.0, w_completion=0.0, w_tardiness=0.0)
 
 
 def fjsp_program(inst: FjspInstance) -> ScheduleProgram:

@@ -12,7 +12,9 @@ node has the CPU and host memory free, no task of its spread group runs there, a
 :math:`\tau + p \le \bar d_t`. Among fitting placements the shortest duration wins, then the
 cheapest, then *best fit*: the node left with the least free capacity,
 :math:`(C_n - c_t)/\max C + (R_n - r_t)/\max R + (\sum_g \phi_g - k_t s_t)/\max_n G_n` (free CPU,
-host memory and GPU shares), and on it the fullest GPUs the task fits on. An optional task is
+host memory and GPU shares), and on it the fullest GPUs the task fits on (with ``placement="frag"``
+a one-GPU task goes instead where the fleet's fragmentation grows least: `heuristics.fragmentation`).
+An optional task is
 left out when it can no longer end by its deadline, or (unless a required task comes after it) when
 placing it would add more than its drop penalty; a task whose predecessor is left out never becomes
 ready and is left out too. Required tasks are left out only when they cannot be placed.
@@ -49,8 +51,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gpuplan.heuristics.fragmentation import CANDIDATES, Fragmentation
 from gpuplan.heuristics.list_schedule import RULES, best_of, rule_order
 from gpuplan.program.schedule import ScheduleProgram, fastest, must_place
+
+#: Placement rules of the parallel scheme: best fit, or fragmentation-aware (one-GPU tasks).
+PLACEMENTS = ("fit", "frag")
 
 _TOL = 5e-10  # capacity tolerance: half the verifier's, so accumulated float error stays within it
 _TIME_TOL = 5e-10  # an end may pass a deadline by this (relative), half the verifier's
@@ -83,6 +89,7 @@ class _Fleet:
         self.node_running = np.zeros(n_n, dtype=np.int64)
         self.top_share = np.full((n_n, width), -np.inf)
         self.top_mem = np.full((n_n, width), -np.inf)
+        self.frag: Fragmentation | None = None  # kept current when set (placement "frag")
         is_gpu = ~f.host
         self.gpu_free_sum = np.zeros(n_n)  # free GPU shares per node (host slots aside), for best fit
         np.add.at(self.gpu_free_sum, f.gpu_node[is_gpu], 1.0)
@@ -98,6 +105,8 @@ class _Fleet:
         gs = self.slots[n, : self.n_slots[n]]
         self.top_share[n, : gs.size] = -np.sort(-self.free_share[gs])
         self.top_mem[n, : gs.size] = -np.sort(-self.free_mem[gs])
+        if self.frag is not None:
+            self.frag.stale[n] = True
 
     def take(self, t: int, n: int, gpus: list[int], sign: int) -> None:
         """Start (sign 1) or end (sign -1) task t on node n's `gpus`."""
@@ -158,10 +167,14 @@ def _finite_max(x: np.ndarray) -> float:
 class _Scheme:
     """One run of the parallel scheme (module docstring)."""
 
-    def __init__(self, sp: ScheduleProgram) -> None:
+    def __init__(self, sp: ScheduleProgram, placement: str = "fit") -> None:
+        if placement not in PLACEMENTS:
+            raise ValueError(f"unknown placement {placement!r}; expected one of {PLACEMENTS}")
         f = sp.fleet
         self.sp, self.f = sp, f
         self.fl = _Fleet(sp)
+        if placement == "frag":
+            self.fl.frag = Fragmentation(sp, self.fl.slots, self.fl.n_slots)
         self.p_min = fastest(sp)
         self.need = must_place(sp)
         self.limit = sp.deadline + _TIME_TOL * np.maximum(1.0, np.abs(np.nan_to_num(sp.deadline, posinf=0.0)))
@@ -245,6 +258,8 @@ class _Scheme:
         candidates), or None when none fits."""
         fl = self.fl
         grp = int(self.group[t])
+        if nodes is not None and nodes.size == 1 and not self._may_fit_one(t, int(nodes[0]), grp):
+            return None  # the common failed try (one node freed, nothing fits): no numpy calls
         cand = self.cand[grp] if nodes is None else nodes[self.node_elig[nodes, grp]]
         if not cand.size:
             return None
@@ -252,6 +267,16 @@ class _Scheme:
         if not cand.size:
             return None
         score = fl.score(t, cand)
+        if (
+            fl.frag is not None
+            and cand.size > 1  # one node: nothing to choose
+            and self.uniform[t]
+            and self.f.gang[t] == 1
+            and not self.f.cpu_only[t]
+        ):
+            got_frag = self._least_fragmenting(t, now, cand, score)
+            if got_frag is not None:
+                return got_frag
         if self.uniform[t]:
             i = int(np.argmin(score))
             got = self.on_node(t, int(cand[i]), now)
@@ -277,6 +302,56 @@ class _Scheme:
             if got is not None and (best is None or (got[0], got[1], score[i]) < best[:3]):
                 best = (got[0], got[1], float(score[i]), int(cand[i]), got[2])
         return None if best is None else (best[0], best[1], best[3], best[4])
+
+    def _least_fragmenting(
+        self, t: int, now: float, cand: np.ndarray, score: np.ndarray
+    ) -> tuple[float, float, int, list[int]] | None:
+        """Task t's placement among the best-fit `cand` (scored `score`) whose fragmentation grows
+        least (`heuristics.fragmentation`), or None when none fits."""
+        fl, f = self.fl, self.f
+        assert fl.frag is not None
+        if cand.size > CANDIDATES:
+            keep = np.argpartition(score, CANDIDATES)[:CANDIDATES]
+            cand, score = cand[keep], score[keep]
+        slots = fl.slots[cand]
+        gs = np.maximum(slots, 0)
+        ok = (slots >= 0) & f.eligible_c[t][f.gpu_class[gs]] & f.gpu_ok[gs]
+        ok &= fl.free_share[gs] >= f.share[t]
+        if f.gpu_mem[t] > 0:
+            ok &= fl.free_mem[gs] >= f.gpu_mem[t]
+        free = np.where(ok, fl.free_share[gs], np.inf).min(axis=1)  # the fullest GPU it fits on
+        has = np.isfinite(free)
+        grow = fl.frag.growth(
+            cand,
+            fl.free_share,
+            np.where(has, free, 0.0),
+            float(f.share[t]),
+            float(f.cpu[t]),
+            float(f.ram[t]),
+            fl.free_cpu[cand],
+            fl.free_ram[cand],
+        )
+        for i in np.lexsort((cand, score, np.where(has, grow, np.inf))).tolist():
+            if not has[i]:
+                break
+            got = self.on_node(t, int(cand[i]), now)
+            if got is not None:
+                return got[0], got[1], int(cand[i]), got[2]
+        return None
+
+    def _may_fit_one(self, t: int, n: int, grp: int) -> bool:
+        """`may_fit` and eligibility for one node, in scalars (most tries at an event are on the
+        one node a task just left, and fail)."""
+        fl, f = self.fl, self.f
+        k = int(f.gang[t])
+        if not self.node_elig[n, grp] or fl.top_share[n, k - 1] < f.share[t] or fl.free_cpu[n] < f.cpu[t]:
+            return False
+        if f.gpu_mem[t] > 0 and fl.top_mem[n, k - 1] < f.gpu_mem[t]:
+            return False
+        if f.ram[t] > 0 and fl.free_ram[n] < f.ram[t]:
+            return False
+        grp_s = int(f.spread[t])
+        return not (grp_s >= 0 and grp_s in fl.spread_busy and fl.spread_busy[grp_s][n] != 0)
 
     def worth(self, t: int, dur: float, cost: float, now: float) -> bool:
         """May task t start now (duration `dur`, placement cost `cost`)? Always for a task that must
@@ -311,11 +386,12 @@ def _profiles(sp: ScheduleProgram, group: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def event_schedule(
-    sp: ScheduleProgram, rule: str = "spt", deadline: float | None = None
+    sp: ScheduleProgram, rule: str = "spt", deadline: float | None = None, placement: str = "fit"
 ) -> tuple[np.ndarray, np.ndarray]:
     """One parallel schedule by `rule` (module docstring): (assign [T, K], start [T], NaN where left
     out). Past `deadline` (time.monotonic()) the tasks not yet started are left out: the plan is then
-    partial, and `violations` names any required one.
+    partial, and `violations` names any required one. `placement` "fit" places by best fit,
+    "frag" one-GPU tasks where the fleet's fragmentation grows least (`heuristics.fragmentation`).
 
     The waiting tasks are kept per *profile* (`_profiles`), each a sorted list of ranks: at an event
     the profiles that may fit a changed node are found at once (the necessary test, vectorised over
@@ -330,7 +406,7 @@ def event_schedule(
     by_rank = rule_order(sp, rule)  # rank -> task
     rank = np.empty(t_n, dtype=np.int64)
     rank[by_rank] = np.arange(t_n)
-    sch = _Scheme(sp)
+    sch = _Scheme(sp, placement)
     fl = sch.fl
     prof, rep = _profiles(sp, sch.group)
     p_k, p_share, p_mem = f.gang[rep] - 1, f.share[rep], f.gpu_mem[rep]
@@ -437,4 +513,4 @@ def best_event_schedule(
     return best_of(sp, rules, event_schedule, deadline)
 
 
-__all__ = ["best_event_schedule", "event_schedule"]
+__all__ = ["PLACEMENTS", "best_event_schedule", "event_schedule"]

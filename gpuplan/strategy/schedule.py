@@ -1,12 +1,15 @@
 r"""The strategy for a scheduled problem: event and list schedules, then the exact CP-SAT model, within the
 limit; the bound is the larger of the cheap one and CP-SAT's.
 
-Auto: the parallel (event-driven) schedule (`heuristics/event_schedule.py`) under each rule, then
-the serial list schedule (`heuristics/list_schedule.py`), which backfills and is usually better,
-under each rule, the best kept. The rules go in `rules_for`'s order (the one suited to the
-objective first: a large program may have time for one only). A rule starts while the first half
-of the time lasts when CP-SAT follows, else while the whole limit does, and only when the slowest
-rule of its scheme so far would still end before the cut (5% before the limit). The serial scheme costs
+Auto: the parallel (event-driven) schedule (`heuristics/event_schedule.py`) under each rule, by
+best fit and then (when placements can strand capacity: shared GPUs or nodes of several GPUs) by
+fragmentation-aware placement (`heuristics/fragmentation.py`), then the serial list schedule
+(`heuristics/list_schedule.py`), which backfills and is usually better, under each rule, the best
+kept. The rules go in `rules_for`'s order (the one suited to the objective first: a large program
+may have time for one only). A rule starts while the first half of the time lasts when CP-SAT
+follows, else while the whole limit does, and only when the slowest rule of its scheme so far would
+still end before the cut (5% before the limit; a scheme expected to be cut is passed over for the
+next, which may be faster). The serial scheme costs
 about `SERIAL_S_PER_PAIR` seconds per eligible (task, GPU) pair and rule (measured: 1 ms per task
 at 1,000 GPUs, more with many breakpoints), so it runs only when one rule is expected to fit in that
 half (`serial_fits`); on larger programs the parallel scheme alone gives the plan (on the openb
@@ -29,7 +32,9 @@ plan is decoded with its start times and checked by the one verifier.
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -112,24 +117,23 @@ def solve_schedule(
     serial = serial_fits(pairs, time_limit_s)
     stats["schedule_serial"] = serial
     rules = rules_for(sp)
-    schemes = [("event", event_schedule, "event schedule")]
-    if serial:
-        schemes.append(("list", list_schedule, "list schedule"))
+    tries = _tries(sp, rules, serial)
     exact = solver == "cpsat" or (solver == "auto" and pairs <= SCHEDULE_EXACT_PAIRS)
     rules_end = started + (LIST_SHARE if exact else 1.0) * time_limit_s  # no new rule after this
     stop = deadline - 0.05 * time_limit_s  # a rule still running then is cut (a partial plan)
-    for scheme, run, label in schemes:
-        longest = 0.0  # seconds of this scheme's slowest rule so far: the next one's estimate
-        for rule in rules:
-            if best is not None and (past(rules_end) or time.monotonic() + longest > stop):
-                break
-            began = time.monotonic()
-            assign, start = run(sp, rule, deadline=stop)
-            longest = max(longest, time.monotonic() - began)
-            key = rank(sp, assign, start)
-            stats[f"{scheme}_{rule}_objective"] = round(key[1], 6)
-            if best is None or key < best[:2]:
-                best, used = (*key, assign, start), f"{label} ({rule})"
+    longest: dict[str, float] = {}  # seconds of each scheme's slowest rule so far: its next estimate
+    for scheme, run, label, rule in tries:
+        if best is not None and past(rules_end):
+            break
+        if best is not None and time.monotonic() + longest.get(scheme, 0.0) > stop:
+            continue  # expected to be cut: a faster scheme's rule may still fit
+        began = time.monotonic()
+        assign, start = run(sp, rule, deadline=stop)
+        longest[scheme] = max(longest.get(scheme, 0.0), time.monotonic() - began)
+        key = rank(sp, assign, start)
+        stats[f"{scheme}_{rule}_objective"] = round(key[1], 6)
+        if best is None or key < best[:2]:
+            best, used = (*key, assign, start), f"{label} ({rule})"
     assert best is not None
     phases.append(used)
     feasible = best[0] == 0
@@ -139,7 +143,9 @@ def solve_schedule(
     assign, start = best[2], best[3]
     status = Status.FEASIBLE if feasible else Status.UNKNOWN
     name = "greedy"
-    reason = f"{pairs:,} eligible pairs: event schedules" + (" and list schedules" if serial else "")
+    reason = f"{pairs:,} eligible pairs: event schedules"
+    reason += " (best-fit and fragmentation-aware)" if any(t[0] == "event_frag" for t in tries) else ""
+    reason += " and list schedules" if serial else ""
     reason += f" ({', '.join(rules)})"
     left = deadline - time.monotonic()
     if exact and warm is not None and bound is not None and relative_gap(warm, bound) <= OPTIMALITY_TOLERANCE:
@@ -198,6 +204,33 @@ def solve_schedule(
     )
     verify(plan, problem)
     return plan
+
+
+def _shares_fragment(sp: ScheduleProgram) -> bool:
+    """Can a placement strand capacity: some GPU task takes part of a GPU, or some node has more
+    than one GPU? (Else every placement of a one-GPU task is alike for the fragmentation score.)"""
+    f = sp.fleet
+    gpu_task = ~f.cpu_only
+    per_node = np.bincount(f.gpu_node[~f.host], minlength=f.n_nodes)
+    return bool((f.share[gpu_task] < 1.0).any() or (per_node > 1).any())
+
+
+def _tries(
+    sp: ScheduleProgram, rules: tuple[str, ...], serial: bool
+) -> list[tuple[str, Callable[..., tuple[np.ndarray, np.ndarray]], str, str]]:
+    """The heuristic schedules in the order they are tried: (scheme, run, label, rule). Per rule
+    the event schedule by best fit, then by fragmentation (when placements can fragment); then the
+    list schedules when `serial`."""
+    frag = _shares_fragment(sp)
+    out: list[tuple[str, Callable[..., tuple[np.ndarray, np.ndarray]], str, str]] = []
+    for rule in rules:
+        out.append(("event", event_schedule, "event schedule", rule))
+        if frag:
+            run = functools.partial(event_schedule, placement="frag")
+            out.append(("event_frag", run, "event schedule, fragmentation-aware placement", rule))
+    if serial:
+        out.extend(("list", list_schedule, "list schedule", rule) for rule in rules)
+    return out
 
 
 def _late_plan(

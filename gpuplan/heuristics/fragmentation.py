@@ -40,6 +40,12 @@ from gpuplan.program.schedule import ScheduleProgram
 #: How many of the best-fit candidate nodes the fragmentation score looks at per placement.
 CANDIDATES = 256
 
+#: How many of the most common task profiles make up the mix: each costs O(1) work per candidate
+#: node and placement, and the rare ones change little. On the openb trace (125 profiles) 32 of them
+#: cut one schedule at 4 x the trace from 43 s to 31 s, the mean JCT within 0.0002 h; at peak 8 it
+#: came out 0.015 h lower, at peak 2 0.002 h higher (throwaway runs: ties fall differently).
+MIX_PROFILES = 32
+
 _EPS = 1e-9
 
 
@@ -51,11 +57,13 @@ class Fragmentation:
         gpu_task = ~f.cpu_only
         rows = np.stack([f.gang, f.share, f.cpu, f.ram], axis=1)[gpu_task]
         prof, count = np.unique(rows, axis=0, return_counts=True)
+        keep = np.sort(np.argsort(-count, kind="stable")[:MIX_PROFILES])  # the most common
+        prof, count = prof[keep], count[keep]
         self.k = prof[:, 0]
         self.s = prof[:, 1] - _EPS
         self.c = prof[:, 2]
         self.r = prof[:, 3]
-        self.pop = count / max(int(count.sum()), 1)
+        self.pop = count / max(int(gpu_task.sum()), 1)
         self.slots = slots
         self.counted = np.append(f.gpu_ok & ~f.host, False)  # slot -1 reads the appended False
         n_n = slots.shape[0]
@@ -63,17 +71,20 @@ class Fragmentation:
         self.total = np.zeros(n_n)
         self.part = np.zeros((n_n, q_n))
         self.n_ok = np.zeros((n_n, q_n))
+        self.value = np.zeros(n_n)  # F per node, as of its last renewal
         self.width = n_slots
         self.stale = np.ones(n_n, dtype=bool)  # sums to renew before the node's next score
 
-    def renew(self, n: int, free_share: np.ndarray) -> None:
-        """Node n's sums from its GPUs' free shares now."""
+    def renew(self, n: int, free_share: np.ndarray, free_cpu: float, free_ram: float) -> None:
+        """Node n's sums and F from its GPUs' free shares, free CPU and host memory now."""
         gs = self.slots[n, : self.width[n]]
         free = np.where(self.counted[gs], np.clip(free_share[gs], 0.0, 1.0), 0.0)
         small = free[:, None] < self.s[None, :]
         self.total[n] = free.sum()
         self.part[n] = free @ small
         self.n_ok[n] = (~small).sum(axis=0)
+        fits = (self.n_ok[n] >= self.k) & (free_cpu >= self.c) & (free_ram >= self.r)
+        self.value[n] = float(np.where(fits, self.part[n], self.total[n]) @ self.pop)
         self.stale[n] = False
 
     def _score(
@@ -94,19 +105,19 @@ class Fragmentation:
         free_ram: np.ndarray,
     ) -> np.ndarray:
         """The rise of F on each of `nodes` when a one-GPU task of `share`, `cpu` and `ram` takes the
-        GPU with `free` share free there (per node); `free_share` is every GPU's, to renew the sums
-        of nodes changed since they were last scored."""
-        for n in nodes[self.stale[nodes]].tolist():
-            self.renew(n, free_share)
+        GPU with `free` share free there (per node); `free_share` is every GPU's and `free_cpu`,
+        `free_ram` the nodes', to renew the nodes changed since they were last scored."""
+        for i in np.flatnonzero(self.stale[nodes]).tolist():
+            self.renew(int(nodes[i]), free_share, float(free_cpu[i]), float(free_ram[i]))
         total, part, n_ok = self.total[nodes], self.part[nodes], self.n_ok[nodes]
-        before = self._score(total, part, n_ok, free_cpu, free_ram)
+        before = self.value[nodes]
         f0 = np.clip(free, 0.0, 1.0)[:, None]
         f1 = np.clip(free - share, 0.0, 1.0)[:, None]
         small0, small1 = f0 < self.s, f1 < self.s
         part1 = part - f0 * small0 + f1 * small1
         n_ok1 = n_ok - ~small0 + ~small1
         after = self._score(total - (f0[:, 0] - f1[:, 0]), part1, n_ok1, free_cpu - cpu, free_ram - ram)
-        return after - before
+        return np.round(after - before, 9)  # float noise must not break ties that best fit decides
 
 
 __all__ = ["CANDIDATES", "Fragmentation"]

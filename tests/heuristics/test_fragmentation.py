@@ -133,3 +133,24 @@ def test_the_strategy_tries_it_only_where_placements_can_strand_capacity() -> No
     whole = {**data, "tasks": [{"id": f"t{i}", "work_h": 1 + i} for i in range(4)]}
     plan = gpuplan.solve(whole, solver="greedy", time_limit_s=5.0)
     assert not any(k.startswith("event_frag_") for k in plan.stats)
+
+
+def test_the_mix_keeps_the_most_common_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room for one profile the mix is the most common one alone, at its share of all GPU
+    tasks: F counts what it cannot use and nothing for the rarer profile."""
+    import gpuplan.heuristics.fragmentation as fragmentation_module
+
+    monkeypatch.setattr(fragmentation_module, "MIX_PROFILES", 1)
+    nodes = [{"id": "n", "gpu_counts": {"A": 2}}]
+    tasks = [{"id": f"h{i}", "gpu_share": 0.5, "duration_h": {"A": 1}} for i in range(3)]
+    tasks.append({"id": "q", "gpu_share": 0.25, "duration_h": {"A": 1}})
+    sp = schedule_of(
+        {"gpu_types": TYPES, "nodes": nodes, "tasks": tasks}, [0] * 4, [INF] * 4, [INF] * 4, [1] * 4, []
+    )
+    frag = Fragmentation(sp, np.arange(sp.fleet.n_gpus).reshape(1, -1), np.array([sp.fleet.n_gpus]))
+    assert frag.s.tolist() == pytest.approx([0.5]) and frag.pop.tolist() == [0.75]
+    # a quarter task on a GPU with 0.6 free leaves 0.35 there: too little for a half
+    got = frag.growth(
+        np.array([0]), np.array([0.6, 1.0]), np.array([0.6]), 0.25, 0.0, 0.0, np.array([INF]), np.array([INF])
+    )
+    assert got[0] == pytest.approx(0.75 * 0.35)

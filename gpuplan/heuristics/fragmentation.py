@@ -27,8 +27,8 @@ renewed when a changed node is next scored, so a candidate's change in :math:`F`
 share :math:`s` on a GPU with :math:`f` free changes one term of each sum.
 
 On the openb trace (``benchmarks/results/openb-time-ladder-60s.md``) it lowers the mean job
-completion time from 9.6984 h (best fit) to 9.6795 h at peak demand 8 x the fleet (99,248 pods), and
-from 8.6470 to 8.6427 h at 2 x; one schedule then takes about 1.4 to 3 times best fit's time.
+completion time from 9.6984 h (best fit) to 9.6636 h at peak demand 8 x the fleet (99,248 pods), and
+from 8.6470 to 8.6443 h at 2 x; one schedule then takes about 1.4 to 2.6 times best fit's time.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from gpuplan.heuristics.event_schedule import best_event_schedule, event_schedule
+from gpuplan.heuristics.event_schedule import PLACEMENTS, best_event_schedule, event_schedule
 from gpuplan.heuristics.list_schedule import RULES
 from gpuplan.program.schedule import ScheduleProgram, ends, objective, violations
 from tests.oracles import schedule_brute_force
@@ -37,13 +37,14 @@ def problem(tasks: list[dict], nodes: list[dict]) -> dict:
 def test_every_rule_gives_a_valid_plan_no_better_than_the_optimum(sp: ScheduleProgram) -> None:
     ref = schedule_brute_force(sp)
     for rule in RULES:
-        assign, start = event_schedule(sp, rule)
-        found = violations(sp, assign, start)
-        assert only_required_left_out(found), (rule, found)
-        if not np.isfinite(sp.deadline).any():
-            assert found == [] or ref is None, (rule, found)
-        if ref is not None and not found:
-            assert objective(sp, assign, start) >= ref[0] - 1e-9 * max(1.0, abs(ref[0]))
+        for placement in PLACEMENTS:
+            assign, start = event_schedule(sp, rule, placement=placement)
+            found = violations(sp, assign, start)
+            assert only_required_left_out(found), (rule, placement, found)
+            if not np.isfinite(sp.deadline).any():
+                assert found == [] or ref is None, (rule, placement, found)
+            if ref is not None and not found:
+                assert objective(sp, assign, start) >= ref[0] - 1e-9 * max(1.0, abs(ref[0]))
 
 
 @pytest.mark.parametrize("rule", RULES)

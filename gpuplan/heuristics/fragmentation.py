@@ -18,13 +18,14 @@ GPUs and host slots 0), free CPU :math:`C` and host memory :math:`R`:
     F = \sum_q \pi_q \cdot
         \begin{cases} \sum_g f_g [f_g < s_q] & \mathrm{fits}_q \\ \sum_g f_g & \text{otherwise}\end{cases}
 
-(the expected GPU share that a task drawn from the mix could not use; GPU classes are ignored: a
-profile fits a node by its demands alone). A one-GPU task goes to the node, among the ``CANDIDATES``
-best-fit ones where it fits, whose :math:`F` grows least (ties: best fit), on that node's fullest GPU
-it fits on; gangs, host tasks and tasks with more than one duration or cost keep best fit. Per
-node, :math:`\sum_g f_g [f_g < s_q]` and :math:`|\{g : f_g \ge s_q\}|` are kept for every profile and
-renewed when a changed node is next scored, so a candidate's change in :math:`F` is :math:`O(Q)` work: placing
-share :math:`s` on a GPU with :math:`f` free changes one term of each sum.
+(the expected GPU share that a task drawn from the mix could not use; GPU classes and GPU memory
+are ignored: a profile fits a node by its share, CPU and host memory alone). A one-GPU task goes to
+the node, among the ``CANDIDATES`` best-fit ones where it fits, whose :math:`F` grows least (ties:
+best fit), on that node's fullest GPU it fits on; gangs, host tasks and tasks with more than one
+duration or cost keep best fit. Per node, :math:`\sum_g f_g [f_g < s_q]` and
+:math:`|\{g : f_g \ge s_q\}|` are kept for every profile and renewed when a changed node is next
+scored, so a candidate's change in :math:`F` is :math:`O(Q)` work: placing share :math:`s` on a GPU
+with :math:`f` free changes one term of each sum.
 
 On the openb trace (``benchmarks/results/openb-time-ladder-60s.md``) it lowers the mean job
 completion time from 9.6984 h (best fit) to 9.6636 h at peak demand 8 x the fleet (99,248 pods), and

@@ -101,7 +101,7 @@ import numpy as np
 from gpuplan.backends.fleet_cpsat import _Model
 from gpuplan.interrupt import in_context, past, solve_cpsat
 from gpuplan.program.compile import _pow10_scale, scale_resource
-from gpuplan.program.schedule import ScheduleProgram, ends, lower_bound, objective, violations
+from gpuplan.program.schedule import ScheduleProgram, lower_bound, makespan, objective, violations
 from gpuplan.status import Status
 
 _TIME_BUDGET = 1e8  # the horizon bound H, in integer time units
@@ -433,8 +433,7 @@ def solve_schedule_cpsat(
     if code == cp_model.FEASIBLE and not past(late):
         first_assign, first_start = sm.decode(solver)
         first_value = stats["cpsat_first_objective"] = objective(sp, first_assign, first_start)
-        placed = (first_assign >= 0).any(axis=1)
-        best = _Best(first_value, float(ends(sp, first_assign, first_start)[placed].max(initial=0.0)))
+        best = _Best(first_value, makespan(sp, first_assign, first_start))
         closed = _meets(first_value, bound_now())
         if closed:
             stats["cpsat_closed_by"] = "bounds"
@@ -526,8 +525,7 @@ def _tracker(sm: _ScheduleModel, best: _Best, bound_now: Callable[[], float]) ->
         def on_solution_callback(self) -> None:
             assign, start = sm.decode(self)
             value = objective(sm.sp, assign, start)
-            placed = (assign >= 0).any(axis=1)
-            best.makespan = min(best.makespan, float(ends(sm.sp, assign, start)[placed].max(initial=0.0)))
+            best.makespan = min(best.makespan, makespan(sm.sp, assign, start))
             best.value = min(best.value, value)
             if _meets(value, bound_now()):
                 self.proved = True

@@ -147,6 +147,20 @@ class _Fleet:
             ok &= self.spread_busy[grp][nodes] == 0
         return ok
 
+    def may_fit_node(self, t: int, n: int) -> bool:
+        """`may_fit` for one node, in scalars: most tries at an event are on the one node a task
+        just left, and fail; numpy calls would cost more than the test."""
+        f = self.f
+        k = int(f.gang[t])
+        if self.top_share[n, k - 1] < f.share[t] or self.free_cpu[n] < f.cpu[t]:
+            return False
+        if f.gpu_mem[t] > 0 and self.top_mem[n, k - 1] < f.gpu_mem[t]:
+            return False
+        if f.ram[t] > 0 and self.free_ram[n] < f.ram[t]:
+            return False
+        grp = int(f.spread[t])
+        return not (grp >= 0 and grp in self.spread_busy and self.spread_busy[grp][n] != 0)
+
     def score(self, t: int, nodes: np.ndarray) -> np.ndarray:
         """Best-fit score of each node (less is a tighter fit)."""
         f = self.f
@@ -209,6 +223,15 @@ class _Scheme:
         self.makespan = 0.0
 
     # --- one node ---------------------------------------------------------------------------------
+    def _gpus_fit(self, t: int, gs: np.ndarray) -> np.ndarray:
+        """bool per GPU of `gs` (any shape): task t may take it now (an eligible class, usable,
+        its share and GPU memory free)."""
+        f, fl = self.f, self.fl
+        ok = f.eligible_c[t][f.gpu_class[gs]] & f.gpu_ok[gs] & (fl.free_share[gs] >= f.share[t])
+        if f.gpu_mem[t] > 0:
+            ok &= fl.free_mem[gs] >= f.gpu_mem[t]
+        return ok
+
     def on_node(self, t: int, n: int, now: float) -> tuple[float, float, list[int]] | None:
         """(duration, cost, GPUs) of task t's best placement on node n now, or None."""
         f, fl, sp = self.f, self.fl, self.sp
@@ -219,9 +242,7 @@ class _Scheme:
             return None
         gs = fl.slots[n, : fl.n_slots[n]]
         c = f.gpu_class[gs]
-        ok = f.eligible_c[t, c] & f.gpu_ok[gs] & (fl.free_share[gs] >= f.share[t])
-        if f.gpu_mem[t] > 0:
-            ok &= fl.free_mem[gs] >= f.gpu_mem[t]
+        ok = self._gpus_fit(t, gs)
         k = int(f.gang[t])
         if ok.sum() < k:
             return None
@@ -258,8 +279,10 @@ class _Scheme:
         candidates), or None when none fits."""
         fl = self.fl
         grp = int(self.group[t])
-        if nodes is not None and nodes.size == 1 and not self._may_fit_one(t, int(nodes[0]), grp):
-            return None  # the common failed try (one node freed, nothing fits): no numpy calls
+        if nodes is not None and nodes.size == 1:  # the common try: on the one node just freed
+            n = int(nodes[0])
+            if not (self.node_elig[n, grp] and fl.may_fit_node(t, n)):
+                return None
         cand = self.cand[grp] if nodes is None else nodes[self.node_elig[nodes, grp]]
         if not cand.size:
             return None
@@ -315,10 +338,7 @@ class _Scheme:
             cand, score = cand[keep], score[keep]
         slots = fl.slots[cand]
         gs = np.maximum(slots, 0)
-        ok = (slots >= 0) & f.eligible_c[t][f.gpu_class[gs]] & f.gpu_ok[gs]
-        ok &= fl.free_share[gs] >= f.share[t]
-        if f.gpu_mem[t] > 0:
-            ok &= fl.free_mem[gs] >= f.gpu_mem[t]
+        ok = (slots >= 0) & self._gpus_fit(t, gs)
         free = np.where(ok, fl.free_share[gs], np.inf).min(axis=1)  # the fullest GPU it fits on
         has = np.isfinite(free)
         grow = fl.frag.growth(
@@ -338,20 +358,6 @@ class _Scheme:
             if got is not None:
                 return got[0], got[1], int(cand[i]), got[2]
         return None
-
-    def _may_fit_one(self, t: int, n: int, grp: int) -> bool:
-        """`may_fit` and eligibility for one node, in scalars (most tries at an event are on the
-        one node a task just left, and fail)."""
-        fl, f = self.fl, self.f
-        k = int(f.gang[t])
-        if not self.node_elig[n, grp] or fl.top_share[n, k - 1] < f.share[t] or fl.free_cpu[n] < f.cpu[t]:
-            return False
-        if f.gpu_mem[t] > 0 and fl.top_mem[n, k - 1] < f.gpu_mem[t]:
-            return False
-        if f.ram[t] > 0 and fl.free_ram[n] < f.ram[t]:
-            return False
-        grp_s = int(f.spread[t])
-        return not (grp_s >= 0 and grp_s in fl.spread_busy and fl.spread_busy[grp_s][n] != 0)
 
     def worth(self, t: int, dur: float, cost: float, now: float) -> bool:
         """May task t start now (duration `dur`, placement cost `cost`)? Always for a task that must

@@ -34,6 +34,8 @@ from 8.6470 to 8.6443 h at 2 x; one schedule then takes about 1.4 to 2.6 times b
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from gpuplan.program.schedule import ScheduleProgram
@@ -84,15 +86,15 @@ class Fragmentation:
         self.total[n] = free.sum()
         self.part[n] = free @ small
         self.n_ok[n] = (~small).sum(axis=0)
-        fits = (self.n_ok[n] >= self.k) & (free_cpu >= self.c) & (free_ram >= self.r)
-        self.value[n] = float(np.where(fits, self.part[n], self.total[n]) @ self.pop)
+        self.value[n] = float(self._score(self.total[n], self.part[n], self.n_ok[n], free_cpu, free_ram))
         self.stale[n] = False
 
-    def _score(
-        self, total: np.ndarray, part: np.ndarray, n_ok: np.ndarray, cpu: np.ndarray, ram: np.ndarray
-    ) -> np.ndarray:
-        fits = (n_ok >= self.k) & (cpu[:, None] >= self.c) & (ram[:, None] >= self.r)
-        return np.where(fits, part, total[:, None]) @ self.pop
+    def _score(self, total: Any, part: np.ndarray, n_ok: np.ndarray, cpu: Any, ram: Any) -> Any:
+        """F of the module docstring, for one node (scalar `total`, `cpu`, `ram`; rows [Q]) or many
+        (arrays [N] and rows [N, Q])."""
+        cpu, ram, total = (np.asarray(x)[..., None] for x in (cpu, ram, total))
+        fits = (n_ok >= self.k) & (cpu >= self.c) & (ram >= self.r)
+        return np.where(fits, part, total) @ self.pop
 
     def growth(
         self,

@@ -195,6 +195,12 @@ def ends(sp: ScheduleProgram, assign: np.ndarray, start: np.ndarray) -> np.ndarr
     return np.asarray(start, dtype=np.float64) + durations(sp, assign)
 
 
+def makespan(sp: ScheduleProgram, assign: np.ndarray, start: np.ndarray) -> float:
+    """The latest end of the placed tasks (hours; 0 when none is placed)."""
+    placed = (assign >= 0).any(axis=1)
+    return float(ends(sp, assign, start)[placed].max(initial=0.0))
+
+
 def objective(sp: ScheduleProgram, assign: np.ndarray, start: np.ndarray) -> float:
     """The fleet objective of the placement plus the weighted time terms (user units)."""
     total = sp.fleet.objective(assign)
@@ -202,7 +208,7 @@ def objective(sp: ScheduleProgram, assign: np.ndarray, start: np.ndarray) -> flo
     e = ends(sp, assign, start)[placed]
     w = sp.weight[placed]
     if sp.w_makespan:
-        total += sp.w_makespan * float(e.max(initial=0.0))
+        total += sp.w_makespan * makespan(sp, assign, start)
     if sp.w_completion:
         total += sp.w_completion * float(w @ e)
     if sp.w_tardiness:
@@ -588,6 +594,7 @@ __all__ = [
     "heads",
     "late_chain",
     "lower_bound",
+    "makespan",
     "makespan_bound",
     "must_place",
     "objective",

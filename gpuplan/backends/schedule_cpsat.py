@@ -89,6 +89,7 @@ verifier's tolerance). Costs share one power of ten with the time terms
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -166,14 +167,42 @@ def _scale_time(sp: ScheduleProgram) -> _Time:
     return _Time(scale, exact, dur, release, deadline.astype(np.int64), due, due_slack, horizon)
 
 
-class _ScheduleModel:
-    """The fleet model's placement plus time variables, intervals and the time terms."""
+@dataclass(frozen=True)
+class Pin:
+    """A task that keeps its GPUs and its time (a neighbourhood's pinned task): it holds its GPUs
+    over at least [start_h, end_h) in the model (start rounded down, end up)."""
 
-    def __init__(self, sp: ScheduleProgram) -> None:
+    start_h: float
+    end_h: float
+    gpus: tuple[int, ...]
+
+
+def _units(tm: _Time, hours: float, up: bool) -> int:
+    """`hours` in `tm`'s integer time, rounded up or down (a float error of 1e-9 relative is not
+    taken for a fraction)."""
+    x = hours * tm.scale
+    tol = 1e-9 * max(1.0, abs(x))
+    return math.ceil(x - tol) if up else math.floor(x + tol)
+
+
+class _ScheduleModel:
+    """The fleet model's placement plus time variables, intervals and the time terms. `pins`: tasks
+    held fixed (by index); `makespan_floor`: hours the makespan is at least (tasks outside)."""
+
+    def __init__(
+        self, sp: ScheduleProgram, pins: dict[int, Pin] | None = None, makespan_floor: float = 0.0
+    ) -> None:
         self.sp = sp
         self.mm = _Model(sp.fleet)
         self.m = self.mm.model
-        self.time = _scale_time(sp)
+        tm = _scale_time(sp)
+        self.pins = pins or {}
+        self.makespan_floor = makespan_floor
+        if self.pins or makespan_floor > 0:
+            top = max([_units(tm, pin.end_h, up=True) for pin in self.pins.values()] + [0])
+            top = max(top, _units(tm, makespan_floor, up=True))
+            tm = dataclasses.replace(tm, horizon=max(tm.horizon, top))
+        self.time = tm
         self.s: dict[int, Any] = {}
         self.e: dict[int, Any] = {}
         self.p: dict[int, Any] = {}
@@ -220,6 +249,9 @@ class _ScheduleModel:
                 continue
             self.placed[t] = mm.y[t].Not() if t in mm.y else one
             ids = by_task[t]
+            if t in self.pins:
+                self._pin(t, ids)
+                continue
             d = [int(tm.dur[t, cls[mm.xg[i]]]) for i in ids]
             lo = int(tm.release[t])
             self.s[t] = m.new_int_var(lo, tm.horizon, f"S{t}")
@@ -236,6 +268,16 @@ class _ScheduleModel:
             m.add(self.e[t] == self.s[t] + self.p[t])
             if tm.deadline[t] < tm.horizon:
                 m.add(self.e[t] <= int(tm.deadline[t])).only_enforce_if(self.placed[t])
+
+    def _pin(self, t: int, ids: list[int]) -> None:
+        """Task t on its pinned GPUs over its pinned time (constants)."""
+        m, mm, pin = self.m, self.mm, self.pins[t]
+        for i in ids:
+            m.add(mm.x[i] == int(mm.xg[i] in pin.gpus))
+        lo, hi = _units(self.time, pin.start_h, up=False), _units(self.time, pin.end_h, up=True)
+        self.s[t] = m.new_int_var(lo, lo, f"S{t}")
+        self.p[t] = hi - lo
+        self.e[t] = m.new_int_var(hi, hi, f"E{t}")
 
     def _interval(self, t: int, lit: Any, name: str) -> Any:
         return self.m.new_optional_interval_var(self.s[t], self.p[t], self.e[t], lit, name)
@@ -323,7 +365,7 @@ class _ScheduleModel:
         sp, m, tm = self.sp, self.m, self.time
         h, sc = tm.horizon, tm.scale
         if sp.w_makespan > 0 and self.e:
-            mk = self.mk = m.new_int_var(0, h, "makespan")
+            mk = self.mk = m.new_int_var(_units(tm, self.makespan_floor, up=False), h, "makespan")
             for t, e in self.e.items():
                 m.add(mk >= e).only_enforce_if(self.placed[t])
             self.extra.append((mk, sp.w_makespan / sc, h))
@@ -343,7 +385,7 @@ class _ScheduleModel:
     def add_hint(self, assign: np.ndarray, start: np.ndarray) -> None:
         self.mm.add_hint(assign)
         for t, s in self.s.items():
-            if assign[t, 0] >= 0 and np.isfinite(start[t]):
+            if t not in self.pins and assign[t, 0] >= 0 and np.isfinite(start[t]):
                 self.m.add_hint(
                     s, min(self.time.horizon, max(0, math.ceil(start[t] * self.time.scale - 1e-9)))
                 )
@@ -501,6 +543,38 @@ def solve_schedule_cpsat(
     return _with_hint(sp, hint, ScheduleResult(assign, start, status, value, bound), note, stats)
 
 
+def solve_schedule_window(
+    sub: ScheduleProgram,
+    pins: dict[int, Pin],
+    makespan_floor: float,
+    hint: tuple[np.ndarray, np.ndarray],
+    *,
+    time_limit: float,
+    workers: int = 1,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """One neighbourhood of a schedule (:func:`gpuplan.program.neighbourhood.sub_schedule`), its
+    `pins` held, solved by one full CP-SAT search of at most `time_limit` seconds from `hint`:
+    (assign, start, proven optimal for the model), pinned tasks at their own starts; None when no
+    schedule was found. The caller checks it against the program (the model's rounding is
+    conservative, so it holds unless float error says otherwise)."""
+    from ortools.sat.python import cp_model
+
+    started = time.monotonic()
+    sm = _ScheduleModel(sub, pins, makespan_floor)
+    if sm.build() is not None:
+        return None
+    sm.add_hint(np.asarray(hint[0]), np.asarray(hint[1], dtype=np.float64))
+    solver = _solver(max(0.05, time_limit - (time.monotonic() - started)), workers, seed, lns_only=False)
+    code = solve_cpsat(solver, sm.m)
+    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    assign, start = sm.decode(solver)
+    for t, pin in pins.items():
+        start[t] = pin.start_h
+    return assign, start, code == cp_model.OPTIMAL
+
+
 @dataclass
 class _Best:
     """The best schedule the searches have found so far: its objective (user units, exact) and
@@ -653,4 +727,4 @@ def _with_hint(
     return ScheduleResult(assign, start, status, h_obj, bound, note, stats)
 
 
-__all__ = ["ScheduleResult", "solve_schedule_cpsat"]
+__all__ = ["Pin", "ScheduleResult", "solve_schedule_cpsat", "solve_schedule_window"]

@@ -6,17 +6,20 @@ best fit and then (when placements can strand capacity: shared GPUs or nodes of 
 fragmentation-aware placement (`heuristics/fragmentation.py`), then the serial list schedule
 (`heuristics/list_schedule.py`), which backfills and is usually better, under each rule, the best
 kept. The rules go in `rules_for`'s order (the one suited to the objective first: a large program
-may have time for one only). A rule starts while the first half of the time lasts when CP-SAT
-follows, else while the whole limit does, and only when the slowest rule of its scheme so far would
-still end before the cut (5% before the limit; a scheme expected to be cut is passed over for the
-next, which may be faster). The serial scheme costs
+may have time for one only). A rule starts while the first half of the time lasts when a search
+follows (always in auto; 'greedy' has none), else while the whole limit does, and only when the
+slowest rule of its scheme so far would still end before the cut (5% before the limit; a scheme
+expected to be cut is passed over for the next, which may be faster). The serial scheme costs
 about `SERIAL_S_PER_PAIR` seconds per eligible (task, GPU) pair and rule (measured: 1 ms per task
 at 1,000 GPUs, more with many breakpoints), so it runs only when one rule is expected to fit in that
 half (`serial_fits`); on larger programs the parallel scheme alone gives the plan (on the openb
 trace, 25,000 tasks on 6,212 GPUs: about 3 s a rule, against well over 60 s for one serial rule).
 Then, when the program has at most `SCHEDULE_EXACT_PAIRS` eligible pairs, the CP-SAT interval
 model (`backends/schedule_cpsat.py`) hinted with the best for the rest of the time, unless the best
-already meets the bound below (then it is proven optimal and nothing is left to search). 'greedy' stops
+already meets the bound below (then it is proven optimal and nothing is left to search). On larger
+programs, auto gives the rest of the time to a large-neighbourhood search over time windows and
+node sets (`backends/schedule_lns.py`: each neighbourhood solved exactly by CP-SAT, the rest of the
+schedule fixed), again unless the best meets the bound. 'greedy' stops
 after the list schedules; 'cpsat' always runs the model; 'milp' does not take scheduled programs.
 The bound without CP-SAT's proof:
 
@@ -62,6 +65,9 @@ SCHEDULE_EXACT_PAIRS = 5_000
 
 #: Share of the limit the list schedules may start in (each one runs to its end).
 LIST_SHARE = 0.5
+
+#: Fewest seconds left after the heuristics for the neighbourhood search to start.
+LNS_MIN_S = 0.5
 
 #: Estimated seconds of one serial list schedule per eligible (task, GPU) pair (see the docstring).
 SERIAL_S_PER_PAIR = 1e-6
@@ -119,7 +125,8 @@ def solve_schedule(
     rules = rules_for(sp)
     tries = _tries(sp, rules, serial)
     exact = solver == "cpsat" or (solver == "auto" and pairs <= SCHEDULE_EXACT_PAIRS)
-    rules_end = started + (LIST_SHARE if exact else 1.0) * time_limit_s  # no new rule after this
+    search = solver == "auto" and not exact  # the neighbourhood search follows the rules
+    rules_end = started + (LIST_SHARE if exact or search else 1.0) * time_limit_s  # no new rule after
     stop = deadline - 0.05 * time_limit_s  # a rule still running then is cut (a partial plan)
     longest: dict[str, float] = {}  # seconds of each scheme's slowest rule so far: its next estimate
     for scheme, run, label, rule in tries:
@@ -151,6 +158,18 @@ def solve_schedule(
     if exact and warm is not None and bound is not None and relative_gap(warm, bound) <= OPTIMALITY_TOLERANCE:
         exact = False  # the list schedule meets the bound: proven, nothing left to search
         reason += "; it meets the bound, so CP-SAT is not run"
+    proven_warm = warm is not None and bound is not None and relative_gap(warm, bound) <= OPTIMALITY_TOLERANCE
+    if search and warm is not None and not proven_warm and left > LNS_MIN_S:
+        from gpuplan.backends.schedule_lns import schedule_lns
+
+        lns_end = deadline - 0.02 * time_limit_s
+        found = schedule_lns(sp, assign, start, deadline=lns_end, bound=bound, workers=workers, seed=seed)
+        stats.update(found.stats)
+        phases.append("neighbourhood search")
+        reason += ", then a neighbourhood search over time windows and node sets"
+        if found.objective < warm:
+            assign, start, name = found.assign, found.start, "lns"
+            incumbents.append((time.monotonic() - started, found.objective))
     if exact and left > 0.05:
         from gpuplan.backends.schedule_cpsat import solve_schedule_cpsat
 

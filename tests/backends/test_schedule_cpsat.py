@@ -242,7 +242,9 @@ def test_a_search_stops_at_a_schedule_the_bound_proves(monkeypatch: pytest.Monke
     sp = schedule_of(problem(tasks, gpus=3), [0] * 12, [INF] * 12, [INF] * 12, [1] * 12, [], w=(1, 0, 0))
     res = solve_schedule_cpsat(sp, time_limit=20.0, workers=1, seed=0)
     assert res.status is Status.OPTIMAL and res.objective == pytest.approx(16.0), res.stats
-    assert res.stats.get("cpsat_closed_by") == "bounds", res.stats
+    # the time-indexed bound runs in a thread beside the search and may prove 4 first (seen once
+    # under load): either way the search stops at the proven schedule
+    assert res.stats.get("cpsat_closed_by") in ("bounds", "time-indexed bound"), res.stats
     assert "cpsat_rest_status" not in res.stats
     if "cpsat_lns_status" in res.stats:  # the first schedule was not optimal: the search stopped
         assert calls == [False, True] and res.stats["cpsat_lns_s"] < 10, res.stats

@@ -169,8 +169,15 @@ def _scale_time(sp: ScheduleProgram) -> _Time:
 
 @dataclass(frozen=True)
 class Pin:
-    """A task that keeps its GPUs and its time (a neighbourhood's pinned task): it holds its GPUs
-    over at least [start_h, end_h) in the model (start rounded down, end up)."""
+    r"""A task that keeps its GPUs and its time (a neighbourhood's pinned task).
+
+    In integer time (`_ScheduleModel`) it holds them over :math:`[\lceil \sigma S \rceil, \lceil
+    \sigma E \rceil)`, both ends rounded the same way so that pins that meet in hours meet in units
+    (they never overlap), and when time is not exact every other task's duration gets one unit
+    more: a task that ends by a pin's rounded start, :math:`S' + \lceil \sigma d \rceil + 1 \le
+    \lceil \sigma S \rceil`, ends by its start in hours; one that starts at its rounded end or later
+    starts after it. (Rounding a pin's start down instead could make two pins that meet overlap.)
+    """
 
     start_h: float
     end_h: float
@@ -201,7 +208,11 @@ class _ScheduleModel:
         if self.pins or makespan_floor > 0:
             top = max([_units(tm, pin.end_h, up=True) for pin in self.pins.values()] + [0])
             top = max(top, _units(tm, makespan_floor, up=True))
-            tm = dataclasses.replace(tm, horizon=max(tm.horizon, top))
+            pad = 0 if tm.exact else 1  # (see Pin)
+            free = np.ones(sp.n_tasks, dtype=bool)
+            free[list(self.pins)] = False
+            dur = np.where(free[:, None] & (tm.dur > 0), tm.dur + pad, tm.dur)
+            tm = dataclasses.replace(tm, dur=dur, horizon=max(tm.horizon + int(pad * free.sum()), top))
         self.time = tm
         self.s: dict[int, Any] = {}
         self.e: dict[int, Any] = {}
@@ -274,7 +285,7 @@ class _ScheduleModel:
         m, mm, pin = self.m, self.mm, self.pins[t]
         for i in ids:
             m.add(mm.x[i] == int(mm.xg[i] in pin.gpus))
-        lo, hi = _units(self.time, pin.start_h, up=False), _units(self.time, pin.end_h, up=True)
+        lo, hi = _units(self.time, pin.start_h, up=True), _units(self.time, pin.end_h, up=True)
         self.s[t] = m.new_int_var(lo, lo, f"S{t}")
         self.p[t] = hi - lo
         self.e[t] = m.new_int_var(hi, hi, f"E{t}")

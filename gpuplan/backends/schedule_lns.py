@@ -8,11 +8,13 @@ Neighbourhood (:func:`gpuplan.program.neighbourhood.sub_schedule`). A seed task 
 the placed tasks that wait, :math:`S_t > h_t` (the head: the earliest start releases and
 precedences allow at the fastest GPUs), with probability proportional to
 :math:`w_t (S_t - h_t)`, or among all placed tasks when none waits. Its node and up to
-`nodes` - 1 other nodes it could use (drawn at random) form :math:`N`. The window opens at
-:math:`a = h_{\mathrm{seed}}`; the free tasks :math:`F` are the seed and the `size` - 1 tasks of
-:math:`N` that start first from :math:`a` on; the window closes at :math:`b = \max_F E_t` (so the
-current schedule is one of the neighbourhood's). Pinned: the other tasks of :math:`N` that run
-during :math:`(a, b)`. The neighbourhood is solved by
+`MAX_NODES` - 1 other nodes it could use (drawn at random) form :math:`N`. The free tasks
+:math:`F` are the seed and the `size` - 1 tasks of :math:`N` that start first among those still
+running at the seed's head (:math:`E_t > h_{\mathrm{seed}}`: a task that holds the seed's GPUs may
+go later); the window is :math:`[a, b]` with :math:`a = \min_F S_t` and :math:`b` a little past
+:math:`\max_F E_t` (`SLACK`), so the current schedule is one of the neighbourhood's. Pinned: the
+other tasks of :math:`N` that run during :math:`(a, b)` (at most `MAX_PINNED`). The neighbourhood
+is solved by
 :func:`gpuplan.backends.schedule_cpsat.solve_schedule_window`, hinted with the current schedule,
 for at most `ROUND_S` seconds.
 
@@ -44,6 +46,12 @@ MIN_TASKS = 4.0
 MAX_TASKS = 200.0
 #: Most nodes in a neighbourhood (the seed's and others it could use).
 MAX_NODES = 2
+#: The window reaches this share of its length past the free tasks' last end (and 1e-3 h more):
+#: where time is not exact the model pads each free task by one unit, and the current schedule
+#: must still fit.
+SLACK = 0.05
+#: Most pinned tasks in a neighbourhood (a larger one is passed over, and `size` shrinks).
+MAX_PINNED = 400
 #: Seconds one neighbourhood may take at most.
 ROUND_S = 0.3
 
@@ -90,6 +98,9 @@ def schedule_lns(
         if hood is None:
             continue
         free, pinned, nodes, window = hood
+        if pinned.size > MAX_PINNED:  # a model this large would take its time building
+            size = max(MIN_TASKS, size * 0.8)
+            continue
         sub, gpus = sub_schedule(sp, assign, start, end, free, pinned, nodes, window)
         tasks = np.concatenate([free, pinned])
         hint_assign = to_sub(gpus, f.n_gpus, assign[tasks])
@@ -124,7 +135,7 @@ def schedule_lns(
         new_assign[free] = from_sub(gpus, sub_assign[: free.size])
         new_start[free] = sub_start[: free.size]
         value = objective(sp, new_assign, new_start)
-        if value > best + 1e-9 * max(1.0, abs(best)):
+        if value > best:  # (no tolerance: sideways moves within it would drift upwards)
             continue
         improved += value < best - 1e-9 * max(1.0, abs(best))
         assign, start, best = new_assign, new_start, value
@@ -172,11 +183,12 @@ def _neighbourhood(
     chosen = rng.choice(others, size=min(extra, others.size), replace=False) if extra else []
     nodes = np.unique(np.r_[node_of[s], chosen]).astype(np.int64)
     on = np.flatnonzero(np.isin(node_of, nodes))
-    a = float(min(head[s], start[s]))
-    later = on[(start[on] >= a) & (on != s)]
+    h = float(min(head[s], start[s]))
+    later = on[(end[on] > h) & (on != s)]
     later = later[np.argsort(start[later], kind="stable")][: max(0, size - 1)]
     free = np.sort(np.r_[s, later]).astype(np.int64)
-    b = float(end[free].max())
+    a, b = float(start[free].min()), float(end[free].max())
+    b += SLACK * (b - a) + 1e-3  # room for the model's rounding (schedule_cpsat.Pin)
     is_free = np.zeros(sp.n_tasks, dtype=bool)
     is_free[free] = True
     pinned = on[~is_free[on] & (start[on] < b) & (end[on] > a)]

@@ -141,8 +141,8 @@ class Plan(_Out):
     gap: float | None = None
     solver: str = Field(
         description="The backend whose plan this is: greedy, cpsat, milp, portfolio (the GAP strategy's"
-        " phases together), lns (the large-neighbourhood search of a placement), tiered (one stage per"
-        " priority tier) or presolve (nothing to search)."
+        " phases together), lns (the large-neighbourhood search of a placement or a schedule), tiered"
+        " (one stage per priority tier) or presolve (nothing to search)."
     )
     phases: list[str] = Field(
         default_factory=list, description="What ran, in order (greedy variants, moves, CP-SAT, ...)."

@@ -159,11 +159,10 @@ def solve_schedule(
         exact = False  # the list schedule meets the bound: proven, nothing left to search
         reason += "; it meets the bound, so CP-SAT is not run"
     proven_warm = warm is not None and bound is not None and relative_gap(warm, bound) <= OPTIMALITY_TOLERANCE
-    if search and warm is not None and not proven_warm and left > LNS_MIN_S:
+    if search and warm is not None and not proven_warm and stop - time.monotonic() > LNS_MIN_S:
         from gpuplan.backends.schedule_lns import schedule_lns
 
-        lns_end = deadline - 0.02 * time_limit_s
-        found = schedule_lns(sp, assign, start, deadline=lns_end, bound=bound, workers=workers, seed=seed)
+        found = schedule_lns(sp, assign, start, deadline=stop, bound=bound, workers=workers, seed=seed)
         stats.update(found.stats)
         phases.append("neighbourhood search")
         reason += ", then a neighbourhood search over time windows and node sets"

@@ -124,7 +124,7 @@ def test_the_search_never_breaks_a_rule_or_makes_the_plan_worse(seed: int) -> No
 
 def test_auto_searches_neighbourhoods_past_the_exact_model_and_greedy_does_not(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Past `SCHEDULE_EXACT_PAIRS` auto gives the time after the rules to the neighbourhood search
-    (and the plan is verified, as every plan); 'greedy' stops after the rules."""
+    (and the plan is verified, as every plan), up to `LNS_MAX_PAIRS`; 'greedy' stops after the rules."""
     from gpuplan import api
     from gpuplan.strategy import schedule as strategy
 
@@ -144,3 +144,6 @@ def test_auto_searches_neighbourhoods_past_the_exact_model_and_greedy_does_not(m
     assert plan.objective == pytest.approx(12.2)  # (the serial list schedule finds it too)
     greedy = api.solve(prob, solver="greedy", time_limit_s=3, workers=1)
     assert "neighbourhood search" not in greedy.phases and "lns_rounds" not in greedy.stats
+    monkeypatch.setattr(strategy, "LNS_MAX_PAIRS", 1)  # past it, the rules keep the whole limit
+    large = api.solve(prob, time_limit_s=3, workers=1)
+    assert "neighbourhood search" not in large.phases and "lns_rounds" not in large.stats

@@ -197,6 +197,16 @@ def markdown(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--time-limit", type=float, default=30.0, help="each method's wall-clock limit (s)")
@@ -218,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "host": f"{os.cpu_count()} cores",
+        "host": f"{os.cpu_count()} cores ({_cpu_model()})",
         "time_limit_s": args.time_limit,
     }
     if args.out:

@@ -122,3 +122,31 @@ def test_the_c_branch_and_bound_stops_on_request() -> None:
         r = branch_and_bound(p, kl, target, time_limit=60.0)
     assert time.monotonic() - t0 < 10
     assert r.limited and not r.exhausted
+
+
+def test_the_schedule_neighbourhood_search_stops_on_request() -> None:
+    """A scheduled batch past the exact model, stopped 3 s into a minute's solve (the rules take
+    about 2 s): the neighbourhood search returns its best so far, verified and marked interrupted."""
+    rng = np.random.default_rng(0)
+    nodes = [{"id": f"n{i}", "gpu_counts": {"A": 4}} for i in range(16)]
+    tasks = [
+        {"id": f"t{i}", "gpus": int(rng.choice([1, 1, 2])), "work_h": float(rng.uniform(0.5, 4)),
+         "release_h": float(rng.uniform(0, 6))}
+        for i in range(200)
+    ]  # fmt: skip
+    problem = {
+        "gpu_types": [{"name": "A", "memory_gb": 80}],
+        "nodes": nodes,
+        "tasks": tasks,
+        "objective": {"kind": "completion_time"},
+    }
+    ev = threading.Event()
+    timer = threading.Timer(3.0, ev.set)
+    timer.start()
+    t0 = time.monotonic()
+    plan = solve(problem, time_limit_s=60, workers=2, stop=ev)
+    elapsed = time.monotonic() - t0
+    timer.cancel()
+    assert elapsed < 15, elapsed
+    assert plan.phases[-1] == "neighbourhood search" and plan.stats["interrupted"] is True
+    verify(plan, parse_problem(problem))

@@ -147,3 +147,19 @@ def test_auto_searches_neighbourhoods_past_the_exact_model_and_greedy_does_not(m
     monkeypatch.setattr(strategy, "LNS_MAX_PAIRS", 1)  # past it, the rules keep the whole limit
     large = api.solve(prob, time_limit_s=3, workers=1)
     assert "neighbourhood search" not in large.phases and "lns_rounds" not in large.stats
+
+
+def test_short_rounds_still_run(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Bug: a round limit of 0.05 s or less ended the search before its first neighbourhood (the
+    guard compared the round's end, not the deadline, with 0.05 s)."""
+    import time
+
+    from gpuplan.backends import schedule_lns as lns
+
+    monkeypatch.setattr(lns, "ROUND_S", 0.04)
+    tasks = [{"id": "long", "duration_h": {"A": 10}}, {"id": "short", "duration_h": {"A": 1}}]
+    prob = {"gpu_types": TYPES, "nodes": [{"id": "n", "gpu_counts": {"A": 1}}], "tasks": tasks}
+    sp = schedule_of(prob, [0, 0.1], [INF, INF], [INF, INF], [1, 1], [], w=(0, 1, 0))
+    assign, start = event_schedule(sp, "wspt")
+    res = schedule_lns(sp, assign, start, deadline=time.monotonic() + 1.0, seed=0)
+    assert res.stats["lns_rounds"] > 0

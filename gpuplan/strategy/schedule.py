@@ -7,9 +7,10 @@ fragmentation-aware placement (`heuristics/fragmentation.py`), then the serial l
 (`heuristics/list_schedule.py`), which backfills and is usually better, under each rule, the best
 kept. The rules go in `rules_for`'s order (the one suited to the objective first: a large program
 may have time for one only). A rule starts while the first half of the time lasts when a search
-follows (always in auto; 'greedy' has none), else while the whole limit does, and only when the
-slowest rule of its scheme so far would still end before the cut (5% before the limit; a scheme
-expected to be cut is passed over for the next, which may be faster). The serial scheme costs
+follows (in auto, unless past `LNS_MAX_PAIRS`; 'greedy' has none), else while the whole limit
+does, and only when the slowest rule of its scheme so far would still end before the cut (5% before
+the limit; a scheme expected to be cut is passed over for the next, which may be faster). The
+serial scheme costs
 about `SERIAL_S_PER_PAIR` seconds per eligible (task, GPU) pair and rule (measured: 1 ms per task
 at 1,000 GPUs, more with many breakpoints), so it runs only when one rule is expected to fit in that
 half (`serial_fits`); on larger programs the parallel scheme alone gives the plan (on the openb
@@ -162,10 +163,10 @@ def solve_schedule(
     reason += " and list schedules" if serial else ""
     reason += f" ({', '.join(rules)})"
     left = deadline - time.monotonic()
-    if exact and warm is not None and bound is not None and relative_gap(warm, bound) <= OPTIMALITY_TOLERANCE:
+    proven_warm = warm is not None and bound is not None and relative_gap(warm, bound) <= OPTIMALITY_TOLERANCE
+    if exact and proven_warm:
         exact = False  # the list schedule meets the bound: proven, nothing left to search
         reason += "; it meets the bound, so CP-SAT is not run"
-    proven_warm = warm is not None and bound is not None and relative_gap(warm, bound) <= OPTIMALITY_TOLERANCE
     if search and warm is not None and not proven_warm and stop - time.monotonic() > LNS_MIN_S:
         from gpuplan.backends.schedule_lns import schedule_lns
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -39,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.run_gap import cpu_model, git_commit, nproc
 
 #: The instances: (name, kind, size, nodes).
 INSTANCES = (
@@ -149,7 +150,6 @@ def run(name: str, time_limit: float) -> dict[str, Any]:
                 capture_output=True,
                 text=True,
                 timeout=2 * time_limit + 60,
-                env={**os.environ},
             )
             if proc.returncode != 0:
                 out[method] = {"error": proc.stderr.strip().splitlines()[-1:]}
@@ -197,16 +197,6 @@ def markdown(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--time-limit", type=float, default=30.0, help="each method's wall-clock limit (s)")
@@ -224,11 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "command": "python -m benchmarks.schedule_mid "
         + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "host": f"{os.cpu_count()} cores ({_cpu_model()})",
+        "host": f"{nproc()} cores ({cpu_model()})",
         "time_limit_s": args.time_limit,
     }
     if args.out:

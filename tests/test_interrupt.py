@@ -10,6 +10,7 @@ import pytest
 
 from gpuplan import parse_problem, solve, verify
 from gpuplan.interrupt import in_context, kill_children, owned, past, requested, run_stoppable, watching
+from gpuplan.models import Plan
 
 
 def hard_gap(n_tasks: int = 800, seed: int = 1) -> dict:
@@ -74,16 +75,23 @@ def test_kill_children_kills_only_owned_ones() -> None:
 
 
 @pytest.mark.clock
+def stopped_after(problem: dict, seconds: float) -> tuple[Plan, float]:
+    """A minute's solve of `problem` with a stop set after `seconds`: the plan and the wall time."""
+    ev = threading.Event()
+    timer = threading.Timer(seconds, ev.set)
+    timer.start()
+    t0 = time.monotonic()
+    try:
+        plan = solve(problem, time_limit_s=60, workers=2, stop=ev)
+    finally:
+        timer.cancel()
+    return plan, time.monotonic() - t0
+
+
 def test_solve_returns_a_verified_plan_soon_after_the_stop() -> None:
     """A minute's solve stopped after 1 s returns within a few seconds, verified, marked interrupted."""
     problem = hard_gap()
-    ev = threading.Event()
-    timer = threading.Timer(1.0, ev.set)
-    timer.start()
-    t0 = time.monotonic()
-    plan = solve(problem, time_limit_s=60, workers=2, stop=ev)
-    elapsed = time.monotonic() - t0
-    timer.cancel()
+    plan, elapsed = stopped_after(problem, 1.0)
     assert elapsed < 15, elapsed
     assert plan.status.has_solution
     assert plan.stats["interrupted"] is True and "interrupted" in plan.message
@@ -140,13 +148,7 @@ def test_the_schedule_neighbourhood_search_stops_on_request() -> None:
         "tasks": tasks,
         "objective": {"kind": "completion_time"},
     }
-    ev = threading.Event()
-    timer = threading.Timer(3.0, ev.set)
-    timer.start()
-    t0 = time.monotonic()
-    plan = solve(problem, time_limit_s=60, workers=2, stop=ev)
-    elapsed = time.monotonic() - t0
-    timer.cancel()
+    plan, elapsed = stopped_after(problem, 3.0)
     assert elapsed < 15, elapsed
     assert plan.phases[-1] == "neighbourhood search" and plan.stats["interrupted"] is True
     verify(plan, parse_problem(problem))

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gpuplan.backends.schedule_cpsat import Pin, solve_schedule_window
+from gpuplan.backends.schedule_cpsat import Pin, _meets, solve_schedule_window
 from gpuplan.interrupt import past
 from gpuplan.program.fleet import NONE
 from gpuplan.program.neighbourhood import from_sub, sub_schedule, to_sub
@@ -88,7 +88,7 @@ def schedule_lns(
     f = sp.fleet
     rounds = improved = optimal = rejected = 0
     size = START_TASKS
-    while not past(deadline - 0.05) and not _meets(best, bound):
+    while not past(deadline - 0.05) and not (bound is not None and _meets(best, bound)):
         left = deadline - 0.05 - time.monotonic()
         if left < 0.02:
             break
@@ -151,10 +151,6 @@ def schedule_lns(
         "lns_gain": round(first - best, 9),
     }
     return ScheduleLnsResult(assign, start, best, stats)
-
-
-def _meets(value: float, bound: float | None) -> bool:
-    return bound is not None and value - bound <= 1e-9 * max(1.0, abs(value))
 
 
 def _neighbourhood(

@@ -4,6 +4,8 @@ misses, never makes a plan worse or invalid, and the strategy runs it past the e
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -95,8 +97,6 @@ def test_the_search_lets_a_short_task_go_first() -> None:
     assign, start = event_schedule(sp, "wspt")
     base = sp.fleet.objective(assign)
     assert objective(sp, assign, start) == pytest.approx(base + 21.0)
-    import time
-
     res = schedule_lns(sp, assign, start, deadline=time.monotonic() + 10, bound=base + 12.2, seed=0)
     assert res.objective == pytest.approx(base + 12.2)
     assert res.start.tolist() == pytest.approx([1.1, 0.1])
@@ -108,8 +108,6 @@ def test_the_search_never_breaks_a_rule_or_makes_the_plan_worse(seed: int) -> No
     """Random fleets with gangs, shares, memory, CPU, host memory, spread groups, chains and
     deadlines: after the search, the same tasks are placed, no rule is broken that the start did
     not break (a required task it left out), and the objective is no higher."""
-    import time
-
     sp = random_schedule(120, 6, seed=seed, deadlines=True)
     assign, start = best_event_schedule(sp)
     before = set(violations(sp, assign, start))
@@ -152,8 +150,6 @@ def test_auto_searches_neighbourhoods_past_the_exact_model_and_greedy_does_not(m
 def test_short_rounds_still_run(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Bug: a round limit of 0.05 s or less ended the search before its first neighbourhood (the
     guard compared the round's end, not the deadline, with 0.05 s)."""
-    import time
-
     from gpuplan.backends import schedule_lns as lns
 
     monkeypatch.setattr(lns, "ROUND_S", 0.04)

@@ -6,7 +6,8 @@ improvement", EJOR 112, 1999): starting from the cheap makespan bound :math:`L`
 :math:`K/\sigma`?" for :math:`K = \lceil \sigma L \rceil, \lceil \sigma L \rceil + 1, \dots` on
 the time grid :math:`1/\sigma` h (:func:`gpuplan.program.schedule.time_grid`), of a relaxation with
 K slots. Each "no" (SCIP proves the relaxation infeasible) raises the bound to :math:`(K+1)/\sigma`;
-the first "yes", an answer not found in time, or reaching the makespan some plan has ends it. Each
+the first "yes", an answer not found in time, or reaching the makespan some plan has ends it (and,
+when paced, questions left that could not all be asked in time at the last one's pace). Each
 question is a feasibility problem, smallest first, so no incumbent is needed to ask it.
 
 Per task :math:`t` that must be placed (:math:`R^*`), per class :math:`c` it is eligible for that
@@ -102,12 +103,15 @@ def time_indexed_makespan(
     deadline: float,
     stop: threading.Event | None = None,
     on_bound: Callable[[float], None] | None = None,
+    paced: bool = False,
 ) -> TimeIndexedBound:
     """A lower bound on every plan's makespan (module docstring), by SCIP until `deadline` (a
     time.monotonic() instant) or `stop` is set (from another thread). `upper` is a makespan some
     plan reaches (hours), or a function giving the best so far (a search running beside): no
     question is asked at or above it, and a question it passes is dropped. `on_bound` is told each
-    raised bound (hours)."""
+    raised bound (hours). `paced`: stop once the questions left below `upper`, each taking as long
+    as the last one answered, cannot all be asked by `deadline`: the bound can no longer prove the
+    best plan, and the CPU it would take goes back to the search beside it."""
     best = upper if callable(upper) else (lambda: upper)
     started = time.monotonic()
     grid = time_grid(sp)
@@ -160,12 +164,17 @@ def time_indexed_makespan(
             status = f"too large ({coefs:,} coefficients)"
             break
         asked += 1
+        began = time.monotonic()
         status = _ask(sp, options, dur, rho, need, deadline, stop, functools.partial(_passed, top, k_slots))
         if status != "infeasible":
             break
         bound = k_slots + 1
         if on_bound is not None:
             on_bound(bound / grid)
+        took, left = time.monotonic() - began, top() - bound
+        if paced and left > 0 and left * took > deadline - time.monotonic():
+            status = f"too slow ({left} questions left at {took:.1f} s each)"
+            break
     return TimeIndexedBound(bound / grid, status, n_vars, k_slots, time.monotonic() - started, asked)
 
 

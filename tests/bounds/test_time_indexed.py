@@ -153,3 +153,20 @@ def test_a_better_plan_found_beside_ends_the_questions() -> None:
     res = time_indexed_makespan(sp, lambda: best[0], time.monotonic() + 20, on_bound=raised)
     assert res.status == "infeasible" and res.makespan == pytest.approx(ref.objective), res
     assert res.questions == loose.questions - 1 and told[-1] == pytest.approx(ref.objective)
+
+
+def test_paced_questions_stop_when_they_cannot_reach_the_best_plan() -> None:
+    """Paced, and with a best plan so far above the optimum that the questions left could not all be
+    asked by the deadline at any pace, the bound stops after its first "no" (the CPU goes back to
+    the search); unpaced, it asks on to the first "yes". Both bounds are below the optimum."""
+    sp = job_shop(jobs=5, machines=3, ops=4, seed=5, longest=6)
+    ref = solve_schedule_cpsat(sp, time_limit=20, workers=1, seed=0)
+    assert ref.status is Status.OPTIMAL and ref.objective is not None
+    assert makespan_bound(sp) < ref.objective - 1  # at least two questions below the optimum
+    far = ref.objective * 1e6
+    paced = time_indexed_makespan(sp, far, time.monotonic() + 20, paced=True)
+    assert paced.status.startswith("too slow") and paced.questions == 1, paced
+    assert paced.makespan is not None and makespan_bound(sp) < paced.makespan < ref.objective
+    unpaced = time_indexed_makespan(sp, ref.objective + 4, time.monotonic() + 20)
+    assert unpaced.status == "feasible" and unpaced.questions > 1
+    assert unpaced.makespan == pytest.approx(ref.objective)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -40,9 +40,14 @@ class Reading:
     xids: list[int] = field(default_factory=list)
     error: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that are set (a shallow copy; `dataclasses.asdict` deep-copies, and the
+        executor writes one of these per GPU per sample)."""
+        return {k: v for k, v in vars(self).items() if v is not None and v != []}
+
     def to_json(self) -> str:
         """One JSON line for the metrics file."""
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None and v != []})
+        return json.dumps(self.to_dict())
 
 
 class DeviceBackend(Protocol):

@@ -42,7 +42,7 @@ class HealthMixin(ExecutorBase):
             gid = self.gpu_of_device.get(r.gpu)
             if gid is None:
                 continue
-            line = json.loads(r.to_json())
+            line = r.to_dict()
             line["gpu"], line["device"], line["tasks"] = gid, r.gpu, on.get(gid, [])
             self._metrics_fh.write(json.dumps(line) + "\n")
             faults.extend(self._judge(gid, r, limit, recovered))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -121,6 +122,29 @@ def _lost(exc: BaseException, ray: Any) -> bool:
     return isinstance(exc, errors)
 
 
+class _Watches:
+    """Every agent's outstanding `watch` call, looked at with one `ray.wait` for all nodes rather
+    than one per node: the head's loop asks about each node every turn, and a sweep answers the
+    turn's asks within `SWEEP_S` of it (a watch that returns just after is taken on the next turn)."""
+
+    SWEEP_S = 0.005
+
+    def __init__(self, ray: Any) -> None:
+        self.ray = ray
+        self.out: dict[str, Any] = {}  # node -> its agent's outstanding watch
+        self._ready: set[Any] = set()
+        self._swept = -math.inf
+
+    def ready(self, ref: Any) -> bool:
+        """Whether the watch `ref` has returned (as of the last sweep, taken anew when stale)."""
+        now = time.monotonic()
+        if now - self._swept > self.SWEEP_S:
+            refs = list(self.out.values())
+            self._ready = set(self.ray.wait(refs, num_returns=len(refs), timeout=0)[0]) if refs else set()
+            self._swept = now
+        return ref in self._ready
+
+
 class RaySite:
     """A node's agent seen as a site: every call is one round trip; a failed one marks it lost.
 
@@ -132,8 +156,9 @@ class RaySite:
     watch is sent. A poll about other attempts, or a fresh one, asks the agent.
     """
 
-    def __init__(self, ray: Any, node: str, handle: Any) -> None:
+    def __init__(self, ray: Any, node: str, handle: Any, watches: _Watches | None = None) -> None:
         self.ray, self.node, self.handle = ray, node, handle
+        self.watches = watches if watches is not None else _Watches(ray)
         self.lost = False
         self.lost_reason = ""
         self._watch: Any = None  # the agent's outstanding `watch` call, sent at `_watch_sent`
@@ -145,14 +170,14 @@ class RaySite:
         """Keep the ends of a returned watch, and send a new one while there is anything to watch
         (a failed watch marks the node lost and raises)."""
         if self._watch is not None:
-            ready, _ = self.ray.wait([self._watch], timeout=0)
-            if not ready:
+            if not self.watches.ready(self._watch):
                 if time.monotonic() - self._watch_sent > WATCH_S + CALL_TIMEOUT_S:
                     exc = TimeoutError(f"the agent's watch did not answer in {WATCH_S + CALL_TIMEOUT_S:g} s")
                     self.mark_lost(exc)
                     raise exc
                 return
             ref, self._watch = self._watch, None
+            self.watches.out.pop(self.node, None)
             try:
                 ended = self.ray.get(ref, timeout=CALL_TIMEOUT_S)
             except Exception as exc:
@@ -163,7 +188,7 @@ class RaySite:
                 self._ended[d] = (True, rc)
         if self._watch is None and self._watched and not self.lost:
             try:
-                self._watch = self.handle.watch.remote(WATCH_S)
+                self._watch = self.watches.out[self.node] = self.handle.watch.remote(WATCH_S)
                 self._watch_sent = time.monotonic()
             except Exception as exc:
                 self.mark_lost(exc)
@@ -174,6 +199,7 @@ class RaySite:
 
     def mark_lost(self, exc: BaseException) -> None:
         """Record that the agent is unreachable (a timeout or a dead actor)."""
+        self.watches.out.pop(self.node, None)
         if not self.lost:
             self.lost = True
             self.lost_reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -302,7 +328,8 @@ class RayFleet:
                 root = str(state_dir / "nodes" / n)
                 handle = agent.options(**opts).remote(n, fleet, epoch, root)
             self.handles[n] = handle
-        self._sites = {n: RaySite(ray, n, h) for n, h in self.handles.items()}
+        watches = _Watches(ray)
+        self._sites = {n: RaySite(ray, n, h, watches) for n, h in self.handles.items()}
         refs = {n: h.hello.remote() for n, h in self.handles.items()}
         self.hello: dict[str, dict[str, Any]] = {}
         for n, ref in refs.items():

@@ -17,7 +17,7 @@ import pytest
 from gpuplan.executor import raycluster
 from gpuplan.executor.agent import NodeAgent
 from gpuplan.executor.launcher import LaunchRequest
-from gpuplan.executor.raycluster import RaySite
+from gpuplan.executor.raycluster import RaySite, _Watches
 from gpuplan.executor.sites import Probe
 
 
@@ -28,8 +28,13 @@ class _FakeRay:
     def get(ref: Future[Any], timeout: float | None = None) -> Any:
         return ref.result(timeout=timeout)
 
-    @staticmethod
-    def wait(refs: list[Future[Any]], timeout: float = 0) -> tuple[list[Future[Any]], list[Future[Any]]]:
+    def __init__(self) -> None:
+        self.waits: list[int] = []  # how many refs each `wait` was asked about
+
+    def wait(
+        self, refs: list[Future[Any]], num_returns: int = 1, timeout: float = 0
+    ) -> tuple[list[Future[Any]], list[Future[Any]]]:
+        self.waits.append(len(refs))
         return [r for r in refs if r.done()], [r for r in refs if not r.done()]
 
 
@@ -143,3 +148,34 @@ def test_a_watch_that_never_answers_marks_the_node_lost(
         assert site.lost and "TimeoutError" in site.lost_reason
         never.set_result([])
         os.killpg(int(pid), signal.SIGKILL)
+
+
+def test_one_wait_looks_at_every_nodes_watch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sites sharing one `_Watches` are answered by one `ray.wait` over all their agents' watches
+    per loop turn (not one per node), and each node's end still reaches its own site."""
+    monkeypatch.setattr(raycluster, "WATCH_S", 0.3)
+    agents = [NodeAgent(n, {"node": n, "gpus": []}, None, str(tmp_path / n)) for n in ("n0", "n1")]
+    fake = _FakeRay()
+    with ThreadPoolExecutor(8) as pool:
+        watches = _Watches(fake)
+        sites = [RaySite(fake, a.node, _Handle(a, pool), watches) for a in agents]
+        probes = []
+        for i, site in enumerate(sites):
+            req = _request(tmp_path / site.node, f"t{i}", f"sleep {0.3 + 0.3 * i}; exit {i + 3}")
+            (pid,) = site.spawn([req])()
+            probes.append(Probe(req.dir, int(pid), True))
+        seen: dict[str, tuple[bool, int | None]] = {}
+        deadline = time.monotonic() + 10
+        turns = 0
+        while len(seen) < 2 and time.monotonic() < deadline:
+            fake.waits.clear()
+            for site, probe in zip(sites, probes, strict=True):
+                if probe.dir not in seen and (out := site.poll([probe])())[0][0]:
+                    seen[probe.dir] = out[0]
+            assert len(fake.waits) <= 1, fake.waits  # one sweep for the turn, whatever the nodes
+            turns += 1
+            time.sleep(0.02)
+        assert seen == {probes[0].dir: (True, 3), probes[1].dir: (True, 4)}
+        assert turns > 10
+    for a in agents:
+        a.stop()

@@ -119,18 +119,28 @@ def test_across_seeds_names_each_seed_where_gpuplan_loses_or_misses_a_proof(tmp_
     a = _results(
         tmp_path / "s0.jsonl",
         0,
-        {"a": ((60, "feasible"), (59, "feasible")), "b": ((11, "optimal"), (11, "optimal"))},
+        {
+            "a": ((60, "feasible"), (59, "feasible")),
+            "b": ((11, "optimal"), (11, "optimal")),
+            "c": ((62, "feasible"), (60, "feasible")),
+        },
     )
     b = _results(
         tmp_path / "s1.jsonl",
         1,
-        {"a": ((58, "feasible"), (61, "feasible")), "b": ((11, "feasible"), (11, "optimal"))},
+        {
+            "a": ((58, "feasible"), (61, "feasible")),
+            "b": ((11, "feasible"), (11, "optimal")),
+            "c": ((60, "feasible"), (60, "feasible")),
+        },
     )
     text = across([a, b])
-    assert "| a | 60 / 58 | 59 / 61 | 0 | — |" in text
-    assert "| b | 11* / 11 | 11* / 11* | — | 1 |" in text
+    assert "| a | 60 / 58 | 59 / 61 | 59 vs 60 | 0 | — |" in text
+    assert "| b | 11* / 11 | 11* / 11* | 11 vs 11 | — | 1 |" in text
+    assert "| c | 62 / 60 | 60 / 60 | 61 vs 60 | 0 | — |" in text
+    assert "- by the median over the seeds, gpuplan worse than plain CP-SAT on 1: c (61 vs 60)" in text
     assert (
-        "- seed 0: gpuplan worse than plain CP-SAT on 1: a (60 vs 59); "
+        "- seed 0: gpuplan worse than plain CP-SAT on 2: a (60 vs 59), c (62 vs 60); "
         "proven optimal by plain CP-SAT but not by gpuplan: none" in text
     )
     assert (

@@ -111,9 +111,9 @@ from gpuplan.status import Status
 _TIME_BUDGET = 1e8  # the horizon bound H, in integer time units
 
 #: Share of the solver's time searched by neighbourhoods alone when the first part proves nothing.
-#: Tried on the benchmark's job shops at seeds 0-2 (30 s, 2 workers): 0 (full search throughout)
-#: left mk10 and mk15 worse (217, 346 against 215, 340 at seed 0); 0.5 lost mk02's proof at two
-#: seeds of three (27: the time-indexed bound starts after the first part).
+#: Tried on the benchmark's job shops (30 s, 2 workers): 0 (full search throughout) left mk10 and
+#: mk15 worse at seed 0 (217, 346 against 215, 340); 0.5 lost mk02's proof at two of seeds 0-2
+#: (27: the time-indexed bound starts after the first part).
 LNS_SHARE = 0.9
 
 #: Below this many seconds the whole solve is one full search (no neighbourhood-only part).

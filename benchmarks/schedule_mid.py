@@ -20,8 +20,8 @@ Instances (every one seeded, so the same in every run):
   left out; the compression brings the peak demand to `PEAK` x the sample's GPUs); objective: total
   completion time.
 
-Reported: the objective, the proven bound, mean JCT (hours), the whole process's wall time, and what
-the neighbourhood search did. Every plan is verified by gpuplan itself before it is returned.
+Reported: the objective, the proven bound, mean JCT (hours), the whole process's wall time and peak
+memory, and what the neighbourhood search did. Every plan is verified by gpuplan itself before it is returned.
 
 Usage: ``python -m benchmarks.schedule_mid [--time-limit 30] [--out FILE.jsonl]``
 ``python -m benchmarks.schedule_mid --markdown FILE.jsonl`` prints the report.
@@ -32,14 +32,16 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.baselines import run_timed
 from benchmarks.run_gap import cpu_model, git_commit, nproc
+
+REPO = Path(__file__).resolve().parent.parent
 
 #: The instances: (name, kind, size, nodes).
 INSTANCES = (
@@ -101,14 +103,13 @@ def instance(name: str) -> dict[str, Any]:
     raise KeyError(name)
 
 
-def _child(problem_file: str, solver: str, time_limit: float, out_file: str) -> int:
-    """One method on one instance, in its own process: solve and write what the report needs."""
+def _child(problem_file: str, solver: str, time_limit: float) -> int:
+    """One method on one instance, in its own process: solve and print what the report needs (one
+    JSON object, as `baselines.run_timed` reads it)."""
     from gpuplan.api import solve
 
     problem = json.loads(Path(problem_file).read_text())
-    started = time.monotonic()
     plan = solve(problem, solver=solver, time_limit_s=time_limit, workers=2, seed=0)
-    wall = time.monotonic() - started
     release = {t["id"]: float(t.get("release_h", 0.0)) for t in problem["tasks"]}
     jct = [a.end_h - release[a.task] for a in plan.assignments if a.end_h is not None]
     record = {
@@ -118,44 +119,33 @@ def _child(problem_file: str, solver: str, time_limit: float, out_file: str) -> 
         "bound": plan.bound,
         "placed": len(jct),
         "mean_jct_h": sum(jct) / len(jct) if jct else None,
-        "solve_s": round(wall, 2),
         "pairs": plan.stats.get("schedule_pairs"),
         "lns": {k: v for k, v in plan.stats.items() if k.startswith("lns_")},
     }
-    Path(out_file).write_text(json.dumps(record))
+    print(json.dumps(record))
     return 0
 
 
 def run(name: str, time_limit: float) -> dict[str, Any]:
-    """Every method on one instance, one process each, one after the other."""
+    """Every method on one instance, one process each, one after the other, each timed as a whole
+    and killed past `baselines.kill_after` (`baselines.run_timed`)."""
     problem = instance(name)
     out: dict[str, Any] = {"instance": name, "tasks": len(problem["tasks"]), "nodes": len(problem["nodes"])}
     with tempfile.TemporaryDirectory() as tmp:
         pfile = Path(tmp) / "problem.json"
         pfile.write_text(json.dumps(problem))
         for method in METHODS:
-            rfile = Path(tmp) / f"{method}.json"
-            began = time.monotonic()
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "benchmarks.schedule_mid",
-                    "--child",
-                    str(pfile),
-                    method,
-                    str(time_limit),
-                    str(rfile),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=2 * time_limit + 60,
-            )
-            if proc.returncode != 0:
-                out[method] = {"error": proc.stderr.strip().splitlines()[-1:]}
-                continue
-            rec = json.loads(rfile.read_text())
-            rec["process_s"] = round(time.monotonic() - began, 2)
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.schedule_mid",
+                "--child",
+                str(pfile),
+                method,
+                str(time_limit),
+            ]
+            rec = run_timed(cmd, time_limit, cwd=REPO)
+            rec["process_s"] = round(rec.pop("wall_s"), 2)
             out[method] = rec
     return out
 
@@ -203,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--names", default=None, help="instances to run, comma-separated (default: all)")
     ap.add_argument("--out", type=Path, default=None, help="write the records to this JSON-lines file")
     ap.add_argument("--markdown", type=Path, default=None, help="print a JSON-lines report as a table")
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return _child(args.child[0], args.child[1], float(args.child[2]), args.child[3])
+        return _child(args.child[0], args.child[1], float(args.child[2]))
     if args.markdown:
         print(markdown(args.markdown), end="")
         return 0

@@ -1,7 +1,8 @@
-"""Build the C core of the Lagrangian branch and bound; everything else is in pyproject.toml.
+"""Build the C cores (the Lagrangian branch and bound, the shop search); everything else is in
+pyproject.toml.
 
-The extension is optional: without a C compiler the install still succeeds (setuptools warns), and
-gpuplan runs without the branch and bound (`gpuplan.native.available`)."""
+The extensions are optional: without a C compiler the install still succeeds (setuptools warns), and
+gpuplan runs without them (`gpuplan.native.available`, `gpuplan.native.shop_available`)."""
 
 from setuptools import Extension, setup
 
@@ -10,6 +11,12 @@ setup(
         Extension(
             "gpuplan.native._gapbb",
             ["gpuplan/native/_gapbb.c"],
+            extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
+            optional=True,
+        ),
+        Extension(
+            "gpuplan.native._shop",
+            ["gpuplan/native/_shop.c"],
             extra_compile_args=["-O3", "-std=c99", "-Wall", "-Wextra"],
             optional=True,
         ),

@@ -76,6 +76,11 @@ LNS_MIN_S = 0.5
 #: 185 MB to 59 s and 274 MB).
 LNS_MAX_PAIRS = 2_000_000
 
+#: Most of the limit the shop search (disjunctive programs) may take before CP-SAT or the
+#: neighbourhood search, and the share after which it stops without a better schedule.
+SHOP_SHARE = 0.3
+SHOP_PATIENCE = 0.1
+
 #: Estimated seconds of one serial list schedule per eligible (task, GPU) pair (see the docstring).
 SERIAL_S_PER_PAIR = 1e-6
 
@@ -84,6 +89,20 @@ def serial_fits(pairs: int, time_limit_s: float) -> bool:
     """Is one serial list schedule of a program with `pairs` eligible (task, GPU) pairs expected
     to end within the list schedules' share of the limit? (A size rule: no clock is read.)"""
     return pairs * SERIAL_S_PER_PAIR <= LIST_SHARE * time_limit_s
+
+
+def shop_fits(sp: ScheduleProgram, stats: dict[str, bool | int | float | str]) -> bool:
+    """Does the shop search take `sp` (disjunctive with a makespan-only objective) and is its
+    compiled core built? When only the core is missing, `stats['shop']` says so."""
+    from gpuplan.backends.schedule_shop import disjunctive_reason
+    from gpuplan.native import shop_available
+
+    if disjunctive_reason(sp):
+        return False
+    if not shop_available():
+        stats["shop"] = "unavailable (C extension not built)"
+        return False
+    return True
 
 
 def placement_floor(sp: ScheduleProgram) -> float:
@@ -162,11 +181,34 @@ def solve_schedule(
     reason += " (best-fit and fragmentation-aware)" if any(t[0] == "event_frag" for t in tries) else ""
     reason += " and list schedules" if serial else ""
     reason += f" ({', '.join(rules)})"
-    left = deadline - time.monotonic()
     proven_warm = warm is not None and bound is not None and relative_gap(warm, bound) <= OPTIMALITY_TOLERANCE
     if exact and proven_warm:
         exact = False  # the list schedule meets the bound: proven, nothing left to search
         reason += "; it meets the bound, so CP-SAT is not run"
+    value = warm
+    if (exact or search) and warm is not None and not proven_warm and shop_fits(sp, stats):
+        from gpuplan.backends.schedule_shop import shop_search
+
+        found = shop_search(
+            sp,
+            assign,
+            start,
+            deadline=min(started + SHOP_SHARE * time_limit_s, stop),
+            patience_s=SHOP_PATIENCE * time_limit_s,
+            target=lower_bound(sp) / sp.w_makespan,
+            workers=workers,
+            seed=seed,
+        )
+        stats.update(found.stats)
+        phases.append("shop search")
+        reason += ", then a tabu search over GPU orders (disjunctive: one task per GPU at a time)"
+        shop_value = objective(sp, found.assign, found.start)
+        if shop_value < warm:
+            assign, start, name, value = found.assign, found.start, "shop", shop_value
+            incumbents.append((time.monotonic() - started, shop_value))
+            if bound is not None and relative_gap(shop_value, bound) <= OPTIMALITY_TOLERANCE:
+                exact = search = False
+                reason += "; it meets the bound, so nothing more is run"
     if search and warm is not None and not proven_warm and stop - time.monotonic() > LNS_MIN_S:
         from gpuplan.backends.schedule_lns import schedule_lns
 
@@ -174,9 +216,10 @@ def solve_schedule(
         stats.update(found.stats)
         phases.append("neighbourhood search")
         reason += ", then a neighbourhood search over time windows and node sets"
-        if found.objective < warm:
-            assign, start, name = found.assign, found.start, "lns"
+        if found.objective < value:
+            assign, start, name, value = found.assign, found.start, "lns", found.objective
             incumbents.append((time.monotonic() - started, found.objective))
+    left = deadline - time.monotonic()
     if exact and left > 0.05:
         from gpuplan.backends.schedule_cpsat import solve_schedule_cpsat
 
@@ -192,7 +235,9 @@ def solve_schedule(
         if res.status is Status.INFEASIBLE:
             status, assign, start = Status.INFEASIBLE, None, None
         elif (
-            res.status.has_solution and res.objective is not None and (warm is None or res.objective <= warm)
+            res.status.has_solution
+            and res.objective is not None
+            and (value is None or res.objective <= value)
         ):
             assign, start, status, name = res.assign, res.start, res.status, "cpsat"
             incumbents.append((time.monotonic() - started, res.objective))

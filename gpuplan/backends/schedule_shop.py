@@ -38,7 +38,7 @@ from gpuplan.program.schedule import ScheduleProgram, makespan, violations
 MAX_TASKS = 3_000
 
 #: Steps without a better schedule before going back to the best with random moves.
-STALL_STEPS = 2_000
+STALL_STEPS = 200
 
 #: Moves evaluated exactly per step, the best by their estimates (at most 64).
 EXACT_MOVES = 6
@@ -149,8 +149,8 @@ def shop_search(
     start: np.ndarray,
     *,
     deadline: float,
-    patience_s: float = 0.0,
     target: float = 0.0,
+    target_now: np.ndarray | None = None,
     workers: int = 1,
     seed: int = 0,
     max_steps: int = 0,
@@ -159,10 +159,10 @@ def shop_search(
     tenure: tuple[int, int] | None = None,
 ) -> ShopResult:
     """Search from the feasible schedule (`assign`, `start`) of a disjunctive program until
-    `deadline` (a time.monotonic() instant), `patience_s` seconds without a better schedule (0: no
-    limit), a stop request, `max_steps` steps (0: no limit) or a makespan of at most `target`
-    (module docstring). Returns the best schedule, never worse than
-    the one given."""
+    `deadline` (a time.monotonic() instant), a stop request, `max_steps` steps (0: no limit) or a
+    makespan of at most `target`, or of `target_now[0]` (float64 [1], which another thread may
+    raise meanwhile: a bound proven while the search runs; module docstring). Returns the best
+    schedule, never worse than the one given."""
     from gpuplan.native import shop_core
 
     core = shop_core()
@@ -196,7 +196,6 @@ def shop_search(
                 outs[i][0],
                 outs[i][1],
                 max(0.0, deadline - time.monotonic()),
-                float(patience_s),
                 int(max_steps),
                 float(target),
                 int(seed) * 7919 + i,
@@ -205,6 +204,7 @@ def shop_search(
                 int(tenure_lo),
                 int(tenure_span),
                 stop,
+                np.zeros(1) if target_now is None else target_now,
             )
         except BaseException as exc:  # pragma: no cover - re-raised below
             errors.append(exc)

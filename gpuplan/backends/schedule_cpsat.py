@@ -423,15 +423,12 @@ def solve_schedule_cpsat(
     workers: int = 1,
     seed: int = 0,
     hint: tuple[np.ndarray, np.ndarray] | None = None,
-    beside: TimeIndexedBeside | None = None,
 ) -> ScheduleResult:
     """Solve the scheduled program with CP-SAT for at most `time_limit` seconds.
 
     `hint` (assign [T, K], start [T]) seeds the search and is returned instead when it is feasible
-    and better than what the solver found. `beside`: a time-indexed bound the caller started
-    earlier (its `best` is kept up to date here, its bound used, and the caller finishes it);
-    without it, one is started after the first part when the makespan is the only time term.
-    Status OPTIMAL means the objective is within 1e-9 (relative) of a proven bound.
+    and better than what the solver found. Status OPTIMAL means the objective is within 1e-9
+    (relative) of a proven bound.
     """
     from ortools.sat.python import cp_model
 
@@ -478,7 +475,7 @@ def solve_schedule_cpsat(
     solve_s = solver.wall_time
     cp_lb = solver.best_objective_bound
     late = started + time_limit - LNS_MIN_S / 2  # no part starts after this
-    given = beside
+    beside: _TimeIndexedBeside | None = None
 
     def bound_now() -> float:
         """The proven bound so far (user units): the cheap one, CP-SAT's when its model relaxes the
@@ -491,17 +488,16 @@ def solve_schedule_cpsat(
         return b if ti is None else max(b, ti)
 
     closed = False  # a bound meets the best schedule: nothing left to search
-    best = Best(math.inf, math.inf) if given is None else given.best
+    best = _Best(math.inf, math.inf)
     if code == cp_model.FEASIBLE and not past(late):
         first_assign, first_start = sm.decode(solver)
         first_value = stats["cpsat_first_objective"] = objective(sp, first_assign, first_start)
-        best.value = min(best.value, first_value)
-        best.makespan = min(best.makespan, makespan(sp, first_assign, first_start))
+        best = _Best(first_value, makespan(sp, first_assign, first_start))
         closed = _meets(first_value, bound_now())
         if closed:
             stats["cpsat_closed_by"] = "bounds"
-        elif given is None and sp.w_makespan > 0 and sp.w_completion == 0 and sp.w_tardiness == 0:
-            beside = TimeIndexedBeside(sp, mm.trivial_bound, best, started + time_limit)
+        elif sp.w_makespan > 0 and sp.w_completion == 0 and sp.w_tardiness == 0:
+            beside = _TimeIndexedBeside(sp, mm.trivial_bound, best, started + time_limit)
     if code == cp_model.FEASIBLE and not past(late) and not closed:
         lns = _solver(max(0.05, started + time_limit - time.monotonic()), workers, seed, lns_only=True)
         _hint_all(mm.model, solver)
@@ -537,10 +533,10 @@ def solve_schedule_cpsat(
             ):
                 solver, code = rest, rest_code
             cp_lb = max(cp_lb, rest.best_objective_bound)
-    if beside is not None and given is None:
+    if beside is not None:
         beside.finish(stats)
-    if beside is not None and beside.proved.is_set():
-        stats["cpsat_closed_by"] = "time-indexed bound"
+        if beside.proved.is_set():
+            stats["cpsat_closed_by"] = "time-indexed bound"
     stats["cpsat_solve_s"] = round(solve_s, 4)
     raw = {
         cp_model.OPTIMAL: Status.OPTIMAL,
@@ -597,7 +593,7 @@ def solve_schedule_window(
 
 
 @dataclass
-class Best:
+class _Best:
     """The best schedule the searches have found so far: its objective (user units, exact) and
     makespan (hours); read by the time-indexed bound's thread."""
 
@@ -605,7 +601,7 @@ class Best:
     makespan: float
 
 
-def _tracker(sm: _ScheduleModel, best: Best, bound_now: Callable[[], float]) -> Any:
+def _tracker(sm: _ScheduleModel, best: _Best, bound_now: Callable[[], float]) -> Any:
     """A CP-SAT solution callback that keeps `best` and stops the search at a schedule the bound so
     far proves (`proved` then True): a search has nothing left to find there (mk09 in the benchmark
     searched 27 s past a schedule its cheap bound proved). Each schedule is decoded and valued
@@ -634,14 +630,14 @@ def _meets(value: float, bound: float) -> bool:
     return math.isfinite(bound) and value - bound <= 1e-9 * max(1.0, abs(value))
 
 
-class TimeIndexedBeside:
+class _TimeIndexedBeside:
     """The time-indexed bound (:mod:`gpuplan.bounds.time_indexed`) in a thread beside CP-SAT's
     searches (SCIP releases the GIL), asking up to the best makespan the searches have found
     (`best`, kept by `_tracker`), until `end_at`. When its bound proves the best schedule, it stops
     the search running and asks nothing more, and `proved` is set; `finish` stops it and gives its
     bound on the objective (user units)."""
 
-    def __init__(self, sp: ScheduleProgram, placement_bound: float, best: Best, end_at: float) -> None:
+    def __init__(self, sp: ScheduleProgram, placement_bound: float, best: _Best, end_at: float) -> None:
         from gpuplan.bounds.time_indexed import TimeIndexedBound
 
         self.sp, self.placement_bound, self.best, self.end_at = sp, placement_bound, best, end_at
@@ -649,7 +645,6 @@ class TimeIndexedBeside:
         self.proved = threading.Event()
         self.result: TimeIndexedBound | None = None
         self._makespan: float | None = None  # the bound so far (hours)
-        self.makespan_now = np.zeros(1)  # the same for a compiled search to read (0 when none)
         self._lock = threading.Lock()
         self._search: Any = None
         self._thread = threading.Thread(target=in_context(self._run), name="gpuplan-ti", daemon=True)
@@ -672,7 +667,6 @@ class TimeIndexedBeside:
     def _raised(self, makespan: float) -> None:
         """A question answered "no": the bound is `makespan`; stop everything if it proves the best."""
         self._makespan = max(makespan, self._makespan or 0.0)
-        self.makespan_now[0] = self._makespan
         b = self.bound()
         if b is not None and _meets(self.best.value, b):
             with self._lock:
@@ -755,11 +749,4 @@ def _with_hint(
     return ScheduleResult(assign, start, status, h_obj, bound, note, stats)
 
 
-__all__ = [
-    "Best",
-    "Pin",
-    "ScheduleResult",
-    "TimeIndexedBeside",
-    "solve_schedule_cpsat",
-    "solve_schedule_window",
-]
+__all__ = ["Pin", "ScheduleResult", "solve_schedule_cpsat", "solve_schedule_window"]

@@ -150,7 +150,6 @@ def shop_search(
     *,
     deadline: float,
     target: float = 0.0,
-    target_now: np.ndarray | None = None,
     workers: int = 1,
     seed: int = 0,
     max_steps: int = 0,
@@ -160,9 +159,8 @@ def shop_search(
 ) -> ShopResult:
     """Search from the feasible schedule (`assign`, `start`) of a disjunctive program until
     `deadline` (a time.monotonic() instant), a stop request, `max_steps` steps (0: no limit) or a
-    makespan of at most `target`, or of `target_now[0]` (float64 [1], which another thread may
-    raise meanwhile: a bound proven while the search runs; module docstring). Returns the best
-    schedule, never worse than the one given."""
+    makespan of at most `target` (module docstring). Returns the best schedule, never worse than
+    the one given."""
     from gpuplan.native import shop_core
 
     core = shop_core()
@@ -204,7 +202,6 @@ def shop_search(
                 int(tenure_lo),
                 int(tenure_span),
                 stop,
-                np.zeros(1) if target_now is None else target_now,
             )
         except BaseException as exc:  # pragma: no cover - re-raised below
             errors.append(exc)

@@ -284,8 +284,8 @@ typedef struct {
     int stopped;
 } Outcome;
 
-static void search(Shop *s, double deadline, int64_t max_steps, double target, volatile const double *live,
-                   int64_t stall, int64_t tenure_lo, int64_t tenure_span, volatile const uint8_t *stop, Outcome *out) {
+static void search(Shop *s, double deadline, int64_t max_steps, double target, int64_t stall, int64_t tenure_lo,
+                   int64_t tenure_span, volatile const uint8_t *stop, Outcome *out) {
     double mk;
     int late = 0;
     eval(s, &mk, &late);
@@ -297,7 +297,6 @@ static void search(Shop *s, double deadline, int64_t max_steps, double target, v
         if (s->best <= target + s->eps) break;
         if ((step & 7) == 0 || s->n > 200) {
             if (now_s() >= deadline) break;
-            if (live && *live > target) target = *live;
             if (stop && *stop) {
                 out->stopped = 1;
                 break;
@@ -370,14 +369,13 @@ static int need(Py_buffer *b, Py_ssize_t bytes, const char *what) {
 
 static PyObject *py_search(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer aptr, amach, adur, pptr, plist, sptr, slist, rel, dl, mach0, order0, out_mach, out_start, stop, live;
+    Py_buffer aptr, amach, adur, pptr, plist, sptr, slist, rel, dl, mach0, order0, out_mach, out_start, stop;
     long long n, M, max_steps, seed, stall, exact, tenure_lo, tenure_span;
     double time_limit, target;
     memset(&stop, 0, sizeof(stop));
-    memset(&live, 0, sizeof(live));
-    if (!PyArg_ParseTuple(args, "LLy*y*y*y*y*y*y*y*y*y*y*w*w*dLdLLLLL|y*y*", &n, &M, &aptr, &amach, &adur, &pptr, &plist,
+    if (!PyArg_ParseTuple(args, "LLy*y*y*y*y*y*y*y*y*y*y*w*w*dLdLLLLL|y*", &n, &M, &aptr, &amach, &adur, &pptr, &plist,
                           &sptr, &slist, &rel, &dl, &mach0, &order0, &out_mach, &out_start, &time_limit, &max_steps,
-                          &target, &seed, &stall, &exact, &tenure_lo, &tenure_span, &stop, &live))
+                          &target, &seed, &stall, &exact, &tenure_lo, &tenure_span, &stop))
         return NULL;
     PyObject *result = NULL;
     Shop s;
@@ -466,8 +464,7 @@ static PyObject *py_search(PyObject *self, PyObject *args) {
     volatile const uint8_t *flag = (stop.buf && stop.len >= 1) ? (volatile const uint8_t *)stop.buf : NULL;
     Py_BEGIN_ALLOW_THREADS
     s.top_n = exact < 1 ? 1 : exact > TOP ? TOP : (int)exact;
-    volatile const double *tg = (live.buf && live.len >= 8) ? (volatile const double *)live.buf : NULL;
-    search(&s, now_s() + time_limit, max_steps, target, tg, stall, tenure_lo, tenure_span, flag, &o);
+    search(&s, now_s() + time_limit, max_steps, target, stall, tenure_lo, tenure_span, flag, &o);
     Py_END_ALLOW_THREADS
     memcpy(out_mach.buf, s.mach, n * sizeof(int64_t));
     memcpy(out_start.buf, s.head, n * sizeof(double));
@@ -482,17 +479,15 @@ done:
     PyBuffer_Release(&dl), PyBuffer_Release(&mach0), PyBuffer_Release(&order0), PyBuffer_Release(&out_mach);
     PyBuffer_Release(&out_start);
     if (stop.obj) PyBuffer_Release(&stop);
-    if (live.obj) PyBuffer_Release(&live);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"search", py_search, METH_VARARGS,
      "search(n, M, aptr, amach, adur, pptr, plist, sptr, slist, release, deadline, mach0, order0, out_mach,"
-     " out_start, time_limit, max_steps, target, seed, stall, exact, tenure_lo, tenure_span[, stop[, target_now]])"
+     " out_start, time_limit, max_steps, target, seed, stall, exact, tenure_lo, tenure_span[, stop])"
      " -> (best makespan (inf: none within the deadlines), steps, improvements, restarts, stopped);"
-     " the best schedule's machines and starts go to out_mach and out_start; target_now: a float64 the caller may"
-     " raise from another thread (a bound found meanwhile), read with the stop flag"},
+     " the best schedule's machines and starts go to out_mach and out_start"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -15,18 +15,24 @@ about `SERIAL_S_PER_PAIR` seconds per eligible (task, GPU) pair and rule (measur
 at 1,000 GPUs, more with many breakpoints), so it runs only when one rule is expected to fit in that
 half (`serial_fits`); on larger programs the parallel scheme alone gives the plan (on the openb
 trace, 25,000 tasks on 6,212 GPUs: about 3 s a rule, against well over 60 s for one serial rule).
-When the program is disjunctive and its objective the makespan alone (`backends/schedule_shop.py`:
-one task per GPU at a time, every task required, node CPU and memory never binding; the flexible
-job shop), the shop search (a tabu search in C) improves the best schedule first, for
-`SHOP_SHARE` of the limit (less when it meets the bound): its steps are about a thousand times
-cheaper than CP-SAT's neighbourhoods, so it finds good schedules early, and CP-SAT then starts from
-one. Then, when the program has at most `SCHEDULE_EXACT_PAIRS`
-eligible pairs, the CP-SAT interval
+Then, when the program has at
+most `SCHEDULE_EXACT_PAIRS` eligible pairs, the CP-SAT interval
 model (`backends/schedule_cpsat.py`) hinted with the best for the rest of the time, unless the best
 already meets the bound below (then it is proven optimal and nothing is left to search). On larger
 programs, up to `LNS_MAX_PAIRS`, auto gives the rest of the time to a large-neighbourhood search over
 time windows and node sets (`backends/schedule_lns.py`: each neighbourhood solved exactly by CP-SAT,
-the rest of the schedule fixed), again unless the best meets the bound. 'greedy' stops
+the rest of the schedule fixed), again unless the best meets the bound.
+
+When the program is disjunctive and its objective the makespan alone (`backends/schedule_shop.py`:
+one task per GPU at a time, every task required, node CPU and memory never binding; the flexible
+job shop), CP-SAT or the neighbourhood search leave the last `SHOP_SHARE` of the limit to the shop
+search (a tabu search in C, `workers` runs side by side), which starts from their best schedule
+unless the bound proves it. Its steps evaluate a few moves exactly (about 10,000 steps a second per
+run on the benchmark's job shops of 100-280 tasks) and it leaves a schedule that CP-SAT's
+neighbourhoods reach later or not at all (mk10 208 against 215, `benchmarks/results/fjsp-30s.md`).
+After rather than before: started from the shop search's schedule, CP-SAT lost mk02's optimum (27
+against 26, proven before) and was worse on mk05 (175 against 173) in runs at seed 0 with the shop
+search taking the first third or half of the limit. 'greedy' stops
 after the list schedules; 'cpsat' always runs the model; 'milp' does not take scheduled programs.
 The bound without CP-SAT's proof:
 
@@ -45,7 +51,6 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -62,15 +67,11 @@ from gpuplan.program.schedule import (
     heads,
     late_chain,
     lower_bound,
-    makespan,
     objective,
     schedule_program,
     violations,
 )
 from gpuplan.status import OPTIMALITY_TOLERANCE, relative_gap
-
-if TYPE_CHECKING:
-    from gpuplan.backends.schedule_cpsat import TimeIndexedBeside
 
 #: Largest number of eligible (task, GPU) pairs for which auto runs the exact CP-SAT model.
 SCHEDULE_EXACT_PAIRS = 5_000
@@ -87,9 +88,9 @@ LNS_MIN_S = 0.5
 #: 185 MB to 59 s and 274 MB).
 LNS_MAX_PAIRS = 2_000_000
 
-#: Share of the limit the shop search (disjunctive programs) takes before CP-SAT or the
-#: neighbourhood search, unless it meets the bound sooner.
-SHOP_SHARE = 0.5
+#: Share of the limit the shop search (disjunctive programs) gets at the end, after CP-SAT or the
+#: neighbourhood search (unless they prove their schedule).
+SHOP_SHARE = 0.3
 
 #: Estimated seconds of one serial list schedule per eligible (task, GPU) pair (see the docstring).
 SERIAL_S_PER_PAIR = 1e-6
@@ -196,85 +197,70 @@ def solve_schedule(
         exact = False  # the list schedule meets the bound: proven, nothing left to search
         reason += "; it meets the bound, so CP-SAT is not run"
     value = warm
-    beside: TimeIndexedBeside | None = None
-    try:
-        if (exact or search) and warm is not None and not proven_warm and shop_fits(sp, stats):
-            from gpuplan.backends.schedule_shop import shop_search
+    shop = (exact or search) and warm is not None and not proven_warm and shop_fits(sp, stats)
+    keep = SHOP_SHARE * time_limit_s if shop else 0.0  # the shop search's time, at the end
+    if search and warm is not None and not proven_warm and stop - keep - time.monotonic() > LNS_MIN_S:
+        from gpuplan.backends.schedule_lns import schedule_lns
 
-            if exact:  # the bound runs beside the shop search too (module docstring)
-                from gpuplan.backends.schedule_cpsat import Best, TimeIndexedBeside
+        found = schedule_lns(sp, assign, start, deadline=stop - keep, bound=bound, workers=workers, seed=seed)
+        stats.update(found.stats)
+        phases.append("neighbourhood search")
+        reason += ", then a neighbourhood search over time windows and node sets"
+        if found.objective < value:
+            assign, start, name, value = found.assign, found.start, "lns", found.objective
+            incumbents.append((time.monotonic() - started, found.objective))
+    left = deadline - time.monotonic()
+    if exact and left > 0.05:
+        from gpuplan.backends.schedule_cpsat import solve_schedule_cpsat
 
-                best_now = Best(warm, makespan(sp, assign, start))
-                beside = TimeIndexedBeside(sp, placement_floor(sp), best_now, deadline)
-            found = shop_search(
-                sp,
-                assign,
-                start,
-                deadline=min(started + SHOP_SHARE * time_limit_s, stop),
-                target=lower_bound(sp) / sp.w_makespan,
-                target_now=None if beside is None else beside.makespan_now,
-                workers=workers,
-                seed=seed,
-            )
-            stats.update(found.stats)
-            phases.append("shop search")
-            reason += ", then a tabu search over GPU orders (disjunctive: one task per GPU at a time)"
-            shop_value = objective(sp, found.assign, found.start)
-            if shop_value < warm:
-                assign, start, name, value = found.assign, found.start, "shop", shop_value
-                incumbents.append((time.monotonic() - started, shop_value))
-            if beside is not None:
-                beside.best.value = min(beside.best.value, shop_value)
-                beside.best.makespan = min(beside.best.makespan, found.makespan)
-                ti = beside.bound()
-                bound = ti if bound is None or (ti is not None and ti > bound) else bound
-            if bound is not None and relative_gap(shop_value, bound) <= OPTIMALITY_TOLERANCE:
-                exact = search = False
-                reason += "; it meets the bound, so nothing more is run"
-        if search and warm is not None and not proven_warm and stop - time.monotonic() > LNS_MIN_S:
-            from gpuplan.backends.schedule_lns import schedule_lns
+        res = solve_schedule_cpsat(
+            sp,
+            time_limit=left - keep - 0.02 * time_limit_s,
+            workers=workers,
+            seed=seed,
+            hint=(assign, start),
+        )
+        stats.update(res.stats)
+        stats["cpsat_note"] = res.note
+        phases.append("cpsat")
+        reason += ", exact CP-SAT with interval variables"
+        if res.bound is not None:
+            bound = res.bound if bound is None else max(bound, res.bound)
+        if res.status is Status.INFEASIBLE:
+            status, assign, start = Status.INFEASIBLE, None, None
+        elif (
+            res.status.has_solution
+            and res.objective is not None
+            and (value is None or res.objective <= value)
+        ):
+            assign, start, status, name, value = res.assign, res.start, res.status, "cpsat", res.objective
+            incumbents.append((time.monotonic() - started, res.objective))
+    if (
+        shop
+        and status is Status.FEASIBLE
+        and assign is not None
+        and start is not None
+        and value is not None
+        and not (bound is not None and relative_gap(value, bound) <= OPTIMALITY_TOLERANCE)
+    ):
+        from gpuplan.backends.schedule_shop import shop_search
 
-            found_lns = schedule_lns(
-                sp, assign, start, deadline=stop, bound=bound, workers=workers, seed=seed
-            )
-            stats.update(found_lns.stats)
-            phases.append("neighbourhood search")
-            reason += ", then a neighbourhood search over time windows and node sets"
-            if found_lns.objective < value:
-                assign, start, name, value = found_lns.assign, found_lns.start, "lns", found_lns.objective
-                incumbents.append((time.monotonic() - started, found_lns.objective))
-        left = deadline - time.monotonic()
-        if exact and left > 0.05:
-            from gpuplan.backends.schedule_cpsat import solve_schedule_cpsat
-
-            res = solve_schedule_cpsat(
-                sp,
-                time_limit=left - 0.02 * time_limit_s,
-                workers=workers,
-                seed=seed,
-                hint=(assign, start),
-                beside=beside,
-            )
-            stats.update(res.stats)
-            stats["cpsat_note"] = res.note
-            phases.append("cpsat")
-            reason += ", exact CP-SAT with interval variables"
-            if res.bound is not None:
-                bound = res.bound if bound is None else max(bound, res.bound)
-            if res.status is Status.INFEASIBLE:
-                status, assign, start = Status.INFEASIBLE, None, None
-            elif (
-                res.status.has_solution
-                and res.objective is not None
-                and (value is None or res.objective <= value)
-            ):
-                assign, start, status, name = res.assign, res.start, res.status, "cpsat"
-                incumbents.append((time.monotonic() - started, res.objective))
-    finally:
-        if beside is not None:
-            ti = beside.finish(stats)
-            if ti is not None and status is not Status.INFEASIBLE:
-                bound = ti if bound is None else max(bound, ti)
+        found_shop = shop_search(
+            sp,
+            assign,
+            start,
+            deadline=deadline - 0.02 * time_limit_s,
+            target=(lower_bound(sp) if bound is None else bound - placement_floor(sp)) / sp.w_makespan,
+            workers=workers,
+            seed=seed,
+        )
+        stats.update(found_shop.stats)
+        phases.append("shop search")
+        reason += ", then a tabu search over GPU orders (disjunctive: one task per GPU at a time)"
+        shop_value = objective(sp, found_shop.assign, found_shop.start)
+        if shop_value < value:
+            assign, start, name, value = found_shop.assign, found_shop.start, "shop", shop_value
+            incumbents.append((time.monotonic() - started, shop_value))
     proven = (
         status is Status.FEASIBLE
         and assign is not None

@@ -237,10 +237,11 @@ def job_shop_problem(jobs: int, machines: int, ops: int, seed: int) -> dict[str,
 
 @compiled
 def test_solve_runs_the_shop_search_on_a_job_shop() -> None:
-    p = parse_problem(job_shop_problem(6, 4, 4, seed=3))
+    """A 10 x 5 job shop CP-SAT does not prove within its part of 4 s: the shop search follows it."""
+    p = parse_problem(job_shop_problem(10, 5, 5, seed=1))
     plan = solve(p, time_limit_s=4, workers=1)
     verify(plan, p)
-    assert "shop search" in plan.phases
+    assert plan.phases[-1] == "shop search"
     assert plan.stats["shop_runs"] == 1 and plan.stats["shop_steps"] > 0
 
 
@@ -254,17 +255,3 @@ def test_a_plan_without_the_core_says_so(monkeypatch: pytest.MonkeyPatch) -> Non
     assert plan.status.value in ("optimal", "feasible")
     assert plan.stats["shop"] == "unavailable (C extension not built)"
     assert "shop search" not in plan.phases
-
-
-@compiled
-def test_a_target_raised_meanwhile_ends_the_search() -> None:
-    """`target_now` (a bound another thread proves while the search runs) is read as it goes: at a
-    bound above every schedule the search ends within its first checks, where it would go on."""
-    sp = job_shop(jobs=8, machines=4, ops=4, seed=3)
-    assign, start = best_of(sp)
-    free = shop_search(sp, assign, start, deadline=time.monotonic() + 10, max_steps=400)
-    assert free.stats["shop_steps"] == 400
-    raised = np.array([1e9])
-    res = shop_search(sp, assign, start, deadline=time.monotonic() + 10, max_steps=400, target_now=raised)
-    assert res.stats["shop_steps"] <= 8
-    assert violations(sp, res.assign, res.start) == []

@@ -102,14 +102,14 @@ class FakeSearch:
 def test_the_bound_stops_the_search_when_it_proves_the_first_schedule() -> None:
     """Given an optimal first schedule, the bound beside the search proves it and stops the search;
     given a worse one, it stops nothing and still gives the optimum as its bound."""
-    from gpuplan.backends.schedule_cpsat import Best, TimeIndexedBeside
+    from gpuplan.backends.schedule_cpsat import _Best, _TimeIndexedBeside
 
     sp = job_shop(jobs=5, machines=3, ops=4, seed=1, longest=6)  # SCIP takes some 0.2 s to prove it
     ref = solve_schedule_cpsat(sp, time_limit=20, workers=1, seed=0)
     assert ref.status is Status.OPTIMAL and ref.objective is not None
     search = FakeSearch()
-    best = Best(ref.objective, ref.objective)  # a job shop's objective is its makespan
-    beside = TimeIndexedBeside(sp, 0.0, best, time.monotonic() + 20)
+    best = _Best(ref.objective, ref.objective)  # a job shop's objective is its makespan
+    beside = _TimeIndexedBeside(sp, 0.0, best, time.monotonic() + 20)
     if not beside.searching(search):
         pytest.skip("the bound proved the schedule before the search began")
     assert beside.proved.wait(20) and search.stopped.is_set()
@@ -119,7 +119,7 @@ def test_the_bound_stops_the_search_when_it_proves_the_first_schedule() -> None:
     assert stats["cpsat_ti_status"] == "infeasible"
 
     search = FakeSearch()  # the best schedule found is 3 h longer than the optimum
-    beside = TimeIndexedBeside(sp, 0.0, Best(ref.objective + 3, ref.objective + 3), time.monotonic() + 20)
+    beside = _TimeIndexedBeside(sp, 0.0, _Best(ref.objective + 3, ref.objective + 3), time.monotonic() + 20)
     beside.searching(search)
     beside._thread.join(20)
     assert not beside.proved.is_set() and not search.stopped.is_set()

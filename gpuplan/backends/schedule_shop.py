@@ -18,8 +18,10 @@ a random tenure), returning to the best schedule with a few random moves after `
 without a better one. Its schedules are semi-active, so every start is a release or an end.
 Deadlines (and the horizon) are kept: a schedule that passes one is never the best.
 
-``workers`` searches run side by side from the same start with different seeds (the core releases
-the GIL); the best is returned. Each returned plan is checked by
+``workers`` searches run side by side with different seeds (the core releases the GIL), from the
+schedule given or, every second one, from another (`also_from`: the strategy gives CP-SAT's best
+and the list schedule, since a search started from CP-SAT's best can stay in its basin); the best
+is returned. Each returned plan is checked by
 :func:`gpuplan.program.schedule.violations` before it leaves.
 """
 
@@ -150,6 +152,7 @@ def shop_search(
     *,
     deadline: float,
     target: float = 0.0,
+    also_from: tuple[np.ndarray, np.ndarray] | None = None,
     workers: int = 1,
     seed: int = 0,
     max_steps: int = 0,
@@ -159,15 +162,22 @@ def shop_search(
 ) -> ShopResult:
     """Search from the feasible schedule (`assign`, `start`) of a disjunctive program until
     `deadline` (a time.monotonic() instant), a stop request, `max_steps` steps (0: no limit) or a
-    makespan of at most `target` (module docstring). Returns the best schedule, never worse than
-    the one given."""
+    makespan of at most `target` (module docstring). With `also_from` (another feasible schedule),
+    every second run starts from it instead. Returns the best schedule, never worse than the one
+    given."""
     from gpuplan.native import shop_core
 
     core = shop_core()
     view = shop_view(sp)
     n = sp.n_tasks
-    mach0 = np.ascontiguousarray(assign[:, 0], dtype=np.int64)
-    order0 = np.ascontiguousarray(np.lexsort((np.arange(n), start)), dtype=np.int64)
+    starts = [(assign, start)] if also_from is None else [(assign, start), also_from]
+    begin = [
+        (
+            np.ascontiguousarray(a[:, 0], dtype=np.int64),
+            np.ascontiguousarray(np.lexsort((np.arange(n), s)), dtype=np.int64),
+        )
+        for a, s in starts
+    ]
     stop = np.zeros(1, dtype=np.uint8)
     runs = max(1, int(workers))
     outs = [(np.empty(n, dtype=np.int64), np.empty(n, dtype=np.float64)) for _ in range(runs)]
@@ -189,8 +199,7 @@ def shop_search(
                 view.slist,
                 view.release,
                 view.deadline,
-                mach0,
-                order0,
+                *begin[i % len(begin)],
                 outs[i][0],
                 outs[i][1],
                 max(0.0, deadline - time.monotonic()),

@@ -26,10 +26,13 @@ the rest of the schedule fixed), again unless the best meets the bound.
 When the program is disjunctive and its objective the makespan alone (`backends/schedule_shop.py`:
 one task per GPU at a time, every task required, node CPU and memory never binding; the flexible
 job shop), CP-SAT or the neighbourhood search leave the last `SHOP_SHARE` of the limit to the shop
-search (a tabu search in C, `workers` runs side by side), which starts from their best schedule
-unless the bound proves it. Its steps evaluate a few moves exactly (about 10,000 steps a second per
-run on the benchmark's job shops of 100-280 tasks) and it leaves a schedule that CP-SAT's
-neighbourhoods reach later or not at all (mk10 208 against 215, `benchmarks/results/fjsp-30s.md`).
+search (a tabu search in C, `workers` runs side by side), unless the bound proves their best
+schedule; its runs start from that schedule and, every second one, from the rules' best (a run
+from CP-SAT's best alone left mk06 at 61 where runs from the list schedule reach 58 to 60, and
+with a third of the limit CP-SAT lost mk02's optimum: 27, proven 26 before). Its steps evaluate a
+few moves exactly (about 10,000 steps a second per run on the benchmark's job shops of 100-280
+tasks) and it reaches schedules that CP-SAT's neighbourhoods reach later or not at all
+(`benchmarks/results/fjsp-30s.md`).
 After rather than before: started from the shop search's schedule, CP-SAT lost mk02's optimum (27
 against 26, proven before) and was worse on mk05 (175 against 173) in runs at seed 0 with the shop
 search taking the first third or half of the limit. 'greedy' stops
@@ -90,7 +93,7 @@ LNS_MAX_PAIRS = 2_000_000
 
 #: Share of the limit the shop search (disjunctive programs) gets at the end, after CP-SAT or the
 #: neighbourhood search (unless they prove their schedule).
-SHOP_SHARE = 0.3
+SHOP_SHARE = 0.25
 
 #: Estimated seconds of one serial list schedule per eligible (task, GPU) pair (see the docstring).
 SERIAL_S_PER_PAIR = 1e-6
@@ -197,6 +200,7 @@ def solve_schedule(
         exact = False  # the list schedule meets the bound: proven, nothing left to search
         reason += "; it meets the bound, so CP-SAT is not run"
     value = warm
+    rules_best = (assign, start)
     shop = (exact or search) and warm is not None and not proven_warm and shop_fits(sp, stats)
     keep = SHOP_SHARE * time_limit_s if shop else 0.0  # the shop search's time, at the end
     if search and warm is not None and not proven_warm and stop - keep - time.monotonic() > LNS_MIN_S:
@@ -249,6 +253,7 @@ def solve_schedule(
             sp,
             assign,
             start,
+            also_from=rules_best,
             deadline=deadline - 0.02 * time_limit_s,
             target=(lower_bound(sp) if bound is None else bound - placement_floor(sp)) / sp.w_makespan,
             workers=workers,

@@ -255,3 +255,26 @@ def test_a_plan_without_the_core_says_so(monkeypatch: pytest.MonkeyPatch) -> Non
     assert plan.status.value in ("optimal", "feasible")
     assert plan.stats["shop"] == "unavailable (C extension not built)"
     assert "shop search" not in plan.phases
+
+
+@compiled
+def test_every_second_run_starts_from_the_other_schedule() -> None:
+    """With `also_from` a better schedule than the one given, two runs of one step each return at
+    most its makespan: the second run started there."""
+    sp = job_shop(jobs=8, machines=4, ops=4, seed=3)
+    assign, start = best_of(sp)
+    better = shop_search(sp, assign, start, deadline=time.monotonic() + 10, max_steps=400)
+    assert better.makespan < makespan(sp, assign, start)
+    one = shop_search(sp, assign, start, deadline=time.monotonic() + 10, max_steps=1, workers=1)
+    assert one.makespan > better.makespan  # one step from the list schedule does not get there
+    res = shop_search(
+        sp,
+        assign,
+        start,
+        deadline=time.monotonic() + 10,
+        max_steps=1,
+        workers=2,
+        also_from=(better.assign, better.start),
+    )
+    assert res.makespan <= better.makespan
+    assert violations(sp, res.assign, res.start) == []

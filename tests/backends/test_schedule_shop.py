@@ -127,6 +127,7 @@ def test_a_deadline_is_never_passed_for_a_shorter_makespan() -> None:
 
 
 @compiled
+@pytest.mark.clock
 def test_a_stop_request_ends_the_search_with_its_best() -> None:
     sp = job_shop(jobs=10, machines=5, ops=5, seed=1)
     assign, start = best_of(sp)
@@ -236,6 +237,7 @@ def job_shop_problem(jobs: int, machines: int, ops: int, seed: int) -> dict[str,
 
 
 @compiled
+@pytest.mark.clock
 def test_solve_runs_the_shop_search_on_a_job_shop() -> None:
     """A 10 x 5 job shop CP-SAT does not prove within its part of 4 s: the shop search follows it."""
     p = parse_problem(job_shop_problem(10, 5, 5, seed=1))

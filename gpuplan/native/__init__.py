@@ -30,13 +30,18 @@ def available() -> bool:
     return _gapbb is not None
 
 
+def _built(module: ModuleType | None, unavailable: str) -> ModuleType:
+    """`module`; ImportError naming the fix when it is not built."""
+    if module is None:
+        raise ImportError(
+            f"{unavailable}: reinstall gpuplan (`pip install -e .`) with a C compiler available"
+        )
+    return module
+
+
 def core() -> ModuleType:
     """The compiled module; ImportError naming the fix when it is not built."""
-    if _gapbb is None:
-        raise ImportError(
-            f"{UNAVAILABLE}: reinstall gpuplan (`pip install -e .`) with a C compiler available"
-        )
-    return _gapbb
+    return _built(_gapbb, UNAVAILABLE)
 
 
 def shop_available() -> bool:
@@ -46,11 +51,7 @@ def shop_available() -> bool:
 
 def shop_core() -> ModuleType:
     """The shop search's compiled module; ImportError naming the fix when it is not built."""
-    if _shop is None:
-        raise ImportError(
-            f"{SHOP_UNAVAILABLE}: reinstall gpuplan (`pip install -e .`) with a C compiler available"
-        )
-    return _shop
+    return _built(_shop, SHOP_UNAVAILABLE)
 
 
 __all__ = ["SHOP_UNAVAILABLE", "UNAVAILABLE", "available", "core", "shop_available", "shop_core"]

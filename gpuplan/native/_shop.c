@@ -116,31 +116,28 @@ static int eval(Shop *s, double *mk, int *late) {
     return 1;
 }
 
-/* Mark v's descendants (desc) and ancestors (anc) in the current graph with a new stamp. */
-static void reach(Shop *s, int64_t v) {
-    uint32_t st = ++s->stamp;
+/* Mark with `st` every operation reachable from v along `ptr`/`list` (precedence arcs) and `link`
+ * (machine arcs), v excluded unless on a cycle. */
+static void mark_from(Shop *s, int64_t v, const int64_t *ptr, const int64_t *list, const int64_t *link,
+                      uint32_t *mark, uint32_t st) {
     int64_t top = 0, done = 0;
     s->order[top++] = v;
     while (done < top) {
         int64_t x = s->order[done++];
-        for (int64_t i = s->sptr[x]; i < s->sptr[x + 1]; i++) {
-            int64_t b = s->slist[i];
-            if (s->desc[b] != st) s->desc[b] = st, s->order[top++] = b;
+        for (int64_t i = ptr[x]; i < ptr[x + 1]; i++) {
+            int64_t b = list[i];
+            if (mark[b] != st) mark[b] = st, s->order[top++] = b;
         }
-        int64_t w = s->mnext[x];
-        if (w >= 0 && s->desc[w] != st) s->desc[w] = st, s->order[top++] = w;
+        int64_t w = link[x];
+        if (w >= 0 && mark[w] != st) mark[w] = st, s->order[top++] = w;
     }
-    top = done = 0;
-    s->order[top++] = v;
-    while (done < top) {
-        int64_t x = s->order[done++];
-        for (int64_t i = s->pptr[x]; i < s->pptr[x + 1]; i++) {
-            int64_t a = s->plist[i];
-            if (s->anc[a] != st) s->anc[a] = st, s->order[top++] = a;
-        }
-        int64_t u = s->mprev[x];
-        if (u >= 0 && s->anc[u] != st) s->anc[u] = st, s->order[top++] = u;
-    }
+}
+
+/* Mark v's descendants (desc) and ancestors (anc) in the current graph with a new stamp. */
+static void reach(Shop *s, int64_t v) {
+    uint32_t st = ++s->stamp;
+    mark_from(s, v, s->sptr, s->slist, s->mnext, s->desc, st);
+    mark_from(s, v, s->pptr, s->plist, s->mprev, s->anc, st);
 }
 
 static void unlink_op(Shop *s, int64_t v) {
@@ -346,8 +343,7 @@ static void search(Shop *s, double deadline, int64_t max_steps, double target, i
         }
         Move m = top[pick];
         int64_t k0 = s->mach[m.v], u0 = s->mprev[m.v];
-        try_move(s, &m, 0, &late);
-        eval(s, &mk, &late);
+        mk = try_move(s, &m, 0, &late); /* finite: it was evaluated above; heads and tails are its */
         *tabu_at(s, m.v, k0, u0) = (int32_t)(step + tenure_lo + (int64_t)(rnd(s) % (uint64_t)(tenure_span + 1)));
         if (!late && mk < s->best - s->eps) {
             save_best(s, mk);

@@ -15,8 +15,7 @@ about `SERIAL_S_PER_PAIR` seconds per eligible (task, GPU) pair and rule (measur
 at 1,000 GPUs, more with many breakpoints), so it runs only when one rule is expected to fit in that
 half (`serial_fits`); on larger programs the parallel scheme alone gives the plan (on the openb
 trace, 25,000 tasks on 6,212 GPUs: about 3 s a rule, against well over 60 s for one serial rule).
-Then, when the program has at
-most `SCHEDULE_EXACT_PAIRS` eligible pairs, the CP-SAT interval
+Then, when the program has at most `SCHEDULE_EXACT_PAIRS` eligible pairs, the CP-SAT interval
 model (`backends/schedule_cpsat.py`) hinted with the best for the rest of the time, unless the best
 already meets the bound below (then it is proven optimal and nothing is left to search). On larger
 programs, up to `LNS_MAX_PAIRS`, auto gives the rest of the time to a large-neighbourhood search over
@@ -30,8 +29,8 @@ search (a tabu search in C, `workers` runs side by side), unless the bound prove
 schedule; its runs start from that schedule and, every second one, from the rules' best (a run
 from CP-SAT's best alone left mk06 at 61 where runs from the list schedule reach 58 to 60, and
 with a third of the limit CP-SAT lost mk02's optimum: 27, proven 26 before). Its steps evaluate a
-few moves exactly (about 10,000 steps a second per run on the benchmark's job shops of 100-280
-tasks) and it reaches schedules that CP-SAT's neighbourhoods reach later or not at all
+few moves exactly (6,000 to 28,000 steps a second per run on the benchmark's mk02-mk15, 58-284
+tasks, fewer on the larger) and it reaches schedules that CP-SAT's neighbourhoods reach later or not at all
 (`benchmarks/results/fjsp-30s.md`).
 After rather than before: started from the shop search's schedule, CP-SAT lost mk02's optimum (27
 against 26, proven before) and was worse on mk05 (175 against 173) in runs at seed 0 with the shop
@@ -154,7 +153,8 @@ def solve_schedule(
     f = sp.fleet
     pairs = int((f.eligible_c @ f.usable_per_class()).sum())
     stats: dict[str, bool | int | float | str] = {"schedule_pairs": pairs}
-    floor = placement_floor(sp) + lower_bound(sp)
+    placement, time_lb = placement_floor(sp), lower_bound(sp)
+    floor = placement + time_lb
     bound = floor if np.isfinite(floor) else None
     phases: list[str] = []
     incumbents: list[tuple[float, float]] = []
@@ -255,7 +255,7 @@ def solve_schedule(
             start,
             also_from=rules_best,
             deadline=deadline - 0.02 * time_limit_s,
-            target=(lower_bound(sp) if bound is None else bound - placement_floor(sp)) / sp.w_makespan,
+            target=(time_lb if bound is None else bound - placement) / sp.w_makespan,
             workers=workers,
             seed=seed,
         )

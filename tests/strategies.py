@@ -686,20 +686,31 @@ def scheduled_problems(draw: st.DrawFn, max_tasks: int = 3) -> dict:
     }
 
 
-def job_shop(jobs: int, machines: int, ops: int, seed: int, longest: int = 20) -> ScheduleProgram:
+def job_shop(
+    jobs: int, machines: int, ops: int, seed: int, longest: int = 20, copies: int = 1
+) -> ScheduleProgram:
     """A random flexible job shop as a scheduled program: each job a chain of `ops` tasks, each task
-    on 2 of the `machines` GPUs (one per type) with durations 1-`longest` h; minimise the makespan."""
+    on 2 of the `machines` GPUs (one per type) with durations 1-`longest` h; minimise the makespan.
+    With `copies` > 1, that many disjoint copies of it, each on GPUs of its own (the optimum is one
+    copy's)."""
     rng = np.random.default_rng(seed)
-    types = [{"name": f"M{m}", "memory_gb": 80} for m in range(machines)]
-    nodes = [{"id": f"n{m}", "gpus": [{"id": f"g{m}", "type": f"M{m}"}]} for m in range(machines)]
+    types = [{"name": f"M{m}", "memory_gb": 80} for m in range(machines * copies)]
+    nodes = [{"id": f"n{m}", "gpus": [{"id": f"g{m}", "type": f"M{m}"}]} for m in range(machines * copies)]
+    shop = [
+        [
+            {int(m): float(rng.integers(1, longest + 1)) for m in rng.choice(machines, size=2, replace=False)}
+            for _ in range(ops)
+        ]
+        for _ in range(jobs)
+    ]
     tasks, pred = [], []
-    for j in range(jobs):
-        for o in range(ops):
-            alts = rng.choice(machines, size=2, replace=False)
-            durations = {f"M{m}": float(rng.integers(1, longest + 1)) for m in alts}
-            tasks.append({"id": f"j{j}o{o}", "duration_h": durations})
-            if o:
-                pred.append((len(tasks) - 2, len(tasks) - 1))
+    for c in range(copies):
+        for j, job in enumerate(shop):
+            for o, alts in enumerate(job):
+                durations = {f"M{c * machines + m}": d for m, d in alts.items()}
+                tasks.append({"id": f"c{c}j{j}o{o}" if copies > 1 else f"j{j}o{o}", "duration_h": durations})
+                if o:
+                    pred.append((len(tasks) - 2, len(tasks) - 1))
     n = len(tasks)
     prob = {"gpu_types": types, "nodes": nodes, "tasks": tasks}
     inf = float("inf")

@@ -15,8 +15,13 @@ problem*, J. Scheduling 3, 2000): a critical task taken out of its GPU's order a
 of its GPUs where no cycle can close, ranked by their estimate of the longest path through it, the
 best few evaluated exactly, under a tabu list (a task does not go back after the task it left for
 a random tenure), returning to the best schedule with a few random moves after ``stall`` steps
-without a better one. Its schedules are semi-active, so every start is a release or an end.
-Deadlines (and the horizon) are kept: a schedule that passes one is never the best.
+without a better one. Of two schedules equally long, the best is the one with fewer critical
+tasks: where several longest paths tie (independent jobs or groups of jobs that all end at the
+makespan), shortening one of them does not change the makespan, and a restart from a best that
+ignored it threw that progress away (on four copies of Kacem k4, 8 s: 12 h at every seed of four,
+11 h with the tie-break; `benchmarks/README.md`). Its schedules are semi-active, so every start is
+a release or an end. Deadlines (and the horizon) are kept: a schedule that passes one is never the
+best.
 
 ``workers`` searches run side by side with different seeds (the core releases the GIL), from the
 schedule given or, every second one, from another (`also_from`: the strategy gives CP-SAT's best

@@ -15,7 +15,9 @@
  * moves; the best few are evaluated exactly and the best non-tabu one is made (a tabu move only when
  * it beats the best schedule). Leaving machine k after u makes (v, u) tabu, or (v, first of k), for a
  * random tenure. After `stall` moves without a better schedule the search goes back to the best and
- * makes a few random moves. Schedules that pass a deadline are never kept as the best.
+ * makes a few random moves. Better: shorter, or as long with fewer critical operations (so that
+ * shortening one of several tied longest paths is kept). Schedules that pass a deadline are never
+ * kept as the best.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -49,6 +51,7 @@ typedef struct {
     int64_t *bmach, *bprev, *bnext, *bfirst;
     double *bp;
     double best;
+    int64_t best_crit; /* critical operations of the best schedule: fewer breaks a makespan tie */
     /* scratch */
     double *head, *tail;
     int64_t *order, *indeg, *crit;
@@ -159,9 +162,17 @@ static void link_op(Shop *s, int64_t v, int64_t k, int64_t u) {
     if (b >= 0) s->mprev[b] = v;
 }
 
+/* Operations on a longest path of the current graph (heads and tails fresh). */
+static int64_t n_critical(const Shop *s, double mk) {
+    int64_t c = 0;
+    for (int64_t v = 0; v < s->n; v++) c += s->head[v] + s->p[v] + s->tail[v] >= mk - s->eps;
+    return c;
+}
+
 static void save_best(Shop *s, double mk) {
     size_t n = (size_t)s->n;
     s->best = mk;
+    s->best_crit = n_critical(s, mk);
     memcpy(s->bmach, s->mach, n * sizeof(int64_t));
     memcpy(s->bprev, s->mprev, n * sizeof(int64_t));
     memcpy(s->bnext, s->mnext, n * sizeof(int64_t));
@@ -348,6 +359,9 @@ static void search(Shop *s, double deadline, int64_t max_steps, double target, i
         if (!late && mk < s->best - s->eps) {
             save_best(s, mk);
             out->improvements++;
+            last = step;
+        } else if (!late && mk <= s->best + s->eps && n_critical(s, mk) < s->best_crit) {
+            save_best(s, mk); /* as long, fewer critical operations: kept, and the stall count starts again */
             last = step;
         }
     }

@@ -44,8 +44,12 @@ from gpuplan.program.schedule import ScheduleProgram, makespan, violations
 #: Most tasks the search takes (its tabu list has tasks x (tasks + GPUs) entries of 4 bytes).
 MAX_TASKS = 3_000
 
-#: Steps without a better schedule before going back to the best with random moves.
-STALL_STEPS = 200
+#: Steps without a better schedule before going back to the best with random moves. Short stays
+#: pay since the tie-break keeps a best that shortens tied paths: one run of 8 s from the list
+#: schedule, seeds 0-3, means at 25 against 200 steps: mk07 141 / 143.5, mk10 202.3 / 204.8, mk11
+#: 616 / 621, mk13 394.5 / 400.8, mk15 338.5 / 340, mk06 59.5 / 59, mk11 x 2 624 / 622.8 (before the
+#: tie-break, 100 to 500 did best).
+STALL_STEPS = 25
 
 #: Moves evaluated exactly per step, the best by their estimates (at most 64).
 EXACT_MOVES = 6

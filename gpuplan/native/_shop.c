@@ -162,17 +162,23 @@ static void link_op(Shop *s, int64_t v, int64_t k, int64_t u) {
     if (b >= 0) s->mprev[b] = v;
 }
 
-/* Operations on a longest path of the current graph (heads and tails fresh). */
+/* Is v on a longest path of the current graph (heads and tails fresh, makespan mk)? */
+static int on_longest(const Shop *s, int64_t v, double mk) {
+    return s->head[v] + s->p[v] + s->tail[v] >= mk - s->eps;
+}
+
+/* How many operations are on a longest path (the tie-break between schedules equally long). */
 static int64_t n_critical(const Shop *s, double mk) {
     int64_t c = 0;
-    for (int64_t v = 0; v < s->n; v++) c += s->head[v] + s->p[v] + s->tail[v] >= mk - s->eps;
+    for (int64_t v = 0; v < s->n; v++) c += on_longest(s, v, mk);
     return c;
 }
 
-static void save_best(Shop *s, double mk) {
+/* Keep the current schedule (makespan mk, `crit` critical operations) as the best. */
+static void save_best(Shop *s, double mk, int64_t crit) {
     size_t n = (size_t)s->n;
     s->best = mk;
-    s->best_crit = n_critical(s, mk);
+    s->best_crit = crit;
     memcpy(s->bmach, s->mach, n * sizeof(int64_t));
     memcpy(s->bprev, s->mprev, n * sizeof(int64_t));
     memcpy(s->bnext, s->mnext, n * sizeof(int64_t));
@@ -278,7 +284,7 @@ static double try_move(Shop *s, const Move *m, int undo, int *late) {
 static int64_t critical(Shop *s, double mk) {
     int64_t c = 0;
     for (int64_t v = 0; v < s->n; v++)
-        if (s->head[v] + s->p[v] + s->tail[v] >= mk - s->eps) s->crit[c++] = v;
+        if (on_longest(s, v, mk)) s->crit[c++] = v;
     for (int64_t i = c - 1; i > 0; i--) {
         int64_t j = (int64_t)(rnd(s) % (uint64_t)(i + 1)), t = s->crit[i];
         s->crit[i] = s->crit[j];
@@ -298,7 +304,7 @@ static void search(Shop *s, double deadline, int64_t max_steps, double target, i
     int late = 0;
     eval(s, &mk, &late);
     s->best = INFINITY;
-    if (!late) save_best(s, mk);
+    if (!late) save_best(s, mk, n_critical(s, mk));
     int64_t last = 0;
     Move top[TOP];
     for (int64_t step = 1; max_steps <= 0 || step <= max_steps; step++) {
@@ -356,13 +362,16 @@ static void search(Shop *s, double deadline, int64_t max_steps, double target, i
         int64_t k0 = s->mach[m.v], u0 = s->mprev[m.v];
         mk = try_move(s, &m, 0, &late); /* finite: it was evaluated above; heads and tails are its */
         *tabu_at(s, m.v, k0, u0) = (int32_t)(step + tenure_lo + (int64_t)(rnd(s) % (uint64_t)(tenure_span + 1)));
-        if (!late && mk < s->best - s->eps) {
-            save_best(s, mk);
-            out->improvements++;
-            last = step;
-        } else if (!late && mk <= s->best + s->eps && n_critical(s, mk) < s->best_crit) {
-            save_best(s, mk); /* as long, fewer critical operations: kept, and the stall count starts again */
-            last = step;
+        if (!late && mk <= s->best + s->eps) {
+            int64_t crit = n_critical(s, mk);
+            if (mk < s->best - s->eps) {
+                save_best(s, mk, crit);
+                out->improvements++;
+                last = step;
+            } else if (crit < s->best_crit) { /* as long, fewer critical operations: kept, stall count reset */
+                save_best(s, mk, crit);
+                last = step;
+            }
         }
     }
     if (s->best < INFINITY) load_best(s);

@@ -146,6 +146,14 @@ class Spawner:
 
     Started on first use and again if it died; `fence` makes its wrappers kill their task when it goes
     away (cluster agents). Thread-safe: one batch at a time.
+
+    The spawner leads its own process group (no terminal signal reaches it) but stays in the session
+    of the process that starts it (the executor, or an agent), while each wrapper leads a session of
+    its own. Where Linux groups CPU time by session (autogroup, on by default in many kernels), a
+    session is one scheduling entity: a request handed from the executor to a spawner of the same
+    session runs at once, where a spawner of its own session waited for a turn among the sessions of
+    the tasks starting up (`benchmarks/executor_ray_bench.py`, 2 cores: a request's 2 ms of work took
+    37 to 50 ms; see docs/executor.md, *Measurements*).
     """
 
     def __init__(self, *, fence: bool = False, stderr: Path | None = None) -> None:
@@ -166,7 +174,7 @@ class Spawner:
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=err,
-                    start_new_session=True,
+                    process_group=0,  # its own group, its starter's session (class docstring)
                     close_fds=True,
                 )
             finally:

@@ -50,6 +50,27 @@ def test_a_batch_is_spawned_and_recorded_by_its_wrappers(tmp_path: Path) -> None
         sp.close()
 
 
+def test_the_spawner_shares_its_starters_session_in_a_group_of_its_own(tmp_path: Path) -> None:
+    """The spawner stays in the session of whoever starts it (one scheduling entity under Linux
+    autogroup, so a request reaches it without waiting for a turn among the tasks' sessions), leads its
+    own process group (terminal signals to the executor's group miss it), and each wrapper it forks
+    still leads a session of its own."""
+    sp = Spawner()
+    try:
+        req = _request(tmp_path, "s", 'echo "$$" > "$MARK"; sleep 5')
+        (pid,) = sp.spawn([req])
+        proc = sp._proc
+        assert proc is not None and isinstance(pid, int)
+        assert os.getsid(proc.pid) == os.getsid(0)
+        assert os.getpgid(proc.pid) == proc.pid != os.getpgid(0)
+        assert _wait(lambda: (tmp_path / "s.mark").exists())
+        assert os.getsid(pid) == pid
+        assert os.getsid(int((tmp_path / "s.mark").read_text())) == pid
+        launcher.kill(pid)
+    finally:
+        sp.close()
+
+
 def test_pid_reuse_is_caught_by_the_start_time(tmp_path: Path) -> None:
     """A live pid whose start time differs from the claim's is not the attempt's wrapper."""
     d = tmp_path / "attempt"

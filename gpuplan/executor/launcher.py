@@ -151,9 +151,9 @@ class Spawner:
     of the process that starts it (the executor, or an agent), while each wrapper leads a session of
     its own. Where Linux groups CPU time by session (autogroup, on by default in many kernels), a
     session is one scheduling entity: a request handed from the executor to a spawner of the same
-    session runs at once, where a spawner of its own session waited for a turn among the sessions of
-    the tasks starting up (`benchmarks/executor_ray_bench.py`, 2 cores: a request's 2 ms of work took
-    37 to 50 ms; see docs/executor.md, *Measurements*).
+    session stays within it, where a spawner of its own session waited for a turn among the sessions
+    of the tasks starting up (`benchmarks/executor_ray_bench.py`, 2 cores: a request's 2 ms of work
+    took 37 to 50 ms, against a 4.8 ms median after; see docs/executor.md, *Measurements*).
     """
 
     def __init__(self, *, fence: bool = False, stderr: Path | None = None) -> None:

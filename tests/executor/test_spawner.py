@@ -63,9 +63,10 @@ def test_the_spawner_shares_its_starters_session_in_a_group_of_its_own(tmp_path:
         assert proc is not None and isinstance(pid, int)
         assert os.getsid(proc.pid) == os.getsid(0)
         assert os.getpgid(proc.pid) == proc.pid != os.getpgid(0)
-        assert _wait(lambda: (tmp_path / "s.mark").exists())
+        mark = tmp_path / "s.mark"
+        assert _wait(lambda: mark.exists() and mark.read_text().endswith("\n"))  # written whole
         assert os.getsid(pid) == pid
-        assert os.getsid(int((tmp_path / "s.mark").read_text())) == pid
+        assert os.getsid(int(mark.read_text())) == pid
         launcher.kill(pid)
     finally:
         sp.close()

@@ -10,17 +10,25 @@ runs the same plan (`--tasks` tasks of gpu_share 0.2, real child processes) twic
    the same time and the removed node's GPUs all fail at `--remove-at` (a node lost, as one machine
    can show it).
 
+Each process Ray starts for a node (its raylet, with the workers the raylet forks: the node's agent
+and the agent's spawner) leads a session of its own, as on a real cluster, where a node's control
+plane shares the node's cores with that node's tasks only. Where Linux groups CPU time by session
+(autogroup), Ray's cluster utilities would otherwise start every node in this process's session:
+one scheduling entity for all nine nodes and the head, against one per task starting up
+(`--one-session` keeps that; see benchmarks/README.md, *Node sessions*).
+
 Per run: launch latency (attempt recorded -> task spawned, mean and p95), launch throughput of the
 first wave, and for each fault the time from the fault to the last moved task spawned again; for
 the Ray run also CPU and memory of the head (this process) and of the agents, idle and launching.
 
     .venv/bin/python benchmarks/executor_ray_bench.py [--nodes 8] [--gpus-per-node 8] [--tasks 256]
-        [--task python|python-nosite|sh]
+        [--task python|python-nosite|sh] [--one-session]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -30,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +57,35 @@ FAST_HEALTH = {
     "health_check_failure_threshold": 3,
     "health_check_timeout_ms": 300,
 }
+
+
+@contextlib.contextmanager
+def node_sessions(on: bool) -> Iterator[None]:
+    """While open (and `on`), every process Ray starts for a node leads a session of its own (module
+    docstring). Ray has no setting for it: its process starter, `ray._private.services.ConsolePopen`,
+    is wrapped; a Ray without it is an error that names `--one-session`, never a silent change."""
+    if not on:
+        yield
+        return
+    import ray._private.services as services
+
+    base = getattr(services, "ConsolePopen", None)
+    if base is None:
+        raise SystemExit(
+            "executor_ray_bench: this Ray has no ray._private.services.ConsolePopen to start nodes in "
+            "sessions of their own; run with --one-session"
+        )
+
+    class OwnSession(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["start_new_session"] = True
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = OwnSession
+    try:
+        yield
+    finally:
+        services.ConsolePopen = base
 
 
 def _usage_self() -> tuple[float, float]:
@@ -172,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", choices=TASK_KINDS, default="python", help="what each task is")
     ap.add_argument("--only", choices=("ray", "local"), help="run one executor only")
     ap.add_argument("--out", type=Path, help="also write the report (JSON) to this file")
+    ap.add_argument(
+        "--one-session",
+        action="store_true",
+        help="start every node in this process's session, as Ray's cluster utilities do by themselves",
+    )
     args = ap.parse_args(argv)
 
     from ray.cluster_utils import Cluster
@@ -216,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         "tasks": args.tasks,
         "task": args.task,
         "task_start": task_start(args.task),
+        "node_sessions": "one, shared with the head" if args.one_session else "a session per node process",
         "failing_gpu": failing,
         "leaving_node": leaving,
         "runs": {},
@@ -234,11 +278,12 @@ def main(argv: list[str] | None = None) -> int:
     # 1. Ray -----------------------------------------------------------------------------------------
     if args.only in (None, "ray"):
         t = time.monotonic()
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={**NODE_ARGS, "include_dashboard": False, "_system_config": FAST_HEALTH},
-        )
-        ray_nodes = {n: cluster.add_node(**NODE_ARGS, resources={f"gpuplan-node:{n}": 1}) for n in nodes}
+        with node_sessions(not args.one_session):
+            cluster = Cluster(
+                initialize_head=True,
+                head_node_args={**NODE_ARGS, "include_dashboard": False, "_system_config": FAST_HEALTH},
+            )
+            ray_nodes = {n: cluster.add_node(**NODE_ARGS, resources={f"gpuplan-node:{n}": 1}) for n in nodes}
         cluster_up = time.monotonic() - t
         try:
             sims = work / "sims"

@@ -6,7 +6,7 @@ Run by path with only the standard library (fast start, no gpuplan import), in o
     python -I _wrapper.py --serve [--fence]                   a spawner: one attempt per request
 
 The spawner reads one batch per line on stdin, a JSON list of requests ({"dir", "log", "argv", "env",
-"cwd", "mkdirs"}), forks a wrapper for each (a fork of this small process costs about a millisecond,
+"cwd", "mkdirs", "notify"}), forks a wrapper for each (a fork of this small process costs about a millisecond,
 against some 30 ms for a new interpreter) and answers the batch with one JSON line on stdout: per
 request {"pid": wrapper pid} or {"error": text}. One line each way per batch: on a busy machine
 every wake-up of either process waits for a core. It ends at the end of its input. Each wrapper
@@ -25,7 +25,10 @@ A wrapper:
 3. Waits. SIGTERM reaches the task through the process group; the wrapper ignores it (a Python
    handler, reset on exec, so the task keeps the default) to survive and record the exit code.
 4. Writes ATTEMPT_DIR/exit atomically and durably (temporary file, fsync, rename): {"rc", "t"}.
-   A restarted executor learns from it how an orphaned attempt ended.
+   A restarted executor learns from it how an orphaned attempt ended. Then, when the request names a
+   `notify` path, creates that empty file: a node agent lists one directory of such files to learn
+   which attempts ended, rather than reading every attempt's exit file (a hint only: the exit file
+   stays the record, and a wrapper found dead is read from it too).
 """
 
 import json
@@ -47,6 +50,17 @@ def _write_atomic(path: str, data: dict[str, object], durable: bool = True) -> N
     os.replace(tmp, path)
 
 
+def _record_exit(attempt_dir: str, data: dict[str, object], notify: str) -> None:
+    """Step 4: the exit record, then the end announced at `notify` (if any; a failure is logged on
+    stderr, the spawner's log: the agent then finds the end by the wrapper's life check)."""
+    _write_atomic(os.path.join(attempt_dir, "exit"), data)
+    if notify:
+        try:
+            os.close(os.open(notify, os.O_CREAT | os.O_WRONLY, 0o644))
+        except OSError as exc:
+            print(f"gpuplan wrapper: cannot announce the end of {attempt_dir}: {exc}", file=sys.stderr)
+
+
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
     try:
@@ -64,9 +78,10 @@ def run_attempt(
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     fence_ppid: int = 0,
+    notify: str = "",
 ) -> int:
     """Claim, run and record one attempt (steps 1-4). With `fence_ppid`, kill the task once the parent
-    (the spawner) is gone. Returns the wrapper's own exit code."""
+    (the spawner) is gone; with `notify`, announce the end there. Returns the wrapper's own exit code."""
     os.makedirs(attempt_dir, exist_ok=True)
     try:
         fd = os.open(os.path.join(attempt_dir, "claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -84,18 +99,18 @@ def run_attempt(
             )
         except OSError as exc:
             log.write(f"gpuplan: cannot start {command[0]!r}: {exc}\n".encode())
-            _write_atomic(os.path.join(attempt_dir, "exit"), {"rc": 127, "t": time.time(), "error": str(exc)})
+            _record_exit(attempt_dir, {"rc": 127, "t": time.time(), "error": str(exc)}, notify)
             return 0
         _write_atomic(
             os.path.join(attempt_dir, "started"), {"child_pid": child.pid, "t": time.time()}, durable=False
         )
         # without a fence, a plain wait (PEP 475 retries it after the SIGTERM handler runs)
-        rc = _wait_fenced(child, attempt_dir, fence_ppid) if fence_ppid else child.wait()
-    _write_atomic(os.path.join(attempt_dir, "exit"), {"rc": rc, "t": time.time()})
+        rc = _wait_fenced(child, attempt_dir, fence_ppid, notify) if fence_ppid else child.wait()
+    _record_exit(attempt_dir, {"rc": rc, "t": time.time()}, notify)
     return 0
 
 
-def _wait_fenced(child: subprocess.Popen[bytes], attempt_dir: str, ppid: int) -> int:
+def _wait_fenced(child: subprocess.Popen[bytes], attempt_dir: str, ppid: int, notify: str) -> int:
     """Wait for the task; if the spawner (`ppid`) goes away first, kill the task's process group."""
     pidfd = os.pidfd_open(child.pid)
     try:
@@ -104,7 +119,7 @@ def _wait_fenced(child: subprocess.Popen[bytes], attempt_dir: str, ppid: int) ->
             if ready:
                 return child.wait()
             if os.getppid() != ppid:
-                _write_atomic(os.path.join(attempt_dir, "exit"), {"rc": -9, "t": time.time(), "fenced": True})
+                _record_exit(attempt_dir, {"rc": -9, "t": time.time(), "fenced": True}, notify)
                 os.killpg(os.getpgrp(), signal.SIGKILL)  # the task's group, this wrapper included
     finally:
         os.close(pidfd)
@@ -152,7 +167,15 @@ def _fork_one(req: dict[str, object], fence_ppid: int) -> dict[str, object]:
         os.dup2(null, 0)
         os.dup2(null, 1)
         os.close(null)
-        code = run_attempt(req["dir"], req["log"], req["argv"], env, req.get("cwd"), fence_ppid)  # type: ignore[arg-type]
+        code = run_attempt(
+            req["dir"],  # type: ignore[arg-type]
+            req["log"],  # type: ignore[arg-type]
+            req["argv"],  # type: ignore[arg-type]
+            env,
+            req.get("cwd"),  # type: ignore[arg-type]
+            fence_ppid,
+            str(req.get("notify") or ""),
+        )
     finally:
         os._exit(code)
 

@@ -7,15 +7,19 @@ the head's batched requests. It decides nothing and keeps no state beyond the wr
 head keeps the journal, decides and re-plans. Plain Python (no Ray import), so it is tested as is.
 
 Ends come to the head by `watch`, a call that returns as soon as an attempt of the node has ended
-(or after its timeout): the agent looks at its attempts' exit files every `WATCH_STEP_S` and checks
-their wrappers' life every `ALIVE_CHECK_S`, on its own node, so the head need not ask every node
-every loop turn (a round trip per node per turn: with many nodes, most of the head's work).
+(or after its timeout), so the head need not ask every node every loop turn (a round trip per node
+per turn: with many nodes, most of the head's work). The agent learns of ends on its own node: each
+wrapper it starts announces its end by a file in the agent's `ended` directory, which the agent
+lists every `WATCH_STEP_S` (one directory read, however many attempts run: reading every attempt's
+exit file at that pace cost the agent work in proportion to the node's attempts), and it checks
+each wrapper's life every `ALIVE_CHECK_S` (a wrapper killed announces nothing).
 `watch` runs beside the other calls (the actor takes a few calls at once); the attempts it watches
 (`_live`) are those this agent spawned and those the head polled and found running.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import socket
@@ -95,9 +99,12 @@ class NodeAgent:
             self.backend = NvmlBackend()
         self.site = LocalSite(node, spawner_log=Path(root) / "spawner.log", fence=True)
         self.env = {"GPUPLAN_NODE": node}
+        self.ended = Path(root) / "ended"  # the wrappers' announced ends (module docstring)
+        self.ended.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         # attempt dir -> (its wrapper's pid, when its life was last checked), for those not reported ended
         self._live: dict[str, tuple[int, float]] = {}
+        self._dir_of: dict[str, str] = {}  # announcement file name -> attempt dir, for those in _live
         ray_node = _ray_node_id()
         if ray_node:
             self.env["GPUPLAN_RAY_NODE_ID"] = ray_node
@@ -115,15 +122,39 @@ class NodeAgent:
         """One reading per GPU of the node, now."""
         return self.backend.read()
 
+    @staticmethod
+    def _name(attempt_dir: str) -> str:
+        """The file name an attempt's end is announced by (the same for any agent of the node)."""
+        return hashlib.sha1(attempt_dir.encode()).hexdigest()[:24]
+
+    def _notice(self, attempt_dir: str) -> str:
+        """The path of the file announcing an attempt's end."""
+        return str(self.ended / self._name(attempt_dir))
+
+    def _track(self, attempt_dir: str, pid: int, checked: float) -> None:
+        """Watch an attempt (under the lock)."""
+        self._live[attempt_dir] = (pid, checked)
+        self._dir_of[self._name(attempt_dir)] = attempt_dir
+
+    def _untrack(self, attempt_dirs: list[str]) -> None:
+        """Stop watching attempts reported ended, and remove their announcements (under the lock)."""
+        for d in attempt_dirs:
+            self._live.pop(d, None)
+            name = self._name(d)
+            self._dir_of.pop(name, None)
+            (self.ended / name).unlink(missing_ok=True)
+
     def spawn(self, requests: list[LaunchRequest]) -> list[int | str]:
         """Start one wrapper per request (pid, or why not); each task also gets GPUPLAN_NODE (the plan's
-        node id) and GPUPLAN_RAY_NODE_ID (where Ray placed this agent)."""
-        pids = self.site.spawn([replace(r, env={**r.env, **self.env}) for r in requests])()
+        node id) and GPUPLAN_RAY_NODE_ID (where Ray placed this agent), and each wrapper announces its
+        end in `ended`."""
+        ready = [replace(r, env={**r.env, **self.env}, notify=self._notice(r.dir)) for r in requests]
+        pids = self.site.spawn(ready)()
         now = time.monotonic()
         with self._lock:
             for r, pid in zip(requests, pids, strict=True):
                 if isinstance(pid, int):
-                    self._live[r.dir] = (pid, now)
+                    self._track(r.dir, pid, now)
         return pids
 
     def poll(self, probes: list[Probe]) -> list[Outcome]:
@@ -132,33 +163,38 @@ class NodeAgent:
         out = self.site.poll(probes)()
         now = time.monotonic()
         with self._lock:
+            self._untrack([p.dir for p, (ended, _) in zip(probes, out, strict=True) if ended])
             for p, (ended, _) in zip(probes, out, strict=True):
-                if ended:
-                    self._live.pop(p.dir, None)
-                elif p.pid is not None:
+                if not ended and p.pid is not None:
                     checked = now if p.check_alive else self._live.get(p.dir, (p.pid, now))[1]
-                    self._live[p.dir] = (p.pid, checked)
+                    self._track(p.dir, p.pid, checked)
         return out
 
     def watch(self, timeout_s: float) -> list[tuple[str, int | None]]:
         """Wait until attempts of this node end, at most `timeout_s` seconds; those that ended, each
         with its exit code (None: the wrapper vanished without one), no longer watched. [] when none
-        ended in time. A wrapper's life is checked once it has run `ALIVE_CHECK_S` since the last
-        check (or its start: a wrapper just forked has not claimed its attempt yet)."""
+        ended in time. Each step reads the exit files of the attempts whose end was announced and of
+        those whose life check is due: once a wrapper has run `ALIVE_CHECK_S` since the last check
+        (or its start: a wrapper just forked has not claimed its attempt yet)."""
         end = time.monotonic() + timeout_s
         while True:
             now = time.monotonic()
+            try:
+                announced = os.listdir(self.ended)
+            except FileNotFoundError:  # removed under the agent: made again; meanwhile life checks find ends
+                self.ended.mkdir(parents=True, exist_ok=True)
+                announced = []
             with self._lock:
-                live = list(self._live.items())
-                due = {d for d, (_, checked) in live if now - checked >= ALIVE_CHECK_S}
+                look = {self._dir_of[n] for n in announced if n in self._dir_of}
+                due = {d for d, (_, checked) in self._live.items() if now - checked >= ALIVE_CHECK_S}
                 for d in due:
                     self._live[d] = (self._live[d][0], now)
-            outcomes = poll_files([Probe(d, pid, d in due) for d, (pid, _) in live])
-            ended = [(d, rc) for (d, _), (done, rc) in zip(live, outcomes, strict=True) if done]
+                probes = [Probe(d, self._live[d][0], d in due) for d in look | due]
+            outcomes = poll_files(probes)
+            ended = [(p.dir, rc) for p, (done, rc) in zip(probes, outcomes, strict=True) if done]
             if ended:
                 with self._lock:
-                    for d, _ in ended:
-                        self._live.pop(d, None)
+                    self._untrack([d for d, _ in ended])
                 return ended
             if now >= end:
                 return []

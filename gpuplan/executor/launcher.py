@@ -131,7 +131,8 @@ def kill(pid: int) -> None:
 @dataclass
 class LaunchRequest:
     """One attempt to start: its directory and log, argv, the environment it adds, where it runs,
-    and directories to create first (the checkpoint directory)."""
+    directories to create first (the checkpoint directory), and a file the wrapper creates once the
+    attempt has ended and its exit is recorded (`notify`, empty for none: see `_wrapper`)."""
 
     dir: str
     log: str
@@ -139,6 +140,7 @@ class LaunchRequest:
     env: dict[str, str]
     cwd: str
     mkdirs: list[str] = field(default_factory=list)
+    notify: str = ""
 
 
 class Spawner:

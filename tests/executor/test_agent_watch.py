@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from gpuplan.executor import raycluster
+from gpuplan.executor import agent as agent_module
+from gpuplan.executor import launcher, raycluster
 from gpuplan.executor.agent import NodeAgent
 from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.raycluster import RaySite, _Watches
@@ -82,6 +83,34 @@ def test_watch_returns_an_end_as_it_happens_and_nothing_after_its_timeout(
     assert agent.watch(10.0) == [(req.dir, 3)]
     assert time.monotonic() - t0 < 2.0
     assert agent.watch(0.1) == []  # reported once
+
+
+def test_watch_reads_only_the_exit_files_of_announced_ends(
+    agent: NodeAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each wrapper announces its end in the agent's `ended` directory, so a watch step reads the exit
+    files of those ends (and of due life checks), not of every attempt of the node; the announcement
+    is removed once reported."""
+    monkeypatch.setattr(agent_module, "ALIVE_CHECK_S", 60.0)  # no life check falls due, however slow
+    long = [_request(tmp_path, f"long{k}", "sleep 30") for k in range(12)]
+    short = _request(tmp_path, "short", "sleep 0.4; exit 4")
+    pids = agent.spawn([*long, short])
+    assert all(isinstance(p, int) for p in pids)
+    reads: list[str] = []
+    real = launcher.read_exit
+
+    def counted(d: Path) -> Any:
+        reads.append(str(d))
+        return real(d)
+
+    monkeypatch.setattr(launcher, "read_exit", counted)
+    try:
+        assert agent.watch(5.0) == [(short.dir, 4)]
+        assert reads == [short.dir]  # 13 attempts, some 8 steps: 100 reads without the announcements
+        assert list(agent.ended.iterdir()) == []
+    finally:
+        for p in pids[:-1]:
+            os.killpg(int(p), signal.SIGKILL)
 
 
 def test_a_wrapper_killed_without_an_exit_record_is_reported_by_its_life_check(

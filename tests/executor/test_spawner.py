@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from gpuplan.executor import launcher
@@ -104,3 +105,28 @@ def test_a_fenced_wrapper_kills_its_task_when_the_spawner_goes(tmp_path: Path) -
     assert launcher.read_exit(Path(b.dir))["rc"] == 0  # type: ignore[index]
     time.sleep(2.5)  # past the fenced task's own end: it never got there
     assert (tmp_path / "free.mark").exists() and not (tmp_path / "fenced.mark").exists()
+
+
+def test_a_wrapper_announces_its_end_after_recording_it(tmp_path: Path) -> None:
+    """With `notify`, the wrapper creates that file once the exit is on disk, whether the task ended,
+    could not start, or was fenced; without it, nothing is created."""
+    ended = tmp_path / "ended"
+    ended.mkdir()
+    fenced, free = Spawner(fence=True), Spawner()
+    ran = replace(_request(tmp_path, "ran", "exit 7"), notify=str(ended / "ran"))
+    bad = replace(_request(tmp_path, "bad", ""), argv=["/nonexistent/task"], notify=str(ended / "bad"))
+    cut = replace(_request(tmp_path, "cut", "sleep 30"), notify=str(ended / "cut"))
+    quiet = _request(tmp_path, "quiet", "exit 0")
+    try:
+        assert all(isinstance(p, int) for p in free.spawn([ran, bad, quiet]))
+        assert all(isinstance(p, int) for p in fenced.spawn([cut]))
+        assert _wait(lambda: launcher.read_started(Path(cut.dir)) is not None)
+        fenced.close()
+        for req, rc in ((ran, 7), (bad, 127), (cut, -9)):
+            assert _wait(lambda req=req: Path(req.notify).exists())
+            assert (launcher.read_exit(Path(req.dir)) or {}).get("rc") == rc  # on disk before the notice
+        assert _wait(lambda: launcher.read_exit(Path(quiet.dir)) is not None)
+        assert sorted(p.name for p in ended.iterdir()) == ["bad", "cut", "ran"]
+    finally:
+        free.close()
+        fenced.close()

@@ -3,11 +3,15 @@ that kills a task whose agent is gone (and only with the fence)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from gpuplan.executor import launcher
 from gpuplan.executor.launcher import LaunchRequest, Spawner
@@ -130,3 +134,54 @@ def test_a_wrapper_announces_its_end_after_recording_it(tmp_path: Path) -> None:
     finally:
         free.close()
         fenced.close()
+
+
+def _switches(pid: int) -> int:
+    """The voluntary context switches of a process so far (its wake-ups from sleep)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt")))
+
+
+def test_a_fenced_wrapper_sleeps_until_its_task_ends_or_its_spawner_goes(tmp_path: Path) -> None:
+    """The kernel tells a fenced wrapper that its spawner ended (a parent-death signal): while its
+    task runs the wrapper never wakes, and once the spawner goes the task is killed at once."""
+    sp = Spawner(fence=True, stderr=tmp_path / "spawner.log")
+    req = _request(tmp_path, "calm", "sleep 30")
+    (pid,) = sp.spawn([req])
+    assert isinstance(pid, int)
+    assert _wait(lambda: launcher.read_started(Path(req.dir)) is not None)
+    time.sleep(0.2)
+    before = _switches(pid)
+    time.sleep(1.2)  # a wrapper that looked every 0.5 s would have woken twice
+    assert _switches(pid) == before
+    sp.close()
+    assert _wait(lambda: launcher.read_exit(Path(req.dir)) is not None, timeout=2)
+    assert (launcher.read_exit(Path(req.dir)) or {}).get("fenced") is True
+    assert "parent-death" not in (tmp_path / "spawner.log").read_text()
+
+
+def test_the_fence_falls_back_to_looking_at_the_parent(tmp_path: Path) -> None:
+    """Without the kernel's signal, the wrapper waits for its task and looks at its parent every 0.5 s:
+    the task's code when it ends first, the fence when the parent is no longer the spawner."""
+    spec = importlib.util.spec_from_file_location("wrapper_under_test", launcher.WRAPPER)
+    assert spec is not None and spec.loader is not None
+    wrapper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wrapper)
+
+    class Fenced(Exception):
+        pass
+
+    def fence() -> None:
+        raise Fenced
+
+    quick = subprocess.Popen(["sh", "-c", "exit 3"])
+    assert wrapper._wait_polled(quick, os.getppid(), fence) == 3
+    slow = subprocess.Popen(["sleep", "30"])
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(Fenced):
+            wrapper._wait_polled(slow, -1, fence)  # the parent is not pid -1: the spawner is gone
+        assert time.monotonic() - t0 < 5
+    finally:
+        slow.kill()
+        slow.wait()

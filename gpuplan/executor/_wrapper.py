@@ -132,7 +132,9 @@ def _wait_fenced(child: subprocess.Popen[bytes], attempt_dir: str, ppid: int, no
         return _wait_polled(child, ppid, fence)
     if os.getppid() != ppid:
         fence()
-    return child.wait()  # PEP 475: the wait goes on after a SIGTERM's handler; the fence never returns
+    rc = child.wait()  # PEP 475: the wait goes on after a SIGTERM's handler; the fence never returns
+    signal.signal(sig, signal.SIG_IGN)  # the task has ended: its exit code is what to record
+    return rc
 
 
 def _parent_death_signal(sig: int) -> None:

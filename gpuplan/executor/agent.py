@@ -125,7 +125,7 @@ class NodeAgent:
     @staticmethod
     def _name(attempt_dir: str) -> str:
         """The file name an attempt's end is announced by (the same for any agent of the node)."""
-        return hashlib.sha1(attempt_dir.encode()).hexdigest()[:24]
+        return hashlib.sha1(attempt_dir.encode(), usedforsecurity=False).hexdigest()[:24]
 
     def _notice(self, attempt_dir: str) -> str:
         """The path of the file announcing an attempt's end."""

@@ -15,6 +15,11 @@ exit file at that pace cost the agent work in proportion to the node's attempts)
 each wrapper's life every `ALIVE_CHECK_S` (a wrapper killed announces nothing).
 `watch` runs beside the other calls (the actor takes a few calls at once); the attempts it watches
 (`_live`) are those this agent spawned and those the head polled and found running.
+
+Readings come to the head the same way: asked to, a watch also samples the node's GPUs every
+`sample_s` seconds and returns them with the ends, so the head makes one call per node per watch
+rather than one more per node per sample. A watch returns at once, with what it has, when a reading
+may change the head's judgement of its GPU (`Heat` and `Watched.alert`); the head judges.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import resource
 import socket
 import threading
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +40,33 @@ from gpuplan.executor.sites import ALIVE_CHECK_S, LocalSite, Outcome, Probe, pol
 
 #: Seconds between an agent's looks at its attempts' exit files while the head waits on `watch`.
 WATCH_STEP_S = 0.05
+
+
+@dataclass(frozen=True)
+class Heat:
+    """The head's temperature thresholds: a GPU over `hot_above_c` counts as overheated, and one
+    that was is used again at `cool_at_c` or under. The agent only sorts readings by them."""
+
+    hot_above_c: float
+    cool_at_c: float
+
+    def zone(self, temperature_c: float | None) -> int:
+        """0 cool (or unknown), 1 between the thresholds, 2 hot."""
+        if temperature_c is None or temperature_c <= self.cool_at_c:
+            return 0
+        return 2 if temperature_c > self.hot_above_c else 1
+
+
+@dataclass
+class Watched:
+    """What a `watch` saw: the attempts that ended (dir, exit code: None when the wrapper vanished
+    without one), the readings it took in order, whether one of them was an alert (it returned
+    early for it), and why the devices could not be read (None when they could)."""
+
+    ended: list[tuple[str, int | None]] = field(default_factory=list)
+    readings: list[Reading] = field(default_factory=list)
+    alert: bool = False
+    error: str | None = None
 
 
 def _proc_usage(pid: int) -> dict[str, float] | None:
@@ -105,6 +137,8 @@ class NodeAgent:
         # attempt dir -> (its wrapper's pid, when its life was last checked), for those not reported ended
         self._live: dict[str, tuple[int, float]] = {}
         self._dir_of: dict[str, str] = {}  # announcement file name -> attempt dir, for those in _live
+        self._next_sample = 0.0  # when a watch that samples next reads the devices (monotonic)
+        self._last_key: dict[str, tuple[bool, int | None, int]] = {}  # GPU -> its last reading's key
         ray_node = _ray_node_id()
         if ray_node:
             self.env["GPUPLAN_RAY_NODE_ID"] = ray_node
@@ -170,13 +204,16 @@ class NodeAgent:
                     self._track(p.dir, p.pid, checked)
         return out
 
-    def watch(self, timeout_s: float) -> list[tuple[str, int | None]]:
-        """Wait until attempts of this node end, at most `timeout_s` seconds; those that ended, each
-        with its exit code (None: the wrapper vanished without one), no longer watched. [] when none
-        ended in time. Each step reads the exit files of the attempts whose end was announced and of
-        those whose life check is due: once a wrapper has run `ALIVE_CHECK_S` since the last check
-        (or its start: a wrapper just forked has not claimed its attempt yet)."""
+    def watch(self, timeout_s: float, sample_s: float | None = None, heat: Heat | None = None) -> Watched:
+        """Wait until attempts of this node end, at most `timeout_s` seconds; those that ended (no
+        longer watched), and with `sample_s` the readings of the node's GPUs taken every `sample_s`
+        seconds meanwhile. Returns at once when an attempt ends or a reading is an alert
+        (`_alerts`); else, at the timeout, with no ends. Each step reads the exit files of the
+        attempts whose end was announced and of those whose life check is due: once a wrapper has
+        run `ALIVE_CHECK_S` since the last check (or its start: a wrapper just forked has not
+        claimed its attempt yet)."""
         end = time.monotonic() + timeout_s
+        out = Watched()
         while True:
             now = time.monotonic()
             try:
@@ -190,15 +227,46 @@ class NodeAgent:
                 for d in due:
                     self._live[d] = (self._live[d][0], now)
                 probes = [Probe(d, self._live[d][0], d in due) for d in look | due]
+                sample = sample_s is not None and now >= self._next_sample
+                if sample and sample_s is not None:  # the next sample one interval on (now, if late)
+                    self._next_sample = max(self._next_sample + sample_s, now)
+            if sample:
+                self._sample(out, heat)
             outcomes = poll_files(probes)
-            ended = [(p.dir, rc) for p, (done, rc) in zip(probes, outcomes, strict=True) if done]
-            if ended:
+            out.ended = [(p.dir, rc) for p, (done, rc) in zip(probes, outcomes, strict=True) if done]
+            if out.ended:
                 with self._lock:
-                    self._untrack([d for d, _ in ended])
-                return ended
-            if now >= end:
-                return []
-            time.sleep(min(WATCH_STEP_S, max(0.0, end - now)))
+                    self._untrack([d for d, _ in out.ended])
+            if out.ended or out.alert or out.error or now >= end:
+                return out
+            wake = min(end, self._next_sample) if sample_s is not None else end
+            time.sleep(min(WATCH_STEP_S, max(0.0, wake - now)))
+
+    def _sample(self, out: Watched, heat: Heat | None) -> None:
+        """Read the devices into `out` (a failed read: its error), noting whether any reading is an
+        alert."""
+        try:
+            batch = self.backend.read()
+        except Exception as exc:  # NVML failing as a whole: the head logs it (not a GPU fault)
+            out.error = f"{type(exc).__name__}: {exc}"
+            return
+        out.readings.extend(batch)
+        with self._lock:
+            if self._alerts(batch, heat):
+                out.alert = True
+
+    def _alerts(self, batch: list[Reading], heat: Heat | None) -> bool:
+        """Whether a reading may change the head's judgement of its GPU, so it must not wait for
+        the watch's timeout: it reports new XIDs, or its health, uncorrected ECC count or heat zone
+        differs from the GPU's reading before (the first reading of a GPU: from a healthy, cool
+        GPU's). Under the lock."""
+        alert = False
+        for r in batch:
+            key = (r.healthy, r.ecc_errors, heat.zone(r.temperature_c) if heat is not None else 0)
+            before = self._last_key.get(r.gpu, (True, r.ecc_errors, 0))
+            self._last_key[r.gpu] = key
+            alert = alert or bool(r.xids) or key != before
+        return alert
 
     def signal(self, pids: list[int], sig: int) -> None:
         """`sig` to each wrapper's process group."""
@@ -233,4 +301,4 @@ class NodeAgent:
         self.backend.close()
 
 
-__all__ = ["NodeAgent"]
+__all__ = ["Heat", "NodeAgent", "Watched"]

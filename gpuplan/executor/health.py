@@ -23,13 +23,27 @@ class HealthMixin(ExecutorBase):
     """Sample the GPUs, judge each reading, exclude faulty GPUs and move their tasks."""
 
     def _sample(self) -> None:
-        """Read every GPU, append to metrics.jsonl, and act on faults and heat."""
+        """Read every GPU, append to metrics.jsonl, and act on faults and heat. A cluster backend may
+        give several readings of a GPU at once (those its nodes took since the last sample, in
+        order): they are judged as the samples they were, one after another."""
         try:
             readings = self.backend.read()
         except Exception as exc:  # a backend that cannot read at all: log, keep running tasks
             with self.journal.tx():
                 self.journal.event("monitor", f"device read failed: {type(exc).__name__}: {exc}")
             return
+        sample: list[Reading] = []
+        seen: set[str] = set()
+        for r in readings:
+            if r.gpu in seen:  # a later sample of this GPU: judge the earlier ones first
+                self._judge_sample(sample)
+                sample, seen = [], set()
+            sample.append(r)
+            seen.add(r.gpu)
+        self._judge_sample(sample)
+
+    def _judge_sample(self, readings: list[Reading]) -> None:
+        """Log one sample (at most one reading per GPU) and act on its faults and heat."""
         on: dict[str, list[str]] = {}
         for t in self.tasks.values():
             if t.attempt is not None:

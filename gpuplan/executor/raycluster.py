@@ -3,7 +3,13 @@
 The executor (the head: journal, decisions, re-plans) stays one process; each node gets a
 `NodeAgent` (a Ray actor pinned to the node by node affinity, with no CPU or GPU reserved, so Ray
 never sets CUDA_VISIBLE_DEVICES: the plan does). `RayFleet` is the head's device backend (every
-node's GPUs, read in parallel) and gives one `RaySite` per node (launch, poll, signal in batches).
+node's GPUs) and gives one `RaySite` per node (launch, poll, signal in batches).
+
+**Readings** ride with the agents' watches (`RayFleet.monitor`): each agent samples its GPUs at the
+head's sample interval and returns them with its next watch, at once when one may change the head's
+judgement (a fault, or heat crossing a threshold: `RayFleet.urgent` then asks the head to sample now).
+So the head makes one call per node per watch, not one more per node per sample. A node's first
+sample, before its first watch returns, is read directly.
 
 **Node ids.** A Ray node is the plan's node `X` when it has the custom resource `gpuplan-node:X`
 (e.g. `ray start --resources '{"gpuplan-node:X": 1}'`); a node without one is named by its host
@@ -29,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpuplan.executor.agent import NodeAgent
+from gpuplan.executor.agent import Heat, NodeAgent, Watched
 from gpuplan.executor.devices import DeviceInfo, DeviceUnavailable, Reading
 from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.sites import Outcome, Probe
@@ -56,6 +62,10 @@ AGENT_CONCURRENCY = 4
 
 class ClusterUnavailable(DeviceUnavailable):
     """No Ray package, no cluster at the address, or a cluster that cannot run this plan."""
+
+
+class NodeReadFailed(RuntimeError):
+    """Agents could not read their node's devices at all (the head logs it; not a GPU fault)."""
 
 
 def import_ray() -> Any:
@@ -132,6 +142,7 @@ class _Watches:
     def __init__(self, ray: Any) -> None:
         self.ray = ray
         self.out: dict[str, Any] = {}  # node -> its agent's outstanding watch
+        self.urgent = False  # a watch returned an alert not yet sampled by the head
         self._ready: set[Any] = set()
         self._swept = -math.inf
 
@@ -153,7 +164,9 @@ class RaySite:
     `watch` call has not returned, none of them has ended (the agent looks every
     `agent.WATCH_STEP_S`, checks wrappers' life every second, and would have answered), so the
     answer costs no round trip; when the watch returns, its ends are kept until polled and a new
-    watch is sent. A poll about other attempts, or a fresh one, asks the agent.
+    watch is sent. A poll about other attempts, or a fresh one, asks the agent. With `sample_s` set
+    (`RayFleet.monitor`), a watch is kept outstanding even with no attempts, and its readings are
+    kept until the head's next sample (`take_readings`).
     """
 
     def __init__(self, ray: Any, node: str, handle: Any, watches: _Watches | None = None) -> None:
@@ -165,10 +178,16 @@ class RaySite:
         self._watch_sent = 0.0
         self._watched: set[str] = set()  # attempt dirs the agent watches, as far as this head knows
         self._ended: dict[str, Outcome] = {}  # ends the watch reported, not yet polled
+        self.sample_s: float | None = None  # the agent samples with its watches (RayFleet.monitor)
+        self.heat: Heat | None = None
+        self.readings: list[Reading] = []  # readings the watches brought, not yet taken
+        self.read_error: str | None = None  # why the agent last could not read its devices
+        self.delivered = False  # a sampling watch has returned: readings come with the watches
+        self._watch_sampled = False  # the outstanding watch samples
 
     def _take_watch(self) -> None:
-        """Keep the ends of a returned watch, and send a new one while there is anything to watch
-        (a failed watch marks the node lost and raises)."""
+        """Keep the ends and readings of a returned watch, and send a new one while there is
+        anything to watch or to sample (a failed watch marks the node lost and raises)."""
         if self._watch is not None:
             if not self.watches.ready(self._watch):
                 if time.monotonic() - self._watch_sent > WATCH_S + CALL_TIMEOUT_S:
@@ -179,16 +198,29 @@ class RaySite:
             ref, self._watch = self._watch, None
             self.watches.out.pop(self.node, None)
             try:
-                ended = self.ray.get(ref, timeout=CALL_TIMEOUT_S)
+                got: Watched = self.ray.get(ref, timeout=CALL_TIMEOUT_S)
             except Exception as exc:
                 self.mark_lost(exc)
                 raise
-            for d, rc in ended:
+            for d, rc in got.ended:
                 self._watched.discard(d)
                 self._ended[d] = (True, rc)
-        if self._watch is None and self._watched and not self.lost:
+            if self._watch_sampled and self.delivered:
+                self.readings.extend(got.readings)
+            elif self._watch_sampled:  # the first: its readings overlap the direct reads made meanwhile,
+                self.delivered = True  # so only an alert's are kept
+                if got.alert:
+                    self.readings.extend(got.readings)
+            if got.error:
+                self.read_error = got.error
+            if got.alert:
+                self.watches.urgent = True
+        if self._watch is None and (self._watched or self.sample_s is not None) and not self.lost:
             try:
-                self._watch = self.watches.out[self.node] = self.handle.watch.remote(WATCH_S)
+                self._watch = self.watches.out[self.node] = self.handle.watch.remote(
+                    WATCH_S, self.sample_s, self.heat
+                )
+                self._watch_sampled = self.sample_s is not None
                 self._watch_sent = time.monotonic()
             except Exception as exc:
                 self.mark_lost(exc)
@@ -222,6 +254,14 @@ class RaySite:
                 raise
 
         return collect
+
+    def take_readings(self) -> list[Reading]:
+        """The readings the watches brought since the last take (none before the first sampling
+        watch has returned: `delivered`)."""
+        with contextlib.suppress(Exception):  # a failed watch has marked the node lost
+            self._take_watch()
+        out, self.readings = self.readings, []
+        return out
 
     def spawn(self, requests: list[LaunchRequest]) -> Callable[[], list[int | str]]:
         collect = self._begin("spawn", requests)
@@ -328,8 +368,9 @@ class RayFleet:
                 root = str(state_dir / "nodes" / n)
                 handle = agent.options(**opts).remote(n, fleet, epoch, root)
             self.handles[n] = handle
-        watches = _Watches(ray)
+        self._watches = watches = _Watches(ray)
         self._sites = {n: RaySite(ray, n, h, watches) for n, h in self.handles.items()}
+        self._pushed = False  # readings come with the watches (monitor)
         refs = {n: h.hello.remote() for n, h in self.handles.items()}
         self.hello: dict[str, dict[str, Any]] = {}
         for n, ref in refs.items():
@@ -351,9 +392,51 @@ class RayFleet:
         """Every GPU of every node the run uses, each with its node."""
         return list(self._devices)
 
+    def monitor(self, sample_s: float, heat: Heat | None) -> None:
+        """Have every agent sample its GPUs every `sample_s` seconds and return the readings with its
+        watches, at once when one may change the head's judgement under `heat` (module docstring)."""
+        self._pushed = True
+        for s in self._sites.values():
+            s.sample_s, s.heat = sample_s, heat
+
+    @property
+    def urgent(self) -> bool:
+        """Whether a watch brought a reading the head should judge now rather than at its next sample."""
+        return self._watches.urgent
+
     def read(self) -> list[Reading]:
-        """Every node's readings, asked in parallel; a lost node's GPUs read unhealthy."""
-        refs = {n: s.handle.read.remote() for n, s in self._sites.items() if not s.lost}
+        """Every node's readings since the last read: those the watches brought (`monitor`), or, for a
+        node whose watches have not brought any yet (and without `monitor`, every node), read now, in
+        parallel. A lost node's GPUs read unhealthy. Raises NodeReadFailed, keeping the readings for
+        the next read, when an agent could not read its devices at all."""
+        errors = [(n, s.read_error) for n, s in self._sites.items() if s.read_error and not s.lost]
+        if errors:
+            for n, _ in errors:
+                self._sites[n].read_error = None
+            raise NodeReadFailed("; ".join(f"node {n}: {e}" for n, e in errors))
+        self._watches.urgent = False
+        out: list[Reading] = []
+        direct = []
+        for n, s in self._sites.items():
+            pushed = s.take_readings() if self._pushed and not s.lost else []
+            if s.delivered or s.lost:
+                out.extend(pushed)
+            else:
+                direct.append(n)
+        out.extend(self._read_now(direct))
+        now = time.time()
+        for n, s in self._sites.items():
+            if s.lost:
+                out.extend(
+                    Reading(gpu=d.id, t=now, healthy=False, error=f"node {n} lost ({s.lost_reason})")
+                    for d in self._devices
+                    if d.node == n
+                )
+        return out
+
+    def _read_now(self, nodes: list[str]) -> list[Reading]:
+        """The readings of `nodes`, asked in parallel (a node that does not answer is marked lost)."""
+        refs = {n: self._sites[n].handle.read.remote() for n in nodes}
         out: list[Reading] = []
         for n, ref in refs.items():
             try:
@@ -363,14 +446,6 @@ class RayFleet:
                     self._sites[n].mark_lost(exc)
                 else:
                     raise
-        now = time.time()
-        for n, s in self._sites.items():
-            if s.lost:
-                out.extend(
-                    Reading(gpu=d.id, t=now, healthy=False, error=f"node {n} lost ({s.lost_reason})")
-                    for d in self._devices
-                    if d.node == n
-                )
         return out
 
     def close(self) -> None:
@@ -479,4 +554,4 @@ def inventory(address: str, sims: Path | None) -> dict[str, Any]:
     }
 
 
-__all__ = ["ClusterUnavailable", "RayFleet", "RaySite", "connect", "inventory", "node_ids"]
+__all__ = ["ClusterUnavailable", "NodeReadFailed", "RayFleet", "RaySite", "connect", "inventory", "node_ids"]

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gpuplan.executor.agent import Heat
 from gpuplan.executor.devices import DeviceBackend, DeviceInfo
 from gpuplan.executor.health import COOL_MARGIN_C, FATAL_XIDS, HealthMixin
 from gpuplan.executor.journal import Journal
@@ -105,6 +106,10 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
         self.epoch = float(self.journal.get("epoch", now))
         self.cwd = self.journal.get("cwd") or str(Path(cwd or os.getcwd()).resolve())
         self.backend = backend_factory(self.epoch)
+        monitor = getattr(self.backend, "monitor", None)
+        if callable(monitor):  # a cluster: its agents sample and send readings with their watches
+            limit = problem.temperature_limit_c
+            monitor(settings.sample_interval_s, None if limit is None else Heat(limit, limit - COOL_MARGIN_C))
         self.devices: list[DeviceInfo] = self.backend.discover()
         cluster_sites = getattr(self.backend, "sites", None)
         self.sites: dict[str, Site] = (
@@ -320,7 +325,7 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
                         return self._shutdown("stop requested")
                 if max_s is not None and now - started > max_s:
                     return self._shutdown(f"ran longer than {max_s:g} s")
-                if now - self._last_sample >= s.sample_interval_s:
+                if now - self._last_sample >= s.sample_interval_s or getattr(self.backend, "urgent", False):
                     self._last_sample = now
                     self._sample()
                 self._reap()

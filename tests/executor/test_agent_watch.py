@@ -4,6 +4,7 @@ a thread pool (`_FakeRay`), so what is tested is the head's and the agent's logi
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -16,7 +17,7 @@ import pytest
 
 from gpuplan.executor import agent as agent_module
 from gpuplan.executor import launcher, raycluster
-from gpuplan.executor.agent import NodeAgent
+from gpuplan.executor.agent import Heat, NodeAgent, Watched
 from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.raycluster import RaySite, _Watches
 from gpuplan.executor.sites import Probe
@@ -75,14 +76,14 @@ def test_watch_returns_an_end_as_it_happens_and_nothing_after_its_timeout(
     agent: NodeAgent, tmp_path: Path
 ) -> None:
     t0 = time.monotonic()
-    assert agent.watch(0.2) == [] and 0.15 <= time.monotonic() - t0 < 1.0
+    assert agent.watch(0.2).ended == [] and 0.15 <= time.monotonic() - t0 < 1.0
     req = _request(tmp_path, "a", "sleep 0.3; exit 3")
     (pid,) = agent.spawn([req])
     assert isinstance(pid, int)
     t0 = time.monotonic()
-    assert agent.watch(10.0) == [(req.dir, 3)]
+    assert agent.watch(10.0).ended == [(req.dir, 3)]
     assert time.monotonic() - t0 < 2.0
-    assert agent.watch(0.1) == []  # reported once
+    assert agent.watch(0.1).ended == []  # reported once
 
 
 def test_watch_reads_only_the_exit_files_of_announced_ends(
@@ -105,7 +106,7 @@ def test_watch_reads_only_the_exit_files_of_announced_ends(
 
     monkeypatch.setattr(launcher, "read_exit", counted)
     try:
-        assert agent.watch(5.0) == [(short.dir, 4)]
+        assert agent.watch(5.0).ended == [(short.dir, 4)]
         assert reads == [short.dir]  # 13 attempts, some 8 steps: 100 reads without the announcements
         assert list(agent.ended.iterdir()) == []
     finally:
@@ -121,7 +122,7 @@ def test_a_wrapper_killed_without_an_exit_record_is_reported_by_its_life_check(
     assert isinstance(pid, int)
     time.sleep(0.2)
     os.killpg(pid, signal.SIGKILL)
-    assert agent.watch(5.0) == [(req.dir, None)]
+    assert agent.watch(5.0).ended == [(req.dir, None)]
 
 
 def test_the_head_polls_without_a_round_trip_while_the_agent_watches(
@@ -163,7 +164,7 @@ def test_a_watch_that_never_answers_marks_the_node_lost(
 ) -> None:
     monkeypatch.setattr(raycluster, "WATCH_S", 0.01)
     never: Future[Any] = Future()
-    monkeypatch.setattr(agent, "watch", lambda timeout_s: never.result())
+    monkeypatch.setattr(agent, "watch", lambda *args: never.result())
     with ThreadPoolExecutor(4) as pool:
         site = RaySite(_FakeRay(), "n0", _Handle(agent, pool))
         req = _request(tmp_path, "hang", "sleep 5")
@@ -175,7 +176,7 @@ def test_a_watch_that_never_answers_marks_the_node_lost(
         with pytest.raises(TimeoutError, match="did not answer"):
             site.poll([probe])
         assert site.lost and "TimeoutError" in site.lost_reason
-        never.set_result([])
+        never.set_result(Watched())
         os.killpg(int(pid), signal.SIGKILL)
 
 
@@ -208,3 +209,87 @@ def test_one_wait_looks_at_every_nodes_watch(tmp_path: Path, monkeypatch: pytest
         assert turns > 10
     for a in agents:
         a.stop()
+
+
+def _sim_agent(tmp_path: Path, script: list[dict[str, Any]]) -> NodeAgent:
+    """An agent whose node has two simulated GPUs, g0 and g1, and the given script (its clock starts now)."""
+    fleet = {
+        "node": "n0",
+        "gpus": [{"id": g, "uuid": f"GPU-{g}", "model": "A100", "memory_gb": 80} for g in ("g0", "g1")],
+        "script": script,
+    }
+    return NodeAgent("n0", fleet, time.time(), str(tmp_path / "n0"))
+
+
+def test_a_watch_samples_the_gpus_and_returns_at_once_when_one_fails(tmp_path: Path) -> None:
+    agent = _sim_agent(tmp_path, [{"at_s": 0.5, "gpu": "g1", "fail": True}])
+    try:
+        t0 = time.monotonic()
+        got = agent.watch(5.0, 0.1)
+        took = time.monotonic() - t0
+        assert got.alert and got.ended == [] and got.error is None
+        assert 0.4 <= took < 2.0  # at the failure, not at the timeout
+        by_gpu = {g: [r for r in got.readings if r.gpu == g] for g in ("g0", "g1")}
+        assert len(by_gpu["g0"]) == len(by_gpu["g1"]) >= 4  # one reading per GPU every 0.1 s
+        assert [r.healthy for r in by_gpu["g1"]][-1] is False and all(r.healthy for r in by_gpu["g1"][:-1])
+        assert all(b.t > a.t for a, b in itertools.pairwise(by_gpu["g0"]))
+        t0 = time.monotonic()
+        got = agent.watch(0.35, 0.1)  # still failed: nothing new to say early
+        assert not got.alert and time.monotonic() - t0 >= 0.3 and len(got.readings) >= 4
+        assert agent.watch(0.2).readings == []  # not asked to sample
+    finally:
+        agent.stop()
+
+
+def test_a_watch_returns_at_once_when_a_gpu_crosses_a_heat_threshold_only(tmp_path: Path) -> None:
+    """A temperature change within a zone of the head's thresholds waits for the timeout; crossing
+    into the overheated zone (or back under the cool threshold) returns at once."""
+    script = [
+        {"at_s": 0.2, "gpu": "g0", "temperature_c": 70.0},  # warmer, still cool for a limit of 85
+        {"at_s": 0.9, "gpu": "g0", "temperature_c": 86.0},  # over the limit
+        {"at_s": 1.6, "gpu": "g0", "temperature_c": 79.0},  # cooled under limit - margin
+    ]
+    agent = _sim_agent(tmp_path, script)
+    heat = Heat(hot_above_c=85.0, cool_at_c=80.0)
+    try:
+        got = agent.watch(0.5, 0.1, heat)
+        assert not got.alert and any(r.temperature_c == 70.0 for r in got.readings)
+        got = agent.watch(5.0, 0.1, heat)
+        assert got.alert and [r.temperature_c for r in got.readings if r.gpu == "g0"][-1] == 86.0
+        got = agent.watch(5.0, 0.1, heat)
+        assert got.alert and [r.temperature_c for r in got.readings if r.gpu == "g0"][-1] == 79.0
+    finally:
+        agent.stop()
+
+
+def test_the_head_takes_readings_from_the_watches_with_no_attempts_and_no_read_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A site told to sample keeps a watch outstanding with nothing to watch; the first sampling
+    watch's readings are dropped (they overlap the head's direct reads meanwhile), later ones are
+    taken in order, and an alert makes the watches urgent."""
+    monkeypatch.setattr(raycluster, "WATCH_S", 0.3)
+    agent = _sim_agent(tmp_path, [{"at_s": 1.2, "gpu": "g0", "fail": True}])
+    reads: list[int] = []
+    monkeypatch.setattr(agent, "read", lambda: reads.append(1) or [])
+    fake = _FakeRay()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            site = RaySite(fake, "n0", _Handle(agent, pool))
+            site.sample_s, site.heat = 0.1, None
+            assert site.take_readings() == [] and not site.delivered
+            taken: list[Any] = []
+            deadline = time.monotonic() + 10
+            while not site.watches.urgent and time.monotonic() < deadline:
+                taken.extend(site.take_readings())
+                time.sleep(0.02)
+            assert site.delivered and site.watches.urgent
+            taken.extend(site.take_readings())
+            g0 = [r for r in taken if r.gpu == "g0"]
+            assert len(g0) >= 5 and g0[-1].healthy is False
+            assert all(b.t > a.t for a, b in itertools.pairwise(g0))
+            assert reads == []  # every reading came with a watch
+            site.sample_s = None  # let the outstanding watch end
+            time.sleep(0.4)
+    finally:
+        agent.stop()

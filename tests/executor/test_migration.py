@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from pathlib import Path
 
 from exec_helpers import commands, load_problem, make_executor, records, run, sim_fleet, solve
+
+from gpuplan.executor.devices import Reading
 
 
 def _events(tmp_path: Path) -> list[tuple[str, str | None, str | None, str]]:
@@ -99,3 +103,27 @@ def test_overheated_gpu_is_used_again_once_cool(tmp_path: Path, out: Path) -> No
     db = sqlite3.connect(tmp_path / "state" / "journal.sqlite")
     later = db.execute("SELECT gpus FROM attempts WHERE n = 2").fetchall()
     assert later and all(g == '["g2"]' for (g,) in later)
+
+
+def test_several_readings_of_a_gpu_in_one_read_are_judged_in_order(tmp_path: Path, out: Path) -> None:
+    """A cluster backend gives the readings its nodes took since the last sample: g2 over the limit
+    and then cooled, in one read, is excluded and then used again (not left excluded on a reading
+    older than the last), and the other way round ends excluded."""
+    problem = load_problem()
+    plan = solve(problem)
+    ex = make_executor(tmp_path, problem, plan, commands(plan, out, sleep=0.1), sim_fleet())
+    try:
+        now = time.time()
+        temps = [[90.0, 70.0], [70.0, 95.0]]  # g2 in each read
+        batches = [[Reading("g2", now + k, True, temperature_c=c) for k, c in enumerate(t)] for t in temps]
+        ex.backend.read = lambda: batches.pop(0)  # type: ignore[method-assign]
+        ex._sample()
+        assert "g2" not in ex.excluded
+        kinds = [(e[0], e[2]) for e in _events(tmp_path) if e[0] in ("fault", "recover")]
+        assert kinds == [("fault", "g2"), ("recover", "g2")]
+        ex._sample()
+        assert ex.excluded["g2"][0] == "hot"
+        metrics = (tmp_path / "state" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["temperature_c"] for line in metrics] == [90.0, 70.0, 70.0, 95.0]
+    finally:
+        ex.close()

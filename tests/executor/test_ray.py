@@ -230,6 +230,14 @@ def test_tasks_run_on_their_nodes_and_gpus_and_move_off_a_failed_gpu(lab: Lab, t
         assert len(rows[task]) <= 2 and failing not in json.loads(rows[task][-1]["gpus"]), task
     kinds = {r["kind"] for r in journal(tmp_path).execute("SELECT kind FROM events")}
     assert {"fault", "replan", "move"} <= kinds
+    # readings come with the agents' watches, every 0.1 s per GPU, and the failure at once
+    epoch = json.loads(journal(tmp_path).execute("SELECT value FROM meta WHERE key='epoch'").fetchone()[0])
+    assert 6.0 <= fault_t - epoch < 7.5
+    metrics = [json.loads(line) for line in (tmp_path / "state" / "metrics.jsonl").read_text().splitlines()]
+    seen = {m["gpu"] for m in metrics}
+    assert {g for a in plan.assignments for g in a.gpus} <= seen
+    ts = sorted(m["t"] for m in metrics if m["gpu"] == used[0])
+    assert len(ts) >= 0.5 * (ts[-1] - ts[0]) / 0.1 and len(ts) == len(set(ts))
 
 
 def test_a_node_removed_mid_run_has_its_tasks_finish_elsewhere_once(lab: Lab, tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ head keeps the journal, decides and re-plans. Plain Python (no Ray import), so i
 Ends come to the head by `watch`, a call that returns as soon as an attempt of the node has ended
 (or after its timeout), so the head need not ask every node every loop turn (a round trip per node
 per turn: with many nodes, most of the head's work). The agent learns of ends on its own node: each
-wrapper it starts announces its end by a file in the agent's `ended` directory, which the agent
-lists every `WATCH_STEP_S` (one directory read, however many attempts run: reading every attempt's
-exit file at that pace cost the agent work in proportion to the node's attempts), and it checks
-each wrapper's life every `ALIVE_CHECK_S` (a wrapper killed announces nothing).
+wrapper it starts announces its end by a file in the agent's `ended` directory (`sites`, *Announced
+ends*), which the agent lists every `WATCH_STEP_S` (one directory read, however many attempts run:
+reading every attempt's exit file at that pace cost the agent work in proportion to the node's
+attempts), and it checks each wrapper's life every `ALIVE_CHECK_S` (a wrapper killed announces
+nothing).
 `watch` runs beside the other calls (the actor takes a few calls at once); the attempts it watches
 (`_live`) are those this agent spawned and those the head polled and found running.
 
@@ -24,7 +25,6 @@ may change the head's judgement of its GPU (`Heat` and `Watched.alert`); the hea
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
 import socket
@@ -129,10 +129,9 @@ class NodeAgent:
             from gpuplan.executor.nvml import NvmlBackend
 
             self.backend = NvmlBackend()
-        self.site = LocalSite(node, spawner_log=Path(root) / "spawner.log", fence=True)
-        self.env = {"GPUPLAN_NODE": node}
         self.ended = Path(root) / "ended"  # the wrappers' announced ends (module docstring)
-        self.ended.mkdir(parents=True, exist_ok=True)
+        self.site = LocalSite(node, spawner_log=Path(root) / "spawner.log", fence=True, ended=self.ended)
+        self.env = {"GPUPLAN_NODE": node}
         self._lock = threading.Lock()
         # attempt dir -> (its wrapper's pid, when its life was last checked), for those not reported ended
         self._live: dict[str, tuple[int, float]] = {}
@@ -156,33 +155,23 @@ class NodeAgent:
         """One reading per GPU of the node, now."""
         return self.backend.read()
 
-    @staticmethod
-    def _name(attempt_dir: str) -> str:
-        """The file name an attempt's end is announced by (the same for any agent of the node)."""
-        return hashlib.sha1(attempt_dir.encode(), usedforsecurity=False).hexdigest()[:24]
-
-    def _notice(self, attempt_dir: str) -> str:
-        """The path of the file announcing an attempt's end."""
-        return str(self.ended / self._name(attempt_dir))
-
     def _track(self, attempt_dir: str, pid: int, checked: float) -> None:
         """Watch an attempt (under the lock)."""
         self._live[attempt_dir] = (pid, checked)
-        self._dir_of[self._name(attempt_dir)] = attempt_dir
+        self._dir_of[self.site.name(attempt_dir)] = attempt_dir
 
     def _untrack(self, attempt_dirs: list[str]) -> None:
         """Stop watching attempts reported ended, and remove their announcements (under the lock)."""
         for d in attempt_dirs:
             self._live.pop(d, None)
-            name = self._name(d)
-            self._dir_of.pop(name, None)
-            (self.ended / name).unlink(missing_ok=True)
+            self._dir_of.pop(self.site.name(d), None)
+        self.site.taken(attempt_dirs)
 
     def spawn(self, requests: list[LaunchRequest]) -> list[int | str]:
         """Start one wrapper per request (pid, or why not); each task also gets GPUPLAN_NODE (the plan's
         node id) and GPUPLAN_RAY_NODE_ID (where Ray placed this agent), and each wrapper announces its
         end in `ended`."""
-        ready = [replace(r, env={**r.env, **self.env}, notify=self._notice(r.dir)) for r in requests]
+        ready = [replace(r, env={**r.env, **self.env}) for r in requests]
         pids = self.site.spawn(ready)()
         now = time.monotonic()
         with self._lock:
@@ -192,9 +181,9 @@ class NodeAgent:
         return pids
 
     def poll(self, probes: list[Probe]) -> list[Outcome]:
-        """(ended, exit code) per attempt, from the wrapper files on this node; the attempts still
-        running are watched from now on."""
-        out = self.site.poll(probes)()
+        """(ended, exit code) per attempt, from the wrapper files on this node (every one read: the
+        watch may have taken an announcement); the attempts still running are watched from now on."""
+        out = self.site.poll(probes, fresh=True)()
         now = time.monotonic()
         with self._lock:
             self._untrack([p.dir for p, (ended, _) in zip(probes, out, strict=True) if ended])
@@ -216,11 +205,7 @@ class NodeAgent:
         out = Watched()
         while True:
             now = time.monotonic()
-            try:
-                announced = os.listdir(self.ended)
-            except FileNotFoundError:  # removed under the agent: made again; meanwhile life checks find ends
-                self.ended.mkdir(parents=True, exist_ok=True)
-                announced = []
+            announced = self.site.announced()
             with self._lock:
                 look = {self._dir_of[n] for n in announced if n in self._dir_of}
                 due = {d for d, (_, checked) in self._live.items() if now - checked >= ALIVE_CHECK_S}
@@ -228,8 +213,9 @@ class NodeAgent:
                     self._live[d] = (self._live[d][0], now)
                 probes = [Probe(d, self._live[d][0], d in due) for d in look | due]
                 sample = sample_s is not None and now >= self._next_sample
-                if sample and sample_s is not None:  # the next sample one interval on (now, if late)
-                    self._next_sample = max(self._next_sample + sample_s, now)
+                if sample and sample_s is not None:  # the next one an interval on (from now, if late)
+                    late = self._next_sample + sample_s <= now
+                    self._next_sample = (now if late else self._next_sample) + sample_s
             if sample:
                 self._sample(out, heat)
             outcomes = poll_files(probes)

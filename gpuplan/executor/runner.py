@@ -1,7 +1,7 @@
 """The executor: apply a plan on this machine, or on the nodes of a cluster, and keep it true while it runs.
 
-One loop, single-threaded: sample the GPUs (metrics file, fault and heat events), reap finished
-attempts (exit codes, retries), handle faults (stop the tasks on the GPU, re-plan the unfinished
+One loop, single-threaded: reap finished attempts (exit codes, retries), sample the GPUs (metrics
+file, fault and heat events), handle faults (stop the tasks on the GPU, re-plan the unfinished
 work with it excluded, restart the moved tasks), and start queued tasks whose GPUs have room. Every
 state change is a journal transaction committed before the executor acts on it; see
 docs/executor.md for the crash-safety argument.
@@ -112,11 +112,12 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
             monitor(settings.sample_interval_s, None if limit is None else Heat(limit, limit - COOL_MARGIN_C))
         self.devices: list[DeviceInfo] = self.backend.discover()
         cluster_sites = getattr(self.backend, "sites", None)
-        self.sites: dict[str, Site] = (
-            cluster_sites()
-            if callable(cluster_sites)
-            else {"": LocalSite("", spawner_log=self.state_dir / "spawner.log")}
-        )
+        self.sites: dict[str, Site]
+        if callable(cluster_sites):
+            self.sites = cluster_sites()
+        else:  # this machine; its wrappers announce their ends in `ended` (sites, *Announced ends*)
+            log, ended = self.state_dir / "spawner.log", self.state_dir / "ended"
+            self.sites = {"": LocalSite("", spawner_log=log, ended=ended)}
         self._map_devices()
         self._tasks_by_id = {t.id: t for t in problem.tasks}
         self._gpu_memory = {g.id: problem.gpu_type(g.type).memory_gb for _, g in problem.all_gpus()}
@@ -325,10 +326,10 @@ class Executor(RecoveryMixin, SchedulingMixin, LifecycleMixin, HealthMixin, Repl
                         return self._shutdown("stop requested")
                 if max_s is not None and now - started > max_s:
                     return self._shutdown(f"ran longer than {max_s:g} s")
+                self._reap()  # first: polling a cluster's nodes takes their watches, and with them readings
                 if now - self._last_sample >= s.sample_interval_s or getattr(self.backend, "urgent", False):
                     self._last_sample = now
                     self._sample()
-                self._reap()
                 if self._replan_needed or self._needs_placement():
                     self._replan("capacity changed with tasks waiting")
                 busy = self._schedule()

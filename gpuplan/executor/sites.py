@@ -5,12 +5,22 @@ before any is awaited), so a site may be this machine (`LocalSite`: a spawner an
 files) or an agent on another node reached over the network (`gpuplan.executor.raycluster`), at one
 round trip per batch. The journal stays with the executor; a site holds no state a restarted
 executor needs beyond the wrapper files.
+
+**Announced ends.** A local site given an `ended` directory has each wrapper it starts create a
+file there once the attempt's exit is recorded (named by `announcement`), so a plain poll lists
+that one directory and reads the exit files of the ends announced there, plus those of the attempts
+whose life check is due (about once a second: a wrapper killed announces nothing), rather than every
+running attempt's exit file every loop turn. The exit file stays the record; an announcement only
+says when to read it, so a missing one (an attempt started by a gpuplan before announcements, or a
+removed directory) delays an end to its next life check. A fresh poll reads every exit file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -90,21 +100,69 @@ def poll_files(probes: list[Probe]) -> list[Outcome]:
     return out
 
 
+def announcement(attempt_dir: str) -> str:
+    """The file name an attempt's end is announced by (a hash of its directory; not for security)."""
+    return hashlib.sha1(attempt_dir.encode(), usedforsecurity=False).hexdigest()[:24]
+
+
 class LocalSite:
-    """This machine: a spawner for launches, the wrapper files for outcomes, signals to groups."""
+    """This machine: a spawner for launches, the wrapper files for outcomes, signals to groups; with
+    `ended`, the directory where its wrappers announce their ends (module docstring)."""
 
     lost = False
 
-    def __init__(self, node: str, *, spawner_log: Path | None = None, fence: bool = False) -> None:
+    def __init__(
+        self, node: str, *, spawner_log: Path | None = None, fence: bool = False, ended: Path | None = None
+    ) -> None:
         self.node = node
         self.spawner = launcher.Spawner(fence=fence, stderr=spawner_log)
+        self.ended = ended
+        if ended is not None:
+            ended.mkdir(parents=True, exist_ok=True)
+        self._names: dict[str, str] = {}  # attempt dir -> its announcement's name, while it may run
+
+    def name(self, attempt_dir: str) -> str:
+        """The announcement name of an attempt (kept while the attempt may run)."""
+        n = self._names.get(attempt_dir)
+        if n is None:
+            n = self._names[attempt_dir] = announcement(attempt_dir)
+        return n
+
+    def announced(self) -> set[str]:
+        """The names of the ends announced and not yet taken (`taken`)."""
+        if self.ended is None:
+            return set()
+        try:
+            return set(os.listdir(self.ended))
+        except FileNotFoundError:  # removed: made again; meanwhile life checks find the ends
+            self.ended.mkdir(parents=True, exist_ok=True)
+            return set()
+
+    def taken(self, attempt_dirs: list[str]) -> None:
+        """Forget attempts reported ended and remove their announcements."""
+        for d in attempt_dirs:
+            n = self._names.pop(d, None) or announcement(d)
+            if self.ended is not None:
+                (self.ended / n).unlink(missing_ok=True)
 
     def spawn(self, requests: list[LaunchRequest]) -> Callable[[], list[int | str]]:
+        if self.ended is not None:
+            requests = [replace(r, notify=str(self.ended / self.name(r.dir))) for r in requests]
         result = self.spawner.spawn(requests)
         return lambda: result
 
     def poll(self, probes: list[Probe], fresh: bool = False) -> Callable[[], list[Outcome]]:
-        result = poll_files(probes)
+        """Fresh (or without announcements): every probe's exit file. Else those of the ends
+        announced and of the probes whose life is to be checked; the others are still running."""
+        if fresh or self.ended is None:
+            result = poll_files(probes)
+        else:
+            names = self.announced()
+            look = [k for k, p in enumerate(probes) if p.check_alive or self.name(p.dir) in names]
+            result = [(False, None)] * len(probes)
+            for k, outcome in zip(look, poll_files([probes[k] for k in look]), strict=True):
+                result[k] = outcome
+        self.taken([p.dir for p, (done, _) in zip(probes, result, strict=True) if done])
         return lambda: result
 
     def signal(self, pids: list[int], sig: int) -> None:
@@ -124,4 +182,4 @@ class LocalSite:
         self.spawner.close()
 
 
-__all__ = ["ALIVE_CHECK_S", "LocalSite", "Outcome", "Probe", "Site", "poll_files"]
+__all__ = ["ALIVE_CHECK_S", "LocalSite", "Outcome", "Probe", "Site", "announcement", "poll_files"]

@@ -255,11 +255,14 @@ class RaySite:
 
         return collect
 
+    def pump(self) -> None:
+        """Take a returned watch and keep one outstanding (a failed one marks the node lost)."""
+        with contextlib.suppress(Exception):
+            self._take_watch()
+
     def take_readings(self) -> list[Reading]:
         """The readings the watches brought since the last take (none before the first sampling
         watch has returned: `delivered`)."""
-        with contextlib.suppress(Exception):  # a failed watch has marked the node lost
-            self._take_watch()
         out, self.readings = self.readings, []
         return out
 
@@ -409,6 +412,10 @@ class RayFleet:
         node whose watches have not brought any yet (and without `monitor`, every node), read now, in
         parallel. A lost node's GPUs read unhealthy. Raises NodeReadFailed, keeping the readings for
         the next read, when an agent could not read its devices at all."""
+        if self._pushed:
+            for s in self._sites.values():
+                if not s.lost:
+                    s.pump()
         errors = [(n, s.read_error) for n, s in self._sites.items() if s.read_error and not s.lost]
         if errors:
             for n, _ in errors:

@@ -277,10 +277,12 @@ def test_the_head_takes_readings_from_the_watches_with_no_attempts_and_no_read_c
         with ThreadPoolExecutor(4) as pool:
             site = RaySite(fake, "n0", _Handle(agent, pool))
             site.sample_s, site.heat = 0.1, None
+            site.pump()  # sends the first watch
             assert site.take_readings() == [] and not site.delivered
             taken: list[Any] = []
             deadline = time.monotonic() + 10
             while not site.watches.urgent and time.monotonic() < deadline:
+                site.pump()
                 taken.extend(site.take_readings())
                 time.sleep(0.02)
             assert site.delivered and site.watches.urgent
@@ -290,6 +292,66 @@ def test_the_head_takes_readings_from_the_watches_with_no_attempts_and_no_read_c
             assert all(b.t > a.t for a, b in itertools.pairwise(g0))
             assert reads == []  # every reading came with a watch
             site.sample_s = None  # let the outstanding watch end
+            time.sleep(0.4)
+    finally:
+        agent.stop()
+
+
+def test_a_watch_returns_at_once_when_the_devices_cannot_be_read(tmp_path: Path) -> None:
+    agent = _sim_agent(tmp_path, [])
+
+    def broken() -> list[Any]:
+        raise RuntimeError("NVML driver gone")
+
+    agent.backend.read = broken  # type: ignore[method-assign]
+    try:
+        t0 = time.monotonic()
+        got = agent.watch(5.0, 0.1)
+        assert got.error == "RuntimeError: NVML driver gone" and not got.alert and got.readings == []
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        agent.stop()
+
+
+def test_the_fleet_reads_directly_until_the_watches_bring_readings_and_reports_a_failed_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`RayFleet.read` over one node (its set-up without a cluster): a direct read until the first
+    sampling watch has returned, then the watches' readings only; an agent that cannot read its
+    devices makes the next read raise, and the readings wait for the read after."""
+    monkeypatch.setattr(raycluster, "WATCH_S", 0.3)
+    agent = _sim_agent(tmp_path, [])
+    direct: list[int] = []
+    real_read = agent.read
+    monkeypatch.setattr(agent, "read", lambda: direct.append(1) or real_read())
+    fake = _FakeRay()
+    fake.exceptions = type("E", (), {"GetTimeoutError": TimeoutError})  # type: ignore[attr-defined]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            fleet = object.__new__(raycluster.RayFleet)
+            fleet.ray, fleet._watches, fleet._pushed = fake, _Watches(fake), False
+            fleet._sites = {"n0": RaySite(fake, "n0", _Handle(agent, pool), fleet._watches)}
+            fleet._devices = []
+            fleet.monitor(0.1, None)
+            first = fleet.read()
+            assert {r.gpu for r in first} == {"g0", "g1"} and direct == [1]
+            deadline = time.monotonic() + 5
+            while not fleet._sites["n0"].delivered and time.monotonic() < deadline:
+                fleet.read()
+                time.sleep(0.05)
+            calls = len(direct)
+            time.sleep(0.5)
+            later = fleet.read() + fleet.read()
+            assert len(direct) == calls and len(later) >= 2 * 3  # g0 and g1, some 3 samples or more
+            real_backend_read = agent.backend.read
+            agent.backend.read = lambda: (_ for _ in ()).throw(RuntimeError("NVML driver gone"))  # type: ignore[method-assign]
+            time.sleep(0.5)
+            with pytest.raises(raycluster.NodeReadFailed, match="node n0: RuntimeError: NVML driver gone"):
+                fleet.read()
+            agent.backend.read = real_backend_read  # type: ignore[method-assign]
+            time.sleep(0.5)
+            assert fleet.read() and len(direct) == calls
+            fleet._sites["n0"].sample_s = None  # let the outstanding watch end
             time.sleep(0.4)
     finally:
         agent.stop()

@@ -44,8 +44,12 @@ from gpuplan.executor import Executor, RunSpec, Settings, launcher, scheduling
 from gpuplan.executor.sim import SimulatedBackend
 from gpuplan.executor.spec import SimFleet
 
+#: The Python task: it records its own start-up (CPU and involuntary context switches from the
+#: interpreter's start to here: `start_in_run`), sleeps, and writes the GPUs it was given.
 TASK = (
-    "import os, sys, time; time.sleep(float(sys.argv[1])); "
+    "import os, sys, time, resource; r = resource.getrusage(resource.RUSAGE_SELF); "
+    "open(sys.argv[2] + '.start', 'w').write('%.3f %d' % (1000 * (r.ru_utime + r.ru_stime), r.ru_nivcsw)); "
+    "time.sleep(float(sys.argv[1])); "
     "open(sys.argv[2], 'w').write(os.environ['CUDA_VISIBLE_DEVICES'])"
 )
 #: The same task as a POSIX shell script (about 1 ms of CPU to start against some 30 ms for Python):
@@ -85,6 +89,22 @@ def task_start(kind: str, n: int = 20) -> dict[str, float]:
         "cpu_ms": round(1000 * cpu_s, 2),
         "cores": cores,
         "ceiling_per_s": round(cores / max(cpu_s, 1e-6)),
+    }
+
+
+def start_in_run(out: Path) -> dict[str, Any] | None:
+    """The Python tasks' own start-up during the run, as each recorded it (`TASK`; a moved task's
+    last attempt): CPU (user + system, ms) and involuntary context switches (preemptions), beside
+    `task_start`'s start-ups one at a time on an idle machine. None for `sh` tasks."""
+    vals = [f.read_text().split() for f in out.glob("*.start")]
+    if not vals:
+        return None
+    cpu = [float(v[0]) for v in vals]
+    return {
+        "tasks": len(vals),
+        "cpu_ms_mean": round(statistics.mean(cpu), 2),
+        "cpu_ms_p50": round(statistics.median(cpu), 2),
+        "preemptions_mean": round(statistics.mean(int(v[1]) for v in vals), 1),
     }
 
 
@@ -307,6 +327,7 @@ def one_run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
                 "detection_to_all_running_s": round(max(restarts) - fault["t"], 3) if restarts else None,
             }
         )
+    report["task_start_in_run"] = start_in_run(out)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -49,7 +49,7 @@ from gpuplan.executor.sim import SimulatedBackend
 from gpuplan.executor.spec import SimFleet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from executor_bench import TASK_KINDS, pct, task_argv, task_start
+from executor_bench import TASK_KINDS, pct, start_in_run, task_argv, task_start
 
 NODE_ARGS: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 80 * 1024**2}
 FAST_HEALTH = {
@@ -355,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                 wall_s=round(wall, 2),
                 cluster_up_s=round(cluster_up, 1),
                 agents_up_s=round(holder["agents_up_s"], 2),
+                task_start_in_run=start_in_run(work / "ray-out"),
                 usage={
                     "launching": _window(sampler.samples, wave_start, wave_end),
                     "idle": _window(sampler.samples, wave_end + 1.0, epoch + args.fail_at - 0.3),
@@ -410,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         run.update(
             counts=result.counts,
             wall_s=round(wall, 2),
+            task_start_in_run=start_in_run(work / "local-out"),
             usage={
                 "launching": _window(sampler.samples, wave_start, wave_end),
                 "idle": _window(sampler.samples, wave_end + 1.0, epoch + args.fail_at - 0.3),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from benchmarks.executor_bench import TASK_KINDS, task_start
+from benchmarks.executor_bench import TASK_KINDS, start_in_run, task_argv, task_start
 
 
 @pytest.mark.parametrize("kind", TASK_KINDS)
@@ -14,3 +18,19 @@ def test_task_start_measures_cpu_and_its_ceiling(kind: str) -> None:
     res = task_start(kind, n=3)
     assert res["cpu_ms"] > 0 and res["cores"] >= 1
     assert res["ceiling_per_s"] == pytest.approx(res["cores"] / (res["cpu_ms"] / 1000), rel=0.01)
+
+
+@pytest.mark.parametrize("kind", TASK_KINDS)
+def test_each_python_task_records_its_own_start_up(kind: str, tmp_path: Path) -> None:
+    """A Python task writes its start-up CPU and preemptions before it sleeps (read back by
+    `start_in_run`); a shell task records none."""
+    for k in range(3):
+        argv = task_argv(kind, 0.0, tmp_path / f"t{k}")
+        subprocess.run(argv, check=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": "GPU-x"})
+        assert (tmp_path / f"t{k}").read_text() == "GPU-x"
+    got = start_in_run(tmp_path)
+    if kind == "sh":
+        assert got is None
+    else:
+        assert got is not None and got["tasks"] == 3 and 0 < got["cpu_ms_p50"] < 1000
+        assert got["preemptions_mean"] >= 0

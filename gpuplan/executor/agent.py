@@ -40,6 +40,9 @@ from gpuplan.executor.sites import ALIVE_CHECK_S, LocalSite, Outcome, Probe, pol
 
 #: Seconds between an agent's looks at its attempts' exit files while the head waits on `watch`.
 WATCH_STEP_S = 0.05
+#: The calls an agent answers, as a number the head checks (`hello`): raised whenever a call's
+#: arguments or answer change, since agents outlive the head that started them (2: `watch` samples).
+PROTOCOL = 2
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,10 @@ class NodeAgent:
             self.env["GPUPLAN_RAY_NODE_ID"] = ray_node
 
     def hello(self) -> dict[str, Any]:
-        """Who and where this agent is, and the node's GPUs (ids, UUIDs, models, memory)."""
+        """Who and where this agent is, the calls it answers (`PROTOCOL`), and the node's GPUs (ids,
+        UUIDs, models, memory)."""
         return {
+            "protocol": PROTOCOL,
             "node": self.node,
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -287,4 +292,4 @@ class NodeAgent:
         self.backend.close()
 
 
-__all__ = ["Heat", "NodeAgent", "Watched"]
+__all__ = ["PROTOCOL", "Heat", "NodeAgent", "Watched"]

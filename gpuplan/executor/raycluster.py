@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpuplan.executor.agent import Heat, NodeAgent, Watched
+from gpuplan.executor.agent import PROTOCOL, Heat, NodeAgent, Watched
 from gpuplan.executor.devices import DeviceInfo, DeviceUnavailable, Reading
 from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.sites import Outcome, Probe
@@ -388,6 +388,7 @@ class RayFleet:
                 # a resumed run: other nodes' tasks run on; this node counts as lost
                 self._sites[n].mark_lost(exc)
                 self.hello[n] = {"devices": []}
+        check_protocol(self.hello)
         self._devices = [DeviceInfo(**{**d, "node": n}) for n in wanted for d in self.hello[n]["devices"]]
 
     # DeviceBackend ---------------------------------------------------------------------------------
@@ -484,6 +485,21 @@ class RayFleet:
                 self.ray.kill(h)
 
 
+def check_protocol(hello: dict[str, dict[str, Any]]) -> None:
+    """Refuse agents that answer other calls than this head makes (`agent.PROTOCOL`; those before it
+    said none: 1). Agents outlive the head, so a run resumed by another gpuplan version finds those
+    of the version that started it; calling them anyway would fail, count their nodes lost and start
+    their running tasks again elsewhere. `hello`: each node's answer (a lost node's has no pid)."""
+    other = {n: h.get("protocol", 1) for n, h in hello.items() if "pid" in h}
+    other = {n: v for n, v in sorted(other.items()) if v != PROTOCOL}
+    if other:
+        nodes = ", ".join(f"{n} (protocol {v})" for n, v in other.items())
+        raise ClusterUnavailable(
+            f"the run's agents on {nodes} were started by another gpuplan version (this one speaks "
+            f"protocol {PROTOCOL}): resume the run with that version; its tasks keep running"
+        )
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"
@@ -561,4 +577,13 @@ def inventory(address: str, sims: Path | None) -> dict[str, Any]:
     }
 
 
-__all__ = ["ClusterUnavailable", "NodeReadFailed", "RayFleet", "RaySite", "connect", "inventory", "node_ids"]
+__all__ = [
+    "ClusterUnavailable",
+    "NodeReadFailed",
+    "RayFleet",
+    "RaySite",
+    "check_protocol",
+    "connect",
+    "inventory",
+    "node_ids",
+]

@@ -355,3 +355,16 @@ def test_the_fleet_reads_directly_until_the_watches_bring_readings_and_reports_a
             time.sleep(0.4)
     finally:
         agent.stop()
+
+
+def test_a_head_refuses_agents_of_another_protocol(agent: NodeAgent) -> None:
+    """Agents outlive their head: a head finding agents that answer other calls (another gpuplan
+    version's, or one from before the protocol was said: 1) stops with the nodes named, rather than
+    call them, count their nodes lost and start their tasks again elsewhere. A lost node is left out."""
+    hello = agent.hello()
+    assert hello["protocol"] == agent_module.PROTOCOL
+    raycluster.check_protocol({"n0": hello, "n2": {"devices": []}})
+    old = {k: v for k, v in hello.items() if k != "protocol"}
+    named = r"agents on n1 \(protocol 1\), n3 \(protocol 9\)"
+    with pytest.raises(raycluster.ClusterUnavailable, match=named):
+        raycluster.check_protocol({"n0": hello, "n3": {**hello, "protocol": 9}, "n1": old})

@@ -8,8 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import gpuplan
-from gpuplan.executor import Executor, RunResult, RunSpec, Settings
+from gpuplan.executor import Executor, RunResult, RunSpec, Settings, launcher
+from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.sim import SimulatedBackend, load_sim
 from gpuplan.executor.spec import SimFleet
 
@@ -112,3 +115,23 @@ def run_args(tmp_path: Path, *extra: str) -> list[str]:
         str(tmp_path / "state"),
         *extra,
     ]
+
+
+def sh_request(root: Path, name: str, script: str) -> LaunchRequest:
+    """A launch of `sh -c script` with its attempt dir and log under `root`."""
+    return LaunchRequest(
+        str(root / "attempts" / name), str(root / "logs" / f"{name}.log"), ["sh", "-c", script], {}, str(root)
+    )
+
+
+def count_exit_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The attempt dirs whose exit file is read from now on (`launcher.read_exit`), in order."""
+    reads: list[str] = []
+    real = launcher.read_exit
+
+    def counted(d: Path) -> Any:
+        reads.append(str(d))
+        return real(d)
+
+    monkeypatch.setattr(launcher, "read_exit", counted)
+    return reads

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from exec_helpers import count_exit_reads, sh_request
 
 from gpuplan.executor import agent as agent_module
-from gpuplan.executor import launcher, raycluster
+from gpuplan.executor import raycluster
 from gpuplan.executor.agent import Heat, NodeAgent, Watched
-from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.raycluster import RaySite, _Watches
 from gpuplan.executor.sites import Probe
 
@@ -66,18 +66,12 @@ def agent(tmp_path: Path) -> Iterator[NodeAgent]:
     a.stop()
 
 
-def _request(root: Path, name: str, script: str) -> LaunchRequest:
-    return LaunchRequest(
-        str(root / "attempts" / name), str(root / "logs" / f"{name}.log"), ["sh", "-c", script], {}, str(root)
-    )
-
-
 def test_watch_returns_an_end_as_it_happens_and_nothing_after_its_timeout(
     agent: NodeAgent, tmp_path: Path
 ) -> None:
     t0 = time.monotonic()
     assert agent.watch(0.2).ended == [] and 0.15 <= time.monotonic() - t0 < 1.0
-    req = _request(tmp_path, "a", "sleep 0.3; exit 3")
+    req = sh_request(tmp_path, "a", "sleep 0.3; exit 3")
     (pid,) = agent.spawn([req])
     assert isinstance(pid, int)
     t0 = time.monotonic()
@@ -93,18 +87,11 @@ def test_watch_reads_only_the_exit_files_of_announced_ends(
     files of those ends (and of due life checks), not of every attempt of the node; the announcement
     is removed once reported."""
     monkeypatch.setattr(agent_module, "ALIVE_CHECK_S", 60.0)  # no life check falls due, however slow
-    long = [_request(tmp_path, f"long{k}", "sleep 30") for k in range(12)]
-    short = _request(tmp_path, "short", "sleep 0.4; exit 4")
+    long = [sh_request(tmp_path, f"long{k}", "sleep 30") for k in range(12)]
+    short = sh_request(tmp_path, "short", "sleep 0.4; exit 4")
     pids = agent.spawn([*long, short])
     assert all(isinstance(p, int) for p in pids)
-    reads: list[str] = []
-    real = launcher.read_exit
-
-    def counted(d: Path) -> Any:
-        reads.append(str(d))
-        return real(d)
-
-    monkeypatch.setattr(launcher, "read_exit", counted)
+    reads = count_exit_reads(monkeypatch)
     try:
         assert agent.watch(5.0).ended == [(short.dir, 4)]
         assert reads == [short.dir]  # 13 attempts, some 8 steps: 100 reads without the announcements
@@ -117,7 +104,7 @@ def test_watch_reads_only_the_exit_files_of_announced_ends(
 def test_a_wrapper_killed_without_an_exit_record_is_reported_by_its_life_check(
     agent: NodeAgent, tmp_path: Path
 ) -> None:
-    req = _request(tmp_path, "k", "sleep 30")
+    req = sh_request(tmp_path, "k", "sleep 30")
     (pid,) = agent.spawn([req])
     assert isinstance(pid, int)
     time.sleep(0.2)
@@ -139,7 +126,7 @@ def test_the_head_polls_without_a_round_trip_while_the_agent_watches(
     monkeypatch.setattr(agent, "poll", counted)
     with ThreadPoolExecutor(4) as pool:
         site = RaySite(_FakeRay(), "n0", _Handle(agent, pool))
-        reqs = [_request(tmp_path, "ok", "sleep 0.4"), _request(tmp_path, "bad", "sleep 0.8; exit 5")]
+        reqs = [sh_request(tmp_path, "ok", "sleep 0.4"), sh_request(tmp_path, "bad", "sleep 0.8; exit 5")]
         pids = site.spawn(reqs)()
         assert all(isinstance(p, int) for p in pids)
         probes = [Probe(r.dir, int(p), True) for r, p in zip(reqs, pids, strict=True)]
@@ -167,7 +154,7 @@ def test_a_watch_that_never_answers_marks_the_node_lost(
     monkeypatch.setattr(agent, "watch", lambda *args: never.result())
     with ThreadPoolExecutor(4) as pool:
         site = RaySite(_FakeRay(), "n0", _Handle(agent, pool))
-        req = _request(tmp_path, "hang", "sleep 5")
+        req = sh_request(tmp_path, "hang", "sleep 5")
         (pid,) = site.spawn([req])()
         probe = Probe(req.dir, int(pid), True)
         assert site.poll([probe])() == [(False, None)]  # asked: running; the watch is sent
@@ -191,7 +178,7 @@ def test_one_wait_looks_at_every_nodes_watch(tmp_path: Path, monkeypatch: pytest
         sites = [RaySite(fake, a.node, _Handle(a, pool), watches) for a in agents]
         probes = []
         for i, site in enumerate(sites):
-            req = _request(tmp_path / site.node, f"t{i}", f"sleep {0.3 + 0.3 * i}; exit {i + 3}")
+            req = sh_request(tmp_path / site.node, f"t{i}", f"sleep {0.3 + 0.3 * i}; exit {i + 3}")
             (pid,) = site.spawn([req])()
             probes.append(Probe(req.dir, int(pid), True))
         seen: dict[str, tuple[bool, int | None]] = {}

@@ -7,43 +7,24 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from exec_helpers import count_exit_reads, sh_request
 
 from gpuplan.executor import launcher
-from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.sites import LocalSite, Probe
-
-
-def _request(root: Path, name: str, script: str) -> LaunchRequest:
-    return LaunchRequest(
-        str(root / "attempts" / name), str(root / "logs" / f"{name}.log"), ["sh", "-c", script], {}, str(root)
-    )
-
-
-def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    reads: list[str] = []
-    real = launcher.read_exit
-
-    def counted(d: Path) -> Any:
-        reads.append(str(d))
-        return real(d)
-
-    monkeypatch.setattr(launcher, "read_exit", counted)
-    return reads
 
 
 def test_a_plain_poll_reads_only_the_exit_files_of_announced_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     site = LocalSite("", ended=tmp_path / "ended")
-    long = [_request(tmp_path, f"long{k}", "sleep 30") for k in range(12)]
-    short = _request(tmp_path, "short", "sleep 0.3; exit 4")
+    long = [sh_request(tmp_path, f"long{k}", "sleep 30") for k in range(12)]
+    short = sh_request(tmp_path, "short", "sleep 0.3; exit 4")
     pids = site.spawn([*long, short])()
     assert all(isinstance(p, int) for p in pids)
     probes = [Probe(r.dir, int(p), False) for r, p in zip([*long, short], pids, strict=True)]
-    reads = _counting(monkeypatch)
+    reads = count_exit_reads(monkeypatch)
     try:
         deadline, turns = time.monotonic() + 10, 0
         while (out := site.poll(probes)())[-1] == (False, None) and time.monotonic() < deadline:
@@ -66,7 +47,7 @@ def test_an_end_never_announced_is_found_by_a_life_check_or_a_fresh_poll(tmp_pat
     """An attempt started without an announcement (by a gpuplan before them, say) is not lost: a
     plain poll says it runs until its life check, which reads its exit file."""
     site = LocalSite("", ended=tmp_path / "ended")
-    req = _request(tmp_path, "old", "exit 3")
+    req = sh_request(tmp_path, "old", "exit 3")
     (pid,) = site.spawner.spawn([req])  # straight to the spawner: no `notify`
     assert isinstance(pid, int)
     deadline = time.monotonic() + 10

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import mmap
 import os
 import resource
 import shutil
@@ -92,6 +93,49 @@ def task_start(kind: str, n: int = 20) -> dict[str, float]:
     }
 
 
+#: Megabytes of memory a run holds, touched, until just before its first wave (`FreshPages`).
+FRESH_PAGES_MB = 2048
+
+
+class FreshPages:
+    """Memory a run touches before it starts its executor and frees just before the first wave, so
+    that the wave's new processes get pages the machine backs at that moment.
+
+    Why: on a virtual machine that hands free memory back to its host (Linux free page reporting,
+    as on this benchmark's machine), a page the guest reported must be faulted in again by the host
+    when a process next touches it, at several times the cost of a page the guest kept. A guest
+    keeps some free memory unreported; whatever starts just before a wave (a Ray cluster of nine
+    nodes: some 3 GB) uses it up, and then every page a starting task touches is a host fault:
+    a Python start-up here costs about twice the CPU (benchmarks/README.md, *Fresh pages*).
+    Freeing the same amount of touched memory just before each run's wave gives every run the
+    same memory to start its tasks with. `take` returns what touching cost, in microseconds per
+    4 KiB page: about 2 when the pages were kept, 10 or more when the host had taken them back."""
+
+    def __init__(self, mb: int) -> None:
+        self.mb = mb
+        self._maps: list[mmap.mmap] = []
+
+    def take(self) -> float | None:
+        """Touch `mb` megabytes (one write per page) and hold them; CPU microseconds per page."""
+        if self.mb <= 0:
+            return None
+        page, chunk = mmap.PAGESIZE, 64 << 20
+        t = time.process_time()
+        for _ in range(max(1, (self.mb << 20) // chunk)):
+            m = mmap.mmap(-1, chunk)
+            for off in range(0, chunk, page):
+                m[off] = 1
+            self._maps.append(m)
+        pages = len(self._maps) * chunk // page
+        return round(1e6 * (time.process_time() - t) / pages, 2)
+
+    def release(self) -> None:
+        """Give the memory back (to this machine's free memory, where the wave finds it)."""
+        for m in self._maps:
+            m.close()
+        self._maps.clear()
+
+
 def start_in_run(out: Path) -> dict[str, Any] | None:
     """The Python tasks' own start-up during the run, as each recorded it (`TASK`; a moved task's
     last attempt): CPU (user + system, ms) and involuntary context switches (preemptions), beside
@@ -128,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the state directory")
     ap.add_argument("--no-baseline", action="store_true", help="skip the plain launcher's run")
     ap.add_argument("--out", type=Path, help="also write the report (JSON) to this file")
+    ap.add_argument(
+        "--fresh-pages-mb",
+        type=int,
+        default=FRESH_PAGES_MB,
+        help="memory each run frees just before its first wave (FreshPages; 0: none)",
+    )
     args = ap.parse_args(argv)
     report: dict[str, object] = {
         "command": "benchmarks/executor_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -199,6 +249,8 @@ def plain_launcher(on: bool) -> Iterator[None]:
 def one_run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     """One run of the benchmark: its report and whether every task completed."""
     work = Path(tempfile.mkdtemp(prefix="gpuplan-exbench-"))
+    fresh = FreshPages(args.fresh_pages_mb)
+    take_us = fresh.take()
     gpus = [f"g{k}" for k in range(args.gpus)]
     problem = gpuplan.Problem.model_validate(
         {
@@ -252,6 +304,7 @@ def one_run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         cwd=str(work),
     )
     epoch = ex.epoch
+    fresh.release()
     t0 = time.monotonic()
     result = ex.run(max_s=300)
     wall = time.monotonic() - t0
@@ -328,6 +381,7 @@ def one_run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             }
         )
     report["task_start_in_run"] = start_in_run(out)
+    report["fresh_pages"] = {"mb": args.fresh_pages_mb, "take_us_per_page": take_us}
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     else:

@@ -49,7 +49,7 @@ from gpuplan.executor.sim import SimulatedBackend
 from gpuplan.executor.spec import SimFleet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from executor_bench import TASK_KINDS, pct, start_in_run, task_argv, task_start
+from executor_bench import FRESH_PAGES_MB, TASK_KINDS, FreshPages, pct, start_in_run, task_argv, task_start
 
 NODE_ARGS: dict[str, Any] = {"num_cpus": 1, "object_store_memory": 80 * 1024**2}
 FAST_HEALTH = {
@@ -211,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=("ray", "local"), help="run one executor only")
     ap.add_argument("--out", type=Path, help="also write the report (JSON) to this file")
     ap.add_argument(
+        "--fresh-pages-mb",
+        type=int,
+        default=FRESH_PAGES_MB,
+        help="memory each run frees just before its first wave (executor_bench.FreshPages; 0: none)",
+    )
+    ap.add_argument(
         "--one-session",
         action="store_true",
         help="start every node in this process's session, as Ray's cluster utilities do by themselves",
@@ -276,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     # 1. Ray -----------------------------------------------------------------------------------------
+    fresh = FreshPages(args.fresh_pages_mb)
     if args.only in (None, "ray"):
+        take_us = fresh.take()  # before the cluster: its start-up uses up the memory the host backs
         t = time.monotonic()
         with node_sessions(not args.one_session):
             cluster = Cluster(
@@ -334,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
 
             remover = threading.Thread(target=remove, daemon=True)
             remover.start()
+            fresh.release()
             t0 = time.monotonic()
             result = ex.run(max_s=300)
             wall = time.monotonic() - t0
@@ -356,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 cluster_up_s=round(cluster_up, 1),
                 agents_up_s=round(holder["agents_up_s"], 2),
                 task_start_in_run=start_in_run(work / "ray-out"),
+                fresh_pages={"mb": args.fresh_pages_mb, "take_us_per_page": take_us},
                 usage={
                     "launching": _window(sampler.samples, wave_start, wave_end),
                     "idle": _window(sampler.samples, wave_end + 1.0, epoch + args.fail_at - 0.3),
@@ -367,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. one machine ---------------------------------------------------------------------------------
     if args.only in (None, "local"):
+        take_us = fresh.take()
         script = [{"at_s": args.fail_at, "gpu": failing, "fail": True}]
         script += [{"at_s": args.remove_at, "gpu": g, "fail": True} for g in gpus[leaving]]
         fleet = SimFleet.model_validate(
@@ -393,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         epoch = ex.epoch
         sampler = Sampler(None)
         sampler.start()
+        fresh.release()
         t0 = time.monotonic()
         result = ex.run(max_s=300)
         wall = time.monotonic() - t0
@@ -412,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             counts=result.counts,
             wall_s=round(wall, 2),
             task_start_in_run=start_in_run(work / "local-out"),
+            fresh_pages={"mb": args.fresh_pages_mb, "take_us_per_page": take_us},
             usage={
                 "launching": _window(sampler.samples, wave_start, wave_end),
                 "idle": _window(sampler.samples, wave_end + 1.0, epoch + args.fail_at - 0.3),

@@ -1,4 +1,4 @@
-"""The executor benchmark's measure of its tasks' own start-up."""
+"""The executor benchmark's measure of its tasks' own start-up, and the memory it frees before a wave."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.executor_bench import TASK_KINDS, start_in_run, task_argv, task_start
+from benchmarks.executor_bench import TASK_KINDS, FreshPages, start_in_run, task_argv, task_start
 
 
 @pytest.mark.parametrize("kind", TASK_KINDS)
@@ -34,3 +34,22 @@ def test_each_python_task_records_its_own_start_up(kind: str, tmp_path: Path) ->
     else:
         assert got is not None and got["tasks"] == 3 and 0 < got["cpu_ms_p50"] < 1000
         assert got["preemptions_mean"] >= 0
+
+
+def _rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the resident memory from /proc")
+def test_fresh_pages_are_held_touched_until_released() -> None:
+    """`take` makes the memory resident (every page written) and says what a page cost; `release`
+    gives it back; with 0 MB nothing is held."""
+    assert FreshPages(0).take() is None
+    fresh = FreshPages(128)
+    before = _rss_mb()
+    cost = fresh.take()
+    assert cost is not None and cost > 0
+    assert _rss_mb() - before >= 120
+    fresh.release()
+    assert _rss_mb() - before < 16

@@ -91,6 +91,13 @@ def _start_time(pid: int) -> int | None:
     return int(stat.rsplit(b")", 1)[1].split()[19])
 
 
+#: (attempt dir, wrapper pid) -> the start time in the wrapper's claim. A claim never changes once
+#: written, so a life check, about once a second per running attempt, reads only /proc after the
+#: first. Emptied when it outgrows `_CLAIMS_MAX` (ended attempts are not removed one by one).
+_claim_start: dict[tuple[str, int], int] = {}
+_CLAIMS_MAX = 100_000
+
+
 def wrapper_alive(pid: int, attempt_dir: Path) -> bool:
     """True when `pid` is alive and is this attempt's wrapper (guards against pid reuse: the start
     time in the claim, or for a wrapper started by path, its command line)."""
@@ -100,9 +107,16 @@ def wrapper_alive(pid: int, attempt_dir: Path) -> bool:
         return False
     except PermissionError:
         return False
-    claim = read_claim(Path(attempt_dir)) or {}
-    if claim.get("pid") == pid and claim.get("start") is not None:
-        return _start_time(pid) == claim["start"]
+    key = (str(attempt_dir), pid)
+    start = _claim_start.get(key)
+    if start is None:
+        claim = read_claim(Path(attempt_dir)) or {}
+        if claim.get("pid") == pid and claim.get("start") is not None:
+            if len(_claim_start) >= _CLAIMS_MAX:
+                _claim_start.clear()
+            start = _claim_start[key] = int(claim["start"])
+    if start is not None:
+        return _start_time(pid) == start
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:

@@ -79,13 +79,31 @@ def test_the_spawner_shares_its_starters_session_in_a_group_of_its_own(tmp_path:
 
 def test_pid_reuse_is_caught_by_the_start_time(tmp_path: Path) -> None:
     """A live pid whose start time differs from the claim's is not the attempt's wrapper."""
+    me = os.getpid()
+    real = launcher._start_time(me)
+    for name, start, alive in (("a", real, True), ("b", (real or 0) + 1, False)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "claim").write_text(json.dumps({"pid": me, "t": 0, "start": start}))
+        assert launcher.wrapper_alive(me, d) is alive
+
+
+def test_a_life_check_reads_the_claim_once_and_still_catches_pid_reuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim never changes, so later life checks of an attempt read only /proc; a pid taken by
+    another process (another start time) is still not the wrapper."""
     d = tmp_path / "attempt"
     d.mkdir()
     me = os.getpid()
     real = launcher._start_time(me)
     (d / "claim").write_text(json.dumps({"pid": me, "t": 0, "start": real}))
-    assert launcher.wrapper_alive(me, d)
-    (d / "claim").write_text(json.dumps({"pid": me, "t": 0, "start": (real or 0) + 1}))
+    reads: list[Path] = []
+    read_claim = launcher.read_claim
+    monkeypatch.setattr(launcher, "read_claim", lambda a: reads.append(a) or read_claim(a))
+    assert all(launcher.wrapper_alive(me, d) for _ in range(3))
+    assert reads == [d]
+    monkeypatch.setattr(launcher, "_start_time", lambda pid: (real or 0) + 7)  # the pid reused
     assert not launcher.wrapper_alive(me, d)
 
 

@@ -10,10 +10,9 @@ Ends come to the head by `watch`, a call that returns as soon as an attempt of t
 (or after its timeout), so the head need not ask every node every loop turn (a round trip per node
 per turn: with many nodes, most of the head's work). The agent learns of ends on its own node: each
 wrapper it starts announces its end by a file in the agent's `ended` directory (`sites`, *Announced
-ends*), which the agent lists every `WATCH_STEP_S` (one directory read, however many attempts run:
-reading every attempt's exit file at that pace cost the agent work in proportion to the node's
-attempts), and it checks each wrapper's life every `ALIVE_CHECK_S` (a wrapper killed announces
-nothing).
+ends*), which the agent lists when one appears (`doorbell`: it sleeps meanwhile; without inotify it
+lists it every `WATCH_STEP_S`: one directory read, however many attempts run), and it checks its
+wrappers' life every `ALIVE_CHECK_S`, all at once (a wrapper killed announces nothing).
 `watch` runs beside the other calls (the actor takes a few calls at once); the attempts it watches
 (`_live`) are those this agent spawned and those the head polled and found running.
 
@@ -35,10 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from gpuplan.executor.devices import DeviceBackend, DeviceInfo, Reading
+from gpuplan.executor.doorbell import Doorbell
 from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.sites import ALIVE_CHECK_S, LocalSite, Outcome, Probe, poll_files
 
-#: Seconds between an agent's looks at its attempts' exit files while the head waits on `watch`.
+#: Seconds between an agent's looks at its announced ends while the head waits on `watch`, where the
+#: agent cannot sleep until one appears (`Doorbell` without inotify).
 WATCH_STEP_S = 0.05
 #: The calls an agent answers, as a number the head checks (`hello`): raised whenever a call's
 #: arguments or answer change, since agents outlive the head that started them (2: `watch` samples).
@@ -202,36 +203,48 @@ class NodeAgent:
         """Wait until attempts of this node end, at most `timeout_s` seconds; those that ended (no
         longer watched), and with `sample_s` the readings of the node's GPUs taken every `sample_s`
         seconds meanwhile. Returns at once when an attempt ends or a reading is an alert
-        (`_alerts`); else, at the timeout, with no ends. Each step reads the exit files of the
-        attempts whose end was announced and of those whose life check is due: once a wrapper has
-        run `ALIVE_CHECK_S` since the last check (or its start: a wrapper just forked has not
-        claimed its attempt yet)."""
+        (`_alerts`); else, at the timeout, with no ends.
+
+        Between looks it sleeps until an end is announced (a `Doorbell` on `ended`; without
+        inotify it looks every `WATCH_STEP_S`), the next sample, or the next life check. A look
+        reads the exit files of the attempts whose end was announced and, when the oldest life
+        check is due (`ALIVE_CHECK_S` since it was made, or since the wrapper's start: a wrapper
+        just forked has not claimed its attempt yet), those of every attempt checked at least half
+        that long ago: the checks fall due together, one wake-up for all of them."""
         end = time.monotonic() + timeout_s
         out = Watched()
-        while True:
-            now = time.monotonic()
-            announced = self.site.announced()
-            with self._lock:
-                look = {self._dir_of[n] for n in announced if n in self._dir_of}
-                due = {d for d, (_, checked) in self._live.items() if now - checked >= ALIVE_CHECK_S}
-                for d in due:
-                    self._live[d] = (self._live[d][0], now)
-                probes = [Probe(d, self._live[d][0], d in due) for d in look | due]
-                sample = sample_s is not None and now >= self._next_sample
-                if sample and sample_s is not None:  # the next one an interval on (from now, if late)
-                    late = self._next_sample + sample_s <= now
-                    self._next_sample = (now if late else self._next_sample) + sample_s
-            if sample:
-                self._sample(out, heat)
-            outcomes = poll_files(probes)
-            out.ended = [(p.dir, rc) for p, (done, rc) in zip(probes, outcomes, strict=True) if done]
-            if out.ended:
+        with Doorbell(self.ended, WATCH_STEP_S) as bell:
+            while True:
+                bell.clear()
+                now = time.monotonic()
+                announced = self.site.announced()
                 with self._lock:
-                    self._untrack([d for d, _ in out.ended])
-            if out.ended or out.alert or out.error or now >= end:
-                return out
-            wake = min(end, self._next_sample) if sample_s is not None else end
-            time.sleep(min(WATCH_STEP_S, max(0.0, wake - now)))
+                    look = {self._dir_of[n] for n in announced if n in self._dir_of}
+                    oldest = min((c for _, c in self._live.values()), default=now)
+                    due: set[str] = set()
+                    if now - oldest >= ALIVE_CHECK_S:
+                        due = {d for d, (_, c) in self._live.items() if now - c >= ALIVE_CHECK_S / 2}
+                    for d in due:
+                        self._live[d] = (self._live[d][0], now)
+                    probes = [Probe(d, self._live[d][0], d in due) for d in look | due]
+                    sample = sample_s is not None and now >= self._next_sample
+                    if sample and sample_s is not None:  # the next one an interval on (from now, if late)
+                        late = self._next_sample + sample_s <= now
+                        self._next_sample = (now if late else self._next_sample) + sample_s
+                    checks = min((c for _, c in self._live.values()), default=None)
+                if sample:
+                    self._sample(out, heat)
+                outcomes = poll_files(probes)
+                out.ended = [(p.dir, rc) for p, (done, rc) in zip(probes, outcomes, strict=True) if done]
+                if out.ended:
+                    with self._lock:
+                        self._untrack([d for d, _ in out.ended])
+                if out.ended or out.alert or out.error or now >= end:
+                    return out
+                wake = end if sample_s is None else min(end, self._next_sample)
+                if checks is not None:
+                    wake = min(wake, checks + ALIVE_CHECK_S)
+                bell.wait(wake - time.monotonic())
 
     def _sample(self, out: Watched, heat: Heat | None) -> None:
         """Read the devices into `out` (a failed read: its error), noting whether any reading is an

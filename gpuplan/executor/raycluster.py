@@ -161,9 +161,9 @@ class RaySite:
 
     Polls are answered from the agent's reports where they can be: while the attempts asked about
     are all watched by the agent (spawned through it, or found running by an earlier poll) and its
-    `watch` call has not returned, none of them has ended (the agent looks every
-    `agent.WATCH_STEP_S`, checks wrappers' life every second, and would have answered), so the
-    answer costs no round trip; when the watch returns, its ends are kept until polled and a new
+    `watch` call has not returned, none of them has ended (the agent looks at its `ended`
+    directory as ends are announced, checks wrappers' life every second, and would have answered),
+    so the answer costs no round trip; when the watch returns, its ends are kept until polled and a new
     watch is sent. A poll about other attempts, or a fresh one, asks the agent. With `sample_s` set
     (`RayFleet.monitor`), a watch is kept outstanding even with no attempts, and its readings are
     kept until the head's next sample (`take_readings`).

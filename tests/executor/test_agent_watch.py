@@ -4,6 +4,7 @@ a thread pool (`_FakeRay`), so what is tested is the head's and the agent's logi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -19,6 +20,7 @@ from exec_helpers import count_exit_reads, sh_request
 from gpuplan.executor import agent as agent_module
 from gpuplan.executor import raycluster
 from gpuplan.executor.agent import Heat, NodeAgent, Watched
+from gpuplan.executor.doorbell import Doorbell
 from gpuplan.executor.raycluster import RaySite, _Watches
 from gpuplan.executor.sites import Probe
 
@@ -110,6 +112,63 @@ def test_a_wrapper_killed_without_an_exit_record_is_reported_by_its_life_check(
     time.sleep(0.2)
     os.killpg(pid, signal.SIGKILL)
     assert agent.watch(5.0).ended == [(req.dir, None)]
+
+
+def _count_looks(agent: NodeAgent, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The times the agent's watch looks at its `ended` directory."""
+    looks: list[float] = []
+    real = agent.site.announced
+
+    def announced() -> set[str]:
+        looks.append(time.monotonic())
+        return real()
+
+    monkeypatch.setattr(agent.site, "announced", announced)
+    return looks
+
+
+def test_an_idle_watch_sleeps_until_an_end_is_announced(
+    agent: NodeAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing ending and nothing to sample, a watch does not wake at a fixed pace (it looked 20
+    times a second before the doorbell); an end still returns it at once."""
+    if not Doorbell(agent.ended, 0.05).active:
+        pytest.skip("no inotify here: the watch looks every WATCH_STEP_S")
+    looks = _count_looks(agent, monkeypatch)
+    assert agent.watch(1.0).ended == []
+    assert len(looks) <= 3
+    req = sh_request(tmp_path, "a", "sleep 0.5; exit 5")
+    agent.spawn([req])
+    looks.clear()
+    t0 = time.monotonic()
+    assert agent.watch(10.0).ended == [(req.dir, 5)]
+    assert time.monotonic() - t0 < 2.0 and len(looks) <= 4
+
+
+def test_life_checks_fall_due_together(
+    agent: NodeAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempts started at different times have their wrappers' life checked in one look (not one
+    wake-up each), and a wrapper killed is still found within about a second."""
+    if not Doorbell(agent.ended, 0.05).active:
+        pytest.skip("no inotify here: the watch looks every WATCH_STEP_S")
+    reqs = [sh_request(tmp_path, f"s{k}", "sleep 30") for k in range(6)]
+    pids = []
+    for r in reqs:  # started 0.1 s apart: their first checks would fall due 0.1 s apart
+        pids += agent.spawn([r])
+        time.sleep(0.1)
+    looks = _count_looks(agent, monkeypatch)
+    try:
+        assert agent.watch(3.0).ended == []
+        assert len(looks) <= 8  # six attempts checked every second: 18 wake-ups one by one
+        os.killpg(int(pids[2]), signal.SIGKILL)
+        t0 = time.monotonic()
+        assert agent.watch(5.0).ended == [(reqs[2].dir, None)]
+        assert time.monotonic() - t0 < 1.6
+    finally:
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(p), signal.SIGKILL)
 
 
 def test_the_head_polls_without_a_round_trip_while_the_agent_watches(

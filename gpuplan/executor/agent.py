@@ -145,11 +145,15 @@ class NodeAgent:
         ray_node = _ray_node_id()
         if ray_node:
             self.env["GPUPLAN_RAY_NODE_ID"] = ray_node
+        with Doorbell(self.ended, WATCH_STEP_S) as bell:  # can this node's watch sleep between ends?
+            self.no_doorbell = bell.why_not
 
     def hello(self) -> dict[str, Any]:
-        """Who and where this agent is, the calls it answers (`PROTOCOL`), and the node's GPUs (ids,
-        UUIDs, models, memory)."""
+        """Who and where this agent is, the calls it answers (`PROTOCOL`), the node's GPUs (ids,
+        UUIDs, models, memory), and why its watch must look for ends every `WATCH_STEP_S` (None
+        when it sleeps until one is announced)."""
         return {
+            "no_doorbell": self.no_doorbell,
             "protocol": PROTOCOL,
             "node": self.node,
             "host": socket.gethostname(),

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gpuplan.executor.agent import PROTOCOL, Heat, NodeAgent, Watched
+from gpuplan.executor.agent import PROTOCOL, WATCH_STEP_S, Heat, NodeAgent, Watched
 from gpuplan.executor.devices import DeviceInfo, DeviceUnavailable, Reading
 from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.sites import Outcome, Probe
@@ -389,6 +389,7 @@ class RayFleet:
                 self._sites[n].mark_lost(exc)
                 self.hello[n] = {"devices": []}
         check_protocol(self.hello)
+        warn_polling(self.hello)
         self._devices = [DeviceInfo(**{**d, "node": n}) for n in wanted for d in self.hello[n]["devices"]]
 
     # DeviceBackend ---------------------------------------------------------------------------------
@@ -498,6 +499,16 @@ def check_protocol(hello: dict[str, dict[str, Any]]) -> None:
             f"the run's agents on {nodes} were started by another gpuplan version (this one speaks "
             f"protocol {PROTOCOL}): resume the run with that version; its tasks keep running"
         )
+
+
+def warn_polling(hello: dict[str, dict[str, Any]]) -> None:
+    """Say which nodes' agents look for ends every `agent.WATCH_STEP_S` rather than sleep until one
+    is announced (no inotify there): it works, at some CPU on those nodes while they wait."""
+    for n, h in sorted(hello.items()):
+        if h.get("no_doorbell"):
+            log.warning(
+                "node %s: its agent looks for ended tasks every %g s (%s)", n, WATCH_STEP_S, h["no_doorbell"]
+            )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -414,3 +414,37 @@ def test_a_head_refuses_agents_of_another_protocol(agent: NodeAgent) -> None:
     named = r"agents on n1 \(protocol 1\), n3 \(protocol 9\)"
     with pytest.raises(raycluster.ClusterUnavailable, match=named):
         raycluster.check_protocol({"n0": hello, "n3": {**hello, "protocol": 9}, "n1": old})
+
+
+def test_an_agent_without_a_doorbell_says_why_and_the_head_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where inotify is missing the watch still works, looking every WATCH_STEP_S; the agent's hello
+    says why, and the head logs it per node rather than falling back silently."""
+    from gpuplan.executor import doorbell as doorbell_module
+
+    def no_libc(*_: object, **__: object) -> object:
+        raise OSError("no libc here")
+
+    monkeypatch.setattr(doorbell_module.ctypes, "CDLL", no_libc)
+    slow = NodeAgent("n1", {"node": "n1", "gpus": []}, None, str(tmp_path / "n1"))
+    try:
+        hello = slow.hello()
+        assert hello["no_doorbell"] is not None and "no libc here" in hello["no_doorbell"]
+        req = sh_request(tmp_path, "a", "exit 2")
+        slow.spawn([req])
+        assert slow.watch(10.0).ended == [(req.dir, 2)]
+    finally:
+        slow.stop()
+    with caplog.at_level("WARNING", logger="gpuplan"):
+        raycluster.warn_polling({"n0": {"no_doorbell": None}, "n1": hello})
+    assert [r.getMessage() for r in caplog.records] == [
+        f"node n1: its agent looks for ended tasks every {agent_module.WATCH_STEP_S:g} s"
+        " (no inotify (no libc here))"
+    ]
+
+
+def test_an_agent_with_a_doorbell_says_so(agent: NodeAgent) -> None:
+    if not Doorbell(agent.ended, 0.05).active:
+        pytest.skip("no inotify here")
+    assert agent.hello()["no_doorbell"] is None

@@ -14,6 +14,7 @@ pace, as without a bell.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -39,13 +40,16 @@ class Doorbell:
         self.step_s = step_s
         self.why_not: str | None = None
         self._fd = -1
+        self._poll: select.poll | None = None
         self._libc: ctypes.CDLL | None = None
         try:
+            self._poll = select.poll()  # not select.select: a descriptor past 1023 is out of its range
             self._libc = ctypes.CDLL(None, use_errno=True)
             fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
             if fd < 0:
                 raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
             self._fd = fd
+            self._poll.register(fd, select.POLLIN)
             self._arm()
         except (OSError, AttributeError) as exc:  # no inotify here: the caller looks every step_s
             self.why_not = f"no inotify ({exc})"
@@ -92,14 +96,17 @@ class Doorbell:
         """Sleep until a file appeared since the last `clear`, or `timeout_s` (without inotify: at
         most `step_s`)."""
         timeout_s = max(0.0, timeout_s)
-        if self._fd < 0:
+        if self._fd < 0 or self._poll is None:
             time.sleep(min(timeout_s, self.step_s))
             return
-        select.select([self._fd], [], [], timeout_s)
+        self._poll.poll(1000 * timeout_s)
 
     def close(self) -> None:
         """Release the inotify descriptor (the bell then falls back to looking every `step_s`)."""
         if self._fd >= 0:
+            if self._poll is not None:
+                with contextlib.suppress(KeyError):
+                    self._poll.unregister(self._fd)
             os.close(self._fd)
             self._fd = -1
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import shutil
 import threading
 import time
@@ -70,3 +72,25 @@ def test_without_inotify_the_bell_says_why_and_waits_a_step_at_most(
     t0 = time.monotonic()
     bell.wait(10.0)
     assert 0.05 <= time.monotonic() - t0 < 1.0
+
+
+def test_a_descriptor_past_1023_still_rings(tmp_path: Path) -> None:
+    """A busy agent may hold over a thousand descriptors; the bell's must still be waited on (plain
+    select() refuses descriptors past 1023)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"at most {hard} descriptors here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with _bell(tmp_path) as bell:
+            assert bell._fd > 1023
+            bell.clear()
+            (tmp_path / "ended" / "x").touch()
+            t0 = time.monotonic()
+            bell.wait(10.0)
+            assert time.monotonic() - t0 < 1.0
+    finally:
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

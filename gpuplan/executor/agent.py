@@ -210,7 +210,8 @@ class NodeAgent:
         (`_alerts`); else, at the timeout, with no ends.
 
         Between looks it sleeps until an end is announced (a `Doorbell` on `ended`; without
-        inotify it looks every `WATCH_STEP_S`), the next sample, or the next life check. A look
+        inotify it looks every `WATCH_STEP_S`), the next sample, or the next life check, and at
+        most `ALIVE_CHECK_S / 2` (attempts spawned meanwhile are checked in time). A look
         reads the exit files of the attempts whose end was announced and, when the oldest life
         check is due (`ALIVE_CHECK_S` since it was made, or since the wrapper's start: a wrapper
         just forked has not claimed its attempt yet), those of every attempt checked at least half
@@ -248,7 +249,9 @@ class NodeAgent:
                 wake = end if sample_s is None else min(end, self._next_sample)
                 if checks is not None:
                     wake = min(wake, checks + ALIVE_CHECK_S)
-                bell.wait(wake - time.monotonic())
+                # at most half a check interval: an attempt spawned meanwhile gets its first check late
+                # by no more than that
+                bell.wait(min(wake - time.monotonic(), ALIVE_CHECK_S / 2))
 
     def _sample(self, out: Watched, heat: Heat | None) -> None:
         """Read the devices into `out` (a failed read: its error), noting whether any reading is an

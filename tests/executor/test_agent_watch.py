@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -169,6 +170,25 @@ def test_life_checks_fall_due_together(
         for p in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(int(p), signal.SIGKILL)
+
+
+def test_an_attempt_spawned_while_the_watch_sleeps_is_checked_in_time(
+    agent: NodeAgent, tmp_path: Path
+) -> None:
+    """A watch asleep with nothing to look at still wakes to check an attempt spawned meanwhile: its
+    wrapper killed (no announcement) is found within about a second, not at the watch's timeout."""
+    req = sh_request(tmp_path, "late", "sleep 30")
+    pids: list[int | str] = []
+
+    def spawn_and_kill() -> None:
+        pids.extend(agent.spawn([req]))
+        time.sleep(0.2)
+        os.killpg(int(pids[0]), signal.SIGKILL)
+
+    threading.Timer(0.3, spawn_and_kill).start()
+    t0 = time.monotonic()
+    assert agent.watch(8.0).ended == [(req.dir, None)]
+    assert time.monotonic() - t0 < 3.0
 
 
 def test_the_head_polls_without_a_round_trip_while_the_agent_watches(

@@ -238,12 +238,12 @@ def plain_launcher(on: bool) -> Iterator[None]:
     if not on:
         yield
         return
-    saved = launcher.Spawner, scheduling.LAUNCH_BATCH
-    launcher.Spawner, scheduling.LAUNCH_BATCH = _PerAttemptSpawner, 1  # type: ignore[misc]
+    saved = launcher.Spawner, scheduling.ROUND_MAX
+    launcher.Spawner, scheduling.ROUND_MAX = _PerAttemptSpawner, 1  # type: ignore[misc]
     try:
         yield
     finally:
-        launcher.Spawner, scheduling.LAUNCH_BATCH = saved  # type: ignore[misc]
+        launcher.Spawner, scheduling.ROUND_MAX = saved  # type: ignore[misc]
 
 
 def one_run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:

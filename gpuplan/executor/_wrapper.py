@@ -3,13 +3,17 @@
 Run by path with only the standard library (fast start, no gpuplan import), in one of two forms:
 
     python -I _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV...     one attempt (the wrapper is this process)
-    python -I _wrapper.py --serve [--fence]                   a spawner: one attempt per request
+    python -I _wrapper.py --serve [--fence] [--await-start=S] a spawner: one attempt per request
 
 The spawner reads one batch per line on stdin, a JSON list of requests ({"dir", "log", "argv", "env",
-"cwd", "mkdirs", "notify"}), forks a wrapper for each (a fork of this small process costs about a millisecond,
-against some 30 ms for a new interpreter) and answers the batch with one JSON line on stdout: per
-request {"pid": wrapper pid} or {"error": text}. One line each way per batch: on a busy machine
-every wake-up of either process waits for a core. It ends at the end of its input. Each wrapper
+"cwd", "mkdirs", "notify"}), forks a wrapper for each (a fork of this small process costs about a
+millisecond, against some 30 ms for a new interpreter) and answers the batch with one JSON line on
+stdout: per request {"pid": wrapper pid} or {"error": text}. With `--await-start=S` it answers once
+every wrapper of the batch has started its task or ended, or after S seconds: the wrappers share the
+write end of a pipe, each closes it after step 2, and the spawner reads the pipe to its end of file.
+Whoever sends the batches is so paced by the tasks' starts, and records the next attempts only when
+the last ones have their processes. One line each way per batch: on a busy machine every wake-up of
+either process waits for a core. It ends at the end of its input. Each wrapper
 leads its own session, so it outlives the spawner and
 whoever started it; with `--fence` (the agents of a cluster) a wrapper whose spawner is gone kills
 its task: the head counts that node as lost and runs the task elsewhere.
@@ -80,9 +84,12 @@ def run_attempt(
     cwd: str | None = None,
     fence_ppid: int = 0,
     notify: str = "",
+    started_fd: int = -1,
 ) -> int:
     """Claim, run and record one attempt (steps 1-4). With `fence_ppid`, kill the task once the parent
-    (the spawner) is gone; with `notify`, announce the end there. Returns the wrapper's own exit code."""
+    (the spawner) is gone; with `notify`, announce the end there; `started_fd` (the spawner's pipe) is
+    closed once the task has started (or the attempt ended without one: at the wrapper's exit).
+    Returns the wrapper's own exit code."""
     os.makedirs(attempt_dir, exist_ok=True)
     try:
         fd = os.open(os.path.join(attempt_dir, "claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -105,6 +112,8 @@ def run_attempt(
         _write_atomic(
             os.path.join(attempt_dir, "started"), {"child_pid": child.pid, "t": time.time()}, durable=False
         )
+        if started_fd >= 0:
+            os.close(started_fd)  # the spawner's wait for this batch's starts (`serve`)
         # without a fence, a plain wait (PEP 475 retries it after the SIGTERM handler runs)
         rc = _wait_fenced(child, attempt_dir, fence_ppid, notify) if fence_ppid else child.wait()
     _record_exit(attempt_dir, {"rc": rc, "t": time.time()}, notify)
@@ -161,8 +170,9 @@ def _wait_polled(child: subprocess.Popen[bytes], ppid: int, fence: Callable[[], 
         os.close(pidfd)
 
 
-def serve(fence: bool) -> int:
-    """The spawner loop (module docstring)."""
+def serve(fence: bool, await_start_s: float = 0.0) -> int:
+    """The spawner loop (module docstring). With `await_start_s`, a batch is answered once each of its
+    wrappers has started its task or ended, or after that many seconds, whichever is first."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # wrappers are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if fence:
@@ -178,13 +188,38 @@ def serve(fence: bool) -> int:
             out.write(json.dumps([{"error": f"bad request: {exc}"}]) + "\n")
             out.flush()
             continue
-        out.write(json.dumps([_fork_one(req, me if fence else 0) for req in batch]) + "\n")
+        if await_start_s > 0:
+            # every wrapper of the batch holds the write end until its task has started: the read end
+            # sees its end of file once all have, with no file to poll
+            r, w = os.pipe()
+            replies = [_fork_one(req, me if fence else 0, (r, w)) for req in batch]
+            os.close(w)
+            _until_eof(r, time.monotonic() + await_start_s)
+            os.close(r)
+        else:
+            replies = [_fork_one(req, me if fence else 0) for req in batch]
+        out.write(json.dumps(replies) + "\n")
         out.flush()
     return 0
 
 
-def _fork_one(req: dict[str, object], fence_ppid: int) -> dict[str, object]:
-    """Fork the wrapper of one request; its pid, or why not. The child never returns."""
+def _until_eof(fd: int, deadline: float) -> None:
+    """Read `fd` until its end of file or the deadline (monotonic)."""
+    p = select.poll()
+    p.register(fd, select.POLLIN | select.POLLHUP)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not p.poll(1000 * left):
+            return
+        if not os.read(fd, 512):
+            return
+
+
+def _fork_one(
+    req: dict[str, object], fence_ppid: int, pipe: tuple[int, int] | None = None
+) -> dict[str, object]:
+    """Fork the wrapper of one request; its pid, or why not. The child never returns; it keeps the
+    write end of `pipe` (read end, write end) open until its task has started (`serve`)."""
     try:
         for d in req.get("mkdirs", ()):  # type: ignore[attr-defined]
             os.makedirs(d, exist_ok=True)
@@ -198,6 +233,8 @@ def _fork_one(req: dict[str, object], fence_ppid: int) -> dict[str, object]:
         return {"pid": pid}
     code = 1  # the wrapper
     try:
+        if pipe is not None:
+            os.close(pipe[0])
         os.setsid()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -213,6 +250,7 @@ def _fork_one(req: dict[str, object], fence_ppid: int) -> dict[str, object]:
             req.get("cwd"),  # type: ignore[arg-type]
             fence_ppid,
             str(req.get("notify") or ""),
+            pipe[1] if pipe is not None else -1,
         )
     finally:
         os._exit(code)
@@ -221,9 +259,13 @@ def _fork_one(req: dict[str, object], fence_ppid: int) -> dict[str, object]:
 def main(argv: list[str]) -> int:
     """Entry point; returns the wrapper's own exit code (the task's code is in the exit file)."""
     if argv[:1] == ["--serve"]:
-        return serve("--fence" in argv[1:])
+        wait = [a.split("=", 1)[1] for a in argv[1:] if a.startswith("--await-start=")]
+        return serve("--fence" in argv[1:], float(wait[-1]) if wait else 0.0)
     if len(argv) < 4 or argv[2] != "--":
-        print("usage: _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV... | --serve [--fence]", file=sys.stderr)
+        print(
+            "usage: _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV... | --serve [--fence] [--await-start=S]",
+            file=sys.stderr,
+        )
         return 2
     return run_attempt(argv[0], argv[1], argv[3:])
 

@@ -142,6 +142,9 @@ def kill(pid: int) -> None:
     signal_group(pid, signal.SIGKILL)
 
 
+AWAIT_START_S = 0.5  # the longest a spawner's answer waits for its wrappers' tasks to start (`Spawner`)
+
+
 @dataclass
 class LaunchRequest:
     """One attempt to start: its directory and log, argv, the environment it adds, where it runs,
@@ -161,7 +164,9 @@ class Spawner:
     """A long-lived `_wrapper.py --serve` process that forks one wrapper per request (see `_wrapper`).
 
     Started on first use and again if it died; `fence` makes its wrappers kill their task when it goes
-    away (cluster agents). Thread-safe: one batch at a time.
+    away (cluster agents). Thread-safe: one batch at a time. A batch is answered once its tasks have
+    started, or after `await_start_s` (`_wrapper`, `serve`): the executor records the next round of
+    attempts only then (`scheduling.ROUND_MAX`).
 
     The spawner leads its own process group (no terminal signal reaches it) but stays in the session
     of the process that starts it (the executor, or an agent), while each wrapper leads a session of
@@ -172,9 +177,12 @@ class Spawner:
     took 37 to 50 ms, against a 4.8 ms median after; see docs/executor.md, *Measurements*).
     """
 
-    def __init__(self, *, fence: bool = False, stderr: Path | None = None) -> None:
+    def __init__(
+        self, *, fence: bool = False, stderr: Path | None = None, await_start_s: float = AWAIT_START_S
+    ) -> None:
         self.fence = fence
         self.stderr = stderr
+        self.await_start_s = await_start_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
@@ -186,7 +194,14 @@ class Spawner:
                 err = open(self.stderr, "ab")  # noqa: SIM115 - handed to the child, closed below
             try:
                 self._proc = subprocess.Popen(
-                    [sys.executable, "-I", WRAPPER, "--serve", *(["--fence"] if self.fence else [])],
+                    [
+                        sys.executable,
+                        "-I",
+                        WRAPPER,
+                        "--serve",
+                        *(["--fence"] if self.fence else []),
+                        f"--await-start={self.await_start_s:g}",
+                    ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=err,

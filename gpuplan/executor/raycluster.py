@@ -169,8 +169,11 @@ class RaySite:
     kept until the head's next sample (`take_readings`).
     """
 
-    def __init__(self, ray: Any, node: str, handle: Any, watches: _Watches | None = None) -> None:
+    def __init__(
+        self, ray: Any, node: str, handle: Any, watches: _Watches | None = None, cores: int = 1
+    ) -> None:
         self.ray, self.node, self.handle = ray, node, handle
+        self.cores = cores  # the node's CPUs as Ray counts them (its `CPU` resource)
         self.watches = watches if watches is not None else _Watches(ray)
         self.lost = False
         self.lost_reason = ""
@@ -372,7 +375,10 @@ class RayFleet:
                 handle = agent.options(**opts).remote(n, fleet, epoch, root)
             self.handles[n] = handle
         self._watches = watches = _Watches(ray)
-        self._sites = {n: RaySite(ray, n, h, watches) for n, h in self.handles.items()}
+        self._sites = {
+            n: RaySite(ray, n, h, watches, cores=_cpus(self.cluster_nodes[n]))
+            for n, h in self.handles.items()
+        }
         self._pushed = False  # readings come with the watches (monitor)
         refs = {n: h.hello.remote() for n, h in self.handles.items()}
         self.hello: dict[str, dict[str, Any]] = {}
@@ -509,6 +515,11 @@ def warn_polling(hello: dict[str, dict[str, Any]]) -> None:
             log.warning(
                 "node %s: its agent looks for ended tasks every %g s (%s)", n, WATCH_STEP_S, h["no_doorbell"]
             )
+
+
+def _cpus(info: dict[str, Any]) -> int:
+    """A Ray node's CPUs (its `CPU` resource, rounded down; at least 1)."""
+    return max(1, int(info.get("Resources", {}).get("CPU", 1)))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -38,14 +38,17 @@ OVERLAP_EPS_H = 1e-6
 
 #: Most launches in one round: one journal transaction, then one request to each site involved, all
 #: sent before any answer is awaited, so the nodes of a cluster start their wrappers in parallel. A
-#: round is shared evenly among the sites with tasks to start, in turn (one machine: rounds of 4;
-#: 8 nodes: one launch each on 4 of them). The cap bounds how long an attempt recorded at the start
-#: of a round waits for its process: every fork of a round, and every task it starts, wants a core at
-#: once. Measured with `benchmarks/executor_bench.py` and `executor_ray_bench.py` (python-nosite
-#: tasks, 2 cores): rounds of 4 against 8 gave 23 against 34 ms on one machine and 46 against 56 to
-#: 61 ms on Ray at the same throughput (about 195 and 115 /s); rounds of 2 and 3 on Ray gave 48 and
-#: 43 ms at 107 and 110 /s.
-LAUNCH_BATCH = 4
+#: site takes at most its `cores` launches a round, and each site's answer waits until the tasks it
+#: forked have started (`launcher.AWAIT_START_S`): the next round is recorded only when the last
+#: one's tasks have their processes, so an attempt waits for a core rather than, recorded early, behind
+#: every fork and start-up already queued for one. Where more sites have tasks than the cap allows, the
+#: round is shared evenly among them, in turn. Measured with `benchmarks/executor_bench.py` and
+#: `executor_ray_bench.py` (python-nosite tasks, 2 cores; benchmarks/README.md, *Paced launches*):
+#: one machine, rounds of 2 (its cores) 10 to 11 ms at 127 to 140 /s, rounds of 4 18 to 19 ms at 135
+#: to 145 /s, against 29 to 32 ms at 144 to 153 /s unpaced in rounds of 4; Ray (8 nodes of one CPU),
+#: rounds of 8 37 to 43 ms at 102 to 106 /s, of 4 23 to 26 ms at 86 to 96 /s, against 54 to 61 ms at
+#: 92 to 102 /s unpaced in rounds of 4.
+ROUND_MAX = 256
 
 #: Task states that hold, or will hold, a place on a resource; those with a live attempt.
 _ACTIVE = ("queued", "starting", "running", "stopping")
@@ -148,27 +151,29 @@ class SchedulingMixin(ExecutorBase):
             for g in t.gpus:
                 share[g] = share.get(g, 0.0) + t.share
                 mem[g] = mem.get(g, 0.0) + t.memory_gb
-        return self._launch_rounds(list(by_site.values()), budget_end)
+        return self._launch_rounds(list(by_site.items()), budget_end)
 
-    def _launch_rounds(self, per_site: list[list[TaskState]], budget_end: float) -> bool:
-        """Start the tasks of `per_site` (each site's in launch order) in rounds of `LAUNCH_BATCH`,
-        shared evenly among the sites that still have tasks, each round starting with the site after
-        the last one served; until none is left or the time box (`budget_end`, monotonic) ends.
-        Returns True when tasks were left for the next loop turn (their room is counted again then)."""
-        queues = [deque(tasks) for tasks in per_site if tasks]
+    def _launch_rounds(self, per_site: list[tuple[str, list[TaskState]]], budget_end: float) -> bool:
+        """Start the tasks of `per_site` ((site, its tasks in launch order) pairs) in rounds: each site
+        with tasks takes up to its `cores` launches a round, at most `ROUND_MAX` in all (shared evenly
+        while more sites have tasks than that allows, each round starting with the site after the last
+        one served); until none is left or the time box (`budget_end`, monotonic) ends. Returns True
+        when tasks were left for the next loop turn (their room is counted again then)."""
+        queues = [(max(1, self.sites[site].cores), deque(tasks)) for site, tasks in per_site if tasks]
         turn = 0  # the queue that goes first in the next round
         while queues:
-            share = -(-LAUNCH_BATCH // len(queues))  # ceil(LAUNCH_BATCH / sites)
+            fair = -(-ROUND_MAX // len(queues))  # ceil(ROUND_MAX / sites)
             batch: list[TaskState] = []
             served = 0
-            while len(batch) < LAUNCH_BATCH and served < len(queues):
-                q = queues[(turn + served) % len(queues)]
-                batch.extend(q.popleft() for _ in range(min(share, len(q), LAUNCH_BATCH - len(batch))))
+            while len(batch) < ROUND_MAX and served < len(queues):
+                cores, q = queues[(turn + served) % len(queues)]
+                take = min(cores, fair, len(q), ROUND_MAX - len(batch))
+                batch.extend(q.popleft() for _ in range(take))
                 served += 1
             self._start_many(batch)
-            nxt = queues[(turn + served) % len(queues)]
-            queues = [q for q in queues if q]
-            turn = next((i for i, q in enumerate(queues) if q is nxt), 0)
+            nxt = queues[(turn + served) % len(queues)][1]
+            queues = [(c, q) for c, q in queues if q]
+            turn = next((i for i, (_, q) in enumerate(queues) if q is nxt), 0)
             if queues and time.monotonic() > budget_end:
                 return True
         return False

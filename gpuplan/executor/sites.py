@@ -46,10 +46,12 @@ class Probe:
 
 
 class Site(Protocol):
-    """What the executor needs from the machine an attempt runs on."""
+    """What the executor needs from the machine an attempt runs on; `cores`: the CPUs it offers, the
+    most launches one round starts there (`scheduling.ROUND_MAX`)."""
 
     node: str
     lost: bool
+    cores: int
 
     def spawn(self, requests: list[LaunchRequest]) -> Callable[[], list[int | str]]:
         """Begin starting one wrapper per request; the returned function gives, per request, its
@@ -115,6 +117,7 @@ class LocalSite:
         self, node: str, *, spawner_log: Path | None = None, fence: bool = False, ended: Path | None = None
     ) -> None:
         self.node = node
+        self.cores = len(os.sched_getaffinity(0))  # the CPUs this process may run on
         self.spawner = launcher.Spawner(fence=fence, stderr=spawner_log)
         self.ended = ended
         if ended is not None:

@@ -7,9 +7,11 @@ needed: what is tested is the head's order of requests."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ from gpuplan.executor.agent import NodeAgent
 from gpuplan.executor.devices import DeviceInfo, Reading
 from gpuplan.executor.journal import Journal
 from gpuplan.executor.launcher import LaunchRequest
-from gpuplan.executor.sites import Outcome, Probe
+from gpuplan.executor.sites import LocalSite, Outcome, Probe
 
 # journal ------------------------------------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class _LoggedSite:
     """A node agent seen as a site, logging when each launch request is begun and collected."""
 
     lost = False
+    cores = 2
 
     def __init__(self, agent: NodeAgent, log: list[tuple[str, str, int]]) -> None:
         self.node, self.agent, self.log = agent.node, agent, log
@@ -215,7 +218,6 @@ def test_a_launch_round_begins_every_sites_batch_before_awaiting_any(
     plan = solve(problem)
     assert {a.node for a in plan.assignments} == {"n0", "n1"}
     spec = commands(plan, out, sleep=0.2)
-    monkeypatch.setattr(scheduling, "LAUNCH_BATCH", 4)
     log: list[tuple[str, str, int]] = []
     ex = Executor(
         tmp_path / "state",
@@ -230,7 +232,7 @@ def test_a_launch_round_begins_every_sites_batch_before_awaiting_any(
     assert result.counts == {"done": 8}
     for a in plan.assignments:
         assert len(records(out, a.task, "starts")) == 1
-    # the first wave: two rounds of four, two tasks per node, each round's requests all begun first
+    # the first wave: two rounds of two tasks per node (its cores), each round's requests all begun first
     assert (
         log[:8]
         == [
@@ -244,36 +246,59 @@ def test_a_launch_round_begins_every_sites_batch_before_awaiting_any(
 
 
 class _Rounds(scheduling.SchedulingMixin):
-    """Only the rounds: what `_start_many` would launch, round by round."""
+    """Only the rounds: what `_start_many` would launch, round by round, over sites of `cores`."""
 
-    def __init__(self) -> None:
+    def __init__(self, cores: list[int]) -> None:
         self.rounds: list[list[Any]] = []
+        self.sites = {f"a{i}": SimpleNamespace(cores=c) for i, c in enumerate(cores)}  # type: ignore[misc]
 
     def _start_many(self, tasks: list[Any]) -> None:
         self.rounds.append(tasks)
 
 
 @pytest.mark.parametrize(
-    ("sizes", "expected"),
+    ("sizes", "cores", "round_max", "expected"),
     [
-        ([10], [["a0"] * 4, ["a0"] * 4, ["a0"] * 2]),  # one machine: rounds of 4
-        ([3] * 8, [["a0", "a1", "a2", "a3"], ["a4", "a5", "a6", "a7"]] * 3),  # 8 nodes: one each, in turn
-        ([3, 10], [["a0", "a0", "a1", "a1"], ["a0", "a1", "a1"], ["a1"] * 4, ["a1"] * 2]),
-        ([1, 5, 9], [["a0", "a1", "a1", "a2"], ["a1", "a1", "a2", "a2"], ["a1", "a2", "a2"], ["a2"] * 4]),
+        ([5], [2], 256, [["a0"] * 2, ["a0"] * 2, ["a0"]]),  # one machine of 2 cores: rounds of 2
+        ([3] * 8, [1] * 8, 256, [[f"a{i}" for i in range(8)]] * 3),  # 8 nodes of 1 core: one each
+        ([3, 10], [2, 4], 256, [["a0"] * 2 + ["a1"] * 4, ["a0"] + ["a1"] * 4, ["a1"] * 2]),
+        ([3] * 8, [1] * 8, 4, [["a0", "a1", "a2", "a3"], ["a4", "a5", "a6", "a7"]] * 3),  # the cap, in turn
+        (
+            [1, 5, 9],
+            [4] * 3,
+            4,
+            [["a0", "a1", "a1", "a2"], ["a1", "a1", "a2", "a2"], ["a1", "a2", "a2"], ["a2"] * 4],
+        ),
     ],
 )
-def test_launch_rounds_share_each_round_among_the_sites(sizes: list[int], expected: list[list[str]]) -> None:
-    per_site = [[f"a{i}:{k}" for k in range(n)] for i, n in enumerate(sizes)]
-    r = _Rounds()
+def test_launch_rounds_take_each_sites_cores_and_share_the_cap(
+    sizes: list[int],
+    cores: list[int],
+    round_max: int,
+    expected: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scheduling, "ROUND_MAX", round_max)
+    per_site = [(f"a{i}", [f"a{i}:{k}" for k in range(n)]) for i, n in enumerate(sizes)]
+    r = _Rounds(cores)
     assert r._launch_rounds(per_site, float("inf")) is False  # type: ignore[arg-type]
     assert [[t.split(":")[0] for t in b] for b in r.rounds] == expected
-    for tasks in per_site:  # every task once, each site's in its order
+    for _, tasks in per_site:  # every task once, each site's in its order
         assert [t for b in r.rounds for t in b if t in tasks] == tasks
 
 
+def test_a_ray_nodes_cores_are_its_cpu_resource() -> None:
+    """A round starts at most a node's CPUs there: Ray's `CPU` resource, rounded down, at least 1."""
+    from gpuplan.executor.raycluster import _cpus
+
+    assert [_cpus({"Resources": {"CPU": c}}) for c in (3.0, 0.5)] == [3, 1]
+    assert _cpus({"Resources": {}}) == _cpus({}) == 1
+    assert LocalSite("x").cores == len(os.sched_getaffinity(0)) >= 1
+
+
 def test_launch_rounds_stop_at_the_time_box() -> None:
-    r = _Rounds()
-    assert r._launch_rounds([[f"t{k}" for k in range(20)]], 0.0) is True  # type: ignore[list-item]
+    r = _Rounds([4])
+    assert r._launch_rounds([("a0", [f"t{k}" for k in range(20)])], 0.0) is True  # type: ignore[list-item]
     assert len(r.rounds) == 1
-    r = _Rounds()
-    assert r._launch_rounds([[f"t{k}" for k in range(4)]], 0.0) is False  # type: ignore[list-item]
+    r = _Rounds([4])
+    assert r._launch_rounds([("a0", [f"t{k}" for k in range(4)])], 0.0) is False  # type: ignore[list-item]

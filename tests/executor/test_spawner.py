@@ -203,3 +203,60 @@ def test_the_fence_falls_back_to_looking_at_the_parent(tmp_path: Path) -> None:
     finally:
         slow.kill()
         slow.wait()
+
+
+def test_a_batch_is_answered_once_its_tasks_have_started(tmp_path: Path) -> None:
+    """With a start wait, every task of the batch has started (its wrapper wrote `started`) when the
+    spawner answers (without one, the answer comes right after the forks, before most starts)."""
+    sp = Spawner(await_start_s=5.0)
+    pids: list[int | str] = []
+    try:
+        reqs = [_request(tmp_path, f"t{k}", "sleep 2") for k in range(12)]
+        pids = sp.spawn(reqs)
+        assert all(launcher.read_started(Path(r.dir)) is not None for r in reqs)
+    finally:
+        for pid in pids:
+            if isinstance(pid, int):
+                launcher.kill(pid)
+        sp.close()
+
+
+def test_the_start_wait_ends_with_an_attempt_that_runs_nothing(tmp_path: Path) -> None:
+    """A wrapper that finds its attempt cancelled, or cannot start the argv, ends the wait as it exits."""
+    sp = Spawner(await_start_s=30.0)
+    try:
+        cancelled = _request(tmp_path, "c", "sleep 2")
+        Path(cancelled.dir).mkdir(parents=True)
+        assert launcher.cancel_if_unclaimed(Path(cancelled.dir))
+        missing = replace(_request(tmp_path, "m", ""), argv=[str(tmp_path / "no-such-program")])
+        t0 = time.monotonic()
+        pids = sp.spawn([cancelled, missing])
+        assert time.monotonic() - t0 < 10
+        assert all(isinstance(p, int) for p in pids)
+        assert launcher.read_started(Path(cancelled.dir)) is None
+        assert _wait(lambda: launcher.read_exit(Path(missing.dir)) is not None)
+        assert launcher.read_exit(Path(missing.dir))["rc"] == 127  # type: ignore[index]
+    finally:
+        sp.close()
+
+
+def test_the_start_wait_is_bounded(tmp_path: Path) -> None:
+    """A wrapper stuck before its start (here: its log is a FIFO nobody reads yet) holds the answer
+    no longer than the bound; its pid is answered, and the task starts once the wrapper can go on."""
+    sp = Spawner(await_start_s=0.5)
+    try:
+        req = _request(tmp_path, "f", "exit 0")
+        Path(req.log).parent.mkdir(parents=True)
+        os.mkfifo(req.log)
+        t0 = time.monotonic()
+        (pid,) = sp.spawn([req])
+        took = time.monotonic() - t0
+        assert isinstance(pid, int) and 0.4 < took < 5
+        assert launcher.read_started(Path(req.dir)) is None
+        fd = os.open(req.log, os.O_RDONLY | os.O_NONBLOCK)  # a reader: the wrapper's open goes on
+        try:
+            assert _wait(lambda: launcher.read_exit(Path(req.dir)) is not None)
+        finally:
+            os.close(fd)
+    finally:
+        sp.close()

@@ -188,16 +188,20 @@ def serve(fence: bool, await_start_s: float = 0.0) -> int:
             out.write(json.dumps([{"error": f"bad request: {exc}"}]) + "\n")
             out.flush()
             continue
+        pipe = None
         if await_start_s > 0:
+            try:
+                pipe = os.pipe()
+            except OSError as exc:  # out of descriptors: this batch is answered unpaced, and says so
+                print(f"gpuplan spawner: answering without awaiting the starts: {exc}", file=sys.stderr)
+                sys.stderr.flush()
+        replies = [_fork_one(req, me if fence else 0, pipe) for req in batch]
+        if pipe is not None:
             # every wrapper of the batch holds the write end until its task has started: the read end
             # sees its end of file once all have, with no file to poll
-            r, w = os.pipe()
-            replies = [_fork_one(req, me if fence else 0, (r, w)) for req in batch]
-            os.close(w)
-            _until_eof(r, time.monotonic() + await_start_s)
-            os.close(r)
-        else:
-            replies = [_fork_one(req, me if fence else 0) for req in batch]
+            os.close(pipe[1])
+            _until_eof(pipe[0], time.monotonic() + await_start_s)
+            os.close(pipe[0])
         out.write(json.dumps(replies) + "\n")
         out.flush()
     return 0

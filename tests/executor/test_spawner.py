@@ -3,10 +3,12 @@ that kills a task whose agent is gone (and only with the fence)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -260,3 +262,27 @@ def test_the_start_wait_is_bounded(tmp_path: Path) -> None:
             os.close(fd)
     finally:
         sp.close()
+
+
+def test_a_spawner_without_descriptors_for_the_wait_answers_and_says_so(tmp_path: Path) -> None:
+    """With no descriptor left for the start wait's pipe (`os.pipe` failing with EMFILE), the batch is
+    still answered (with its pid), unpaced, and the spawner says so on stderr (its log)."""
+    req = _request(tmp_path, "n", "exit 0")
+    script = (
+        "import errno, os, runpy, sys\n"
+        "def no_pipe():\n"
+        "    raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))\n"
+        "os.pipe = no_pipe\n"
+        f"sys.argv = [{launcher.WRAPPER!r}, '--serve', '--await-start=5']\n"
+        f"runpy.run_path({launcher.WRAPPER!r}, run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        input=json.dumps([dataclasses.asdict(req)]) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    (reply,) = json.loads(proc.stdout)
+    assert isinstance(reply.get("pid"), int)
+    assert "answering without awaiting the starts" in proc.stderr

@@ -66,10 +66,6 @@ def _record_exit(attempt_dir: str, data: dict[str, object], notify: str) -> None
             print(f"gpuplan wrapper: cannot announce the end of {attempt_dir}: {exc}", file=sys.stderr)
 
 
-def _ignore(*_: object) -> None:
-    """The wrapper's SIGTERM and SIGINT handler: it outlives them to record the task's exit code."""
-
-
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (/proc/PID/stat field 22), or None."""
     try:
@@ -94,27 +90,16 @@ def run_attempt(
     (the spawner) is gone; with `notify`, announce the end there; `started_fd` (the spawner's pipe) is
     closed once the task has started (or the attempt ended without one: at the wrapper's exit).
     Returns the wrapper's own exit code."""
-    # a forked wrapper copies every page it writes (its spawner's memory, copy-on-write), so the steps
-    # up to the start keep to few objects: no json encoder, no makedirs walk, no new functions
-    try:
-        os.mkdir(attempt_dir)
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        os.makedirs(attempt_dir, exist_ok=True)
+    os.makedirs(attempt_dir, exist_ok=True)
     try:
         fd = os.open(os.path.join(attempt_dir, "claim"), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return 0  # cancelled by a restarted executor before this attempt started
     me = os.getpid()
-    start = start_time(me)
-    os.write(
-        fd,
-        b'{"pid": %d, "t": %r, "start": %s}' % (me, time.time(), b"null" if start is None else b"%d" % start),
-    )
+    os.write(fd, json.dumps({"pid": me, "t": time.time(), "start": start_time(me)}).encode())
     os.close(fd)
-    signal.signal(signal.SIGTERM, _ignore)
-    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
     with open(log_path, "ab") as log:
         try:
             child = subprocess.Popen(
@@ -124,11 +109,9 @@ def run_attempt(
             log.write(f"gpuplan: cannot start {command[0]!r}: {exc}\n".encode())
             _record_exit(attempt_dir, {"rc": 127, "t": time.time(), "error": str(exc)}, notify)
             return 0
-        started = os.path.join(attempt_dir, "started")
-        fd = os.open(started + ".tmp", os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o644)
-        os.write(fd, b'{"child_pid": %d, "t": %r}' % (child.pid, time.time()))
-        os.close(fd)
-        os.replace(started + ".tmp", started)
+        _write_atomic(
+            os.path.join(attempt_dir, "started"), {"child_pid": child.pid, "t": time.time()}, durable=False
+        )
         if started_fd >= 0:
             os.close(started_fd)  # the spawner's wait for this batch's starts (`serve`)
         # without a fence, a plain wait (PEP 475 retries it after the SIGTERM handler runs)
@@ -163,15 +146,12 @@ def _wait_fenced(child: subprocess.Popen[bytes], attempt_dir: str, ppid: int, no
     return rc
 
 
-_PRCTL: Callable[..., int] | None = None  # libc's prctl, looked up once by a fencing spawner (`serve`)
-
-
 def _parent_death_signal(sig: int) -> None:
     """Have the kernel send this process `sig` when its parent ends (prctl PR_SET_PDEATHSIG = 1)."""
     import ctypes  # loaded by the spawner before it forks (`serve`)
 
-    prctl = _PRCTL or ctypes.CDLL(None, use_errno=True).prctl
-    if prctl(1, sig, 0, 0, 0) != 0:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(1, sig, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
@@ -195,14 +175,8 @@ def serve(fence: bool, await_start_s: float = 0.0) -> int:
     wrappers has started its task or ended, or after that many seconds, whichever is first."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # wrappers are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if fence:  # looked up once here for the fenced wrappers forked below
-        global _PRCTL
-        try:
-            import ctypes
-
-            _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-        except (OSError, AttributeError) as exc:  # each wrapper then says why it polls (`_wait_fenced`)
-            print(f"gpuplan spawner: no prctl ({exc})", file=sys.stderr)
+    if fence:
+        import ctypes  # noqa: F401 - loaded once here for the fenced wrappers forked below
     me = os.getpid()
     out = sys.stdout
     for line in sys.stdin:

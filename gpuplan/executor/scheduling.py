@@ -44,10 +44,10 @@ OVERLAP_EPS_H = 1e-6
 #: every fork and start-up already queued for one. Where more sites have tasks than the cap allows, the
 #: round is shared evenly among them, in turn. Measured with `benchmarks/executor_bench.py` and
 #: `executor_ray_bench.py` (python-nosite tasks, 2 cores; benchmarks/README.md, *Paced launches*):
-#: one machine, rounds of 2 (its cores) 10 to 11 ms at 127 to 140 /s, rounds of 4 18 to 19 ms at 135
-#: to 145 /s, against 29 to 32 ms at 144 to 153 /s unpaced in rounds of 4; Ray (8 nodes of one CPU),
-#: rounds of 8 37 to 43 ms at 102 to 106 /s, of 4 23 to 26 ms at 86 to 96 /s, against 54 to 61 ms at
-#: 92 to 102 /s unpaced in rounds of 4.
+#: one machine, rounds of 2 (its cores) 10 to 11 ms at 127 to 144 /s, rounds of 4 18 to 19 ms at 135
+#: to 145 /s, against 29 to 34 ms at 144 to 153 /s unpaced in rounds of 4; Ray (8 nodes of one CPU),
+#: rounds of 8 31 to 43 ms at 86 to 106 /s over 16 runs, of 4 23 to 26 ms at 86 to 96 /s, of 16 61
+#: to 64 ms at 102 to 104 /s, against 44 to 84 ms at 87 to 102 /s unpaced in rounds of 4 (same hours).
 ROUND_MAX = 256
 
 #: Task states that hold, or will hold, a place on a resource; those with a live attempt.

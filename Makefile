@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml setup.py gpuplan/native/_gapbb.c gpuplan/native/_shop.c | $(BIN)/python
+$(STAMP): pyproject.toml setup.py gpuplan/native/_gapbb.c gpuplan/native/_shop.c gpuplan/native/wrapper.c | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

@@ -3,12 +3,16 @@
 Run by path with only the standard library (fast start, no gpuplan import), in one of two forms:
 
     python -I _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV...     one attempt (the wrapper is this process)
-    python -I _wrapper.py --serve [--fence] [--await-start=S] a spawner: one attempt per request
+    python -I _wrapper.py --serve [--fence] [--await-start=S] [--native=PATH]
+                                                              a spawner: one attempt per request
 
 The spawner reads one batch per line on stdin, a JSON list of requests ({"dir", "log", "argv", "env",
-"cwd", "mkdirs", "notify"}), forks a wrapper for each (a fork of this small process costs about a
-millisecond, against some 30 ms for a new interpreter) and answers the batch with one JSON line on
-stdout: per request {"pid": wrapper pid} or {"error": text}. With `--await-start=S` it answers once
+"cwd", "mkdirs", "notify"}), starts a wrapper for each and answers the batch with one JSON line on
+stdout: per request {"pid": wrapper pid} or {"error": text}. With `--native=PATH` the wrapper is the
+compiled one at PATH (`gpuplan/native/wrapper.c`, the same steps below), spawned (vfork and exec:
+under a millisecond of CPU); without it, a fork of this process runs them (some 4 ms of CPU more per
+launch: until its task ends, the fork shares this process's pages, and each of the two copies every
+page it touches; against some 30 ms for a new interpreter). With `--await-start=S` it answers once
 every wrapper of the batch has started its task or ended, or after S seconds: the wrappers share the
 write end of a pipe, each closes it after step 2, and the spawner reads the pipe to its end of file.
 Whoever sends the batches is so paced by the tasks' starts, and records the next attempts only when
@@ -170,9 +174,10 @@ def _wait_polled(child: subprocess.Popen[bytes], ppid: int, fence: Callable[[], 
         os.close(pidfd)
 
 
-def serve(fence: bool, await_start_s: float = 0.0) -> int:
+def serve(fence: bool, await_start_s: float = 0.0, native: str = "") -> int:
     """The spawner loop (module docstring). With `await_start_s`, a batch is answered once each of its
-    wrappers has started its task or ended, or after that many seconds, whichever is first."""
+    wrappers has started its task or ended, or after that many seconds, whichever is first; with
+    `native`, the wrappers are that compiled program rather than forks of this process."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # wrappers are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if fence:
@@ -195,7 +200,12 @@ def serve(fence: bool, await_start_s: float = 0.0) -> int:
             except OSError as exc:  # out of descriptors: this batch is answered unpaced, and says so
                 print(f"gpuplan spawner: answering without awaiting the starts: {exc}", file=sys.stderr)
                 sys.stderr.flush()
-        replies = [_fork_one(req, me if fence else 0, pipe) for req in batch]
+        if pipe is not None and native:
+            os.set_inheritable(pipe[1], True)  # the compiled wrappers are exec'd: they must inherit it
+        if native:
+            replies = [_spawn_native(native, req, me if fence else 0, pipe) for req in batch]
+        else:
+            replies = [_fork_one(req, me if fence else 0, pipe) for req in batch]
         if pipe is not None:
             # every wrapper of the batch holds the write end until its task has started: the read end
             # sees its end of file once all have, with no file to poll
@@ -217,6 +227,39 @@ def _until_eof(fd: int, deadline: float) -> None:
             return
         if not os.read(fd, 512):
             return
+
+
+#: The compiled wrapper's standard input and output: /dev/null (its stderr is the spawner's log).
+_NULL_IO = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0), (os.POSIX_SPAWN_DUP2, 0, 1)]
+
+
+def _spawn_native(
+    native: str, req: dict[str, object], fence_ppid: int, pipe: tuple[int, int] | None = None
+) -> dict[str, object]:
+    """Spawn the compiled wrapper at `native` for one request, in a session of its own; its pid, or
+    why not. It inherits the write end of `pipe` and closes it once its task has started (`serve`)."""
+    try:
+        for d in req.get("mkdirs", ()):  # type: ignore[attr-defined]
+            os.makedirs(d, exist_ok=True)
+        os.makedirs(os.path.dirname(req["log"]), exist_ok=True)  # type: ignore[arg-type]
+        os.makedirs(req["dir"], exist_ok=True)  # type: ignore[arg-type]
+        env = dict(os.environ)
+        env.update(req.get("env", {}))  # type: ignore[arg-type]
+        argv = [
+            native,
+            req["dir"],
+            req["log"],
+            str(req.get("notify") or ""),
+            str(fence_ppid),
+            str(pipe[1] if pipe is not None else -1),
+            str(req.get("cwd") or ""),
+            "--",
+            *req["argv"],  # type: ignore[misc]
+        ]
+        pid = os.posix_spawn(native, argv, env, file_actions=_NULL_IO, setsid=True)
+    except Exception as exc:  # a bad request or no process: answer it, keep serving
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"pid": pid}
 
 
 def _fork_one(
@@ -264,10 +307,12 @@ def main(argv: list[str]) -> int:
     """Entry point; returns the wrapper's own exit code (the task's code is in the exit file)."""
     if argv[:1] == ["--serve"]:
         wait = [a.split("=", 1)[1] for a in argv[1:] if a.startswith("--await-start=")]
-        return serve("--fence" in argv[1:], float(wait[-1]) if wait else 0.0)
+        native = [a.split("=", 1)[1] for a in argv[1:] if a.startswith("--native=")]
+        return serve("--fence" in argv[1:], float(wait[-1]) if wait else 0.0, native[-1] if native else "")
     if len(argv) < 4 or argv[2] != "--":
         print(
-            "usage: _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV... | --serve [--fence] [--await-start=S]",
+            "usage: _wrapper.py ATTEMPT_DIR LOG_FILE -- ARGV... "
+            "| --serve [--fence] [--await-start=S] [--native=PATH]",
             file=sys.stderr,
         )
         return 2

@@ -1,9 +1,10 @@
 """Start, observe and stop task attempts through the per-attempt wrapper (`_wrapper.py`).
 
 Each attempt runs in a wrapper that leads a new session (its own process group, so stopping it
-reaches the task and its children, and killing the executor leaves it running). Wrappers are forked
-by a `Spawner` (`python -I _wrapper.py --serve`), one small long-lived process per executor or agent,
-so a launch costs a fork rather than a new interpreter; `spawn` starts one wrapper by itself. The
+reaches the task and its children, and killing the executor leaves it running). Wrappers are started
+by a `Spawner` (`python -I _wrapper.py --serve`), one small long-lived process per executor or agent:
+the compiled wrapper (`gpuplan/native/wrapper.c`) spawned, or where it is not built, a fork of the
+spawner, rather than a new interpreter per launch; `spawn` starts one wrapper by itself. The
 wrapper's files in DIR are the ground truth a restarted executor reads: `claim` (who decided the
 attempt's fate: the wrapper's pid and start time, or `cancelled`), `started` and `exit` (the task's
 exit code).
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -23,7 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from gpuplan import native
+
 WRAPPER = str(Path(__file__).with_name("_wrapper.py"))
+log = logging.getLogger("gpuplan")
 
 
 def spawn(
@@ -161,7 +166,8 @@ class LaunchRequest:
 
 
 class Spawner:
-    """A long-lived `_wrapper.py --serve` process that forks one wrapper per request (see `_wrapper`).
+    """A long-lived `_wrapper.py --serve` process that starts one wrapper per request (see `_wrapper`):
+    the compiled wrapper where it is built and `compiled` (the default), else a fork of itself.
 
     Started on first use and again if it died; `fence` makes its wrappers kill their task when it goes
     away (cluster agents). Thread-safe: one batch at a time. A batch is answered once its tasks have
@@ -177,12 +183,24 @@ class Spawner:
     took 37 to 50 ms, against a 4.8 ms median after; see docs/executor.md, *Measurements*).
     """
 
+    _said_no_native = False  # the missing compiled wrapper is logged once per process
+
     def __init__(
-        self, *, fence: bool = False, stderr: Path | None = None, await_start_s: float = AWAIT_START_S
+        self,
+        *,
+        fence: bool = False,
+        stderr: Path | None = None,
+        await_start_s: float = AWAIT_START_S,
+        compiled: bool = True,
     ) -> None:
         self.fence = fence
         self.stderr = stderr
         self.await_start_s = await_start_s
+        # the compiled wrapper where it is built (`gpuplan.native.wrapper`), else forked Python wrappers
+        self.native = native.wrapper() if compiled else None
+        if compiled and self.native is None and not Spawner._said_no_native:
+            Spawner._said_no_native = True
+            log.warning("%s", native.WRAPPER_UNAVAILABLE)
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
@@ -201,6 +219,7 @@ class Spawner:
                         "--serve",
                         *(["--fence"] if self.fence else []),
                         f"--await-start={self.await_start_s:g}",
+                        *([f"--native={self.native}"] if self.native else []),
                     ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,

@@ -1,13 +1,16 @@
-"""The compiled cores, built from C: the branch and bound and the knapsack subgradient (`_gapbb`),
-and the tabu search of disjunctive schedules (`_shop`).
+"""The compiled parts, built from C: the branch and bound and the knapsack subgradient (`_gapbb`),
+the tabu search of disjunctive schedules (`_shop`), and the executor's task wrapper (`wrapper.c`,
+the program `gpuplan-wrapper`).
 
-They are optional extensions (setup.py): an install without a C compiler skips them. This module is
-the one place that says whether they are there; callers ask `available()` / `shop_available()` and
-get the modules from `core()` / `shop_core()`.
+They are optional (setup.py): an install without a C compiler skips them. This module is the one
+place that says whether they are there; callers ask `available()` / `shop_available()` and get the
+modules from `core()` / `shop_core()`, and the wrapper's path from `wrapper()`.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import ModuleType
 
 try:
@@ -54,4 +57,26 @@ def shop_core() -> ModuleType:
     return _built(_shop, SHOP_UNAVAILABLE)
 
 
-__all__ = ["SHOP_UNAVAILABLE", "UNAVAILABLE", "available", "core", "shop_available", "shop_core"]
+#: What the executor logs when it forks Python wrappers because the compiled one is missing.
+WRAPPER_UNAVAILABLE = (
+    "the compiled task wrapper gpuplan/native/gpuplan-wrapper is not built: wrappers are forked Python "
+    "processes, some 4 ms more CPU per launch (reinstall gpuplan with a C compiler available)"
+)
+
+
+def wrapper() -> str | None:
+    """The path of the compiled task wrapper (`wrapper.c`), or None when it is not built."""
+    path = Path(__file__).with_name("gpuplan-wrapper")
+    return str(path) if os.access(path, os.X_OK) else None
+
+
+__all__ = [
+    "SHOP_UNAVAILABLE",
+    "UNAVAILABLE",
+    "WRAPPER_UNAVAILABLE",
+    "available",
+    "core",
+    "shop_available",
+    "shop_core",
+    "wrapper",
+]

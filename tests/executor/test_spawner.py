@@ -1,5 +1,6 @@
-"""The spawner: wrappers forked per request, the claim's start time against pid reuse, and the fence
-that kills a task whose agent is gone (and only with the fence)."""
+"""The spawner: a wrapper per request (the compiled one, and the forked Python one: each test that
+spawns runs with both), the claim's start time against pid reuse, and the fence that kills a task
+whose agent is gone (and only with the fence)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from gpuplan import native
 from gpuplan.executor import launcher
 from gpuplan.executor.launcher import LaunchRequest, Spawner
+
+
+@pytest.fixture(params=["compiled", "forked"])
+def compiled(request: pytest.FixtureRequest) -> bool:
+    """Whether the spawner starts the compiled wrapper (skipped where it is not built) or forks."""
+    if request.param == "compiled" and native.wrapper() is None:
+        pytest.skip(native.WRAPPER_UNAVAILABLE)
+    return request.param == "compiled"
 
 
 def _request(tmp: Path, name: str, script: str) -> LaunchRequest:
@@ -38,10 +48,10 @@ def _wait(pred: object, timeout: float = 10.0) -> bool:
     return False
 
 
-def test_a_batch_is_spawned_and_recorded_by_its_wrappers(tmp_path: Path) -> None:
+def test_a_batch_is_spawned_and_recorded_by_its_wrappers(tmp_path: Path, compiled: bool) -> None:
     """Each request gets a wrapper that claims with its pid and start time, runs the argv with the
     request's environment, and records the exit code."""
-    sp = Spawner()
+    sp = Spawner(compiled=compiled)
     try:
         reqs = [_request(tmp_path, f"a{k}", f'echo ran > "$MARK"; exit {k}') for k in range(3)]
         pids = sp.spawn(reqs)
@@ -57,12 +67,14 @@ def test_a_batch_is_spawned_and_recorded_by_its_wrappers(tmp_path: Path) -> None
         sp.close()
 
 
-def test_the_spawner_shares_its_starters_session_in_a_group_of_its_own(tmp_path: Path) -> None:
+def test_the_spawner_shares_its_starters_session_in_a_group_of_its_own(
+    tmp_path: Path, compiled: bool
+) -> None:
     """The spawner stays in the session of whoever starts it (one scheduling entity under Linux
     autogroup, so a request reaches it without waiting for a turn among the tasks' sessions), leads its
     own process group (terminal signals to the executor's group miss it), and each wrapper it forks
     still leads a session of its own."""
-    sp = Spawner()
+    sp = Spawner(compiled=compiled)
     try:
         req = _request(tmp_path, "s", 'echo "$$" > "$MARK"; sleep 5')
         (pid,) = sp.spawn([req])
@@ -75,6 +87,78 @@ def test_the_spawner_shares_its_starters_session_in_a_group_of_its_own(tmp_path:
         assert os.getsid(pid) == pid
         assert os.getsid(int(mark.read_text())) == pid
         launcher.kill(pid)
+    finally:
+        sp.close()
+
+
+def test_the_wrapper_is_the_one_asked_for(tmp_path: Path, compiled: bool) -> None:
+    """With the compiled wrapper built, the spawner starts that program; asked not to, it forks
+    itself (a Python process)."""
+    sp = Spawner(compiled=compiled)
+    try:
+        (pid,) = sp.spawn([_request(tmp_path, "w", "sleep 5")])
+        assert isinstance(pid, int)
+        exe = os.readlink(f"/proc/{pid}/exe")
+        assert (exe == native.wrapper()) if compiled else ("python" in Path(exe).name)
+        launcher.kill(pid)
+    finally:
+        sp.close()
+
+
+def test_a_task_starts_as_a_fresh_process_would(tmp_path: Path, compiled: bool) -> None:
+    """The task runs in the request's directory with no signal ignored or blocked (the spawner ignores
+    SIGCHLD and SIGINT, its interpreter SIGPIPE), stdin on /dev/null, and its output in the log."""
+    sp = Spawner(compiled=compiled)
+    try:
+        req = replace(
+            _request(tmp_path, "fresh", ""),
+            argv=["/bin/sh", "-c", 'grep -E "^Sig(Ign|Blk)" /proc/$$/status; pwd; readlink /proc/$$/fd/0'],
+            cwd=str(tmp_path / "work"),
+        )
+        (tmp_path / "work").mkdir()
+        assert isinstance(sp.spawn([req])[0], int)
+        assert _wait(lambda: launcher.read_exit(Path(req.dir)) is not None)
+        assert launcher.read_exit(Path(req.dir))["rc"] == 0  # type: ignore[index]
+        out = Path(req.log).read_text().split("\n")
+        assert out[:4] == [
+            "SigBlk:\t0000000000000000",
+            "SigIgn:\t0000000000000000",
+            str(tmp_path / "work"),
+            "/dev/null",
+        ]
+    finally:
+        sp.close()
+
+
+def test_a_task_that_cannot_start_is_recorded_with_why(tmp_path: Path, compiled: bool) -> None:
+    """A missing program or working directory: exit code 127, the reason in the record and the log."""
+    sp = Spawner(compiled=compiled)
+    try:
+        prog = replace(_request(tmp_path, "prog", ""), argv=[str(tmp_path / "nothing")])
+        cwd = replace(_request(tmp_path, "cwd", "exit 0"), cwd=str(tmp_path / "nowhere"))
+        assert all(isinstance(p, int) for p in sp.spawn([prog, cwd]))
+        for req, missing in ((prog, tmp_path / "nothing"), (cwd, tmp_path / "nowhere")):
+            assert _wait(lambda req=req: launcher.read_exit(Path(req.dir)) is not None)
+            rec = launcher.read_exit(Path(req.dir)) or {}
+            assert rec["rc"] == 127 and rec["error"] == f"[Errno 2] No such file or directory: '{missing}'"
+            assert f"gpuplan: cannot start '{req.argv[0]}': {rec['error']}" in Path(req.log).read_text()
+            assert launcher.read_started(Path(req.dir)) is None
+    finally:
+        sp.close()
+
+
+def test_sigterm_ends_the_task_and_the_wrapper_records_it(tmp_path: Path, compiled: bool) -> None:
+    """SIGTERM to the attempt's group ends the task (default disposition) but not the wrapper, which
+    records the exit code as minus the signal."""
+    sp = Spawner(compiled=compiled)
+    try:
+        req = _request(tmp_path, "term", "sleep 30")
+        (pid,) = sp.spawn([req])
+        assert isinstance(pid, int)
+        assert _wait(lambda: launcher.read_started(Path(req.dir)) is not None)
+        launcher.terminate(pid)
+        assert _wait(lambda: launcher.read_exit(Path(req.dir)) is not None)
+        assert launcher.read_exit(Path(req.dir))["rc"] == -15  # type: ignore[index]
     finally:
         sp.close()
 
@@ -109,10 +193,10 @@ def test_a_life_check_reads_the_claim_once_and_still_catches_pid_reuse(
     assert not launcher.wrapper_alive(me, d)
 
 
-def test_a_fenced_wrapper_kills_its_task_when_the_spawner_goes(tmp_path: Path) -> None:
+def test_a_fenced_wrapper_kills_its_task_when_the_spawner_goes(tmp_path: Path, compiled: bool) -> None:
     """With the fence, ending the spawner ends its tasks (the head runs them elsewhere); without it,
     tasks outlive the spawner and finish."""
-    fenced, free = Spawner(fence=True), Spawner()
+    fenced, free = Spawner(fence=True, compiled=compiled), Spawner(compiled=compiled)
     a = _request(tmp_path, "fenced", 'sleep 3; echo done > "$MARK"')
     b = _request(tmp_path, "free", 'sleep 1; echo done > "$MARK"')
     (pa,), (pb,) = fenced.spawn([a]), free.spawn([b])
@@ -131,12 +215,12 @@ def test_a_fenced_wrapper_kills_its_task_when_the_spawner_goes(tmp_path: Path) -
     assert (tmp_path / "free.mark").exists() and not (tmp_path / "fenced.mark").exists()
 
 
-def test_a_wrapper_announces_its_end_after_recording_it(tmp_path: Path) -> None:
+def test_a_wrapper_announces_its_end_after_recording_it(tmp_path: Path, compiled: bool) -> None:
     """With `notify`, the wrapper creates that file once the exit is on disk, whether the task ended,
     could not start, or was fenced; without it, nothing is created."""
     ended = tmp_path / "ended"
     ended.mkdir()
-    fenced, free = Spawner(fence=True), Spawner()
+    fenced, free = Spawner(fence=True, compiled=compiled), Spawner(compiled=compiled)
     ran = replace(_request(tmp_path, "ran", "exit 7"), notify=str(ended / "ran"))
     bad = replace(_request(tmp_path, "bad", ""), argv=["/nonexistent/task"], notify=str(ended / "bad"))
     cut = replace(_request(tmp_path, "cut", "sleep 30"), notify=str(ended / "cut"))
@@ -162,10 +246,12 @@ def _switches(pid: int) -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt")))
 
 
-def test_a_fenced_wrapper_sleeps_until_its_task_ends_or_its_spawner_goes(tmp_path: Path) -> None:
+def test_a_fenced_wrapper_sleeps_until_its_task_ends_or_its_spawner_goes(
+    tmp_path: Path, compiled: bool
+) -> None:
     """The kernel tells a fenced wrapper that its spawner ended (a parent-death signal): while its
     task runs the wrapper never wakes, and once the spawner goes the task is killed at once."""
-    sp = Spawner(fence=True, stderr=tmp_path / "spawner.log")
+    sp = Spawner(fence=True, stderr=tmp_path / "spawner.log", compiled=compiled)
     req = _request(tmp_path, "calm", "sleep 30")
     (pid,) = sp.spawn([req])
     assert isinstance(pid, int)
@@ -207,10 +293,10 @@ def test_the_fence_falls_back_to_looking_at_the_parent(tmp_path: Path) -> None:
         slow.wait()
 
 
-def test_a_batch_is_answered_once_its_tasks_have_started(tmp_path: Path) -> None:
+def test_a_batch_is_answered_once_its_tasks_have_started(tmp_path: Path, compiled: bool) -> None:
     """With a start wait, every task of the batch has started (its wrapper wrote `started`) when the
     spawner answers (without one, the answer comes right after the forks, before most starts)."""
-    sp = Spawner(await_start_s=5.0)
+    sp = Spawner(await_start_s=5.0, compiled=compiled)
     pids: list[int | str] = []
     try:
         reqs = [_request(tmp_path, f"t{k}", "sleep 2") for k in range(12)]
@@ -223,9 +309,9 @@ def test_a_batch_is_answered_once_its_tasks_have_started(tmp_path: Path) -> None
         sp.close()
 
 
-def test_the_start_wait_ends_with_an_attempt_that_runs_nothing(tmp_path: Path) -> None:
+def test_the_start_wait_ends_with_an_attempt_that_runs_nothing(tmp_path: Path, compiled: bool) -> None:
     """A wrapper that finds its attempt cancelled, or cannot start the argv, ends the wait as it exits."""
-    sp = Spawner(await_start_s=30.0)
+    sp = Spawner(await_start_s=30.0, compiled=compiled)
     try:
         cancelled = _request(tmp_path, "c", "sleep 2")
         Path(cancelled.dir).mkdir(parents=True)
@@ -242,10 +328,10 @@ def test_the_start_wait_ends_with_an_attempt_that_runs_nothing(tmp_path: Path) -
         sp.close()
 
 
-def test_the_start_wait_is_bounded(tmp_path: Path) -> None:
+def test_the_start_wait_is_bounded(tmp_path: Path, compiled: bool) -> None:
     """A wrapper stuck before its start (here: its log is a FIFO nobody reads yet) holds the answer
     no longer than the bound; its pid is answered, and the task starts once the wrapper can go on."""
-    sp = Spawner(await_start_s=0.5)
+    sp = Spawner(await_start_s=0.5, compiled=compiled)
     try:
         req = _request(tmp_path, "f", "exit 0")
         Path(req.log).parent.mkdir(parents=True)

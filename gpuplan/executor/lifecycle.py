@@ -18,9 +18,10 @@ from pathlib import Path
 
 from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.sites import ALIVE_CHECK_S, Outcome, Probe
-from gpuplan.executor.state import Attempt, Begun, ExecutorBase, Launch, TaskState
+from gpuplan.executor.state import Attempt, ExecutorBase, TaskState
 
 #: One launch: the task, its new attempt and the request that starts it.
+_Launch = tuple[TaskState, Attempt, LaunchRequest]
 
 
 def _safe(name: str) -> str:
@@ -43,14 +44,7 @@ class LifecycleMixin(ExecutorBase):
     def _start_many(self, tasks: list[TaskState]) -> None:
         """Launch a batch: record every attempt `starting` in one durable transaction, spawn the
         wrappers (one request per site, every site's begun before any is awaited), then record them
-        `running` in one more transaction, committed lazily (no fsync: see `journal`). Begun and
-        finished in two steps (`_begin_many`, `_finish_many`), so that the launch rounds can finish
-        a site's request without awaiting the others' (`scheduling`)."""
-        self._finish_many(self._begin_many(tasks))
-
-    def _begin_many(self, tasks: list[TaskState]) -> list[Begun]:
-        """Record a batch's attempts `starting` (one durable transaction) and send each site its
-        request; per site, what `_finish_many` takes (`_start_many`).
+        `running` in one more transaction, committed lazily (no fsync: see `journal`).
 
         One durable commit per batch rather than two per task keeps the journal's guarantee (an
         attempt is on disk before its process can exist) at a fraction of the fsyncs. The `running`
@@ -59,10 +53,10 @@ class LifecycleMixin(ExecutorBase):
         which a spawn failed is recorded durably, since a failure uses up one of the task's retries.
         """
         if not tasks:
-            return []
+            return
         j = self.journal
         now = time.time()
-        batch: list[Launch] = []
+        batch: list[_Launch] = []
         with j.tx():
             for task in tasks:
                 run = self.spec.tasks[task.id]
@@ -116,25 +110,18 @@ class LifecycleMixin(ExecutorBase):
                     env["GPUPLAN_CHECKPOINT_DIR"] = ckpt
                     mkdirs.append(ckpt)
                 batch.append((task, a, LaunchRequest(str(adir), str(log), list(run.argv), env, cwd, mkdirs)))
-        by_site: dict[str, list[Launch]] = {}
+        by_site: dict[str, list[_Launch]] = {}
         for item in batch:
             by_site.setdefault(item[1].node, []).append(item)
-        begun: list[Begun] = []
+        # per site: its items, and the function collecting its answer (or why the request failed)
+        begun: list[tuple[list[_Launch], Callable[[], list[int | str]] | str]] = []
         for site, items in by_site.items():
             try:
-                begun.append(Begun(site, items, self.sites[site].spawn([r for _, _, r in items])))
+                begun.append((items, self.sites[site].spawn([r for _, _, r in items])))
             except Exception as exc:  # the site is unreachable: nothing started there (claims decide)
-                begun.append(Begun(site, items, f"{type(exc).__name__}: {exc}"))
-        return begun
-
-    def _finish_many(self, begun: list[Begun]) -> None:
-        """Collect the sites' answers to `_begin_many`'s requests, settle the spawns that failed (the
-        claims decide whether their wrappers run), and record the rest `running` (lazily)."""
-        if not begun:
-            return
-        j = self.journal
+                begun.append((items, f"{type(exc).__name__}: {exc}"))
         spawned: list[tuple[TaskState, Attempt, int | str]] = []
-        for items, collect in ((b.items, b.collect) for b in begun):
+        for items, collect in begun:
             try:
                 pids = [collect] * len(items) if isinstance(collect, str) else collect()
             except Exception as exc:  # no answer: whether its wrappers started, the claims decide

@@ -156,20 +156,6 @@ class _Watches:
         return ref in self._ready
 
 
-class _Answer:
-    """An agent's answer to come: calling it waits for the answer (`finish`); `done` says whether it
-    is in, and `ref` is the call's object, for `RayFleet.wait_answers`."""
-
-    def __init__(self, ray: Any, ref: Any, finish: Callable[[], list[int | str]]) -> None:
-        self.ray, self.ref, self.finish = ray, ref, finish
-
-    def __call__(self) -> list[int | str]:
-        return self.finish()
-
-    def done(self) -> bool:
-        return bool(self.ray.wait([self.ref], timeout=0)[0])
-
-
 class RaySite:
     """A node's agent seen as a site: every call is one round trip; a failed one marks it lost.
 
@@ -270,7 +256,6 @@ class RaySite:
                 self.mark_lost(exc)
                 raise
 
-        collect.ref = ref  # type: ignore[attr-defined]
         return collect
 
     def pump(self) -> None:
@@ -285,8 +270,6 @@ class RaySite:
         return out
 
     def spawn(self, requests: list[LaunchRequest]) -> Callable[[], list[int | str]]:
-        """Send the requests; the answer to come tells whether it is in (`_Answer.done`), so the
-        launch rounds finish this node's request without waiting for the other nodes'."""
         collect = self._begin("spawn", requests)
 
         def spawned() -> list[int | str]:
@@ -294,7 +277,7 @@ class RaySite:
             self._watched.update(r.dir for r, pid in zip(requests, pids, strict=True) if isinstance(pid, int))
             return pids
 
-        return _Answer(self.ray, collect.ref, spawned)  # type: ignore[attr-defined]
+        return spawned
 
     def poll(self, probes: list[Probe], fresh: bool = False) -> Callable[[], list[Outcome]]:
         self._take_watch()
@@ -489,13 +472,6 @@ class RayFleet:
     def sites(self) -> dict[str, RaySite]:
         """One site per node."""
         return dict(self._sites)
-
-    def wait_answers(self, answers: list[Any], timeout_s: float) -> None:
-        """Wait until one of the agents' answers to come (`RaySite.spawn`) is in, at most
-        `timeout_s` seconds: the launch rounds sleep here while every node's request is out."""
-        refs = [a.ref for a in answers if isinstance(a, _Answer)]
-        if refs:
-            self.ray.wait(refs, num_returns=1, timeout=timeout_s)
 
     def usage(self) -> dict[str, Any]:
         """Each reachable agent's CPU and memory (and its spawner's)."""

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from gpuplan.executor.state import TERMINAL_TASK_STATES, Begun, ExecutorBase, TaskState
+from gpuplan.executor.state import TERMINAL_TASK_STATES, ExecutorBase, TaskState
 
 #: Planned intervals that share less than this many hours do not overlap (touching tasks, rounding):
 #: counting a sliver as no overlap only makes a task wait longer, never overloads a GPU.
@@ -157,54 +157,26 @@ class SchedulingMixin(ExecutorBase):
         """Start the tasks of `per_site` ((site, its tasks in launch order) pairs) in rounds: each site
         with tasks takes up to its `cores` launches a round, at most `ROUND_MAX` in all (shared evenly
         while more sites have tasks than that allows, each round starting with the site after the last
-        one served). A site's next round goes out as soon as it has answered its last (`Begun.done`),
-        with whichever other sites have answered meanwhile: a slow node holds back its own launches
-        only. Sites that answer at once (this machine's) so go in lockstep. New rounds go out until
-        none is left or the time box (`budget_end`, monotonic) ends; those out are finished. Returns
-        True when tasks were left for the next loop turn (their room is counted again then)."""
-        queues = [(site, max(1, self.sites[site].cores), deque(tasks)) for site, tasks in per_site if tasks]
+        one served); until none is left or the time box (`budget_end`, monotonic) ends. Returns True
+        when tasks were left for the next loop turn (their room is counted again then)."""
+        queues = [(max(1, self.sites[site].cores), deque(tasks)) for site, tasks in per_site if tasks]
         turn = 0  # the queue that goes first in the next round
-        out: dict[str, Begun] = {}  # per site, its request not yet finished
-        first = True
-        while queues or out:
-            order = queues[turn:] + queues[:turn]
-            free = [q for q in order if q[0] not in out]
-            if free and (first or time.monotonic() <= budget_end):
-                first = False
-                fair = -(-ROUND_MAX // len(free))  # ceil(ROUND_MAX / sites)
-                batch: list[TaskState] = []
-                served = 0
-                while len(batch) < ROUND_MAX and served < len(free):
-                    _, cores, q = free[served]
-                    take = min(cores, fair, len(q), ROUND_MAX - len(batch))
-                    batch.extend(q.popleft() for _ in range(take))
-                    served += 1
-                nxt = free[served % len(free)][2]
-                for b in self._begin_many(batch):
-                    out[b.site] = b
-                queues = [q for q in queues if q[2]]
-                turn = next((i for i, q in enumerate(queues) if q[2] is nxt), 0)
-            elif not out:  # the time box ended with tasks left
-                return True
-            if out:
-                ready = self._answered(out)
-                self._finish_many([out.pop(site) for site in ready])
-            if queues and not out and time.monotonic() > budget_end:
+        while queues:
+            fair = -(-ROUND_MAX // len(queues))  # ceil(ROUND_MAX / sites)
+            batch: list[TaskState] = []
+            served = 0
+            while len(batch) < ROUND_MAX and served < len(queues):
+                cores, q = queues[(turn + served) % len(queues)]
+                take = min(cores, fair, len(q), ROUND_MAX - len(batch))
+                batch.extend(q.popleft() for _ in range(take))
+                served += 1
+            self._start_many(batch)
+            nxt = queues[(turn + served) % len(queues)][1]
+            queues = [(c, q) for c, q in queues if q]
+            turn = next((i for i, (_, q) in enumerate(queues) if q is nxt), 0)
+            if queues and time.monotonic() > budget_end:
                 return True
         return False
-
-    def _answered(self, out: dict[str, Begun]) -> list[str]:
-        """The sites of `out` whose answer is in, once one is (sleeping meanwhile where the backend can
-        wait for answers, `wait_answers`; else looking every millisecond)."""
-        wait = getattr(getattr(self, "backend", None), "wait_answers", None)
-        while True:
-            ready = [site for site, b in out.items() if b.done()]
-            if ready:
-                return ready
-            if wait is not None:
-                wait([b.collect for b in out.values()], 0.05)
-            else:
-                time.sleep(0.001)
 
     def _ready(self, task: TaskState, now: float) -> bool:
         """Rules (a) and (b): every predecessor done, and the release passed (wall time)."""

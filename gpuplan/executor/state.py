@@ -17,7 +17,6 @@ from typing import IO, TYPE_CHECKING, Any
 
 from gpuplan.executor.devices import DeviceBackend, DeviceInfo
 from gpuplan.executor.journal import Journal
-from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.sites import Site
 from gpuplan.executor.spec import RunSpec, Settings
 from gpuplan.models import Problem, Task
@@ -97,26 +96,6 @@ class RunResult:
         return {"state": self.state, "exit_code": self.exit_code, "counts": self.counts, "tasks": self.tasks}
 
 
-#: One launch: the task, its attempt (recorded `starting`) and the request to its site.
-Launch = tuple[TaskState, Attempt, LaunchRequest]
-
-
-@dataclass
-class Begun:
-    """A site's launch request sent (`_begin_many`): its launches, and the function collecting its
-    answer (`Site.spawn`), or why the request could not be sent."""
-
-    site: str
-    items: list[Launch]
-    collect: Callable[[], list[int | str]] | str
-
-    def done(self) -> bool:
-        """Whether collecting the answer would not wait: a site's collector that can tell says
-        (`done`, as a Ray node's does), any other has its answer."""
-        done = getattr(self.collect, "done", None)
-        return done is None or bool(done())
-
-
 class ExecutorBase:
     """What the Executor holds, and the journal helpers its mixins share."""
 
@@ -150,10 +129,6 @@ class ExecutorBase:
         ) -> None: ...
 
         def _start_many(self, tasks: list[TaskState]) -> None: ...
-
-        def _begin_many(self, tasks: list[TaskState]) -> list[Begun]: ...
-
-        def _finish_many(self, begun: list[Begun]) -> None: ...
 
         def _site_of(self, task: TaskState) -> str: ...
 

@@ -24,7 +24,6 @@ from gpuplan.executor.devices import DeviceInfo, Reading
 from gpuplan.executor.journal import Journal
 from gpuplan.executor.launcher import LaunchRequest
 from gpuplan.executor.sites import LocalSite, Outcome, Probe
-from gpuplan.executor.state import Begun
 
 # journal ------------------------------------------------------------------------------------------
 
@@ -90,19 +89,15 @@ def test_running_records_are_lazy_and_starting_records_durable(
     problem = load_problem(horizon_h=4, task={"gpu_share": 1.0})  # two waves on four GPUs
     plan = solve(problem)
     spec = commands(plan, out, sleep=0.1)
-    real_begin, real_finish = Executor._begin_many, Executor._finish_many
+    real_start = Executor._start_many
     with _recording_tx(monkeypatch) as flags:
 
-        def begin_many(self: Executor, tasks: list[Any]) -> list[Begun]:
+        def start_many(self: Executor, tasks: list[Any]) -> None:
             flags.append("[")
-            return real_begin(self, tasks)
-
-        def finish_many(self: Executor, begun: list[Begun]) -> None:
-            real_finish(self, begun)
+            real_start(self, tasks)
             flags.append("]")
 
-        monkeypatch.setattr(Executor, "_begin_many", begin_many)
-        monkeypatch.setattr(Executor, "_finish_many", finish_many)
+        monkeypatch.setattr(Executor, "_start_many", start_many)
         result = run(make_executor(tmp_path, problem, plan, spec, sim_fleet()))
     assert result.counts == {"done": 8}
     text = " ".join(str(f) for f in flags)
@@ -250,36 +245,15 @@ def test_a_launch_round_begins_every_sites_batch_before_awaiting_any(
     )
 
 
-class _Answer:
-    """A site's answer that is in at the look after `after` looks that found it out (0: at once)."""
-
-    def __init__(self, after: int) -> None:
-        self.left = after
-
-    def __call__(self) -> list[int | str]:
-        return []
-
-    def done(self) -> bool:
-        self.left -= 1
-        return self.left < 0
-
-
 class _Rounds(scheduling.SchedulingMixin):
-    """Only the rounds: what `_begin_many` would launch, round by round, over sites of `cores`;
-    a site in `slow` answers only at the look after that many looks (`_Answer`)."""
+    """Only the rounds: what `_start_many` would launch, round by round, over sites of `cores`."""
 
-    def __init__(self, cores: list[int], slow: dict[str, int] | None = None) -> None:
+    def __init__(self, cores: list[int]) -> None:
         self.rounds: list[list[Any]] = []
         self.sites = {f"a{i}": SimpleNamespace(cores=c) for i, c in enumerate(cores)}  # type: ignore[misc]
-        self.slow = slow or {}
 
-    def _begin_many(self, tasks: list[Any]) -> list[Begun]:
+    def _start_many(self, tasks: list[Any]) -> None:
         self.rounds.append(tasks)
-        sites = dict.fromkeys(t.split(":")[0] for t in tasks)
-        return [Begun(site, [], _Answer(self.slow.get(site, 0))) for site in sites]
-
-    def _finish_many(self, begun: list[Begun]) -> None:
-        """Nothing to collect."""
 
 
 @pytest.mark.parametrize(
@@ -311,18 +285,6 @@ def test_launch_rounds_take_each_sites_cores_and_share_the_cap(
     assert [[t.split(":")[0] for t in b] for b in r.rounds] == expected
     for _, tasks in per_site:  # every task once, each site's in its order
         assert [t for b in r.rounds for t in b if t in tasks] == tasks
-
-
-def test_a_slow_site_holds_back_its_own_launches_only() -> None:
-    """A site's next round goes out once it has answered its last, with the sites that have answered
-    meanwhile: while one node's answer is out, the others go on."""
-    r = _Rounds([1, 1, 1], slow={"a2": 2})
-    per_site = [(f"a{i}", [f"a{i}:{k}" for k in range(4)]) for i in range(3)]
-    assert r._launch_rounds(per_site, float("inf")) is False  # type: ignore[arg-type]
-    sites = [[t.split(":")[0] for t in b] for b in r.rounds]
-    assert sites[:3] == [["a0", "a1", "a2"], ["a0", "a1"], ["a0", "a1"]]
-    assert sorted(t for b in r.rounds for t in b) == sorted(t for _, ts in per_site for t in ts)
-    assert all(len(set(b)) == len(b) for b in sites)  # never two requests out to one site
 
 
 def test_a_ray_nodes_cores_are_its_cpu_resource() -> None:

@@ -100,3 +100,4 @@ def test_the_extension_is_built_wherever_a_c_compiler_is() -> None:
 
     if shutil.which("cc") or shutil.which("gcc"):
         assert native.available(), native.UNAVAILABLE
+        assert native.wrapper() is not None, native.WRAPPER_UNAVAILABLE  # the executor's task wrapper

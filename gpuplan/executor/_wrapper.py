@@ -200,9 +200,9 @@ def serve(fence: bool, await_start_s: float = 0.0, native: str = "") -> int:
             except OSError as exc:  # out of descriptors: this batch is answered unpaced, and says so
                 print(f"gpuplan spawner: answering without awaiting the starts: {exc}", file=sys.stderr)
                 sys.stderr.flush()
-        if pipe is not None and native:
-            os.set_inheritable(pipe[1], True)  # the compiled wrappers are exec'd: they must inherit it
         if native:
+            if pipe is not None:
+                os.set_inheritable(pipe[1], True)  # the compiled wrappers are exec'd: they must inherit it
             replies = [_spawn_native(native, req, me if fence else 0, pipe) for req in batch]
         else:
             replies = [_fork_one(req, me if fence else 0, pipe) for req in batch]
@@ -229,6 +229,17 @@ def _until_eof(fd: int, deadline: float) -> None:
             return
 
 
+def _prepare(req: dict[str, object]) -> dict[str, str]:
+    """What every wrapper of a request needs first: its directories (`mkdirs`, the log's), and the
+    task's environment (this process's, with the request's on top), returned."""
+    for d in req.get("mkdirs", ()):  # type: ignore[attr-defined]
+        os.makedirs(d, exist_ok=True)
+    os.makedirs(os.path.dirname(req["log"]), exist_ok=True)  # type: ignore[arg-type]
+    env = dict(os.environ)
+    env.update(req.get("env", {}))  # type: ignore[arg-type]
+    return env
+
+
 #: The compiled wrapper's standard input and output: /dev/null (its stderr is the spawner's log).
 _NULL_IO = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0), (os.POSIX_SPAWN_DUP2, 0, 1)]
 
@@ -239,12 +250,8 @@ def _spawn_native(
     """Spawn the compiled wrapper at `native` for one request, in a session of its own; its pid, or
     why not. It inherits the write end of `pipe` and closes it once its task has started (`serve`)."""
     try:
-        for d in req.get("mkdirs", ()):  # type: ignore[attr-defined]
-            os.makedirs(d, exist_ok=True)
-        os.makedirs(os.path.dirname(req["log"]), exist_ok=True)  # type: ignore[arg-type]
+        env = _prepare(req)
         os.makedirs(req["dir"], exist_ok=True)  # type: ignore[arg-type]
-        env = dict(os.environ)
-        env.update(req.get("env", {}))  # type: ignore[arg-type]
         argv = [
             native,
             req["dir"],
@@ -268,11 +275,7 @@ def _fork_one(
     """Fork the wrapper of one request; its pid, or why not. The child never returns; it keeps the
     write end of `pipe` (read end, write end) open until its task has started (`serve`)."""
     try:
-        for d in req.get("mkdirs", ()):  # type: ignore[attr-defined]
-            os.makedirs(d, exist_ok=True)
-        os.makedirs(os.path.dirname(req["log"]), exist_ok=True)  # type: ignore[arg-type]
-        env = dict(os.environ)
-        env.update(req.get("env", {}))  # type: ignore[arg-type]
+        env = _prepare(req)
         pid = os.fork()
     except Exception as exc:  # a bad request or no fork: answer it, keep serving
         return {"error": f"{type(exc).__name__}: {exc}"}

@@ -21,7 +21,7 @@
  * Why compiled: a Python wrapper forked from the spawner shares the spawner's pages until its task
  * ends, and both of them copy every page they touch meanwhile: some 4 ms of CPU per launch on the
  * benchmarks' 2 cores, where this program, spawned (vfork and exec), costs under 1 ms
- * (benchmarks/README.md, *Compiled wrapper*).
+ * (benchmarks/README.md, *Task start-up and the compiled wrapper*).
  */
 #define _GNU_SOURCE
 #include <errno.h>
